@@ -1,0 +1,271 @@
+package daoguard
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"time"
+)
+
+// Intent is an action exactly as a principal submitted it. It is kept
+// verbatim for the record; only its decoded form is ever judged.
+type Intent struct {
+	Account   string `json:"account"`
+	Kind      string `json:"kind"`                // "transfer" | "call"
+	Asset     string `json:"asset,omitempty"`     // transfer: symbol or token address
+	To        string `json:"to"`                  // recipient or call target
+	Amount    string `json:"amount,omitempty"`    // transfer: decimal string in display units
+	Value     string `json:"value,omitempty"`     // call: native value in wei, decimal string
+	Data      string `json:"data,omitempty"`      // call: 0x-prefixed calldata
+	Operation string `json:"operation,omitempty"` // call: "call" (default) | "delegatecall"
+	Rationale string `json:"rationale,omitempty"` // untrusted text: can only raise risk
+}
+
+// Hash is a digest of the intent's canonical JSON encoding (struct field
+// order is fixed), used to detect an Idempotency-Key reused for a different
+// request.
+func (in Intent) Hash() string {
+	b, _ := json.Marshal(in) // cannot fail: strings only
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// ActionKind is what an action does once decoded.
+type ActionKind uint8
+
+const (
+	KindTransfer ActionKind = iota + 1
+	KindCall
+)
+
+func (k ActionKind) String() string {
+	switch k {
+	case KindTransfer:
+		return "transfer"
+	case KindCall:
+		return "call"
+	}
+	return fmt.Sprintf("ActionKind(%d)", uint8(k))
+}
+
+// ParseActionKind returns the kind named s.
+func ParseActionKind(s string) (ActionKind, error) {
+	switch s {
+	case "transfer":
+		return KindTransfer, nil
+	case "call":
+		return KindCall, nil
+	}
+	return 0, FieldError(CodeInvalid, "kind", "unknown kind %q (want transfer or call)", s)
+}
+
+func (k ActionKind) MarshalText() ([]byte, error) { return enumText(k == 0, k.String()), nil }
+func (k *ActionKind) UnmarshalText(b []byte) (err error) {
+	if len(b) == 0 {
+		*k = 0
+		return nil
+	}
+	*k, err = ParseActionKind(string(b))
+	return err
+}
+
+// Operation is the EVM call type. Delegatecall runs foreign code with the
+// account's storage and is treated as the most dangerous operation there is.
+type Operation uint8
+
+const (
+	OpCall Operation = iota + 1
+	OpDelegateCall
+)
+
+func (o Operation) String() string {
+	switch o {
+	case OpCall:
+		return "call"
+	case OpDelegateCall:
+		return "delegatecall"
+	}
+	return fmt.Sprintf("Operation(%d)", uint8(o))
+}
+
+// ParseOperation returns the operation named s; "" means call.
+func ParseOperation(s string) (Operation, error) {
+	switch s {
+	case "", "call":
+		return OpCall, nil
+	case "delegatecall":
+		return OpDelegateCall, nil
+	}
+	return 0, FieldError(CodeInvalid, "operation", "unknown operation %q (want call or delegatecall)", s)
+}
+
+func (o Operation) MarshalText() ([]byte, error) { return enumText(o == 0, o.String()), nil }
+func (o *Operation) UnmarshalText(b []byte) (err error) {
+	if len(b) == 0 {
+		*o = 0
+		return nil
+	}
+	*o, err = ParseOperation(string(b))
+	return err
+}
+
+// BigInt is an exact integer that travels as a decimal JSON string, never as
+// a JSON number (which many clients parse into a float).
+type BigInt big.Int
+
+// NewBigInt wraps v.
+func NewBigInt(v *big.Int) *BigInt { return (*BigInt)(new(big.Int).Set(v)) }
+
+// Int returns the value as a *big.Int that the caller must not modify.
+func (b *BigInt) Int() *big.Int { return (*big.Int)(b) }
+
+func (b *BigInt) String() string { return (*big.Int)(b).String() }
+
+func (b *BigInt) MarshalText() ([]byte, error) { return []byte((*big.Int)(b).String()), nil }
+
+func (b *BigInt) UnmarshalText(t []byte) error {
+	v, err := ParseBaseUnits(string(t))
+	if err != nil {
+		return err
+	}
+	*b = BigInt(*v)
+	return nil
+}
+
+// Decoded is the validated, normalised form of an intent: what policy judges
+// and what the executor runs. Amounts are exact base-unit integers.
+type Decoded struct {
+	Kind        ActionKind  `json:"kind"`
+	ChainID     uint64      `json:"chain_id"`
+	Account     string      `json:"account"`      // account name
+	AccountKind AccountKind `json:"account_kind"` // how it executes
+	From        string      `json:"from"`         // account address
+	To          string      `json:"to"`           // recipient (transfer) or target (call)
+	Asset       string      `json:"asset,omitempty"`
+	Token       string      `json:"token,omitempty"` // ERC-20 address; empty for native
+	Decimals    int         `json:"decimals,omitempty"`
+	Amount      *BigInt     `json:"amount,omitempty"` // transfer: base units
+	Value       *BigInt     `json:"value,omitempty"`  // call: wei
+	Data        []byte      `json:"data,omitempty"`
+	Operation   Operation   `json:"operation"`
+}
+
+// Verdict is the outcome of a decision. The zero value is not a verdict;
+// anything that is not exactly VerdictAllow or VerdictNeedsApproval denies.
+type Verdict uint8
+
+const (
+	VerdictDeny Verdict = iota + 1
+	VerdictNeedsApproval
+	VerdictAllow
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case VerdictDeny:
+		return "deny"
+	case VerdictNeedsApproval:
+		return "needs_approval"
+	case VerdictAllow:
+		return "allow"
+	}
+	return fmt.Sprintf("Verdict(%d)", uint8(v))
+}
+
+// ParseVerdict returns the verdict named s.
+func ParseVerdict(s string) (Verdict, error) {
+	for v := VerdictDeny; v <= VerdictAllow; v++ {
+		if v.String() == s {
+			return v, nil
+		}
+	}
+	return 0, Errorf(CodeInvalid, "unknown verdict %q", s)
+}
+
+func (v Verdict) MarshalText() ([]byte, error) { return enumText(v == 0, v.String()), nil }
+func (v *Verdict) UnmarshalText(b []byte) (err error) {
+	if len(b) == 0 {
+		*v = 0
+		return nil
+	}
+	*v, err = ParseVerdict(string(b))
+	return err
+}
+
+// Reason explains one part of a decision: a stable UPPER_SNAKE code, the rule
+// that produced it, and the figures it saw.
+type Reason struct {
+	Code   string `json:"code"`
+	Rule   string `json:"rule,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Reason codes the service itself adds to decisions (policy adds its own).
+const (
+	ReasonNoPolicy        = "NO_POLICY"        // no policy loaded: deny by default
+	ReasonAgentSupervised = "AGENT_SUPERVISED" // the agent is supervised: approval forced
+	ReasonDeciderError    = "DECISION_ERROR"   // evaluation failed: fail closed
+	ReasonInvalidDecision = "INVALID_DECISION" // the decider returned something unusable
+)
+
+// Decision is the verdict on one action with its explanation.
+type Decision struct {
+	Verdict           Verdict       `json:"verdict"`
+	Tier              string        `json:"tier,omitempty"`
+	Reasons           []Reason      `json:"reasons"`
+	RequiredApprovals int           `json:"required_approvals"`
+	ApproverRole      string        `json:"approver_role,omitempty"` // if set, approvers must hold this role
+	Timelock          time.Duration `json:"timelock,omitempty"`      // delay between the last approval and execution
+	PolicyVersion     string        `json:"policy_version,omitempty"`
+}
+
+// Approval is one human's yes or no on one action.
+type Approval struct {
+	ActionID    string    `json:"action_id"`
+	PrincipalID string    `json:"principal_id"`
+	Approve     bool      `json:"approve"`             // false: a rejection
+	Signature   string    `json:"signature,omitempty"` // e.g. an EIP-712 signature over the bound transaction
+	Comment     string    `json:"comment,omitempty"`
+	Created     time.Time `json:"created"`
+}
+
+// ExecResult is what an executor reports about an attempt.
+type ExecResult struct {
+	Success bool   `json:"success"`
+	TxHash  string `json:"tx_hash,omitempty"`
+	Block   uint64 `json:"block,omitempty"`
+	Detail  string `json:"detail,omitempty"` // e.g. the revert reason
+}
+
+// Action is one intent on its way through the pipeline.
+type Action struct {
+	ID             string   `json:"id"`
+	OrgID          string   `json:"org_id"`
+	PrincipalID    string   `json:"principal_id"`
+	IdempotencyKey string   `json:"idempotency_key,omitempty"`
+	RequestHash    string   `json:"-"`
+	Intent         Intent   `json:"intent"`
+	Decoded        Decoded  `json:"decoded"`
+	State          State    `json:"state"`
+	Decision       Decision `json:"decision"`
+
+	// RunnableAt is when a queued action's timelock ends; ExpiresAt is when an
+	// awaiting or queued action stops being approvable or executable.
+	RunnableAt time.Time `json:"timelock_until,omitzero"`
+	ExpiresAt  time.Time `json:"expires_at,omitzero"`
+
+	// Attempt identifies the current execution attempt. It is written, with
+	// the state executing, before any side effect, and the executor treats it
+	// as an idempotency key. LeaseOwner/LeaseUntil say which gateway process
+	// is running it, so another process reconciles it only once the lease ends.
+	Attempt    string      `json:"attempt_id,omitempty"`
+	LeaseOwner string      `json:"-"`
+	LeaseUntil time.Time   `json:"-"`
+	Result     *ExecResult `json:"result,omitempty"`
+
+	Version int64     `json:"version"` // optimistic concurrency: bumped on every update
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+}

@@ -1,0 +1,97 @@
+package daoguard
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a stable, UPPER_SNAKE_CASE error code. Clients branch on codes,
+// never on messages. Every code is listed in Codes and translated to an HTTP
+// status and a CLI exit code in exactly one table per edge.
+type Code string
+
+// Error codes. Append only: a published code never changes meaning.
+const (
+	CodeInvalid             Code = "INVALID_ARGUMENT"         // a field is malformed or missing
+	CodeInvalidAmount       Code = "INVALID_AMOUNT"           // an amount is not a decimal string the asset can hold
+	CodeUnknownAccount      Code = "UNKNOWN_ACCOUNT"          // the account name is not configured
+	CodeUnknownAsset        Code = "UNKNOWN_ASSET"            // the asset symbol or address is not configured
+	CodeNotFound            Code = "NOT_FOUND"                // the object does not exist or is not visible to the caller
+	CodeConflict            Code = "CONFLICT"                 // a concurrent change won; retry with fresh state
+	CodeIllegalTransition   Code = "ILLEGAL_TRANSITION"       // the action's state does not allow this operation
+	CodeIdempotencyMismatch Code = "IDEMPOTENCY_MISMATCH"     // an Idempotency-Key was reused with a different request
+	CodeDuplicateApproval   Code = "DUPLICATE_APPROVAL"       // this human already approved or rejected the action
+	CodeNotHuman            Code = "NOT_HUMAN"                // only a human principal may do this
+	CodeForbidden           Code = "FORBIDDEN"                // the principal lacks the role or permission
+	CodeOrgPaused           Code = "ORG_PAUSED"               // the kill switch is on: no agent submissions, no execution
+	CodeAgentSuspended      Code = "AGENT_SUSPENDED"          // the agent's autonomy is suspended
+	CodeAutonomyRaise       Code = "AUTONOMY_RAISE_FORBIDDEN" // only a human may raise an agent's autonomy
+	CodeExpired             Code = "ACTION_EXPIRED"           // the action's approval or execution window has passed
+	CodeIncompatibleStore   Code = "INCOMPATIBLE_STORE"       // the store's data version is not one this binary reads
+	CodeConfig              Code = "INVALID_CONFIG"           // the configuration failed validation
+	CodeUnavailable         Code = "UNAVAILABLE"              // a dependency is down; safe to retry
+	CodeInternal            Code = "INTERNAL"                 // a bug or an unexpected failure; details are logged, not shown
+)
+
+// Codes lists every code, for the edge tables and their completeness tests.
+var Codes = []Code{
+	CodeInvalid, CodeInvalidAmount, CodeUnknownAccount, CodeUnknownAsset,
+	CodeNotFound, CodeConflict, CodeIllegalTransition, CodeIdempotencyMismatch,
+	CodeDuplicateApproval, CodeNotHuman, CodeForbidden, CodeOrgPaused,
+	CodeAgentSuspended, CodeAutonomyRaise, CodeExpired, CodeIncompatibleStore,
+	CodeConfig, CodeUnavailable, CodeInternal,
+}
+
+// Error is the one error type that crosses package boundaries. Message is
+// safe to show to the caller; Hint tells an operator what to do; Field names
+// the offending input field, if any.
+type Error struct {
+	Code    Code
+	Message string
+	Hint    string
+	Field   string
+}
+
+func (e *Error) Error() string {
+	s := string(e.Code) + ": " + e.Message
+	if e.Field != "" {
+		s = string(e.Code) + ": " + e.Field + ": " + e.Message
+	}
+	if e.Hint != "" {
+		s += " (hint: " + e.Hint + ")"
+	}
+	return s
+}
+
+// Errorf returns an *Error with a formatted, caller-safe message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// FieldError returns an *Error that names the input field at fault.
+func FieldError(code Code, field, format string, args ...any) *Error {
+	return &Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of err: the Code of the first *Error in its
+// chain, CodeInternal for any other non-nil error, "" for nil.
+func ErrorCode(err error) Code {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// ErrorMessage returns the caller-safe message of err. Errors that are not
+// *Error may carry internal detail (SQL, paths), so they are never shown.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}

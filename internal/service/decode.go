@@ -1,0 +1,140 @@
+package service
+
+import (
+	"context"
+	"encoding/hex"
+	"strings"
+
+	"github.com/daoguard/daoguard"
+)
+
+// Input limits. Anything larger is refused before it reaches a store.
+const (
+	maxNameLen      = 64
+	maxRationaleLen = 8 << 10
+	maxCalldataLen  = 128 << 10 // bytes after hex decoding
+)
+
+// decode validates an intent and resolves it against the organisation's
+// accounts and assets into the exact form that policy judges. Every check on
+// submitted fields happens here, once.
+func decode(ctx context.Context, tx daoguard.Tx, orgID string, in daoguard.Intent) (daoguard.Decoded, error) {
+	var d daoguard.Decoded
+	kind, err := daoguard.ParseActionKind(in.Kind)
+	if err != nil {
+		return d, err
+	}
+	d.Kind = kind
+	if in.Account == "" || len(in.Account) > maxNameLen {
+		return d, daoguard.FieldError(daoguard.CodeInvalid, "account", "account name is required (at most %d characters)", maxNameLen)
+	}
+	if len(in.Rationale) > maxRationaleLen {
+		return d, daoguard.FieldError(daoguard.CodeInvalid, "rationale", "rationale is longer than %d bytes", maxRationaleLen)
+	}
+	to, err := parseAddress(in.To)
+	if err != nil {
+		return d, daoguard.FieldError(daoguard.CodeInvalid, "to", "%s", daoguard.ErrorMessage(err))
+	}
+	d.To = to
+
+	acct, err := tx.Account(ctx, orgID, in.Account)
+	if err != nil {
+		return d, err
+	}
+	d.Account, d.AccountKind, d.ChainID, d.From = acct.Name, acct.Kind, acct.ChainID, acct.Address
+
+	switch kind {
+	case daoguard.KindTransfer:
+		if in.Value != "" || in.Data != "" || in.Operation != "" {
+			return d, daoguard.FieldError(daoguard.CodeInvalid, "kind", "a transfer takes asset and amount, not value, data or operation")
+		}
+		if in.Asset == "" || len(in.Asset) > maxNameLen {
+			return d, daoguard.FieldError(daoguard.CodeInvalid, "asset", "asset symbol is required (at most %d characters)", maxNameLen)
+		}
+		asset, err := tx.Asset(ctx, orgID, in.Asset)
+		if err != nil {
+			return d, err
+		}
+		if asset.ChainID != acct.ChainID {
+			return d, daoguard.FieldError(daoguard.CodeUnknownAsset, "asset", "asset %s is not on the chain of account %s", asset.Symbol, acct.Name)
+		}
+		amt, err := daoguard.ParseAmount(in.Amount, asset.Decimals)
+		if err != nil {
+			return d, fieldOf(err, "amount")
+		}
+		if amt.Sign() == 0 {
+			return d, daoguard.FieldError(daoguard.CodeInvalidAmount, "amount", "amount must be greater than zero")
+		}
+		d.Asset, d.Token, d.Decimals, d.Amount = asset.Symbol, asset.Address, asset.Decimals, daoguard.NewBigInt(amt)
+		d.Operation = daoguard.OpCall
+	case daoguard.KindCall:
+		if in.Asset != "" || in.Amount != "" {
+			return d, daoguard.FieldError(daoguard.CodeInvalid, "kind", "a call takes value, data and operation, not asset or amount")
+		}
+		value := "0"
+		if in.Value != "" {
+			value = in.Value
+		}
+		v, err := daoguard.ParseBaseUnits(value)
+		if err != nil {
+			return d, fieldOf(err, "value")
+		}
+		data, err := parseHex(in.Data)
+		if err != nil {
+			return d, daoguard.FieldError(daoguard.CodeInvalid, "data", "%s", daoguard.ErrorMessage(err))
+		}
+		op, err := daoguard.ParseOperation(in.Operation)
+		if err != nil {
+			return d, err
+		}
+		d.Value, d.Data, d.Operation = daoguard.NewBigInt(v), data, op
+	}
+	return d, nil
+}
+
+// parseAddress accepts a 0x-prefixed 20-byte hex address and returns it in
+// lower case. (EIP-55 checksum validation belongs to the evm package, which
+// has Keccak; the policy issue wires it in.)
+func parseAddress(s string) (string, error) {
+	if len(s) != 42 || !strings.HasPrefix(s, "0x") {
+		return "", daoguard.Errorf(daoguard.CodeInvalid, "address %q is not 0x followed by 40 hex digits", truncate(s, 64))
+	}
+	if _, err := hex.DecodeString(s[2:]); err != nil {
+		return "", daoguard.Errorf(daoguard.CodeInvalid, "address %q is not 0x followed by 40 hex digits", truncate(s, 64))
+	}
+	return strings.ToLower(s), nil
+}
+
+func parseHex(s string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if !strings.HasPrefix(s, "0x") {
+		return nil, daoguard.Errorf(daoguard.CodeInvalid, "calldata must start with 0x")
+	}
+	if len(s)-2 > 2*maxCalldataLen {
+		return nil, daoguard.Errorf(daoguard.CodeInvalid, "calldata is longer than %d bytes", maxCalldataLen)
+	}
+	b, err := hex.DecodeString(s[2:])
+	if err != nil {
+		return nil, daoguard.Errorf(daoguard.CodeInvalid, "calldata is not valid hex")
+	}
+	return b, nil
+}
+
+// fieldOf names the input field on a daoguard error that lacks one.
+func fieldOf(err error, field string) error {
+	if e, ok := err.(*daoguard.Error); ok && e.Field == "" {
+		c := *e
+		c.Field = field
+		return &c
+	}
+	return err
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

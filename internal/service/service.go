@@ -1,0 +1,506 @@
+// Package service is the gateway's one straight path: it runs each request
+// through the pipeline stages in order (validate and decode, decide, record)
+// and owns every authorization rule that is not a scope check. Stores only
+// persist; they never decide who may do what.
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/daoguard/daoguard"
+)
+
+// Defaults copied into a new Service; change the exported fields before use.
+const (
+	DefaultApprovalTTL    = 72 * time.Hour      // an escalated action waits this long for its approvals
+	DefaultExecutionGrace = 14 * 24 * time.Hour // a queued action must run within this after its timelock (Compound's grace period)
+	DefaultLease          = 5 * time.Minute     // how long one process owns an executing action before another may reconcile it
+	DefaultExecTimeout    = 2 * time.Minute     // bound on one Execute or Lookup call; must stay below the lease
+	DefaultInterval       = time.Second         // how often Run sweeps for due work
+	DefaultBatch          = 100                 // actions handled per sweep
+)
+
+// Service runs the action pipeline over a Store, a Decider and an Executor.
+type Service struct {
+	Store    daoguard.Store
+	Decider  daoguard.Decider
+	Executor daoguard.Executor // nil: nothing executes (queued actions wait)
+	Node     string            // this process's name in execution leases; unique per process
+	Logger   *slog.Logger
+
+	ApprovalTTL    time.Duration
+	ExecutionGrace time.Duration
+	Lease          time.Duration
+	ExecTimeout    time.Duration
+	Interval       time.Duration
+	Batch          int
+
+	wake chan struct{}
+}
+
+// New returns a Service with the defaults.
+func New(store daoguard.Store, decider daoguard.Decider, exec daoguard.Executor, node string) *Service {
+	return &Service{
+		Store: store, Decider: decider, Executor: exec, Node: node,
+		Logger:         slog.Default(),
+		ApprovalTTL:    DefaultApprovalTTL,
+		ExecutionGrace: DefaultExecutionGrace,
+		Lease:          DefaultLease,
+		ExecTimeout:    DefaultExecTimeout,
+		Interval:       DefaultInterval,
+		Batch:          DefaultBatch,
+		wake:           make(chan struct{}, 1),
+	}
+}
+
+// Submit runs one intent through the pipeline: it validates and decodes it,
+// asks the decider, and records the action in its resulting state, all in
+// one transaction with the audit entries. A repeated idempotency key returns
+// the original action unchanged.
+//
+// Errors: NOT_FOUND (principal), ORG_PAUSED and AGENT_SUSPENDED (agents),
+// IDEMPOTENCY_MISMATCH, INVALID_ARGUMENT, INVALID_AMOUNT, UNKNOWN_ACCOUNT,
+// UNKNOWN_ASSET.
+func (s *Service) Submit(ctx context.Context, principalID, idemKey string, in daoguard.Intent) (*daoguard.Action, error) {
+	if len(idemKey) > 255 {
+		return nil, daoguard.FieldError(daoguard.CodeInvalid, "Idempotency-Key", "idempotency key is longer than 255 bytes")
+	}
+	var out *daoguard.Action
+	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
+		out = nil
+		now := tx.Now()
+		p, err := tx.Principal(ctx, principalID)
+		if err != nil {
+			return err
+		}
+		if idemKey != "" {
+			if a, err := replay(ctx, tx, p.ID, idemKey, in); a != nil || err != nil {
+				out = a
+				return err
+			}
+		}
+		org, err := tx.Org(ctx, p.OrgID)
+		if err != nil {
+			return err
+		}
+		if p.Kind == daoguard.PrincipalAgent {
+			if org.Paused {
+				return &daoguard.Error{Code: daoguard.CodeOrgPaused, Message: "the organisation is paused; agent submissions are refused", Hint: "a human must resume it"}
+			}
+			if p.Autonomy == daoguard.AutonomySuspended || !p.Autonomy.Valid() {
+				return daoguard.Errorf(daoguard.CodeAgentSuspended, "agent %s is suspended", p.ID)
+			}
+		}
+		dec, err := decode(ctx, tx, org.ID, in)
+		if err != nil {
+			return err
+		}
+		a := &daoguard.Action{
+			ID: daoguard.NewID("act", now), OrgID: org.ID, PrincipalID: p.ID,
+			IdempotencyKey: idemKey, RequestHash: in.Hash(),
+			Intent: in, Decoded: dec, State: daoguard.StatePending,
+		}
+		if err := tx.CreateAction(ctx, a); err != nil {
+			if daoguard.IsIdempotencyKeyUsed(err) { // lost a race with a concurrent twin
+				out, err = replay(ctx, tx, p.ID, idemKey, in)
+				return err
+			}
+			return err
+		}
+		if err := appendEntry(ctx, tx, p.ID, p.Kind.String(), a, "action.submitted", map[string]any{"request_hash": a.RequestHash, "kind": dec.Kind, "account": dec.Account}); err != nil {
+			return err
+		}
+		a.Decision = s.decide(ctx, daoguard.DecisionInput{Org: org, Principal: p, Action: a})
+		to := daoguard.StateDenied
+		switch a.Decision.Verdict {
+		case daoguard.VerdictAllow:
+			to = daoguard.StateQueued
+			a.RunnableAt = now.Add(a.Decision.Timelock)
+			a.ExpiresAt = a.RunnableAt.Add(s.ExecutionGrace)
+		case daoguard.VerdictNeedsApproval:
+			to = daoguard.StateAwaitingApproval
+			a.ExpiresAt = now.Add(s.ApprovalTTL)
+		}
+		if err := transition(ctx, tx, a, to, p.ID, p.Kind.String(), decisionDetail(a.Decision)); err != nil {
+			return err
+		}
+		out = a
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out.State == daoguard.StateQueued {
+		s.Wake()
+	}
+	return out, nil
+}
+
+// replay returns the action an idempotency key already produced, nil if the
+// key is new, or IDEMPOTENCY_MISMATCH if it was used for another request.
+func replay(ctx context.Context, tx daoguard.Tx, principalID, key string, in daoguard.Intent) (*daoguard.Action, error) {
+	a, err := tx.ActionByIdempotencyKey(ctx, principalID, key)
+	if daoguard.IsNotFound(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	if a.RequestHash != in.Hash() {
+		return nil, &daoguard.Error{Code: daoguard.CodeIdempotencyMismatch, Message: "this Idempotency-Key was used for a different request", Hint: "use a new key for a new request"}
+	}
+	return a, nil
+}
+
+// decide asks the decider and makes its answer safe to act on: an error or
+// an unusable decision denies, and a supervised agent never gets more than
+// needs_approval. Nothing here can loosen what the decider said.
+func (s *Service) decide(ctx context.Context, in daoguard.DecisionInput) daoguard.Decision {
+	d, err := s.Decider.Decide(ctx, in)
+	if err != nil {
+		s.Logger.Error("decider failed; denying", "action", in.Action.ID, "err", err)
+		return daoguard.Decision{Verdict: daoguard.VerdictDeny, Tier: "deny", Reasons: []daoguard.Reason{{Code: daoguard.ReasonDeciderError, Detail: "policy evaluation failed; denied (fail closed)"}}}
+	}
+	bad := func(why string) daoguard.Decision {
+		return daoguard.Decision{Verdict: daoguard.VerdictDeny, Tier: "deny", PolicyVersion: d.PolicyVersion,
+			Reasons: append(d.Reasons, daoguard.Reason{Code: daoguard.ReasonInvalidDecision, Detail: why})}
+	}
+	switch d.Verdict {
+	case daoguard.VerdictAllow, daoguard.VerdictDeny:
+	case daoguard.VerdictNeedsApproval:
+		if d.RequiredApprovals < 1 {
+			return bad("needs_approval with fewer than one required approval")
+		}
+	default:
+		return bad("unknown verdict")
+	}
+	if d.Timelock < 0 {
+		return bad("negative timelock")
+	}
+	if d.Verdict == daoguard.VerdictAllow && in.Principal.Kind == daoguard.PrincipalAgent && in.Principal.Autonomy != daoguard.AutonomyAutonomous {
+		d.Verdict = daoguard.VerdictNeedsApproval
+		d.RequiredApprovals = max(d.RequiredApprovals, 1)
+		d.Reasons = append(d.Reasons, daoguard.Reason{Code: daoguard.ReasonAgentSupervised, Detail: "the agent is supervised; a human must approve"})
+	}
+	if d.Reasons == nil {
+		d.Reasons = []daoguard.Reason{}
+	}
+	return d
+}
+
+// Approve records one human's approval. Once the decision's required number
+// of distinct humans have approved, the action is queued behind its
+// timelock. A human counts once; agents never approve; the submitter cannot
+// approve their own action.
+//
+// Errors: NOT_FOUND, NOT_HUMAN, FORBIDDEN, DUPLICATE_APPROVAL,
+// ILLEGAL_TRANSITION, ACTION_EXPIRED.
+func (s *Service) Approve(ctx context.Context, principalID, actionID, signature, comment string) (*daoguard.Action, error) {
+	return s.vote(ctx, principalID, actionID, true, signature, comment)
+}
+
+// Reject records one human's rejection, which ends the action.
+//
+// Errors: as Approve.
+func (s *Service) Reject(ctx context.Context, principalID, actionID, comment string) (*daoguard.Action, error) {
+	return s.vote(ctx, principalID, actionID, false, "", comment)
+}
+
+func (s *Service) vote(ctx context.Context, principalID, actionID string, approve bool, signature, comment string) (*daoguard.Action, error) {
+	var out *daoguard.Action
+	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
+		now := tx.Now()
+		p, a, err := humanAndAction(ctx, tx, principalID, actionID)
+		if err != nil {
+			return err
+		}
+		if a.State != daoguard.StateAwaitingApproval {
+			return daoguard.Errorf(daoguard.CodeIllegalTransition, "action is %s; only an action awaiting approval can be approved or rejected", a.State)
+		}
+		if !now.Before(a.ExpiresAt) {
+			return daoguard.Errorf(daoguard.CodeExpired, "the approval window of this action ended at %s", a.ExpiresAt.Format(time.RFC3339))
+		}
+		if a.PrincipalID == p.ID {
+			return daoguard.Errorf(daoguard.CodeForbidden, "the submitter of an action cannot approve or reject it")
+		}
+		if r := a.Decision.ApproverRole; r != "" && !p.HasRole(r) {
+			return daoguard.Errorf(daoguard.CodeForbidden, "approvers of this action must hold role %q", r)
+		}
+		ap := &daoguard.Approval{ActionID: a.ID, PrincipalID: p.ID, Approve: approve, Signature: signature, Comment: comment, Created: now}
+		if err := tx.AddApproval(ctx, ap); err != nil {
+			return err
+		}
+		event := "action.approval"
+		if !approve {
+			event = "action.rejection"
+		}
+		if err := appendEntry(ctx, tx, p.ID, "human", a, event, map[string]any{"signed": signature != ""}); err != nil {
+			return err
+		}
+		switch {
+		case !approve:
+			err = transition(ctx, tx, a, daoguard.StateRejected, p.ID, "human", nil)
+		default:
+			aps, err2 := tx.Approvals(ctx, a.ID)
+			if err2 != nil {
+				return err2
+			}
+			if n := countApprovals(aps); n >= a.Decision.RequiredApprovals {
+				a.RunnableAt = now.Add(a.Decision.Timelock)
+				a.ExpiresAt = a.RunnableAt.Add(s.ExecutionGrace)
+				err = transition(ctx, tx, a, daoguard.StateQueued, p.ID, "human", map[string]any{"approvals": n, "timelock_until": a.RunnableAt})
+			} else {
+				err = tx.UpdateAction(ctx, a) // bump the version: concurrent voters serialise on it
+			}
+		}
+		out = a
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out.State == daoguard.StateQueued {
+		s.Wake()
+	}
+	return out, nil
+}
+
+// countApprovals counts distinct approving humans. AddApproval already
+// refuses a second vote by one human; counting distinct IDs keeps the rule
+// true even if a store ever let one through.
+func countApprovals(aps []daoguard.Approval) int {
+	seen := map[string]bool{}
+	for _, ap := range aps {
+		if ap.Approve {
+			seen[ap.PrincipalID] = true
+		}
+	}
+	return len(seen)
+}
+
+// Veto stops a queued action during its timelock.
+//
+// Errors: NOT_FOUND, NOT_HUMAN, ILLEGAL_TRANSITION.
+func (s *Service) Veto(ctx context.Context, principalID, actionID, comment string) (*daoguard.Action, error) {
+	var out *daoguard.Action
+	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
+		p, a, err := humanAndAction(ctx, tx, principalID, actionID)
+		if err != nil {
+			return err
+		}
+		if a.State != daoguard.StateQueued {
+			return daoguard.Errorf(daoguard.CodeIllegalTransition, "action is %s; only a queued action can be vetoed", a.State)
+		}
+		out = a
+		return transition(ctx, tx, a, daoguard.StateVetoed, p.ID, "human", map[string]any{"comment": comment})
+	})
+	return out, err
+}
+
+// Cancel withdraws an action that awaits approval or is queued. The
+// submitter or any human of the organisation may cancel.
+//
+// Errors: NOT_FOUND, FORBIDDEN, ILLEGAL_TRANSITION.
+func (s *Service) Cancel(ctx context.Context, principalID, actionID string) (*daoguard.Action, error) {
+	var out *daoguard.Action
+	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
+		p, err := tx.Principal(ctx, principalID)
+		if err != nil {
+			return err
+		}
+		a, err := actionOf(ctx, tx, p, actionID)
+		if err != nil {
+			return err
+		}
+		if a.PrincipalID != p.ID && !p.IsHuman() {
+			return daoguard.Errorf(daoguard.CodeForbidden, "only the submitter or a human can cancel an action")
+		}
+		out = a
+		return transition(ctx, tx, a, daoguard.StateCancelled, p.ID, p.Kind.String(), nil)
+	})
+	return out, err
+}
+
+// Action returns one action with its approvals, if the principal's
+// organisation owns it; otherwise NOT_FOUND (reveal nothing).
+func (s *Service) Action(ctx context.Context, principalID, actionID string) (*daoguard.Action, []daoguard.Approval, error) {
+	var a *daoguard.Action
+	var aps []daoguard.Approval
+	err := s.Store.View(ctx, func(tx daoguard.Tx) error {
+		p, err := tx.Principal(ctx, principalID)
+		if err != nil {
+			return err
+		}
+		if a, err = actionOf(ctx, tx, p, actionID); err != nil {
+			return err
+		}
+		aps, err = tx.Approvals(ctx, a.ID)
+		return err
+	})
+	return a, aps, err
+}
+
+// Pause turns the organisation's kill switch on: agents can submit nothing
+// and nothing executes until a human resumes. Pausing a paused organisation
+// changes nothing.
+//
+// Errors: NOT_FOUND, NOT_HUMAN.
+func (s *Service) Pause(ctx context.Context, principalID, reason string) (*daoguard.Organisation, error) {
+	return s.setPaused(ctx, principalID, true, reason)
+}
+
+// Resume turns the kill switch off. Only humans resume.
+//
+// Errors: NOT_FOUND, NOT_HUMAN.
+func (s *Service) Resume(ctx context.Context, principalID, reason string) (*daoguard.Organisation, error) {
+	org, err := s.setPaused(ctx, principalID, false, reason)
+	if err == nil {
+		s.Wake()
+	}
+	return org, err
+}
+
+func (s *Service) setPaused(ctx context.Context, principalID string, paused bool, reason string) (*daoguard.Organisation, error) {
+	var out *daoguard.Organisation
+	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
+		p, err := tx.Principal(ctx, principalID)
+		if err != nil {
+			return err
+		}
+		if !p.IsHuman() {
+			return daoguard.Errorf(daoguard.CodeNotHuman, "only a human can pause or resume the organisation")
+		}
+		org, err := tx.Org(ctx, p.OrgID)
+		if err != nil {
+			return err
+		}
+		out = org
+		if org.Paused == paused {
+			return nil
+		}
+		org.Paused, org.PausedBy, org.PausedAt = paused, p.ID, tx.Now()
+		if err := tx.PutOrg(ctx, org); err != nil {
+			return err
+		}
+		event := "org.resumed"
+		if paused {
+			event = "org.paused"
+		}
+		return appendEntry(ctx, tx, p.ID, "human", &daoguard.Action{OrgID: org.ID}, event, map[string]any{"reason": reason})
+	})
+	return out, err
+}
+
+// SetAutonomy changes an agent's autonomy level. A human may set any level;
+// an agent may only lower its own; daoguard.ActorSystem (the anomaly
+// detector, alignment probes) may only lower any agent's.
+//
+// Errors: NOT_FOUND, INVALID_ARGUMENT, FORBIDDEN, AUTONOMY_RAISE_FORBIDDEN.
+func (s *Service) SetAutonomy(ctx context.Context, actorID, agentID string, level daoguard.Autonomy, reason string) (*daoguard.Principal, error) {
+	if !level.Valid() {
+		return nil, daoguard.FieldError(daoguard.CodeInvalid, "autonomy", "unknown autonomy level")
+	}
+	var out *daoguard.Principal
+	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
+		agent, err := tx.Principal(ctx, agentID)
+		if err != nil {
+			return err
+		}
+		if agent.Kind != daoguard.PrincipalAgent {
+			return daoguard.Errorf(daoguard.CodeInvalid, "%s is not an agent; only agents have an autonomy level", agentID)
+		}
+		actorKind := "system"
+		if actorID != daoguard.ActorSystem {
+			actor, err := tx.Principal(ctx, actorID)
+			if err != nil {
+				return err
+			}
+			if actor.OrgID != agent.OrgID {
+				return daoguard.Errorf(daoguard.CodeNotFound, "principal %s not found", agentID)
+			}
+			actorKind = actor.Kind.String()
+			if !actor.IsHuman() && actor.ID != agent.ID {
+				return daoguard.Errorf(daoguard.CodeForbidden, "an agent can change only its own autonomy")
+			}
+		}
+		if level > agent.Autonomy && actorKind != "human" {
+			return &daoguard.Error{Code: daoguard.CodeAutonomyRaise, Message: "only a human can raise an agent's autonomy", Hint: "ask a steward"}
+		}
+		out = agent
+		if level == agent.Autonomy {
+			return nil
+		}
+		from := agent.Autonomy
+		agent.Autonomy, agent.Updated = level, tx.Now()
+		if err := tx.PutPrincipal(ctx, agent); err != nil {
+			return err
+		}
+		return appendEntry(ctx, tx, actorID, actorKind, &daoguard.Action{OrgID: agent.OrgID}, "principal.autonomy",
+			map[string]any{"agent": agent.ID, "from": from, "to": level, "reason": reason})
+	})
+	return out, err
+}
+
+// humanAndAction loads a human principal and an action of their organisation.
+func humanAndAction(ctx context.Context, tx daoguard.Tx, principalID, actionID string) (*daoguard.Principal, *daoguard.Action, error) {
+	p, err := tx.Principal(ctx, principalID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !p.IsHuman() {
+		return nil, nil, daoguard.Errorf(daoguard.CodeNotHuman, "only a human can approve, reject or veto")
+	}
+	a, err := actionOf(ctx, tx, p, actionID)
+	return p, a, err
+}
+
+// actionOf loads an action that belongs to p's organisation. An action of
+// another organisation is reported exactly like a missing one.
+func actionOf(ctx context.Context, tx daoguard.Tx, p *daoguard.Principal, actionID string) (*daoguard.Action, error) {
+	a, err := tx.Action(ctx, actionID)
+	if err != nil {
+		return nil, err
+	}
+	if a.OrgID != p.OrgID {
+		return nil, daoguard.Errorf(daoguard.CodeNotFound, "action %s not found", actionID)
+	}
+	return a, nil
+}
+
+// transition moves a to state to, checks the move against the state machine,
+// writes the action and appends its audit entry, in the caller's transaction.
+func transition(ctx context.Context, tx daoguard.Tx, a *daoguard.Action, to daoguard.State, actorID, actorKind string, detail any) error {
+	if err := daoguard.CheckTransition(a.State, to); err != nil {
+		return err
+	}
+	a.State = to
+	if err := tx.UpdateAction(ctx, a); err != nil {
+		return err
+	}
+	return appendEntry(ctx, tx, actorID, actorKind, a, "action."+to.String(), detail)
+}
+
+func appendEntry(ctx context.Context, tx daoguard.Tx, actorID, actorKind string, a *daoguard.Action, event string, detail any) error {
+	var raw json.RawMessage
+	if detail != nil {
+		b, err := json.Marshal(detail)
+		if err != nil {
+			return err
+		}
+		raw = b
+	}
+	return tx.Append(ctx, &daoguard.AuditEntry{
+		Time: tx.Now(), OrgID: a.OrgID, ActorID: actorID, ActorKind: actorKind,
+		ActionID: a.ID, Event: event, Detail: raw,
+	})
+}
+
+func decisionDetail(d daoguard.Decision) map[string]any {
+	codes := make([]string, len(d.Reasons))
+	for i, r := range d.Reasons {
+		codes[i] = r.Code
+	}
+	return map[string]any{"verdict": d.Verdict, "tier": d.Tier, "reasons": codes, "required_approvals": d.RequiredApprovals, "policy_version": d.PolicyVersion}
+}

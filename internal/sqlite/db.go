@@ -1,0 +1,335 @@
+// Package sqlite is the embedded store: one SQLite file in WAL mode, written
+// by a single goroutine that commits concurrent units of work together
+// (group commit), so every commit is fsynced (synchronous=FULL) and still
+// thousands of state changes per second fit through one fsync each batch.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/daoguard/daoguard"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migration/*.sql
+var migrations embed.FS
+
+// Defaults copied into a new DB.
+const (
+	DefaultMaxBatch    = 256    // units of work committed together at most
+	DefaultSynchronous = "FULL" // fsync the WAL on every commit: a committed change survives power loss
+	DefaultBusyTimeout = 5 * time.Second
+)
+
+// DB is the SQLite store. Set the exported fields before Open.
+type DB struct {
+	Path string
+	// Now is the clock; tests inject a fixed one. Times are kept in
+	// microseconds, like PostgreSQL, so both stores round-trip the same values.
+	Now func() time.Time
+	// MaxBatch bounds how many units of work share one commit.
+	MaxBatch int
+	// Synchronous is SQLite's synchronous pragma: FULL (default, durable on
+	// power loss) or NORMAL (durable on process crash only; faster).
+	Synchronous string
+
+	write *sql.DB // exactly one connection, owned by the writer goroutine
+	read  *sql.DB
+	reqs  chan *request
+	quit  chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.RWMutex // guards closed against sends on reqs
+	close bool
+}
+
+// NewDB returns a DB for the file at path with the defaults.
+func NewDB(path string) *DB {
+	return &DB{Path: path, Now: time.Now, MaxBatch: DefaultMaxBatch, Synchronous: DefaultSynchronous}
+}
+
+type request struct {
+	ctx  context.Context
+	fn   func(daoguard.Tx) error
+	done chan error
+}
+
+func (db *DB) dsn(readonly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous("+db.Synchronous+")")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", DefaultBusyTimeout.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(1)")
+	if readonly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Set("_txlock", "immediate")
+	}
+	return "file:" + db.Path + "?" + q.Encode()
+}
+
+// Open opens or creates the database, checks its data version, applies
+// pending migrations and starts the writer.
+//
+// Errors: INCOMPATIBLE_STORE if the file was written by a newer daoguard.
+func (db *DB) Open() error {
+	switch strings.ToUpper(db.Synchronous) {
+	case "FULL", "NORMAL", "EXTRA":
+	default:
+		return daoguard.Errorf(daoguard.CodeConfig, "sqlite synchronous must be FULL, EXTRA or NORMAL, not %q", db.Synchronous)
+	}
+	var err error
+	if db.write, err = sql.Open("sqlite", db.dsn(false)); err != nil {
+		return err
+	}
+	db.write.SetMaxOpenConns(1)
+	db.write.SetConnMaxIdleTime(0)
+	if err := db.migrate(context.Background()); err != nil {
+		db.write.Close()
+		return err
+	}
+	if db.read, err = sql.Open("sqlite", db.dsn(true)); err != nil {
+		db.write.Close()
+		return err
+	}
+	db.read.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	db.reqs = make(chan *request, db.MaxBatch)
+	db.quit = make(chan struct{})
+	db.wg.Add(1)
+	go db.writer()
+	return nil
+}
+
+// Close stops the writer after the batch in progress and closes the file.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	if db.close || db.quit == nil {
+		db.mu.Unlock()
+		return nil
+	}
+	db.close = true
+	close(db.quit)
+	db.mu.Unlock()
+	db.wg.Wait()
+	return errors.Join(db.read.Close(), db.write.Close())
+}
+
+// migrate applies embedded migrations in order, each in its own
+// transaction, after checking that the file is not from a newer daoguard.
+func (db *DB) migrate(ctx context.Context) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).Scan(&n); err != nil {
+		return err
+	}
+	schema := 0
+	if n > 0 {
+		var dv string
+		if err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'data_version'`).Scan(&dv); err != nil {
+			return fmt.Errorf("read data version: %w", err)
+		}
+		if err := checkDataVersion(dv); err != nil {
+			return err
+		}
+		var sv string
+		if err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'schema_version'`).Scan(&sv); err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		schema, _ = strconv.Atoi(sv)
+	}
+	names, err := fs.Glob(migrations, "migration/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for i, name := range names {
+		v := i + 1
+		if v <= schema {
+			continue
+		}
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			return fmt.Errorf("migration %s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('data_version', ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(v), strconv.Itoa(daoguard.DataVersion)); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+func checkDataVersion(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 {
+		return daoguard.Errorf(daoguard.CodeIncompatibleStore, "store has an unreadable data version %q", s)
+	}
+	if v > daoguard.DataVersion {
+		return &daoguard.Error{Code: daoguard.CodeIncompatibleStore,
+			Message: fmt.Sprintf("store data version %d is newer than this daoguard reads (%d)", v, daoguard.DataVersion),
+			Hint:    "run a daoguard release at least as new as the one that wrote this store"}
+	}
+	return nil
+}
+
+// Update queues fn for the writer and waits until its batch has committed
+// (or fn's savepoint was rolled back).
+func (db *DB) Update(ctx context.Context, fn func(daoguard.Tx) error) error {
+	r := &request{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	db.mu.RLock()
+	if db.close {
+		db.mu.RUnlock()
+		return daoguard.Errorf(daoguard.CodeUnavailable, "store is closed")
+	}
+	select {
+	case db.reqs <- r:
+	case <-ctx.Done():
+		db.mu.RUnlock()
+		return ctx.Err()
+	}
+	db.mu.RUnlock()
+	// Wait for the outcome even if ctx ends: the batch may already have
+	// committed fn's writes, and the caller must not think otherwise.
+	return <-r.done
+}
+
+// View runs fn in a read-only snapshot.
+func (db *DB) View(ctx context.Context, fn func(daoguard.Tx) error) error {
+	tx, err := db.read.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(&Tx{q: tx, now: db.now(), readonly: true})
+}
+
+func (db *DB) now() time.Time { return db.Now().UTC().Truncate(time.Microsecond) }
+
+// writer is the only goroutine that writes. It takes whatever units of work
+// are waiting (at most MaxBatch), runs each inside its own savepoint of one
+// transaction, and commits once. Under no load a batch is one request and
+// adds no latency; under load the fsync is shared.
+func (db *DB) writer() {
+	defer db.wg.Done()
+	conn, err := db.write.Conn(context.Background())
+	if err != nil {
+		db.drain(err)
+		return
+	}
+	defer conn.Close()
+	batch := make([]*request, 0, db.MaxBatch)
+	for {
+		select {
+		case r := <-db.reqs:
+			batch = append(batch[:0], r)
+		case <-db.quit:
+			db.drain(daoguard.Errorf(daoguard.CodeUnavailable, "store is closed"))
+			return
+		}
+	fill:
+		for len(batch) < db.MaxBatch {
+			select {
+			case r := <-db.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		db.commit(conn, batch)
+	}
+}
+
+// drain fails every queued request; called when the writer stops.
+func (db *DB) drain(err error) {
+	for {
+		select {
+		case r := <-db.reqs:
+			r.done <- err
+		default:
+			return
+		}
+	}
+}
+
+func (db *DB) commit(conn *sql.Conn, batch []*request) {
+	ctx := context.Background()
+	errs := make([]error, len(batch))
+	fail := func(err error) {
+		conn.ExecContext(ctx, "ROLLBACK")
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		fail(err)
+		return
+	}
+	// The next audit position is read under the write lock, so it is right
+	// even if another process wrote the file since the last batch.
+	var next uint64
+	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq) + 1, 0) FROM audit`).Scan(&next); err != nil {
+		fail(err)
+		return
+	}
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		if _, err := conn.ExecContext(ctx, "SAVEPOINT unit"); err != nil {
+			fail(err)
+			return
+		}
+		tx := &Tx{q: conn, now: db.now(), seq: next}
+		err := run(r.fn, tx)
+		if err != nil {
+			if _, rerr := conn.ExecContext(ctx, "ROLLBACK TO unit"); rerr != nil {
+				fail(rerr)
+				return
+			}
+		} else {
+			next = tx.seq
+		}
+		if _, rerr := conn.ExecContext(ctx, "RELEASE unit"); rerr != nil {
+			fail(rerr)
+			return
+		}
+		errs[i] = err
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		fail(err)
+		return
+	}
+	for i, r := range batch {
+		r.done <- errs[i]
+	}
+}
+
+// run calls fn and turns a panic into an error, so one bad unit of work
+// cannot kill the writer and strand every other caller.
+func run(fn func(daoguard.Tx) error, tx *Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in store update: %v", p)
+		}
+	}()
+	return fn(tx)
+}

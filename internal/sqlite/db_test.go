@@ -1,0 +1,38 @@
+package sqlite_test
+
+import (
+	"database/sql"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/sqlite"
+	"github.com/daoguard/daoguard/internal/storetest"
+)
+
+var harness = storetest.Harness{
+	NewDSN: func(t testing.TB) string { return filepath.Join(t.TempDir(), "daoguard.db") },
+	Open: func(dsn string, now func() time.Time) (daoguard.Store, error) {
+		db := sqlite.NewDB(dsn)
+		db.Now = now
+		return db, db.Open()
+	},
+	Exec: func(dsn, query string) error {
+		db, err := sql.Open("sqlite", "file:"+dsn)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		_, err = db.Exec(query)
+		return err
+	},
+}
+
+func TestMain(m *testing.M) {
+	storetest.MaybeChild(harness)
+	os.Exit(m.Run())
+}
+
+func TestConformance(t *testing.T) { storetest.Run(t, harness) }

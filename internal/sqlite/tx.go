@@ -1,0 +1,373 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/sqlrow"
+)
+
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Tx is one unit of work inside a batch (Update) or a read snapshot (View).
+type Tx struct {
+	q        querier
+	now      time.Time
+	seq      uint64 // next audit position; advanced by Append
+	readonly bool
+}
+
+var _ daoguard.Tx = (*Tx)(nil)
+
+// Now is the single time of this unit of work.
+func (tx *Tx) Now() time.Time { return tx.now }
+
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v).UTC()
+}
+
+func notFound(err error, what, id string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return daoguard.Errorf(daoguard.CodeNotFound, "%s %s not found", what, id)
+	}
+	return err
+}
+
+func (tx *Tx) Org(ctx context.Context, id string) (*daoguard.Organisation, error) {
+	var o daoguard.Organisation
+	var paused int
+	var pausedAt, created int64
+	err := tx.q.QueryRowContext(ctx, `SELECT id, name, paused, paused_by, paused_at, created FROM orgs WHERE id = ?`, id).
+		Scan(&o.ID, &o.Name, &paused, &o.PausedBy, &pausedAt, &created)
+	if err != nil {
+		return nil, notFound(err, "organisation", id)
+	}
+	o.Paused, o.PausedAt, o.Created = paused != 0, fromMicros(pausedAt), fromMicros(created)
+	return &o, nil
+}
+
+func (tx *Tx) PutOrg(ctx context.Context, o *daoguard.Organisation) error {
+	if o.Created.IsZero() {
+		o.Created = tx.now
+	}
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO orgs (id, name, paused, paused_by, paused_at, created) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, paused = excluded.paused, paused_by = excluded.paused_by, paused_at = excluded.paused_at`,
+		o.ID, o.Name, o.Paused, o.PausedBy, micros(o.PausedAt), micros(o.Created))
+	return err
+}
+
+func (tx *Tx) Principal(ctx context.Context, id string) (*daoguard.Principal, error) {
+	var p daoguard.Principal
+	var kind, roles, autonomy string
+	var created, updated int64
+	err := tx.q.QueryRowContext(ctx, `SELECT id, org_id, kind, name, roles, autonomy, created, updated FROM principals WHERE id = ?`, id).
+		Scan(&p.ID, &p.OrgID, &kind, &p.Name, &roles, &autonomy, &created, &updated)
+	if err != nil {
+		return nil, notFound(err, "principal", id)
+	}
+	if err := sqlrow.DecodePrincipal(&p, kind, roles, autonomy); err != nil {
+		return nil, err
+	}
+	p.Created, p.Updated = fromMicros(created), fromMicros(updated)
+	return &p, nil
+}
+
+func (tx *Tx) PutPrincipal(ctx context.Context, p *daoguard.Principal) error {
+	if p.Created.IsZero() {
+		p.Created = tx.now
+	}
+	p.Updated = tx.now
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO principals (id, org_id, kind, name, roles, autonomy, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, roles = excluded.roles, autonomy = excluded.autonomy, updated = excluded.updated`,
+		p.ID, p.OrgID, p.Kind.String(), p.Name, sqlrow.RolesText(p), sqlrow.AutonomyText(p), micros(p.Created), micros(p.Updated))
+	return err
+}
+
+func (tx *Tx) Account(ctx context.Context, orgID, name string) (*daoguard.Account, error) {
+	var a daoguard.Account
+	var kind string
+	err := tx.q.QueryRowContext(ctx, `SELECT org_id, name, chain_id, address, kind FROM accounts WHERE org_id = ? AND name = ?`, orgID, name).
+		Scan(&a.OrgID, &a.Name, &a.ChainID, &a.Address, &kind)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, daoguard.FieldError(daoguard.CodeUnknownAccount, "account", "no account named %q", name)
+	} else if err != nil {
+		return nil, err
+	}
+	a.Kind, err = daoguard.ParseAccountKind(kind)
+	return &a, err
+}
+
+func (tx *Tx) PutAccount(ctx context.Context, a *daoguard.Account) error {
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO accounts (org_id, name, chain_id, address, kind) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (org_id, name) DO UPDATE SET chain_id = excluded.chain_id, address = excluded.address, kind = excluded.kind`,
+		a.OrgID, a.Name, a.ChainID, a.Address, a.Kind.String())
+	return err
+}
+
+func (tx *Tx) Asset(ctx context.Context, orgID, symbol string) (*daoguard.Asset, error) {
+	var a daoguard.Asset
+	err := tx.q.QueryRowContext(ctx, `SELECT org_id, symbol, chain_id, address, decimals FROM assets WHERE org_id = ? AND symbol = ?`, orgID, symbol).
+		Scan(&a.OrgID, &a.Symbol, &a.ChainID, &a.Address, &a.Decimals)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, daoguard.FieldError(daoguard.CodeUnknownAsset, "asset", "no asset with symbol %q", symbol)
+	}
+	return &a, err
+}
+
+func (tx *Tx) PutAsset(ctx context.Context, a *daoguard.Asset) error {
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO assets (org_id, symbol, chain_id, address, decimals) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (org_id, symbol) DO UPDATE SET chain_id = excluded.chain_id, address = excluded.address, decimals = excluded.decimals`,
+		a.OrgID, a.Symbol, a.ChainID, a.Address, a.Decimals)
+	return err
+}
+
+const actionColumns = `id, org_id, principal_id, COALESCE(idempotency_key, ''), request_hash, state, intent, decoded, decision,
+	runnable_at, expires_at, attempt, lease_owner, lease_until, result, version, created, updated`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanAction(s scanner) (*daoguard.Action, error) {
+	var a daoguard.Action
+	var r sqlrow.Action
+	var runnable, expires, lease, created, updated int64
+	var result sql.NullString
+	err := s.Scan(&a.ID, &a.OrgID, &a.PrincipalID, &a.IdempotencyKey, &a.RequestHash, &r.State, &r.Intent, &r.Decoded, &r.Decision,
+		&runnable, &expires, &a.Attempt, &a.LeaseOwner, &lease, &result, &a.Version, &created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	r.Result = []byte(result.String)
+	if err := r.Decode(&a); err != nil {
+		return nil, err
+	}
+	a.RunnableAt, a.ExpiresAt, a.LeaseUntil = fromMicros(runnable), fromMicros(expires), fromMicros(lease)
+	a.Created, a.Updated = fromMicros(created), fromMicros(updated)
+	return &a, nil
+}
+
+// Action reads one action. SQLite has a single writer, so the row cannot
+// change under an Update until it commits: no explicit lock is needed.
+func (tx *Tx) Action(ctx context.Context, id string) (*daoguard.Action, error) {
+	a, err := scanAction(tx.q.QueryRowContext(ctx, `SELECT `+actionColumns+` FROM actions WHERE id = ?`, id))
+	if err != nil {
+		return nil, notFound(err, "action", id)
+	}
+	return a, nil
+}
+
+func (tx *Tx) ActionByIdempotencyKey(ctx context.Context, principalID, key string) (*daoguard.Action, error) {
+	a, err := scanAction(tx.q.QueryRowContext(ctx, `SELECT `+actionColumns+` FROM actions WHERE principal_id = ? AND idempotency_key = ?`, principalID, key))
+	if err != nil {
+		return nil, notFound(err, "action with idempotency key", key)
+	}
+	return a, nil
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (tx *Tx) CreateAction(ctx context.Context, a *daoguard.Action) error {
+	r, err := sqlrow.Encode(a)
+	if err != nil {
+		return err
+	}
+	a.Version, a.Created, a.Updated = 1, tx.now, tx.now
+	res, err := tx.q.ExecContext(ctx, `INSERT INTO actions (id, org_id, principal_id, idempotency_key, request_hash, state, intent, decoded, decision,
+		runnable_at, expires_at, attempt, lease_owner, lease_until, result, version, created, updated)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (principal_id, idempotency_key) DO NOTHING`,
+		a.ID, a.OrgID, a.PrincipalID, nullable(a.IdempotencyKey), a.RequestHash, r.State, r.Intent, r.Decoded, r.Decision,
+		micros(a.RunnableAt), micros(a.ExpiresAt), a.Attempt, a.LeaseOwner, micros(a.LeaseUntil), r.NullResult(), a.Version, micros(a.Created), micros(a.Updated))
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return daoguard.ErrIdempotencyKeyUsed
+	}
+	return nil
+}
+
+func (tx *Tx) UpdateAction(ctx context.Context, a *daoguard.Action) error {
+	r, err := sqlrow.Encode(a)
+	if err != nil {
+		return err
+	}
+	res, err := tx.q.ExecContext(ctx, `UPDATE actions SET state = ?, decoded = ?, decision = ?, runnable_at = ?, expires_at = ?,
+		attempt = ?, lease_owner = ?, lease_until = ?, result = ?, version = version + 1, updated = ?
+		WHERE id = ? AND version = ?`,
+		r.State, r.Decoded, r.Decision, micros(a.RunnableAt), micros(a.ExpiresAt), a.Attempt, a.LeaseOwner, micros(a.LeaseUntil),
+		r.NullResult(), micros(tx.now), a.ID, a.Version)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		if _, err := tx.Action(ctx, a.ID); err != nil {
+			return err
+		}
+		return daoguard.Errorf(daoguard.CodeConflict, "action %s was changed concurrently", a.ID)
+	}
+	a.Version++
+	a.Updated = tx.now
+	return nil
+}
+
+func (tx *Tx) FindActions(ctx context.Context, f daoguard.ActionFilter) ([]*daoguard.Action, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v ...any) { where = append(where, cond); args = append(args, v...) }
+	if f.OrgID != "" {
+		add("org_id = ?", f.OrgID)
+	}
+	if f.PrincipalID != "" {
+		add("principal_id = ?", f.PrincipalID)
+	}
+	if len(f.States) > 0 {
+		ph := make([]string, len(f.States))
+		for i, s := range f.States {
+			ph[i] = "?"
+			args = append(args, s.String())
+		}
+		where = append(where, "state IN ("+strings.Join(ph, ", ")+")")
+	}
+	if !f.RunnableBy.IsZero() {
+		add("runnable_at <= ?", micros(f.RunnableBy))
+	}
+	if !f.ExpiresBy.IsZero() {
+		add("expires_at <= ?", micros(f.ExpiresBy))
+	}
+	if !f.LeaseEndedBy.IsZero() {
+		add("lease_until <= ?", micros(f.LeaseEndedBy))
+	}
+	if f.AfterID != "" {
+		add("id > ?", f.AfterID)
+	}
+	q := `SELECT ` + actionColumns + ` FROM actions`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id LIMIT ?"
+	args = append(args, sqlrow.Limit(f.Limit))
+	rows, err := tx.q.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*daoguard.Action
+	for rows.Next() {
+		a, err := scanAction(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+func (tx *Tx) AddApproval(ctx context.Context, ap *daoguard.Approval) error {
+	if ap.Created.IsZero() {
+		ap.Created = tx.now
+	}
+	res, err := tx.q.ExecContext(ctx, `INSERT INTO approvals (action_id, principal_id, approve, signature, comment, created) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (action_id, principal_id) DO NOTHING`,
+		ap.ActionID, ap.PrincipalID, ap.Approve, ap.Signature, ap.Comment, micros(ap.Created))
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return sqlrow.ErrDuplicateApproval(ap.PrincipalID)
+	}
+	return nil
+}
+
+func (tx *Tx) Approvals(ctx context.Context, actionID string) ([]daoguard.Approval, error) {
+	rows, err := tx.q.QueryContext(ctx, `SELECT action_id, principal_id, approve, signature, comment, created FROM approvals WHERE action_id = ? ORDER BY created, principal_id`, actionID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []daoguard.Approval
+	for rows.Next() {
+		var ap daoguard.Approval
+		var created int64
+		if err := rows.Scan(&ap.ActionID, &ap.PrincipalID, &ap.Approve, &ap.Signature, &ap.Comment, &created); err != nil {
+			return nil, err
+		}
+		ap.Created = fromMicros(created)
+		out = append(out, ap)
+	}
+	return out, rows.Err()
+}
+
+func (tx *Tx) Append(ctx context.Context, e *daoguard.AuditEntry) error {
+	if tx.readonly {
+		return daoguard.Errorf(daoguard.CodeInternal, "append in a read-only transaction")
+	}
+	e.Seq = tx.seq
+	if e.Time.IsZero() {
+		e.Time = tx.now
+	}
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO audit (seq, time, org_id, actor_id, actor_kind, action_id, event, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Seq, micros(e.Time), e.OrgID, e.ActorID, e.ActorKind, e.ActionID, e.Event, sqlrow.NullJSON(e.Detail))
+	if err != nil {
+		return err
+	}
+	tx.seq++
+	return nil
+}
+
+func (tx *Tx) AuditEntries(ctx context.Context, from uint64, limit int) ([]daoguard.AuditEntry, error) {
+	rows, err := tx.q.QueryContext(ctx, `SELECT seq, time, org_id, actor_id, actor_kind, action_id, event, detail FROM audit WHERE seq >= ? ORDER BY seq LIMIT ?`, from, sqlrow.Limit(limit))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []daoguard.AuditEntry
+	for rows.Next() {
+		var e daoguard.AuditEntry
+		var t int64
+		var detail sql.NullString
+		if err := rows.Scan(&e.Seq, &t, &e.OrgID, &e.ActorID, &e.ActorKind, &e.ActionID, &e.Event, &detail); err != nil {
+			return nil, err
+		}
+		e.Time = fromMicros(t)
+		if detail.Valid {
+			e.Detail = json.RawMessage(detail.String)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (tx *Tx) AuditSize(ctx context.Context) (uint64, error) {
+	var n uint64
+	err := tx.q.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq) + 1, 0) FROM audit`).Scan(&n)
+	return n, err
+}

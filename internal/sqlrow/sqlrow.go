@@ -1,0 +1,131 @@
+// Package sqlrow holds the row encoding that both SQL stores share: how an
+// action's structured parts become JSON columns and back, and the errors
+// both return the same way. It keeps the two stores from drifting apart.
+package sqlrow
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/daoguard/daoguard"
+)
+
+// Action is the column form of an action's structured fields.
+type Action struct {
+	State    string
+	Intent   []byte
+	Decoded  []byte
+	Decision []byte
+	Result   []byte // nil: no result yet
+}
+
+// Encode turns a's structured fields into column values.
+func Encode(a *daoguard.Action) (Action, error) {
+	if !a.State.Valid() {
+		return Action{}, fmt.Errorf("action %s has invalid state %d", a.ID, uint8(a.State))
+	}
+	r := Action{State: a.State.String()}
+	var err error
+	if r.Intent, err = json.Marshal(a.Intent); err != nil {
+		return r, err
+	}
+	if r.Decoded, err = json.Marshal(a.Decoded); err != nil {
+		return r, err
+	}
+	if r.Decision, err = json.Marshal(a.Decision); err != nil {
+		return r, err
+	}
+	if a.Result != nil {
+		if r.Result, err = json.Marshal(a.Result); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// NullResult returns the result column value: nil (SQL NULL) or JSON text.
+func (r Action) NullResult() any {
+	if r.Result == nil {
+		return nil
+	}
+	return string(r.Result)
+}
+
+// Decode fills a's structured fields from column values.
+func (r Action) Decode(a *daoguard.Action) error {
+	var err error
+	if a.State, err = daoguard.ParseState(r.State); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(r.Intent, &a.Intent); err != nil {
+		return fmt.Errorf("action %s intent: %w", a.ID, err)
+	}
+	if err := json.Unmarshal(r.Decoded, &a.Decoded); err != nil {
+		return fmt.Errorf("action %s decoded: %w", a.ID, err)
+	}
+	if err := json.Unmarshal(r.Decision, &a.Decision); err != nil {
+		return fmt.Errorf("action %s decision: %w", a.ID, err)
+	}
+	if len(r.Result) > 0 {
+		a.Result = new(daoguard.ExecResult)
+		if err := json.Unmarshal(r.Result, a.Result); err != nil {
+			return fmt.Errorf("action %s result: %w", a.ID, err)
+		}
+	}
+	return nil
+}
+
+// DecodePrincipal fills the enum and list fields of p from column text.
+func DecodePrincipal(p *daoguard.Principal, kind, roles, autonomy string) error {
+	var err error
+	if p.Kind, err = daoguard.ParsePrincipalKind(kind); err != nil {
+		return err
+	}
+	if err := json.Unmarshal([]byte(roles), &p.Roles); err != nil {
+		return fmt.Errorf("principal %s roles: %w", p.ID, err)
+	}
+	if autonomy != "" {
+		if p.Autonomy, err = daoguard.ParseAutonomy(autonomy); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RolesText is the roles column value: a JSON array.
+func RolesText(p *daoguard.Principal) string {
+	b, _ := json.Marshal(append([]string{}, p.Roles...)) // cannot fail: strings only
+	return string(b)
+}
+
+// AutonomyText is the autonomy column value: "" for humans.
+func AutonomyText(p *daoguard.Principal) string {
+	if !p.Autonomy.Valid() {
+		return ""
+	}
+	return p.Autonomy.String()
+}
+
+// NullJSON returns nil (SQL NULL) for empty JSON, else its text.
+func NullJSON(b json.RawMessage) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}
+
+// Limit clamps a requested page size.
+func Limit(n int) int {
+	switch {
+	case n <= 0:
+		return daoguard.DefaultFindLimit
+	case n > daoguard.MaxFindLimit:
+		return daoguard.MaxFindLimit
+	}
+	return n
+}
+
+// ErrDuplicateApproval is the error for a second vote by one human.
+func ErrDuplicateApproval(principalID string) error {
+	return daoguard.Errorf(daoguard.CodeDuplicateApproval, "%s has already voted on this action", principalID)
+}

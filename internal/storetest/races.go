@@ -1,0 +1,153 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/service"
+)
+
+// race runs fn from n goroutines released together and returns their errors.
+func race(n int, fn func(i int) error) []error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = fn(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+func runRaces(t *testing.T, h Harness) {
+	ctx := context.Background()
+	const n = 8
+
+	t.Run("OK_ConcurrentApprovals", func(t *testing.T) {
+		f := setup(t, h)
+		var humans []string
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error {
+			for i := range n {
+				id := fmt.Sprintf("human_r%d", i)
+				humans = append(humans, id)
+				if err := tx.PutPrincipal(ctx, &daoguard.Principal{ID: id, OrgID: f.Org, Kind: daoguard.PrincipalHuman, Name: id}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		a := must[*daoguard.Action](t)(f.Svc.Submit(ctx, f.Agent, "", Transfer("5000", Vendor)))
+		errs := race(n, func(i int) error { _, err := f.Svc.Approve(ctx, humans[i], a.ID, "", ""); return err })
+		won := 0
+		for _, err := range errs {
+			switch daoguard.ErrorCode(err) {
+			case "":
+				won++
+			case daoguard.CodeIllegalTransition:
+			default:
+				t.Errorf("unexpected error: %v", err)
+			}
+		}
+		_, aps, err := f.Svc.Action(ctx, f.Humans[0], a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if won != 2 || len(aps) != 2 {
+			t.Fatalf("%d approvals won and %d stored; exactly 2 must (2 required)", won, len(aps))
+		}
+		queued := 0
+		for _, e := range eventsOf(t, f.Store, a.ID) {
+			if e == "action.queued" {
+				queued++
+			}
+		}
+		if queued != 1 {
+			t.Fatalf("queued %d times", queued)
+		}
+	})
+
+	t.Run("OK_ConcurrentExecutors", func(t *testing.T) {
+		// n gateway processes (services with distinct node names) race to
+		// execute the same due action: exactly one claims it.
+		f := setup(t, h)
+		a := must[*daoguard.Action](t)(f.Svc.Submit(ctx, f.Agent, "", Transfer("5", Vendor)))
+		svcs := make([]*service.Service, n)
+		for i := range svcs {
+			svcs[i] = service.New(f.Store, f.Dec, f.Ledger, fmt.Sprintf("node-%d", i))
+		}
+		var mu sync.Mutex
+		winners := 0
+		errs := race(n, func(i int) error {
+			done, err := svcs[i].Execute(ctx, a.ID)
+			if done {
+				mu.Lock()
+				winners++
+				mu.Unlock()
+			}
+			return err
+		})
+		for _, err := range errs {
+			if err != nil {
+				t.Errorf("execute: %v", err)
+			}
+		}
+		if effects, _ := f.Ledger.Effects(a.ID); winners != 1 || effects != 1 {
+			t.Fatalf("%d winners, %d effects; want exactly 1 of each", winners, effects)
+		}
+	})
+
+	t.Run("OK_VetoVersusExecute", func(t *testing.T) {
+		// A veto and an execution race: one wins, and the outcome is coherent.
+		for round := range 5 {
+			f := setup(t, h)
+			a := must[*daoguard.Action](t)(f.Svc.Submit(ctx, f.Agent, "", Transfer("5", Vendor)))
+			var executed bool
+			errs := race(2, func(i int) error {
+				if i == 0 {
+					_, err := f.Svc.Veto(ctx, f.Humans[0], a.ID, "")
+					return err
+				}
+				var err error
+				executed, err = f.Svc.Execute(ctx, a.ID)
+				return err
+			})
+			got, _, _ := f.Svc.Action(ctx, f.Humans[0], a.ID)
+			effects, _ := f.Ledger.Effects(a.ID)
+			switch {
+			case errs[0] == nil && !executed && got.State == daoguard.StateVetoed && effects == 0:
+			case daoguard.ErrorCode(errs[0]) == daoguard.CodeIllegalTransition && executed && got.State == daoguard.StateExecuted && effects == 1:
+			default:
+				t.Fatalf("round %d: veto err %v, executed %v, state %s, effects %d", round, errs[0], executed, got.State, effects)
+			}
+		}
+	})
+
+	t.Run("OK_ConcurrentIdempotentSubmits", func(t *testing.T) {
+		f := setup(t, h)
+		ids := make([]string, n)
+		errs := race(n, func(i int) error {
+			a, err := f.Svc.Submit(ctx, f.Agent, "same-key", Transfer("7", Vendor))
+			if err == nil {
+				ids[i] = a.ID
+			}
+			return err
+		})
+		for i, err := range errs {
+			if err != nil || ids[i] != ids[0] {
+				t.Fatalf("submit %d: id %s err %v; all must return %s", i, ids[i], err, ids[0])
+			}
+		}
+		if c := countActions(t, f.Store); c != 1 {
+			t.Fatalf("%d actions stored, want 1", c)
+		}
+	})
+}

@@ -1,0 +1,356 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"reflect"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/daoguard/daoguard"
+)
+
+// Run runs the whole conformance suite against the store h makes.
+func Run(t *testing.T, h Harness) {
+	t.Run("Store", func(t *testing.T) { runStore(t, h) })
+	t.Run("Service", func(t *testing.T) { runService(t, h) })
+	t.Run("Races", func(t *testing.T) { runRaces(t, h) })
+	t.Run("Crash", func(t *testing.T) { RunCrash(t, h) })
+}
+
+func auditSize(t *testing.T, s daoguard.Store) uint64 {
+	t.Helper()
+	var n uint64
+	if err := s.View(context.Background(), func(tx daoguard.Tx) (err error) { n, err = tx.AuditSize(context.Background()); return err }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func entries(t *testing.T, s daoguard.Store) []daoguard.AuditEntry {
+	t.Helper()
+	var es []daoguard.AuditEntry
+	err := s.View(context.Background(), func(tx daoguard.Tx) error {
+		for from := uint64(0); ; {
+			page, err := tx.AuditEntries(context.Background(), from, daoguard.MaxFindLimit)
+			if err != nil {
+				return err
+			}
+			es = append(es, page...)
+			if len(page) < daoguard.MaxFindLimit {
+				return nil
+			}
+			from = page[len(page)-1].Seq + 1
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+func countActions(t *testing.T, s daoguard.Store) int {
+	t.Helper()
+	var n int
+	err := s.View(context.Background(), func(tx daoguard.Tx) error {
+		as, err := tx.FindActions(context.Background(), daoguard.ActionFilter{Limit: daoguard.MaxFindLimit})
+		n = len(as)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func runStore(t *testing.T, h Harness) {
+	ctx := context.Background()
+
+	t.Run("OK_RoundTrip", func(t *testing.T) {
+		f := setup(t, h)
+		a := &daoguard.Action{ID: "act_1", OrgID: f.Org, PrincipalID: f.Agent, IdempotencyKey: "k1", RequestHash: "h",
+			Intent: Transfer("1.5", Vendor), State: daoguard.StatePending,
+			Decoded: daoguard.Decoded{Kind: daoguard.KindTransfer, ChainID: 1337, Account: "ops", AccountKind: daoguard.AccountWallet,
+				To: Vendor, Asset: "USDC", Decimals: 6, Amount: daoguard.NewBigInt(mustAmount(t, "1.5", 6)), Operation: daoguard.OpCall, Data: []byte{1, 2}},
+			Decision:   daoguard.Decision{Verdict: daoguard.VerdictNeedsApproval, Tier: "approval", RequiredApprovals: 2, Timelock: time.Hour, Reasons: []daoguard.Reason{{Code: "X", Rule: "r", Detail: "d"}}},
+			RunnableAt: f.Clock.Now().Add(time.Hour), ExpiresAt: f.Clock.Now().Add(2 * time.Hour),
+			Result: &daoguard.ExecResult{Success: true, TxHash: "0xabc", Block: 7}}
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.CreateAction(ctx, a) }))
+		var got *daoguard.Action
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) { got, err = tx.Action(ctx, "act_1"); return err }))
+		if !reflect.DeepEqual(got, a) {
+			t.Fatalf("round trip:\n got %+v\nwant %+v", got, a)
+		}
+		var p *daoguard.Principal
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) { p, err = tx.Principal(ctx, "human_3"); return err }))
+		if p.Kind != daoguard.PrincipalHuman || !reflect.DeepEqual(p.Roles, []string{"council", "steward"}) || p.Created != f.Clock.Now() {
+			t.Fatalf("principal = %+v", p)
+		}
+	})
+
+	t.Run("ErrNotFound", func(t *testing.T) {
+		f := setup(t, h)
+		err := f.Store.View(ctx, func(tx daoguard.Tx) error {
+			_, e1 := tx.Action(ctx, "act_missing")
+			_, e2 := tx.Principal(ctx, "nobody")
+			_, e3 := tx.Org(ctx, "org_missing")
+			_, e4 := tx.ActionByIdempotencyKey(ctx, f.Agent, "nope")
+			_, e5 := tx.Account(ctx, f.Org, "nope")
+			_, e6 := tx.Asset(ctx, f.Org, "NOPE")
+			for i, e := range []error{e1, e2, e3, e4} {
+				if daoguard.ErrorCode(e) != daoguard.CodeNotFound {
+					return fmt.Errorf("lookup %d: %v, want NOT_FOUND", i, e)
+				}
+			}
+			if daoguard.ErrorCode(e5) != daoguard.CodeUnknownAccount || daoguard.ErrorCode(e6) != daoguard.CodeUnknownAsset {
+				return fmt.Errorf("catalog: %v, %v", e5, e6)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("ErrRollback", func(t *testing.T) {
+		f := setup(t, h)
+		before := auditSize(t, f.Store)
+		boom := errors.New("boom")
+		err := f.Store.Update(ctx, func(tx daoguard.Tx) error {
+			if err := tx.CreateAction(ctx, newAction(f, "act_rb")); err != nil {
+				return err
+			}
+			if err := tx.Append(ctx, &daoguard.AuditEntry{OrgID: f.Org, ActorID: "x", ActorKind: "system", Event: "e"}); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("err = %v, want boom", err)
+		}
+		if countActions(t, f.Store) != 0 || auditSize(t, f.Store) != before {
+			t.Fatal("a failed unit of work left rows behind")
+		}
+		// The next entry takes the position the rolled-back one would have had.
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error {
+			return tx.Append(ctx, &daoguard.AuditEntry{OrgID: f.Org, ActorID: "x", ActorKind: "system", Event: "after"})
+		}))
+		es := entries(t, f.Store)
+		if last := es[len(es)-1]; last.Seq != before || last.Event != "after" {
+			t.Fatalf("last entry = %+v, want seq %d", last, before)
+		}
+	})
+
+	t.Run("ErrPanic", func(t *testing.T) {
+		f := setup(t, h)
+		err := f.Store.Update(ctx, func(tx daoguard.Tx) error { panic("bug") })
+		if err == nil {
+			t.Fatal("panic in Update was not reported")
+		}
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.CreateAction(ctx, newAction(f, "act_after")) }))
+	})
+
+	t.Run("ErrIdempotencyKeyUsed", func(t *testing.T) {
+		f := setup(t, h)
+		a, b := newAction(f, "act_a"), newAction(f, "act_b")
+		a.IdempotencyKey, b.IdempotencyKey = "same", "same"
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.CreateAction(ctx, a) }))
+		err := f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.CreateAction(ctx, b) })
+		if !daoguard.IsIdempotencyKeyUsed(err) {
+			t.Fatalf("err = %v, want ErrIdempotencyKeyUsed", err)
+		}
+		// Empty keys never collide.
+		c, d := newAction(f, "act_c"), newAction(f, "act_d")
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error {
+			return errors.Join(tx.CreateAction(ctx, c), tx.CreateAction(ctx, d))
+		}))
+	})
+
+	t.Run("ErrVersionConflict", func(t *testing.T) {
+		f := setup(t, h)
+		a := newAction(f, "act_v")
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.CreateAction(ctx, a) }))
+		stale := *a
+		a.State = daoguard.StateDenied
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UpdateAction(ctx, a) }))
+		if a.Version != 2 {
+			t.Fatalf("version = %d, want 2", a.Version)
+		}
+		stale.State = daoguard.StateQueued
+		wantCode(t, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UpdateAction(ctx, &stale) }), daoguard.CodeConflict)
+		missing := newAction(f, "act_nope")
+		wantCode(t, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UpdateAction(ctx, missing) }), daoguard.CodeNotFound)
+	})
+
+	t.Run("ErrDuplicateApproval", func(t *testing.T) {
+		f := setup(t, h)
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.CreateAction(ctx, newAction(f, "act_ap")) }))
+		ap := &daoguard.Approval{ActionID: "act_ap", PrincipalID: "human_1", Approve: true}
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.AddApproval(ctx, ap) }))
+		again := &daoguard.Approval{ActionID: "act_ap", PrincipalID: "human_1", Approve: false}
+		wantCode(t, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.AddApproval(ctx, again) }), daoguard.CodeDuplicateApproval)
+	})
+
+	t.Run("OK_FindActions", func(t *testing.T) {
+		f := setup(t, h)
+		now := f.Clock.Now()
+		mk := func(id string, st daoguard.State, runnable, expires time.Time) *daoguard.Action {
+			a := newAction(f, id)
+			a.State, a.RunnableAt, a.ExpiresAt = st, runnable, expires
+			return a
+		}
+		as := []*daoguard.Action{
+			mk("act_1", daoguard.StateQueued, now.Add(-time.Minute), now.Add(time.Hour)),
+			mk("act_2", daoguard.StateQueued, now.Add(time.Minute), now.Add(time.Hour)),
+			mk("act_3", daoguard.StateAwaitingApproval, time.Time{}, now.Add(-time.Second)),
+			mk("act_4", daoguard.StateDenied, time.Time{}, time.Time{}),
+		}
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error {
+			for _, a := range as {
+				if err := tx.CreateAction(ctx, a); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		ids := func(flt daoguard.ActionFilter) []string {
+			var out []string
+			must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) error {
+				got, err := tx.FindActions(ctx, flt)
+				for _, a := range got {
+					out = append(out, a.ID)
+				}
+				return err
+			}))
+			return out
+		}
+		for _, tc := range []struct {
+			name string
+			f    daoguard.ActionFilter
+			want []string
+		}{
+			{"all", daoguard.ActionFilter{}, []string{"act_1", "act_2", "act_3", "act_4"}},
+			{"queued", daoguard.ActionFilter{States: []daoguard.State{daoguard.StateQueued}}, []string{"act_1", "act_2"}},
+			{"runnable", daoguard.ActionFilter{States: []daoguard.State{daoguard.StateQueued}, RunnableBy: now}, []string{"act_1"}},
+			{"expiring", daoguard.ActionFilter{States: []daoguard.State{daoguard.StateAwaitingApproval, daoguard.StateQueued}, ExpiresBy: now}, []string{"act_3"}},
+			{"paged", daoguard.ActionFilter{AfterID: "act_2", Limit: 1}, []string{"act_3"}},
+			{"org", daoguard.ActionFilter{OrgID: "org_other"}, nil},
+		} {
+			if got := ids(tc.f); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+			}
+		}
+	})
+
+	t.Run("ErrAuditAppendOnly", func(t *testing.T) {
+		clock := NewClock()
+		dsn := h.NewDSN(t)
+		s, err := h.Open(dsn, clock.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if err := Seed(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		must[struct{}](t)(struct{}{}, s.Update(ctx, func(tx daoguard.Tx) error {
+			return tx.Append(ctx, &daoguard.AuditEntry{OrgID: "org_test", ActorID: "x", ActorKind: "system", Event: "e"})
+		}))
+		if err := h.Exec(dsn, `UPDATE audit SET event = 'forged'`); err == nil {
+			t.Error("the database let an audit entry be updated")
+		}
+		if err := h.Exec(dsn, `DELETE FROM audit`); err == nil {
+			t.Error("the database let an audit entry be deleted")
+		}
+		if es := entries(t, s); len(es) != 1 || es[0].Event != "e" {
+			t.Fatalf("audit changed: %+v", es)
+		}
+	})
+
+	t.Run("OK_AuditDenseUnderConcurrency", func(t *testing.T) {
+		f := setup(t, h)
+		const workers, each = 8, 40
+		var wg sync.WaitGroup
+		var failed atomic.Int32
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					err := f.Store.Update(ctx, func(tx daoguard.Tx) error {
+						if i%5 == 4 { // some units fail after appending: their entries must vanish
+							tx.Append(ctx, &daoguard.AuditEntry{OrgID: f.Org, ActorID: "w", ActorKind: "system", Event: "doomed"})
+							return errors.New("fail")
+						}
+						return tx.Append(ctx, &daoguard.AuditEntry{OrgID: f.Org, ActorID: fmt.Sprint(w), ActorKind: "system", Event: "ok"})
+					})
+					if (err != nil) != (i%5 == 4) {
+						failed.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if failed.Load() != 0 {
+			t.Fatalf("%d updates had the wrong outcome", failed.Load())
+		}
+		es := entries(t, f.Store)
+		if want := workers * each * 4 / 5; len(es) != want {
+			t.Fatalf("%d entries, want %d", len(es), want)
+		}
+		for i, e := range es {
+			if e.Seq != uint64(i) || e.Event != "ok" {
+				t.Fatalf("entry %d = seq %d event %q; the log must be dense and hold only committed entries", i, e.Seq, e.Event)
+			}
+		}
+	})
+
+	t.Run("ErrIncompatibleDataVersion", func(t *testing.T) {
+		dsn := h.NewDSN(t)
+		s, err := h.Open(dsn, time.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if err := h.Exec(dsn, fmt.Sprintf(`UPDATE meta SET value = '%d' WHERE key = 'data_version'`, daoguard.DataVersion+1)); err != nil {
+			t.Fatal(err)
+		}
+		s, err = h.Open(dsn, time.Now)
+		if err == nil {
+			s.Close()
+		}
+		wantCode(t, err, daoguard.CodeIncompatibleStore)
+	})
+}
+
+func newAction(f *Fixture, id string) *daoguard.Action {
+	return &daoguard.Action{ID: id, OrgID: f.Org, PrincipalID: f.Agent, RequestHash: "h", Intent: Transfer("1", Vendor), State: daoguard.StatePending,
+		Decoded: daoguard.Decoded{Kind: daoguard.KindTransfer, Operation: daoguard.OpCall}, Decision: daoguard.Decision{Reasons: []daoguard.Reason{}}}
+}
+
+func mustAmount(t *testing.T, s string, d int) *big.Int {
+	t.Helper()
+	v, err := daoguard.ParseAmount(s, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// eventsOf returns the audit events recorded for an action, in order.
+func eventsOf(t *testing.T, s daoguard.Store, actionID string) []string {
+	var out []string
+	for _, e := range entries(t, s) {
+		if e.ActionID == actionID {
+			out = append(out, e.Event)
+		}
+	}
+	return out
+}
+
+func sortedCopy(s []string) []string { c := append([]string(nil), s...); sort.Strings(c); return c }

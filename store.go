@@ -1,0 +1,132 @@
+package daoguard
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// DataVersion is the data-compatibility version this binary reads and
+// writes. A store records it on creation; opening a store with a newer
+// version fails with INCOMPATIBLE_STORE instead of misreading it.
+const DataVersion = 1
+
+// Store is durable state. Update runs fn in one atomic transaction: every
+// row fn writes, including its audit entries, commits together or not at
+// all. fn may be run again if the store must retry the transaction, so it
+// must have no effects outside tx. View runs fn on a consistent read-only
+// snapshot.
+//
+// Errors: whatever fn returns (then nothing is committed), UNAVAILABLE when
+// the database cannot be reached, INTERNAL otherwise.
+type Store interface {
+	Update(ctx context.Context, fn func(tx Tx) error) error
+	View(ctx context.Context, fn func(tx Tx) error) error
+	Close() error
+}
+
+// Tx is one unit of work. Now is the same for everything written in it.
+type Tx interface {
+	Now() time.Time
+	OrgStore
+	PrincipalStore
+	CatalogStore
+	ActionStore
+	ApprovalStore
+	AuditLog
+}
+
+// OrgStore keeps organisations.
+type OrgStore interface {
+	// Org returns the organisation. Errors: NOT_FOUND.
+	Org(ctx context.Context, id string) (*Organisation, error)
+	// PutOrg inserts or replaces the organisation.
+	PutOrg(ctx context.Context, o *Organisation) error
+}
+
+// PrincipalStore keeps agents and humans.
+type PrincipalStore interface {
+	// Principal returns the principal. Errors: NOT_FOUND.
+	Principal(ctx context.Context, id string) (*Principal, error)
+	// PutPrincipal inserts or replaces the principal.
+	PutPrincipal(ctx context.Context, p *Principal) error
+}
+
+// CatalogStore keeps the accounts and assets an organisation acts with.
+type CatalogStore interface {
+	// Account returns the named account. Errors: UNKNOWN_ACCOUNT.
+	Account(ctx context.Context, orgID, name string) (*Account, error)
+	PutAccount(ctx context.Context, a *Account) error
+	// Asset returns the asset by symbol. Errors: UNKNOWN_ASSET.
+	Asset(ctx context.Context, orgID, symbol string) (*Asset, error)
+	PutAsset(ctx context.Context, a *Asset) error
+}
+
+// ErrIdempotencyKeyUsed is returned by CreateAction when the principal has
+// already used the action's idempotency key.
+var ErrIdempotencyKeyUsed = &Error{Code: CodeConflict, Message: "idempotency key already used"}
+
+// ActionStore keeps actions.
+type ActionStore interface {
+	// Action returns the action. Inside Update the row stays locked against
+	// other writers until the transaction ends. Errors: NOT_FOUND.
+	Action(ctx context.Context, id string) (*Action, error)
+	// ActionByIdempotencyKey returns the action the principal submitted with
+	// key. Errors: NOT_FOUND.
+	ActionByIdempotencyKey(ctx context.Context, principalID, key string) (*Action, error)
+	// CreateAction inserts a new action with Version 1.
+	// Errors: ErrIdempotencyKeyUsed.
+	CreateAction(ctx context.Context, a *Action) error
+	// UpdateAction writes a, provided the stored version still equals
+	// a.Version, and increments a.Version. Errors: CONFLICT, NOT_FOUND.
+	UpdateAction(ctx context.Context, a *Action) error
+	// FindActions lists actions matching f, oldest first.
+	FindActions(ctx context.Context, f ActionFilter) ([]*Action, error)
+}
+
+// ActionFilter selects actions. Zero fields do not filter.
+type ActionFilter struct {
+	OrgID       string
+	PrincipalID string
+	States      []State
+	// RunnableBy selects actions whose timelock ends at or before it.
+	RunnableBy time.Time
+	// ExpiresBy selects actions that expire at or before it.
+	ExpiresBy time.Time
+	// LeaseEndedBy selects actions whose execution lease ended at or before it.
+	LeaseEndedBy time.Time
+	AfterID      string // for paging: IDs sort by creation time
+	Limit        int    // 0 means DefaultFindLimit
+}
+
+// DefaultFindLimit and MaxFindLimit bound FindActions.
+const (
+	DefaultFindLimit = 100
+	MaxFindLimit     = 1000
+)
+
+// ApprovalStore keeps approvals and rejections.
+type ApprovalStore interface {
+	// AddApproval records one human's vote on an action.
+	// Errors: DUPLICATE_APPROVAL if that human already voted on it.
+	AddApproval(ctx context.Context, ap *Approval) error
+	// Approvals lists an action's votes, oldest first.
+	Approvals(ctx context.Context, actionID string) ([]Approval, error)
+}
+
+// AuditLog is the append-only log. There is deliberately no way to update or
+// delete an entry.
+type AuditLog interface {
+	// Append adds e to the log; the store assigns e.Seq at commit.
+	Append(ctx context.Context, e *AuditEntry) error
+	// AuditEntries returns up to limit entries starting at seq from.
+	AuditEntries(ctx context.Context, from uint64, limit int) ([]AuditEntry, error)
+	// AuditSize returns the number of committed entries.
+	AuditSize(ctx context.Context) (uint64, error)
+}
+
+// IsNotFound reports whether err carries NOT_FOUND.
+func IsNotFound(err error) bool { return ErrorCode(err) == CodeNotFound }
+
+// IsIdempotencyKeyUsed reports whether err is ErrIdempotencyKeyUsed.
+func IsIdempotencyKeyUsed(err error) bool { return errors.Is(err, ErrIdempotencyKeyUsed) }
