@@ -1,0 +1,364 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/sqlrow"
+	"github.com/jackc/pgx/v5"
+)
+
+// Tx is one unit of work (Update) or a read snapshot (View).
+type Tx struct {
+	q       pgx.Tx
+	now     time.Time
+	write   bool
+	pending []*daoguard.AuditEntry // appended in this unit, positioned at commit
+}
+
+var _ daoguard.Tx = (*Tx)(nil)
+
+// Now is the single time of this unit of work.
+func (tx *Tx) Now() time.Time { return tx.now }
+
+// ts maps the zero time to NULL.
+func ts(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+func fromTS(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+func notFound(err error, what, id string) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return daoguard.Errorf(daoguard.CodeNotFound, "%s %s not found", what, id)
+	}
+	return err
+}
+
+func (tx *Tx) Org(ctx context.Context, id string) (*daoguard.Organisation, error) {
+	var o daoguard.Organisation
+	var pausedAt *time.Time
+	err := tx.q.QueryRow(ctx, `SELECT id, name, paused, paused_by, paused_at, created FROM orgs WHERE id = $1`, id).
+		Scan(&o.ID, &o.Name, &o.Paused, &o.PausedBy, &pausedAt, &o.Created)
+	if err != nil {
+		return nil, notFound(err, "organisation", id)
+	}
+	o.PausedAt, o.Created = fromTS(pausedAt), o.Created.UTC()
+	return &o, nil
+}
+
+func (tx *Tx) PutOrg(ctx context.Context, o *daoguard.Organisation) error {
+	if o.Created.IsZero() {
+		o.Created = tx.now
+	}
+	_, err := tx.q.Exec(ctx, `INSERT INTO orgs (id, name, paused, paused_by, paused_at, created) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, paused = excluded.paused, paused_by = excluded.paused_by, paused_at = excluded.paused_at`,
+		o.ID, o.Name, o.Paused, o.PausedBy, ts(o.PausedAt), o.Created)
+	return err
+}
+
+func (tx *Tx) Principal(ctx context.Context, id string) (*daoguard.Principal, error) {
+	var p daoguard.Principal
+	var kind, roles, autonomy string
+	err := tx.q.QueryRow(ctx, `SELECT id, org_id, kind, name, roles, autonomy, created, updated FROM principals WHERE id = $1`, id).
+		Scan(&p.ID, &p.OrgID, &kind, &p.Name, &roles, &autonomy, &p.Created, &p.Updated)
+	if err != nil {
+		return nil, notFound(err, "principal", id)
+	}
+	if err := sqlrow.DecodePrincipal(&p, kind, roles, autonomy); err != nil {
+		return nil, err
+	}
+	p.Created, p.Updated = p.Created.UTC(), p.Updated.UTC()
+	return &p, nil
+}
+
+func (tx *Tx) PutPrincipal(ctx context.Context, p *daoguard.Principal) error {
+	if p.Created.IsZero() {
+		p.Created = tx.now
+	}
+	p.Updated = tx.now
+	_, err := tx.q.Exec(ctx, `INSERT INTO principals (id, org_id, kind, name, roles, autonomy, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, roles = excluded.roles, autonomy = excluded.autonomy, updated = excluded.updated`,
+		p.ID, p.OrgID, p.Kind.String(), p.Name, sqlrow.RolesText(p), sqlrow.AutonomyText(p), p.Created, p.Updated)
+	return err
+}
+
+func (tx *Tx) Account(ctx context.Context, orgID, name string) (*daoguard.Account, error) {
+	var a daoguard.Account
+	var kind string
+	var chain int64
+	err := tx.q.QueryRow(ctx, `SELECT org_id, name, chain_id, address, kind FROM accounts WHERE org_id = $1 AND name = $2`, orgID, name).
+		Scan(&a.OrgID, &a.Name, &chain, &a.Address, &kind)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, daoguard.FieldError(daoguard.CodeUnknownAccount, "account", "no account named %q", name)
+	} else if err != nil {
+		return nil, err
+	}
+	a.ChainID = uint64(chain)
+	a.Kind, err = daoguard.ParseAccountKind(kind)
+	return &a, err
+}
+
+func (tx *Tx) PutAccount(ctx context.Context, a *daoguard.Account) error {
+	_, err := tx.q.Exec(ctx, `INSERT INTO accounts (org_id, name, chain_id, address, kind) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (org_id, name) DO UPDATE SET chain_id = excluded.chain_id, address = excluded.address, kind = excluded.kind`,
+		a.OrgID, a.Name, int64(a.ChainID), a.Address, a.Kind.String())
+	return err
+}
+
+func (tx *Tx) Asset(ctx context.Context, orgID, symbol string) (*daoguard.Asset, error) {
+	var a daoguard.Asset
+	var chain int64
+	err := tx.q.QueryRow(ctx, `SELECT org_id, symbol, chain_id, address, decimals FROM assets WHERE org_id = $1 AND symbol = $2`, orgID, symbol).
+		Scan(&a.OrgID, &a.Symbol, &chain, &a.Address, &a.Decimals)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, daoguard.FieldError(daoguard.CodeUnknownAsset, "asset", "no asset with symbol %q", symbol)
+	}
+	a.ChainID = uint64(chain)
+	return &a, err
+}
+
+func (tx *Tx) PutAsset(ctx context.Context, a *daoguard.Asset) error {
+	_, err := tx.q.Exec(ctx, `INSERT INTO assets (org_id, symbol, chain_id, address, decimals) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (org_id, symbol) DO UPDATE SET chain_id = excluded.chain_id, address = excluded.address, decimals = excluded.decimals`,
+		a.OrgID, a.Symbol, int64(a.ChainID), a.Address, a.Decimals)
+	return err
+}
+
+const actionColumns = `id, org_id, principal_id, COALESCE(idempotency_key, ''), request_hash, state, intent, decoded, decision,
+	runnable_at, expires_at, attempt, lease_owner, lease_until, result, version, created, updated`
+
+func scanAction(s pgx.Row) (*daoguard.Action, error) {
+	var a daoguard.Action
+	var r sqlrow.Action
+	var intent, decoded, decision string
+	var result *string
+	var runnable, expires, lease *time.Time
+	err := s.Scan(&a.ID, &a.OrgID, &a.PrincipalID, &a.IdempotencyKey, &a.RequestHash, &r.State, &intent, &decoded, &decision,
+		&runnable, &expires, &a.Attempt, &a.LeaseOwner, &lease, &result, &a.Version, &a.Created, &a.Updated)
+	if err != nil {
+		return nil, err
+	}
+	r.Intent, r.Decoded, r.Decision = []byte(intent), []byte(decoded), []byte(decision)
+	if result != nil {
+		r.Result = []byte(*result)
+	}
+	if err := r.Decode(&a); err != nil {
+		return nil, err
+	}
+	a.RunnableAt, a.ExpiresAt, a.LeaseUntil = fromTS(runnable), fromTS(expires), fromTS(lease)
+	a.Created, a.Updated = a.Created.UTC(), a.Updated.UTC()
+	return &a, nil
+}
+
+// Action reads one action; inside Update it locks the row (FOR UPDATE)
+// until commit, so two processes deciding on one action take turns.
+func (tx *Tx) Action(ctx context.Context, id string) (*daoguard.Action, error) {
+	q := `SELECT ` + actionColumns + ` FROM actions WHERE id = $1`
+	if tx.write {
+		q += ` FOR UPDATE`
+	}
+	a, err := scanAction(tx.q.QueryRow(ctx, q, id))
+	if err != nil {
+		return nil, notFound(err, "action", id)
+	}
+	return a, nil
+}
+
+func (tx *Tx) ActionByIdempotencyKey(ctx context.Context, principalID, key string) (*daoguard.Action, error) {
+	a, err := scanAction(tx.q.QueryRow(ctx, `SELECT `+actionColumns+` FROM actions WHERE principal_id = $1 AND idempotency_key = $2`, principalID, key))
+	if err != nil {
+		return nil, notFound(err, "action with idempotency key", key)
+	}
+	return a, nil
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// CreateAction inserts a. ON CONFLICT DO NOTHING waits for a concurrent
+// insert of the same idempotency key to commit or abort, then reports it.
+func (tx *Tx) CreateAction(ctx context.Context, a *daoguard.Action) error {
+	r, err := sqlrow.Encode(a)
+	if err != nil {
+		return err
+	}
+	a.Version, a.Created, a.Updated = 1, tx.now, tx.now
+	tag, err := tx.q.Exec(ctx, `INSERT INTO actions (id, org_id, principal_id, idempotency_key, request_hash, state, intent, decoded, decision,
+		runnable_at, expires_at, attempt, lease_owner, lease_until, result, version, created, updated)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (principal_id, idempotency_key) DO NOTHING`,
+		a.ID, a.OrgID, a.PrincipalID, nullable(a.IdempotencyKey), a.RequestHash, r.State, string(r.Intent), string(r.Decoded), string(r.Decision),
+		ts(a.RunnableAt), ts(a.ExpiresAt), a.Attempt, a.LeaseOwner, ts(a.LeaseUntil), r.NullResult(), a.Version, a.Created, a.Updated)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return daoguard.ErrIdempotencyKeyUsed
+	}
+	return nil
+}
+
+func (tx *Tx) UpdateAction(ctx context.Context, a *daoguard.Action) error {
+	r, err := sqlrow.Encode(a)
+	if err != nil {
+		return err
+	}
+	tag, err := tx.q.Exec(ctx, `UPDATE actions SET state = $1, decoded = $2, decision = $3, runnable_at = $4, expires_at = $5,
+		attempt = $6, lease_owner = $7, lease_until = $8, result = $9, version = version + 1, updated = $10
+		WHERE id = $11 AND version = $12`,
+		r.State, string(r.Decoded), string(r.Decision), ts(a.RunnableAt), ts(a.ExpiresAt), a.Attempt, a.LeaseOwner, ts(a.LeaseUntil),
+		r.NullResult(), tx.now, a.ID, a.Version)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		if _, err := tx.Action(ctx, a.ID); err != nil {
+			return err
+		}
+		return daoguard.Errorf(daoguard.CodeConflict, "action %s was changed concurrently", a.ID)
+	}
+	a.Version++
+	a.Updated = tx.now
+	return nil
+}
+
+func (tx *Tx) FindActions(ctx context.Context, f daoguard.ActionFilter) ([]*daoguard.Action, error) {
+	q := `SELECT ` + actionColumns + ` FROM actions WHERE ($1 = '' OR org_id = $1) AND ($2 = '' OR principal_id = $2)
+		AND (cardinality($3::text[]) = 0 OR state = ANY($3))
+		AND ($4::timestamptz IS NULL OR runnable_at <= $4)
+		AND ($5::timestamptz IS NULL OR expires_at <= $5)
+		AND ($6::timestamptz IS NULL OR lease_until <= $6)
+		AND ($7 = '' OR id > $7)
+		ORDER BY id LIMIT $8`
+	states := make([]string, len(f.States))
+	for i, s := range f.States {
+		states[i] = s.String()
+	}
+	rows, err := tx.q.Query(ctx, q, f.OrgID, f.PrincipalID, states, ts(f.RunnableBy), ts(f.ExpiresBy), ts(f.LeaseEndedBy), f.AfterID, sqlrow.Limit(f.Limit))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*daoguard.Action
+	for rows.Next() {
+		a, err := scanAction(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+func (tx *Tx) AddApproval(ctx context.Context, ap *daoguard.Approval) error {
+	if ap.Created.IsZero() {
+		ap.Created = tx.now
+	}
+	tag, err := tx.q.Exec(ctx, `INSERT INTO approvals (action_id, principal_id, approve, signature, comment, created) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (action_id, principal_id) DO NOTHING`,
+		ap.ActionID, ap.PrincipalID, ap.Approve, ap.Signature, ap.Comment, ap.Created)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return sqlrow.ErrDuplicateApproval(ap.PrincipalID)
+	}
+	return nil
+}
+
+func (tx *Tx) Approvals(ctx context.Context, actionID string) ([]daoguard.Approval, error) {
+	rows, err := tx.q.Query(ctx, `SELECT action_id, principal_id, approve, signature, comment, created FROM approvals WHERE action_id = $1 ORDER BY created, principal_id`, actionID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []daoguard.Approval
+	for rows.Next() {
+		var ap daoguard.Approval
+		if err := rows.Scan(&ap.ActionID, &ap.PrincipalID, &ap.Approve, &ap.Signature, &ap.Comment, &ap.Created); err != nil {
+			return nil, err
+		}
+		ap.Created = ap.Created.UTC()
+		out = append(out, ap)
+	}
+	return out, rows.Err()
+}
+
+// Append buffers e; flushAudit positions and inserts the unit's entries as
+// its last step, so the head row is locked only for the commit itself.
+func (tx *Tx) Append(_ context.Context, e *daoguard.AuditEntry) error {
+	if !tx.write {
+		return daoguard.Errorf(daoguard.CodeInternal, "append in a read-only transaction")
+	}
+	if e.Time.IsZero() {
+		e.Time = tx.now
+	}
+	tx.pending = append(tx.pending, e)
+	return nil
+}
+
+func (tx *Tx) flushAudit(ctx context.Context) error {
+	n := len(tx.pending)
+	if n == 0 {
+		return nil
+	}
+	var first int64
+	if err := tx.q.QueryRow(ctx, `UPDATE audit_head SET next = next + $1 RETURNING next - $1`, n).Scan(&first); err != nil {
+		return err
+	}
+	rows := make([][]any, n)
+	for i, e := range tx.pending {
+		e.Seq = uint64(first) + uint64(i)
+		rows[i] = []any{int64(e.Seq), e.Time, e.OrgID, e.ActorID, e.ActorKind, e.ActionID, e.Event, sqlrow.NullJSON(e.Detail)}
+	}
+	if n == 1 {
+		_, err := tx.q.Exec(ctx, `INSERT INTO audit (seq, time, org_id, actor_id, actor_kind, action_id, event, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, rows[0]...)
+		return err
+	}
+	_, err := tx.q.CopyFrom(ctx, pgx.Identifier{"audit"}, []string{"seq", "time", "org_id", "actor_id", "actor_kind", "action_id", "event", "detail"}, pgx.CopyFromRows(rows))
+	return err
+}
+
+func (tx *Tx) AuditEntries(ctx context.Context, from uint64, limit int) ([]daoguard.AuditEntry, error) {
+	rows, err := tx.q.Query(ctx, `SELECT seq, time, org_id, actor_id, actor_kind, action_id, event, detail FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2`, int64(from), sqlrow.Limit(limit))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []daoguard.AuditEntry
+	for rows.Next() {
+		var e daoguard.AuditEntry
+		var seq int64
+		var detail *string
+		if err := rows.Scan(&seq, &e.Time, &e.OrgID, &e.ActorID, &e.ActorKind, &e.ActionID, &e.Event, &detail); err != nil {
+			return nil, err
+		}
+		e.Seq, e.Time = uint64(seq), e.Time.UTC()
+		if detail != nil {
+			e.Detail = json.RawMessage(*detail)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (tx *Tx) AuditSize(ctx context.Context) (uint64, error) {
+	var n int64
+	err := tx.q.QueryRow(ctx, `SELECT next FROM audit_head`).Scan(&n)
+	return uint64(n), err
+}
