@@ -30,6 +30,7 @@ type Tx interface {
 	Now() time.Time
 	OrgStore
 	PrincipalStore
+	CredentialStore
 	CatalogStore
 	ActionStore
 	ApprovalStore

@@ -362,3 +362,35 @@ func (tx *Tx) AuditSize(ctx context.Context) (uint64, error) {
 	err := tx.q.QueryRow(ctx, `SELECT next FROM audit_head`).Scan(&n)
 	return uint64(n), err
 }
+
+func (tx *Tx) Credential(ctx context.Context, keyID string) (*daoguard.Credential, error) {
+	var c daoguard.Credential
+	var scopes string
+	var expires, revoked *time.Time
+	err := tx.q.QueryRow(ctx, `SELECT key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at
+		FROM credentials WHERE key_id = $1`, keyID).
+		Scan(&c.KeyID, &c.PrincipalID, &c.Alg, &c.PublicKey, &c.SealedSecret, &scopes, &c.Environment, &c.Created, &expires, &revoked)
+	if err != nil {
+		return nil, notFound(err, "credential", keyID)
+	}
+	if err := json.Unmarshal([]byte(scopes), &c.Scopes); err != nil {
+		return nil, err
+	}
+	c.Created, c.ExpiresAt, c.RevokedAt = c.Created.UTC(), fromTS(expires), fromTS(revoked)
+	return &c, nil
+}
+
+func (tx *Tx) PutCredential(ctx context.Context, c *daoguard.Credential) error {
+	if c.Created.IsZero() {
+		c.Created = tx.now
+	}
+	scopes, err := json.Marshal(append([]string{}, c.Scopes...))
+	if err != nil {
+		return err
+	}
+	_, err = tx.q.Exec(ctx, `INSERT INTO credentials (key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (key_id) DO UPDATE SET scopes = excluded.scopes, sealed_secret = excluded.sealed_secret, expires_at = excluded.expires_at, revoked_at = excluded.revoked_at`,
+		c.KeyID, c.PrincipalID, c.Alg, c.PublicKey, c.SealedSecret, string(scopes), c.Environment, c.Created, ts(c.ExpiresAt), ts(c.RevokedAt))
+	return err
+}

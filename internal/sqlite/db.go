@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"runtime"
 	"sort"
 	"strconv"
@@ -89,7 +90,13 @@ func (db *DB) Open() error {
 	default:
 		return daoguard.Errorf(daoguard.CodeConfig, "sqlite synchronous must be FULL, EXTRA or NORMAL, not %q", db.Synchronous)
 	}
-	var err error
+	// Create the file owner-only before SQLite does (it would use 0644); the
+	// -wal and -shm files inherit this mode.
+	f, err := os.OpenFile(db.Path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
 	if db.write, err = sql.Open("sqlite", db.dsn(false)); err != nil {
 		return err
 	}

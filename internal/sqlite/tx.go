@@ -371,3 +371,35 @@ func (tx *Tx) AuditSize(ctx context.Context) (uint64, error) {
 	err := tx.q.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq) + 1, 0) FROM audit`).Scan(&n)
 	return n, err
 }
+
+func (tx *Tx) Credential(ctx context.Context, keyID string) (*daoguard.Credential, error) {
+	var c daoguard.Credential
+	var scopes string
+	var created, expires, revoked int64
+	err := tx.q.QueryRowContext(ctx, `SELECT key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at
+		FROM credentials WHERE key_id = ?`, keyID).
+		Scan(&c.KeyID, &c.PrincipalID, &c.Alg, &c.PublicKey, &c.SealedSecret, &scopes, &c.Environment, &created, &expires, &revoked)
+	if err != nil {
+		return nil, notFound(err, "credential", keyID)
+	}
+	if err := json.Unmarshal([]byte(scopes), &c.Scopes); err != nil {
+		return nil, err
+	}
+	c.Created, c.ExpiresAt, c.RevokedAt = fromMicros(created), fromMicros(expires), fromMicros(revoked)
+	return &c, nil
+}
+
+func (tx *Tx) PutCredential(ctx context.Context, c *daoguard.Credential) error {
+	if c.Created.IsZero() {
+		c.Created = tx.now
+	}
+	scopes, err := json.Marshal(append([]string{}, c.Scopes...))
+	if err != nil {
+		return err
+	}
+	_, err = tx.q.ExecContext(ctx, `INSERT INTO credentials (key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (key_id) DO UPDATE SET scopes = excluded.scopes, sealed_secret = excluded.sealed_secret, expires_at = excluded.expires_at, revoked_at = excluded.revoked_at`,
+		c.KeyID, c.PrincipalID, c.Alg, c.PublicKey, c.SealedSecret, string(scopes), c.Environment, micros(c.Created), micros(c.ExpiresAt), micros(c.RevokedAt))
+	return err
+}

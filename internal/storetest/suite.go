@@ -93,6 +93,24 @@ func runStore(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("OK_Credential", func(t *testing.T) {
+		f := setup(t, h)
+		c := &daoguard.Credential{KeyID: "dg_test_abc", PrincipalID: "human_1", Alg: daoguard.AlgEd25519, PublicKey: []byte{1, 2, 3},
+			Scopes: []string{daoguard.ScopeActionsRead, daoguard.ScopeAdmin}, Environment: "test", ExpiresAt: f.Clock.Now().Add(time.Hour)}
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.PutCredential(ctx, c) }))
+		var got *daoguard.Credential
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) { got, err = tx.Credential(ctx, c.KeyID); return err }))
+		if !reflect.DeepEqual(got, c) {
+			t.Fatalf("credential round trip:\n got %+v\nwant %+v", got, c)
+		}
+		bad := &daoguard.Credential{KeyID: "dg_test_bad", PrincipalID: "human_1", Alg: "rsa", Environment: "test"}
+		if err := f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.PutCredential(ctx, bad) }); err == nil {
+			t.Fatal("the store accepted an unknown algorithm")
+		}
+		err := f.Store.View(ctx, func(tx daoguard.Tx) error { _, err := tx.Credential(ctx, "dg_test_missing"); return err })
+		wantCode(t, err, daoguard.CodeNotFound)
+	})
+
 	t.Run("ErrNotFound", func(t *testing.T) {
 		f := setup(t, h)
 		err := f.Store.View(ctx, func(tx daoguard.Tx) error {

@@ -24,6 +24,19 @@ CREATE TABLE principals (
 	updated  timestamptz NOT NULL
 );
 
+CREATE TABLE credentials (
+	key_id        text PRIMARY KEY,
+	principal_id  text NOT NULL REFERENCES principals(id),
+	alg           text NOT NULL CHECK (alg IN ('ed25519', 'hmac-sha256')),
+	public_key    bytea,
+	sealed_secret bytea,
+	scopes        text NOT NULL,
+	environment   text NOT NULL CHECK (environment IN ('test', 'live')),
+	created       timestamptz NOT NULL,
+	expires_at    timestamptz,
+	revoked_at    timestamptz
+);
+
 CREATE TABLE accounts (
 	org_id   text NOT NULL REFERENCES orgs(id),
 	name     text NOT NULL,

@@ -24,6 +24,19 @@ CREATE TABLE principals (
 	updated  INTEGER NOT NULL
 );
 
+CREATE TABLE credentials (
+	key_id        TEXT PRIMARY KEY,
+	principal_id  TEXT NOT NULL REFERENCES principals(id),
+	alg           TEXT NOT NULL CHECK (alg IN ('ed25519', 'hmac-sha256')),
+	public_key    BLOB,
+	sealed_secret BLOB,
+	scopes        TEXT NOT NULL,
+	environment   TEXT NOT NULL CHECK (environment IN ('test', 'live')),
+	created       INTEGER NOT NULL,
+	expires_at    INTEGER NOT NULL DEFAULT 0,
+	revoked_at    INTEGER NOT NULL DEFAULT 0
+);
+
 CREATE TABLE accounts (
 	org_id   TEXT NOT NULL REFERENCES orgs(id),
 	name     TEXT NOT NULL,

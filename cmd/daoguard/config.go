@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/daoguard/daoguard"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is daoguard.yaml. It never holds a secret: keys live in files of
+// their own (mode 0600) or in the environment.
+type Config struct {
+	Environment   string       `yaml:"environment"` // "test" | "live": keys of the other environment are refused
+	Addr          string       `yaml:"addr"`
+	Store         string       `yaml:"store"` // "sqlite" (DIR/data.db) or a postgres:// URL
+	SQLite        SQLiteConfig `yaml:"sqlite"`
+	Node          string       `yaml:"node"` // this process's name in execution leases; default: hostname
+	Org           OrgConfig    `yaml:"org"`
+	MasterKeyFile string       `yaml:"master_key_file"` // relative to the data dir; DAOGUARD_MASTER_KEY overrides
+	AuditKeyFile  string       `yaml:"audit_key_file"`
+	LogLevel      string       `yaml:"log_level"` // debug | info | warn | error
+}
+
+// SQLiteConfig tunes the embedded store.
+type SQLiteConfig struct {
+	Synchronous string `yaml:"synchronous"` // FULL (default) | EXTRA | NORMAL
+}
+
+// OrgConfig names the organisation this deployment guards.
+type OrgConfig struct {
+	ID   string `yaml:"id"`
+	Name string `yaml:"name"`
+}
+
+// DefaultConfig returns the defaults, the first layer of configuration.
+func DefaultConfig() Config {
+	return Config{
+		Environment:   "test",
+		Addr:          "127.0.0.1:8787",
+		Store:         "sqlite",
+		SQLite:        SQLiteConfig{Synchronous: "FULL"},
+		MasterKeyFile: "master.key",
+		AuditKeyFile:  "audit.key",
+		LogLevel:      "info",
+	}
+}
+
+// ParseConfig reads YAML over the defaults. Unknown fields are errors: a
+// misspelt key must not silently fall back to a default.
+func ParseConfig(r io.Reader) (Config, error) {
+	c := DefaultConfig()
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, daoguard.Errorf(daoguard.CodeConfig, "daoguard.yaml: %v", err)
+	}
+	return c, nil
+}
+
+// loadConfig reads DIR/daoguard.yaml and applies the environment.
+func loadConfig(dir string, getenv func(string) string) (Config, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "daoguard.yaml"))
+	if errors.Is(err, os.ErrNotExist) {
+		return Config{}, &daoguard.Error{Code: daoguard.CodeConfig, Message: fmt.Sprintf("%s is not a daoguard data directory (no daoguard.yaml)", dir),
+			Hint: "create one with: daoguard init --data " + dir}
+	} else if err != nil {
+		return Config{}, err
+	}
+	c, err := ParseConfig(bytes.NewReader(b))
+	if err != nil {
+		return c, err
+	}
+	c.ApplyEnv(getenv)
+	return c, nil
+}
+
+// ApplyEnv applies DAOGUARD_* variables, the third layer.
+func (c *Config) ApplyEnv(getenv func(string) string) {
+	for name, dst := range map[string]*string{
+		"DAOGUARD_ENVIRONMENT":        &c.Environment,
+		"DAOGUARD_ADDR":               &c.Addr,
+		"DAOGUARD_STORE":              &c.Store,
+		"DAOGUARD_NODE":               &c.Node,
+		"DAOGUARD_LOG_LEVEL":          &c.LogLevel,
+		"DAOGUARD_SQLITE_SYNCHRONOUS": &c.SQLite.Synchronous,
+	} {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+}
+
+// Validate checks every field and reports each problem with its field name.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, daoguard.FieldError(daoguard.CodeConfig, field, format, args...))
+	}
+	if c.Environment != "test" && c.Environment != "live" {
+		bad("environment", "must be test or live, not %q", c.Environment)
+	}
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
+		bad("addr", "must be host:port, not %q", c.Addr)
+	}
+	if c.Store != "sqlite" && !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
+		bad("store", "must be sqlite or a postgres:// URL")
+	}
+	switch strings.ToUpper(c.SQLite.Synchronous) {
+	case "FULL", "EXTRA", "NORMAL":
+	default:
+		bad("sqlite.synchronous", "must be FULL, EXTRA or NORMAL, not %q", c.SQLite.Synchronous)
+	}
+	if c.Org.ID == "" {
+		bad("org.id", "is required")
+	}
+	if c.MasterKeyFile == "" {
+		bad("master_key_file", "is required")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}
+
+// isLoopback reports whether addr listens only on the loopback interface.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

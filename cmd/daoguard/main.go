@@ -1,0 +1,142 @@
+// Command daoguard is the gateway through which AI agents act on a DAO's
+// treasury: `daoguard init` creates a data directory, `daoguard serve` runs
+// the API, `daoguard version` says what is running. Only this package reads
+// configuration and wires the other packages together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/daoguard/daoguard"
+)
+
+// Exit codes (API.md).
+const (
+	exitOK      = 0
+	exitFailed  = 1 // a check failed or the operation was refused
+	exitUsage   = 2 // bad usage
+	usageHeader = `daoguard — guardrails for AI agents acting on a DAO treasury
+
+Usage:
+  daoguard init    --data DIR [--org-name NAME] [--environment test|live] [--store URL]
+  daoguard serve   --data DIR [--addr 127.0.0.1:8787] [--store URL] [--dev]
+  daoguard version
+
+Run 'daoguard COMMAND -h' for a command's flags.
+`
+)
+
+// usageError marks bad usage: wrong flags, missing arguments.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// Main holds what a run of the command needs, so tests can run it in-process.
+type Main struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+func main() {
+	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := m.Run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// Run executes one command line and returns the exit code. Errors are
+// printed to Stderr as one line, with a hint where one helps.
+func (m *Main) Run(ctx context.Context, args []string) int {
+	err := m.run(ctx, args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(m.Stderr, "daoguard: %s (see 'daoguard -h')\n", ue.msg)
+		return exitUsage
+	}
+	fmt.Fprintf(m.Stderr, "daoguard: %s\n", oneLine(err))
+	return exitFailed
+}
+
+func (m *Main) run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(m.Stderr, usageHeader)
+		return usagef("no command given")
+	}
+	switch args[0] {
+	case "init":
+		return m.runInit(ctx, args[1:])
+	case "serve":
+		return m.runServe(ctx, args[1:])
+	case "version", "--version":
+		return m.runVersion(args[1:])
+	case "-h", "--help", "help":
+		fmt.Fprint(m.Stdout, usageHeader)
+		return nil
+	}
+	return usagef("unknown command %q", args[0])
+}
+
+// newFlagSet returns a flag set whose parse errors become usage errors.
+func (m *Main) newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("daoguard "+name, flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// oneLine renders err for the terminal: a daoguard error's message and hint,
+// anything else as is, on one line.
+func oneLine(err error) string {
+	var e *daoguard.Error
+	if errors.As(err, &e) {
+		s := e.Message
+		if e.Field != "" {
+			s = e.Field + ": " + s
+		}
+		if e.Hint != "" {
+			s += " (hint: " + e.Hint + ")"
+		}
+		return s
+	}
+	s := err.Error()
+	for i := range len(s) {
+		if s[i] == '\n' {
+			return s[:i] + " …"
+		}
+	}
+	return s
+}
+
+func (m *Main) runVersion(args []string) error {
+	fs := m.newFlagSet("version")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "daoguard %s (commit %s)\n", daoguard.Version, daoguard.Commit)
+	return nil
+}

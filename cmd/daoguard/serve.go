@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/httpapi"
+	"github.com/daoguard/daoguard/internal/postgres"
+	"github.com/daoguard/daoguard/internal/secrets"
+	"github.com/daoguard/daoguard/internal/service"
+	"github.com/daoguard/daoguard/internal/sqlite"
+)
+
+// runServe loads the configuration (defaults → daoguard.yaml → environment
+// → flags), opens the store, starts the background runner and serves HTTP
+// until interrupted.
+func (m *Main) runServe(ctx context.Context, args []string) error {
+	fs := m.newFlagSet("serve")
+	dir := fs.String("data", "", "data directory made by 'daoguard init' (required)")
+	addr := fs.String("addr", "", "listen address (default from daoguard.yaml, 127.0.0.1:8787)")
+	store := fs.String("store", "", "sqlite, or a postgres:// URL (default from daoguard.yaml)")
+	dev := fs.Bool("dev", false, "development mode with an in-process chain (loopback only)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return usagef("serve needs --data DIR")
+	}
+	cfg, err := loadConfig(*dir, m.Getenv)
+	if err != nil {
+		return err
+	}
+	if *addr != "" {
+		cfg.Addr = *addr
+	}
+	if *store != "" {
+		cfg.Store = *store
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if *dev {
+		if !isLoopback(cfg.Addr) {
+			return usagef("--dev listens on loopback addresses only, not %s", cfg.Addr)
+		}
+		return &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "--dev needs the in-process EVM chain and dev credentials, which this build does not have yet",
+			Hint: "run without --dev; see README 'Known limits'"}
+	}
+	if _, err := secrets.LoadKeyring(filepath.Join(*dir, cfg.MasterKeyFile), "DAOGUARD_MASTER_KEY", m.Getenv); err != nil {
+		return err
+	}
+	log := newLogger(m, cfg.LogLevel)
+	st, err := openStore(cfg, *dir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.View(ctx, func(tx daoguard.Tx) error { _, err := tx.Org(ctx, cfg.Org.ID); return err }); err != nil {
+		return &daoguard.Error{Code: daoguard.CodeConfig, Message: "organisation " + cfg.Org.ID + " is not in the store: " + daoguard.ErrorMessage(err),
+			Hint: "the store does not belong to this data directory; check --store"}
+	}
+
+	node := cfg.Node
+	if node == "" {
+		host, _ := os.Hostname()
+		node = host + "/" + filepath.Base(*dir)
+	}
+	// No policy is loaded yet, so every action is denied (DenyAll), and no
+	// executor is configured, so nothing can move funds.
+	svc := service.New(st, daoguard.DenyAll{}, nil, node)
+	svc.Logger = log
+	srv := &http.Server{
+		Handler:           (&httpapi.Server{Store: st, Logger: log}).Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "cannot listen on " + cfg.Addr + ": " + err.Error(), Hint: "is another daoguard running? use --addr"}
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { svc.Run(runCtx); close(done) }()
+	log.Info("daoguard serving", "url", "http://"+ln.Addr().String(), "store", storeName(cfg), "environment", cfg.Environment, "node", node, "version", daoguard.Version)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	err = srv.Shutdown(sctx)
+	cancel()
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// openStore opens the configured store.
+func openStore(cfg Config, dir string) (daoguard.Store, error) {
+	if cfg.Store == "sqlite" {
+		db := sqlite.NewDB(filepath.Join(dir, "data.db"))
+		db.Synchronous = cfg.SQLite.Synchronous
+		return db, db.Open()
+	}
+	db := postgres.NewDB(cfg.Store)
+	return db, db.Open()
+}
+
+// storeName describes the store for logs without the connection string,
+// which may carry a password.
+func storeName(cfg Config) string {
+	if cfg.Store == "sqlite" {
+		return "sqlite (synchronous=" + cfg.SQLite.Synchronous + ")"
+	}
+	return "postgres"
+}
+
+func newLogger(m *Main, level string) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(level)) // validated already
+	return slog.New(slog.NewJSONHandler(m.Stderr, &slog.HandlerOptions{Level: l}))
+}
