@@ -84,3 +84,5 @@ func TestMain(m *testing.M) {
 }
 
 func TestConformance(t *testing.T) { storetest.Run(t, harness) }
+
+func BenchmarkStore(b *testing.B) { storetest.Bench(b, harness) }

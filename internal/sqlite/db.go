@@ -48,6 +48,7 @@ type DB struct {
 
 	write *sql.DB // exactly one connection, owned by the writer goroutine
 	read  *sql.DB
+	reads *poolStmts
 	reqs  chan *request
 	quit  chan struct{}
 	wg    sync.WaitGroup
@@ -111,6 +112,8 @@ func (db *DB) Open() error {
 		return err
 	}
 	db.read.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	db.read.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
+	db.reads = &poolStmts{db: db.read, stmts: map[string]*sql.Stmt{}}
 	db.reqs = make(chan *request, db.MaxBatch)
 	db.quit = make(chan struct{})
 	db.wg.Add(1)
@@ -129,6 +132,9 @@ func (db *DB) Close() error {
 	close(db.quit)
 	db.mu.Unlock()
 	db.wg.Wait()
+	db.reads.mu.Lock()
+	db.reads.closeLocked()
+	db.reads.mu.Unlock()
 	return errors.Join(db.read.Close(), db.write.Close())
 }
 
@@ -225,7 +231,7 @@ func (db *DB) View(ctx context.Context, fn func(daoguard.Tx) error) error {
 		return err
 	}
 	defer tx.Rollback()
-	return fn(&Tx{q: tx, now: db.now(), readonly: true})
+	return fn(&Tx{q: txStmts{tx: tx, pool: db.reads}, now: db.now(), readonly: true})
 }
 
 func (db *DB) now() time.Time { return db.Now().UTC().Truncate(time.Microsecond) }
@@ -242,6 +248,8 @@ func (db *DB) writer() {
 		return
 	}
 	defer conn.Close()
+	q := &connStmts{conn: conn, stmts: map[string]*sql.Stmt{}}
+	defer q.close()
 	batch := make([]*request, 0, db.MaxBatch)
 	for {
 		select {
@@ -260,7 +268,7 @@ func (db *DB) writer() {
 				break fill
 			}
 		}
-		db.commit(conn, batch)
+		db.commit(q, batch)
 	}
 }
 
@@ -276,7 +284,7 @@ func (db *DB) drain(err error) {
 	}
 }
 
-func (db *DB) commit(conn *sql.Conn, batch []*request) {
+func (db *DB) commit(conn *connStmts, batch []*request) {
 	ctx := context.Background()
 	errs := make([]error, len(batch))
 	fail := func(err error) {

@@ -36,3 +36,17 @@ func TestMain(m *testing.M) {
 }
 
 func TestConformance(t *testing.T) { storetest.Run(t, harness) }
+
+func BenchmarkStore(b *testing.B) { storetest.Bench(b, harness) }
+
+// BenchmarkStoreSynchronousNormal measures the faster, less durable setting
+// (a committed change survives a process crash but not a power loss).
+func BenchmarkStoreSynchronousNormal(b *testing.B) {
+	h := harness
+	h.Open = func(dsn string, now func() time.Time) (daoguard.Store, error) {
+		db := sqlite.NewDB(dsn)
+		db.Now, db.Synchronous = now, "NORMAL"
+		return db, db.Open()
+	}
+	storetest.Bench(b, h)
+}

@@ -12,12 +12,6 @@ import (
 	"github.com/daoguard/daoguard/internal/sqlrow"
 )
 
-type querier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 // Tx is one unit of work inside a batch (Update) or a read snapshot (View).
 type Tx struct {
 	q        querier
@@ -142,8 +136,6 @@ func (tx *Tx) PutAsset(ctx context.Context, a *daoguard.Asset) error {
 
 const actionColumns = `id, org_id, principal_id, COALESCE(idempotency_key, ''), request_hash, state, intent, decoded, decision,
 	runnable_at, expires_at, attempt, lease_owner, lease_until, result, version, created, updated`
-
-type scanner interface{ Scan(dest ...any) error }
 
 func scanAction(s scanner) (*daoguard.Action, error) {
 	var a daoguard.Action

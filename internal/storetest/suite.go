@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/big"
 	"reflect"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -370,5 +369,3 @@ func eventsOf(t *testing.T, s daoguard.Store, actionID string) []string {
 	}
 	return out
 }
-
-func sortedCopy(s []string) []string { c := append([]string(nil), s...); sort.Strings(c); return c }

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/auth"
+)
+
+func run(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}
+	code = m.Run(context.Background(), args)
+	return code, out.String(), errb.String()
+}
+
+func TestUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{nil, exitUsage, "no command"},
+		{[]string{"frobnicate"}, exitUsage, "unknown command"},
+		{[]string{"init"}, exitUsage, "--data"},
+		{[]string{"serve"}, exitUsage, "--data"},
+		{[]string{"init", "--data"}, exitUsage, "flag needs an argument"},
+		{[]string{"init", "--nope"}, exitUsage, "not defined"},
+		{[]string{"version", "extra"}, exitUsage, "unexpected argument"},
+		{[]string{"version"}, exitOK, ""},
+		{[]string{"-h"}, exitOK, ""},
+	} {
+		code, _, stderr := run(t, nil, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.err) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 && tc.code != exitUsage {
+			t.Errorf("%v: exit %d stderr %q, want %d containing %q", tc.args, code, stderr, tc.code, tc.err)
+		}
+	}
+}
+
+func TestInit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	code, out, stderr := run(t, nil, "init", "--data", dir, "--org-name", "Test DAO")
+	if code != 0 {
+		t.Fatalf("init: %d %s", code, stderr)
+	}
+	if !strings.Contains(out, "admin.json") {
+		t.Errorf("init output %q", out)
+	}
+	for name, mode := range map[string]os.FileMode{
+		"daoguard.yaml": 0o600, "master.key": 0o600, "audit.key": 0o600, "audit.pub": 0o644,
+		"credentials/admin.json": 0o600, "data.db": 0o600, "credentials": 0o700 | os.ModeDir, ".": 0o700 | os.ModeDir,
+	} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if fi.Mode() != mode {
+			t.Errorf("%s mode %v, want %v", name, fi.Mode(), mode)
+		}
+	}
+	var cred CredentialFile
+	b, _ := os.ReadFile(filepath.Join(dir, "credentials/admin.json"))
+	if err := json.Unmarshal(b, &cred); err != nil {
+		t.Fatal(err)
+	}
+	seed, err := base64.StdEncoding.DecodeString(cred.PrivateKey)
+	if env, kerr := auth.ParseKeyID(cred.KeyID); kerr != nil || env != "test" || cred.Alg != "ed25519" || err != nil || len(seed) != 32 || cred.URL != "http://127.0.0.1:8787" {
+		t.Fatalf("admin credential %+v (%v)", cred, kerr)
+	}
+	cfg, err := loadConfig(dir, func(string) string { return "" })
+	if err != nil || cfg.Validate() != nil || cfg.Org.Name != "Test DAO" {
+		t.Fatalf("written config: %+v %v", cfg, err)
+	}
+	y, _ := os.ReadFile(filepath.Join(dir, "daoguard.yaml"))
+	if bytes.Contains(y, []byte(cred.PrivateKey)) {
+		t.Fatal("a secret leaked into daoguard.yaml")
+	}
+
+	// A second init refuses and changes nothing.
+	before, _ := os.ReadFile(filepath.Join(dir, "master.key"))
+	if code, _, stderr := run(t, nil, "init", "--data", dir); code != exitFailed || !strings.Contains(stderr, "refusing to overwrite") {
+		t.Fatalf("second init: %d %q", code, stderr)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "master.key"))
+	if !bytes.Equal(before, after) {
+		t.Fatal("second init changed the master key")
+	}
+	// An empty existing directory is fine; bad flags leave nothing behind.
+	empty := t.TempDir()
+	if code, _, stderr := run(t, nil, "init", "--data", empty); code != 0 {
+		t.Fatalf("init into an empty dir: %s", stderr)
+	}
+	bad := filepath.Join(t.TempDir(), "bad")
+	if code, _, _ := run(t, nil, "init", "--data", bad, "--environment", "prod"); code != exitFailed {
+		t.Fatalf("bad environment accepted")
+	}
+	if _, err := os.Stat(bad); !os.IsNotExist(err) {
+		t.Fatal("a refused init left a directory behind")
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(bad), ".*init-*")); len(leftovers) > 0 {
+		t.Fatalf("temporary directories left: %v", leftovers)
+	}
+}
+
+func TestConfigLayers(t *testing.T) {
+	c, err := ParseConfig(strings.NewReader("addr: 127.0.0.1:9000\nenvironment: live\norg: {id: org_x}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:9000" || c.Store != "sqlite" || c.LogLevel != "info" {
+		t.Fatalf("file over defaults: %+v", c)
+	}
+	c.ApplyEnv(func(k string) string { return map[string]string{"DAOGUARD_ADDR": "127.0.0.1:9100"}[k] })
+	if c.Addr != "127.0.0.1:9100" || c.Environment != "live" {
+		t.Fatalf("env over file: %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseConfig(strings.NewReader("adrr: 1.2.3.4:5\n")); daoguard.ErrorCode(err) != daoguard.CodeConfig {
+		t.Fatalf("unknown field: %v", err)
+	}
+	if _, err := ParseConfig(strings.NewReader("addr: [1, 2]\n")); daoguard.ErrorCode(err) != daoguard.CodeConfig {
+		t.Fatalf("wrong type: %v", err)
+	}
+	bad := DefaultConfig()
+	bad.Environment, bad.Addr, bad.Store, bad.SQLite.Synchronous, bad.LogLevel = "prod", "nowhere", "mysql://x", "OFF", "loud"
+	err = bad.Validate()
+	for _, field := range []string{"environment", "addr", "store", "sqlite.synchronous", "org.id", "log_level"} {
+		if err == nil || !strings.Contains(err.Error(), field+":") {
+			t.Errorf("Validate did not name field %s: %v", field, err)
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestServe(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if code, _, stderr := run(t, nil, "init", "--data", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr bytes.Buffer
+	m := &Main{Stdout: &bytes.Buffer{}, Stderr: &stderr, Getenv: func(string) string { return "" }}
+	done := make(chan int)
+	go func() { done <- m.Run(ctx, []string{"serve", "--data", dir, "--addr", addr}) }()
+	var res *http.Response
+	var err error
+	for range 100 {
+		if res, err = http.Get("http://" + addr + "/healthz"); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("serve never answered: %v; %s", err, stderr.String())
+	}
+	var body map[string]string
+	json.NewDecoder(res.Body).Decode(&body)
+	res.Body.Close()
+	if res.StatusCode != 200 || body["status"] != "ok" {
+		t.Fatalf("healthz %d %v", res.StatusCode, body)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exit %d: %s", code, stderr.String())
+	}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		code int
+		want string
+	}{
+		{[]string{"serve", "--data", dir, "--dev", "--addr", "0.0.0.0:1"}, nil, exitUsage, "loopback"},
+		{[]string{"serve", "--data", filepath.Join(dir, "nope")}, nil, exitFailed, "daoguard init"},
+		{[]string{"serve", "--data", dir, "--addr", addr}, map[string]string{"DAOGUARD_MASTER_KEY": "1:short"}, exitFailed, "master key"},
+		{[]string{"serve", "--data", dir, "--store", "mysql://x"}, nil, exitFailed, "store"},
+	} {
+		code, _, errs := run(t, tc.env, tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d %q, want %d containing %q", tc.args, code, errs, tc.code, tc.want)
+		}
+	}
+}
