@@ -1,8 +1,10 @@
 // Package postgres is the store for several gateway processes sharing one
-// PostgreSQL database. Concurrency is PostgreSQL's: row locks (SELECT ...
-// FOR UPDATE) serialise changes to one action, a lock on one head row makes
-// audit positions dense and ordered by commit, and serialization failures
-// and deadlocks are retried by re-running the unit of work.
+// PostgreSQL database. Row locks (SELECT ... FOR UPDATE) serialise changes to
+// one action across processes; a lock on one head row makes audit positions
+// dense and ordered by commit. Because that lock is held through the commit's
+// WAL flush, each process commits concurrent units of work together (group
+// commit): every unit runs in its own savepoint of a shared transaction, and
+// the head row is locked once per batch.
 package postgres
 
 import (
@@ -13,6 +15,7 @@ import (
 	"io/fs"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/daoguard/daoguard"
@@ -27,7 +30,9 @@ var migrations embed.FS
 // Defaults copied into a new DB.
 const (
 	DefaultMaxConns = 16
-	DefaultRetries  = 10 // re-runs of a unit of work after a serialization failure or deadlock
+	DefaultRetries  = 10  // re-runs of a unit of work after a serialization failure or deadlock
+	DefaultMaxBatch = 256 // units of work committed together at most
+	DefaultBatchers = 2   // concurrent batches: one runs its units while another commits
 )
 
 // DB is the PostgreSQL store. Set the exported fields before Open.
@@ -36,13 +41,26 @@ type DB struct {
 	Now        func() time.Time
 	MaxConns   int32
 	Retries    int
+	MaxBatch   int
+	Batchers   int
 
 	pool *pgxpool.Pool
+	reqs chan *request
+	quit chan struct{}
+	wg   sync.WaitGroup
+	mu   sync.RWMutex
+	shut bool
+}
+
+type request struct {
+	ctx  context.Context
+	fn   func(daoguard.Tx) error
+	done chan error
 }
 
 // NewDB returns a DB for the connection string with the defaults.
 func NewDB(conn string) *DB {
-	return &DB{ConnString: conn, Now: time.Now, MaxConns: DefaultMaxConns, Retries: DefaultRetries}
+	return &DB{ConnString: conn, Now: time.Now, MaxConns: DefaultMaxConns, Retries: DefaultRetries, MaxBatch: DefaultMaxBatch, Batchers: DefaultBatchers}
 }
 
 // Open connects, checks the data version and applies pending migrations.
@@ -68,14 +86,27 @@ func (db *DB) Open() error {
 		db.pool.Close()
 		return err
 	}
+	db.reqs = make(chan *request, db.MaxBatch)
+	db.quit = make(chan struct{})
+	for range max(1, db.Batchers) {
+		db.wg.Add(1)
+		go db.batcher()
+	}
 	return nil
 }
 
-// Close closes the pool.
+// Close stops the batchers after their batches in progress and closes the pool.
 func (db *DB) Close() error {
-	if db.pool != nil {
-		db.pool.Close()
+	db.mu.Lock()
+	if db.shut || db.pool == nil {
+		db.mu.Unlock()
+		return nil
 	}
+	db.shut = true
+	close(db.quit)
+	db.mu.Unlock()
+	db.wg.Wait()
+	db.pool.Close()
 	return nil
 }
 
@@ -145,32 +176,130 @@ func checkDataVersion(s string) error {
 
 func (db *DB) now() time.Time { return db.Now().UTC().Truncate(time.Microsecond) }
 
-// Update runs fn in a read-committed transaction; row locks taken through
-// Tx.Action serialise writers of the same action. Audit entries fn appends
-// are positioned and inserted just before commit.
+// Update queues fn for a batcher and waits until its batch has committed (or
+// fn's savepoint was rolled back).
 func (db *DB) Update(ctx context.Context, fn func(daoguard.Tx) error) error {
-	for attempt := 0; ; attempt++ {
-		err := db.update(ctx, fn)
-		if err == nil || !retryable(err) || attempt >= db.Retries {
-			return err
+	r := &request{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	db.mu.RLock()
+	if db.shut {
+		db.mu.RUnlock()
+		return daoguard.Errorf(daoguard.CodeUnavailable, "store is closed")
+	}
+	select {
+	case db.reqs <- r:
+	case <-ctx.Done():
+		db.mu.RUnlock()
+		return ctx.Err()
+	}
+	db.mu.RUnlock()
+	// Wait even if ctx ends: the batch may already have committed fn's writes.
+	return <-r.done
+}
+
+// batcher takes the units of work that are waiting and commits them as one
+// read-committed transaction.
+func (db *DB) batcher() {
+	defer db.wg.Done()
+	batch := make([]*request, 0, db.MaxBatch)
+	for {
+		select {
+		case r := <-db.reqs:
+			batch = append(batch[:0], r)
+		case <-db.quit:
+			for {
+				select {
+				case r := <-db.reqs:
+					r.done <- daoguard.Errorf(daoguard.CodeUnavailable, "store is closed")
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < db.MaxBatch {
+			select {
+			case r := <-db.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		// First without savepoints (two round trips fewer per unit); if any
+		// unit fails, its writes cannot be undone alone, so the batch is
+		// rolled back and run again with a savepoint per unit. At most two
+		// passes, however many units fail.
+		errs, err := db.commit(batch, false)
+		if errors.Is(err, errUnitFailed) {
+			errs, err = db.commit(batch, true)
+		}
+		for attempt := 0; err != nil && retryable(err) && attempt < db.Retries; attempt++ {
+			errs, err = db.commit(batch, true) // a deadlock on commit: run the whole batch again
+		}
+		for i, r := range batch {
+			if err != nil {
+				r.done <- err
+			} else {
+				r.done <- errs[i]
+			}
 		}
 	}
 }
 
-func (db *DB) update(ctx context.Context, fn func(daoguard.Tx) error) error {
+// errUnitFailed stops an optimistic pass at the first failing unit.
+var errUnitFailed = errors.New("a unit failed in a batch without savepoints")
+
+// commit runs the units in one transaction — with savepoints, each in its
+// own — then positions and inserts all their audit entries and commits.
+// errs holds each unit's own outcome; err is a failure of the batch as a
+// whole. Without savepoints, any unit's failure ends the pass with
+// errUnitFailed and nothing committed.
+func (db *DB) commit(batch []*request, savepoints bool) (errs []error, err error) {
+	ctx := context.Background()
 	ptx, err := db.pool.Begin(ctx)
 	if err != nil {
-		return unavailable(err)
+		return nil, unavailable(err)
 	}
-	defer ptx.Rollback(context.WithoutCancel(ctx))
-	tx := &Tx{q: ptx, now: db.now(), write: true}
-	if err := run(fn, tx); err != nil {
-		return err
+	defer ptx.Rollback(ctx)
+	errs = make([]error, len(batch))
+	var pending []*daoguard.AuditEntry
+	for i, r := range batch {
+		if errs[i] = r.ctx.Err(); errs[i] != nil {
+			continue
+		}
+		if !savepoints {
+			tx := &Tx{q: ptx, now: db.now(), write: true, batch: ctx}
+			if err := run(r.fn, tx); err != nil {
+				return nil, errUnitFailed
+			}
+			pending = append(pending, tx.pending...)
+			continue
+		}
+		for attempt := 0; ; attempt++ {
+			sp, err := ptx.Begin(ctx) // SAVEPOINT
+			if err != nil {
+				return nil, err
+			}
+			tx := &Tx{q: sp, now: db.now(), write: true, batch: ctx}
+			errs[i] = run(r.fn, tx)
+			if errs[i] == nil {
+				if err := sp.Commit(ctx); err != nil { // RELEASE SAVEPOINT
+					return nil, err
+				}
+				pending = append(pending, tx.pending...)
+				break
+			}
+			if err := sp.Rollback(ctx); err != nil { // ROLLBACK TO SAVEPOINT
+				return nil, err
+			}
+			if !retryable(errs[i]) || attempt >= db.Retries {
+				break
+			}
+		}
 	}
-	if err := tx.flushAudit(ctx); err != nil {
-		return err
+	if err := flushAudit(ctx, ptx, pending); err != nil {
+		return nil, err
 	}
-	return ptx.Commit(ctx)
+	return errs, ptx.Commit(ctx)
 }
 
 // View runs fn in a read-only, repeatable-read snapshot.

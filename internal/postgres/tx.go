@@ -17,6 +17,17 @@ type Tx struct {
 	now     time.Time
 	write   bool
 	pending []*daoguard.AuditEntry // appended in this unit, positioned at commit
+	// batch, if set, is the context of the batch this unit runs in. A unit's
+	// own context must not cancel a query: pgx closes the connection on
+	// cancellation, which would abort every other unit of the batch.
+	batch context.Context
+}
+
+func (tx *Tx) c(ctx context.Context) context.Context {
+	if tx.batch != nil {
+		return tx.batch
+	}
+	return ctx
 }
 
 var _ daoguard.Tx = (*Tx)(nil)
@@ -49,7 +60,7 @@ func notFound(err error, what, id string) error {
 func (tx *Tx) Org(ctx context.Context, id string) (*daoguard.Organisation, error) {
 	var o daoguard.Organisation
 	var pausedAt *time.Time
-	err := tx.q.QueryRow(ctx, `SELECT id, name, paused, paused_by, paused_at, created FROM orgs WHERE id = $1`, id).
+	err := tx.q.QueryRow(tx.c(ctx), `SELECT id, name, paused, paused_by, paused_at, created FROM orgs WHERE id = $1`, id).
 		Scan(&o.ID, &o.Name, &o.Paused, &o.PausedBy, &pausedAt, &o.Created)
 	if err != nil {
 		return nil, notFound(err, "organisation", id)
@@ -62,7 +73,7 @@ func (tx *Tx) PutOrg(ctx context.Context, o *daoguard.Organisation) error {
 	if o.Created.IsZero() {
 		o.Created = tx.now
 	}
-	_, err := tx.q.Exec(ctx, `INSERT INTO orgs (id, name, paused, paused_by, paused_at, created) VALUES ($1, $2, $3, $4, $5, $6)
+	_, err := tx.q.Exec(tx.c(ctx), `INSERT INTO orgs (id, name, paused, paused_by, paused_at, created) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, paused = excluded.paused, paused_by = excluded.paused_by, paused_at = excluded.paused_at`,
 		o.ID, o.Name, o.Paused, o.PausedBy, ts(o.PausedAt), o.Created)
 	return err
@@ -71,7 +82,7 @@ func (tx *Tx) PutOrg(ctx context.Context, o *daoguard.Organisation) error {
 func (tx *Tx) Principal(ctx context.Context, id string) (*daoguard.Principal, error) {
 	var p daoguard.Principal
 	var kind, roles, autonomy string
-	err := tx.q.QueryRow(ctx, `SELECT id, org_id, kind, name, roles, autonomy, created, updated FROM principals WHERE id = $1`, id).
+	err := tx.q.QueryRow(tx.c(ctx), `SELECT id, org_id, kind, name, roles, autonomy, created, updated FROM principals WHERE id = $1`, id).
 		Scan(&p.ID, &p.OrgID, &kind, &p.Name, &roles, &autonomy, &p.Created, &p.Updated)
 	if err != nil {
 		return nil, notFound(err, "principal", id)
@@ -88,7 +99,7 @@ func (tx *Tx) PutPrincipal(ctx context.Context, p *daoguard.Principal) error {
 		p.Created = tx.now
 	}
 	p.Updated = tx.now
-	_, err := tx.q.Exec(ctx, `INSERT INTO principals (id, org_id, kind, name, roles, autonomy, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+	_, err := tx.q.Exec(tx.c(ctx), `INSERT INTO principals (id, org_id, kind, name, roles, autonomy, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, roles = excluded.roles, autonomy = excluded.autonomy, updated = excluded.updated`,
 		p.ID, p.OrgID, p.Kind.String(), p.Name, sqlrow.RolesText(p), sqlrow.AutonomyText(p), p.Created, p.Updated)
 	return err
@@ -98,7 +109,7 @@ func (tx *Tx) Account(ctx context.Context, orgID, name string) (*daoguard.Accoun
 	var a daoguard.Account
 	var kind string
 	var chain int64
-	err := tx.q.QueryRow(ctx, `SELECT org_id, name, chain_id, address, kind FROM accounts WHERE org_id = $1 AND name = $2`, orgID, name).
+	err := tx.q.QueryRow(tx.c(ctx), `SELECT org_id, name, chain_id, address, kind FROM accounts WHERE org_id = $1 AND name = $2`, orgID, name).
 		Scan(&a.OrgID, &a.Name, &chain, &a.Address, &kind)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, daoguard.FieldError(daoguard.CodeUnknownAccount, "account", "no account named %q", name)
@@ -111,7 +122,7 @@ func (tx *Tx) Account(ctx context.Context, orgID, name string) (*daoguard.Accoun
 }
 
 func (tx *Tx) PutAccount(ctx context.Context, a *daoguard.Account) error {
-	_, err := tx.q.Exec(ctx, `INSERT INTO accounts (org_id, name, chain_id, address, kind) VALUES ($1, $2, $3, $4, $5)
+	_, err := tx.q.Exec(tx.c(ctx), `INSERT INTO accounts (org_id, name, chain_id, address, kind) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (org_id, name) DO UPDATE SET chain_id = excluded.chain_id, address = excluded.address, kind = excluded.kind`,
 		a.OrgID, a.Name, int64(a.ChainID), a.Address, a.Kind.String())
 	return err
@@ -120,7 +131,7 @@ func (tx *Tx) PutAccount(ctx context.Context, a *daoguard.Account) error {
 func (tx *Tx) Asset(ctx context.Context, orgID, symbol string) (*daoguard.Asset, error) {
 	var a daoguard.Asset
 	var chain int64
-	err := tx.q.QueryRow(ctx, `SELECT org_id, symbol, chain_id, address, decimals FROM assets WHERE org_id = $1 AND symbol = $2`, orgID, symbol).
+	err := tx.q.QueryRow(tx.c(ctx), `SELECT org_id, symbol, chain_id, address, decimals FROM assets WHERE org_id = $1 AND symbol = $2`, orgID, symbol).
 		Scan(&a.OrgID, &a.Symbol, &chain, &a.Address, &a.Decimals)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, daoguard.FieldError(daoguard.CodeUnknownAsset, "asset", "no asset with symbol %q", symbol)
@@ -130,7 +141,7 @@ func (tx *Tx) Asset(ctx context.Context, orgID, symbol string) (*daoguard.Asset,
 }
 
 func (tx *Tx) PutAsset(ctx context.Context, a *daoguard.Asset) error {
-	_, err := tx.q.Exec(ctx, `INSERT INTO assets (org_id, symbol, chain_id, address, decimals) VALUES ($1, $2, $3, $4, $5)
+	_, err := tx.q.Exec(tx.c(ctx), `INSERT INTO assets (org_id, symbol, chain_id, address, decimals) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (org_id, symbol) DO UPDATE SET chain_id = excluded.chain_id, address = excluded.address, decimals = excluded.decimals`,
 		a.OrgID, a.Symbol, int64(a.ChainID), a.Address, a.Decimals)
 	return err
@@ -169,7 +180,7 @@ func (tx *Tx) Action(ctx context.Context, id string) (*daoguard.Action, error) {
 	if tx.write {
 		q += ` FOR UPDATE`
 	}
-	a, err := scanAction(tx.q.QueryRow(ctx, q, id))
+	a, err := scanAction(tx.q.QueryRow(tx.c(ctx), q, id))
 	if err != nil {
 		return nil, notFound(err, "action", id)
 	}
@@ -177,7 +188,7 @@ func (tx *Tx) Action(ctx context.Context, id string) (*daoguard.Action, error) {
 }
 
 func (tx *Tx) ActionByIdempotencyKey(ctx context.Context, principalID, key string) (*daoguard.Action, error) {
-	a, err := scanAction(tx.q.QueryRow(ctx, `SELECT `+actionColumns+` FROM actions WHERE principal_id = $1 AND idempotency_key = $2`, principalID, key))
+	a, err := scanAction(tx.q.QueryRow(tx.c(ctx), `SELECT `+actionColumns+` FROM actions WHERE principal_id = $1 AND idempotency_key = $2`, principalID, key))
 	if err != nil {
 		return nil, notFound(err, "action with idempotency key", key)
 	}
@@ -199,7 +210,7 @@ func (tx *Tx) CreateAction(ctx context.Context, a *daoguard.Action) error {
 		return err
 	}
 	a.Version, a.Created, a.Updated = 1, tx.now, tx.now
-	tag, err := tx.q.Exec(ctx, `INSERT INTO actions (id, org_id, principal_id, idempotency_key, request_hash, state, intent, decoded, decision,
+	tag, err := tx.q.Exec(tx.c(ctx), `INSERT INTO actions (id, org_id, principal_id, idempotency_key, request_hash, state, intent, decoded, decision,
 		runnable_at, expires_at, attempt, lease_owner, lease_until, result, version, created, updated)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (principal_id, idempotency_key) DO NOTHING`,
 		a.ID, a.OrgID, a.PrincipalID, nullable(a.IdempotencyKey), a.RequestHash, r.State, string(r.Intent), string(r.Decoded), string(r.Decision),
@@ -218,7 +229,7 @@ func (tx *Tx) UpdateAction(ctx context.Context, a *daoguard.Action) error {
 	if err != nil {
 		return err
 	}
-	tag, err := tx.q.Exec(ctx, `UPDATE actions SET state = $1, decoded = $2, decision = $3, runnable_at = $4, expires_at = $5,
+	tag, err := tx.q.Exec(tx.c(ctx), `UPDATE actions SET state = $1, decoded = $2, decision = $3, runnable_at = $4, expires_at = $5,
 		attempt = $6, lease_owner = $7, lease_until = $8, result = $9, version = version + 1, updated = $10
 		WHERE id = $11 AND version = $12`,
 		r.State, string(r.Decoded), string(r.Decision), ts(a.RunnableAt), ts(a.ExpiresAt), a.Attempt, a.LeaseOwner, ts(a.LeaseUntil),
@@ -249,7 +260,7 @@ func (tx *Tx) FindActions(ctx context.Context, f daoguard.ActionFilter) ([]*daog
 	for i, s := range f.States {
 		states[i] = s.String()
 	}
-	rows, err := tx.q.Query(ctx, q, f.OrgID, f.PrincipalID, states, ts(f.RunnableBy), ts(f.ExpiresBy), ts(f.LeaseEndedBy), f.AfterID, sqlrow.Limit(f.Limit))
+	rows, err := tx.q.Query(tx.c(ctx), q, f.OrgID, f.PrincipalID, states, ts(f.RunnableBy), ts(f.ExpiresBy), ts(f.LeaseEndedBy), f.AfterID, sqlrow.Limit(f.Limit))
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +280,7 @@ func (tx *Tx) AddApproval(ctx context.Context, ap *daoguard.Approval) error {
 	if ap.Created.IsZero() {
 		ap.Created = tx.now
 	}
-	tag, err := tx.q.Exec(ctx, `INSERT INTO approvals (action_id, principal_id, approve, signature, comment, created) VALUES ($1, $2, $3, $4, $5, $6)
+	tag, err := tx.q.Exec(tx.c(ctx), `INSERT INTO approvals (action_id, principal_id, approve, signature, comment, created) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (action_id, principal_id) DO NOTHING`,
 		ap.ActionID, ap.PrincipalID, ap.Approve, ap.Signature, ap.Comment, ap.Created)
 	if err != nil {
@@ -282,7 +293,7 @@ func (tx *Tx) AddApproval(ctx context.Context, ap *daoguard.Approval) error {
 }
 
 func (tx *Tx) Approvals(ctx context.Context, actionID string) ([]daoguard.Approval, error) {
-	rows, err := tx.q.Query(ctx, `SELECT action_id, principal_id, approve, signature, comment, created FROM approvals WHERE action_id = $1 ORDER BY created, principal_id`, actionID)
+	rows, err := tx.q.Query(tx.c(ctx), `SELECT action_id, principal_id, approve, signature, comment, created FROM approvals WHERE action_id = $1 ORDER BY created, principal_id`, actionID)
 	if err != nil {
 		return nil, err
 	}
@@ -312,30 +323,32 @@ func (tx *Tx) Append(_ context.Context, e *daoguard.AuditEntry) error {
 	return nil
 }
 
-func (tx *Tx) flushAudit(ctx context.Context) error {
-	n := len(tx.pending)
+// flushAudit positions and inserts pending entries: it locks the head row,
+// so it runs once per batch, as the last step before commit.
+func flushAudit(ctx context.Context, q pgx.Tx, pending []*daoguard.AuditEntry) error {
+	n := len(pending)
 	if n == 0 {
 		return nil
 	}
 	var first int64
-	if err := tx.q.QueryRow(ctx, `UPDATE audit_head SET next = next + $1 RETURNING next - $1`, n).Scan(&first); err != nil {
+	if err := q.QueryRow(ctx, `UPDATE audit_head SET next = next + $1 RETURNING next - $1`, n).Scan(&first); err != nil {
 		return err
 	}
 	rows := make([][]any, n)
-	for i, e := range tx.pending {
+	for i, e := range pending {
 		e.Seq = uint64(first) + uint64(i)
 		rows[i] = []any{int64(e.Seq), e.Time, e.OrgID, e.ActorID, e.ActorKind, e.ActionID, e.Event, sqlrow.NullJSON(e.Detail)}
 	}
 	if n == 1 {
-		_, err := tx.q.Exec(ctx, `INSERT INTO audit (seq, time, org_id, actor_id, actor_kind, action_id, event, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, rows[0]...)
+		_, err := q.Exec(ctx, `INSERT INTO audit (seq, time, org_id, actor_id, actor_kind, action_id, event, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, rows[0]...)
 		return err
 	}
-	_, err := tx.q.CopyFrom(ctx, pgx.Identifier{"audit"}, []string{"seq", "time", "org_id", "actor_id", "actor_kind", "action_id", "event", "detail"}, pgx.CopyFromRows(rows))
+	_, err := q.CopyFrom(ctx, pgx.Identifier{"audit"}, []string{"seq", "time", "org_id", "actor_id", "actor_kind", "action_id", "event", "detail"}, pgx.CopyFromRows(rows))
 	return err
 }
 
 func (tx *Tx) AuditEntries(ctx context.Context, from uint64, limit int) ([]daoguard.AuditEntry, error) {
-	rows, err := tx.q.Query(ctx, `SELECT seq, time, org_id, actor_id, actor_kind, action_id, event, detail FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2`, int64(from), sqlrow.Limit(limit))
+	rows, err := tx.q.Query(tx.c(ctx), `SELECT seq, time, org_id, actor_id, actor_kind, action_id, event, detail FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2`, int64(from), sqlrow.Limit(limit))
 	if err != nil {
 		return nil, err
 	}
@@ -359,7 +372,7 @@ func (tx *Tx) AuditEntries(ctx context.Context, from uint64, limit int) ([]daogu
 
 func (tx *Tx) AuditSize(ctx context.Context) (uint64, error) {
 	var n int64
-	err := tx.q.QueryRow(ctx, `SELECT next FROM audit_head`).Scan(&n)
+	err := tx.q.QueryRow(tx.c(ctx), `SELECT next FROM audit_head`).Scan(&n)
 	return uint64(n), err
 }
 
@@ -367,7 +380,7 @@ func (tx *Tx) Credential(ctx context.Context, keyID string) (*daoguard.Credentia
 	var c daoguard.Credential
 	var scopes string
 	var expires, revoked *time.Time
-	err := tx.q.QueryRow(ctx, `SELECT key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at
+	err := tx.q.QueryRow(tx.c(ctx), `SELECT key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at
 		FROM credentials WHERE key_id = $1`, keyID).
 		Scan(&c.KeyID, &c.PrincipalID, &c.Alg, &c.PublicKey, &c.SealedSecret, &scopes, &c.Environment, &c.Created, &expires, &revoked)
 	if err != nil {
@@ -388,7 +401,7 @@ func (tx *Tx) PutCredential(ctx context.Context, c *daoguard.Credential) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.q.Exec(ctx, `INSERT INTO credentials (key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at)
+	_, err = tx.q.Exec(tx.c(ctx), `INSERT INTO credentials (key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (key_id) DO UPDATE SET scopes = excluded.scopes, sealed_secret = excluded.sealed_secret, expires_at = excluded.expires_at, revoked_at = excluded.revoked_at`,
 		c.KeyID, c.PrincipalID, c.Alg, c.PublicKey, c.SealedSecret, string(scopes), c.Environment, c.Created, ts(c.ExpiresAt), ts(c.RevokedAt))
