@@ -28,6 +28,7 @@ staticcheck:
 
 race:
 	$(GO) test -race -count=1 ./...
+	@$(GO) test -count=1 -run '^TestPostgresReachable$$' -v ./internal/postgres | grep -E 'PostgreSQL tests' || true
 
 FUZZTIME ?= 5s
 fuzz:
