@@ -19,7 +19,9 @@ type fixed struct {
 	err error
 }
 
-func (f fixed) Decide(context.Context, daoguard.DecisionInput) (daoguard.Decision, error) { return f.d, f.err }
+func (f fixed) Decide(context.Context, daoguard.DecisionInput) (daoguard.Decision, error) {
+	return f.d, f.err
+}
 
 func newService(t *testing.T, dec daoguard.Decider) *service.Service {
 	db := sqlite.NewDB(filepath.Join(t.TempDir(), "d.db"))
