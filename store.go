@@ -85,7 +85,8 @@ type ActionStore interface {
 	FindActions(ctx context.Context, f ActionFilter) ([]*Action, error)
 }
 
-// ActionFilter selects actions. Zero fields do not filter.
+// ActionFilter selects actions. Zero fields do not filter; a time filter
+// never matches an action whose time is unset.
 type ActionFilter struct {
 	OrgID       string
 	PrincipalID string
@@ -96,6 +97,9 @@ type ActionFilter struct {
 	ExpiresBy time.Time
 	// LeaseEndedBy selects actions whose execution lease ended at or before it.
 	LeaseEndedBy time.Time
+	// NotPaused leaves out actions of paused organisations, so that one
+	// paused organisation's backlog cannot crowd out the others' work.
+	NotPaused bool
 	AfterID      string // for paging: IDs sort by creation time
 	Limit        int    // 0 means DefaultFindLimit
 }

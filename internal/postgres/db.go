@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"sort"
 	"strconv"
 	"sync"
@@ -224,17 +225,7 @@ func (db *DB) batcher() {
 				break fill
 			}
 		}
-		// First without savepoints (two round trips fewer per unit); if any
-		// unit fails, its writes cannot be undone alone, so the batch is
-		// rolled back and run again with a savepoint per unit. At most two
-		// passes, however many units fail.
-		errs, err := db.commit(batch, false)
-		if errors.Is(err, errUnitFailed) {
-			errs, err = db.commit(batch, true)
-		}
-		for attempt := 0; err != nil && retryable(err) && attempt < db.Retries; attempt++ {
-			errs, err = db.commit(batch, true) // a deadlock on commit: run the whole batch again
-		}
+		errs, err := db.commitBatch(batch)
 		for i, r := range batch {
 			if err != nil {
 				r.done <- err
@@ -242,6 +233,26 @@ func (db *DB) batcher() {
 				r.done <- errs[i]
 			}
 		}
+	}
+}
+
+// commitBatch commits a batch, first without savepoints (two round trips
+// fewer per unit); if any unit fails, its writes cannot be undone alone, so
+// the batch is rolled back and run again with a savepoint per unit — at most
+// two passes however many units fail. A deadlock or serialization failure
+// anywhere rolls back the whole transaction, releasing every lock the batch
+// holds (retrying only the unit would meet the same deadlock again), and
+// runs the batch again after a short random pause.
+func (db *DB) commitBatch(batch []*request) ([]error, error) {
+	for attempt := 0; ; attempt++ {
+		errs, err := db.commit(batch, false)
+		if errors.Is(err, errUnitFailed) {
+			errs, err = db.commit(batch, true)
+		}
+		if err == nil || !retryable(err) || attempt >= db.Retries {
+			return errs, err
+		}
+		time.Sleep(time.Duration(1+rand.IntN(10<<attempt)) * time.Millisecond)
 	}
 }
 
@@ -269,31 +280,31 @@ func (db *DB) commit(batch []*request, savepoints bool) (errs []error, err error
 		if !savepoints {
 			tx := &Tx{q: ptx, now: db.now(), write: true, batch: ctx}
 			if err := run(r.fn, tx); err != nil {
+				if retryable(err) {
+					return nil, err
+				}
 				return nil, errUnitFailed
 			}
 			pending = append(pending, tx.pending...)
 			continue
 		}
-		for attempt := 0; ; attempt++ {
-			sp, err := ptx.Begin(ctx) // SAVEPOINT
-			if err != nil {
+		sp, err := ptx.Begin(ctx) // SAVEPOINT
+		if err != nil {
+			return nil, err
+		}
+		tx := &Tx{q: sp, now: db.now(), write: true, batch: ctx}
+		if errs[i] = run(r.fn, tx); errs[i] == nil {
+			if err := sp.Commit(ctx); err != nil { // RELEASE SAVEPOINT
 				return nil, err
 			}
-			tx := &Tx{q: sp, now: db.now(), write: true, batch: ctx}
-			errs[i] = run(r.fn, tx)
-			if errs[i] == nil {
-				if err := sp.Commit(ctx); err != nil { // RELEASE SAVEPOINT
-					return nil, err
-				}
-				pending = append(pending, tx.pending...)
-				break
-			}
-			if err := sp.Rollback(ctx); err != nil { // ROLLBACK TO SAVEPOINT
-				return nil, err
-			}
-			if !retryable(errs[i]) || attempt >= db.Retries {
-				break
-			}
+			pending = append(pending, tx.pending...)
+			continue
+		}
+		if retryable(errs[i]) {
+			return nil, errs[i] // the whole batch goes again
+		}
+		if err := sp.Rollback(ctx); err != nil { // ROLLBACK TO SAVEPOINT
+			return nil, err
 		}
 	}
 	if err := flushAudit(ctx, ptx, pending); err != nil {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,4 +108,85 @@ func TestConformance(t *testing.T) {
 func BenchmarkStore(b *testing.B) {
 	needPostgres(b)
 	storetest.Bench(b, harness)
+}
+
+// Two gateway processes lock the same two actions in opposite order.
+// PostgreSQL aborts one as a deadlock victim; the store must roll its whole
+// batch back (releasing its locks) and run it again, so both succeed.
+func TestDeadlockRetried(t *testing.T) {
+	needPostgres(t)
+	ctx := context.Background()
+	dsn := harness.NewDSN(t)
+	var dbs [2]daoguard.Store
+	for i := range dbs {
+		s, err := harness.Open(dsn, time.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		dbs[i] = s
+	}
+	if err := storetest.Seed(ctx, dbs[0]); err != nil {
+		t.Fatal(err)
+	}
+	ids := [2]string{"act_x", "act_y"}
+	err := dbs[0].Update(ctx, func(tx daoguard.Tx) error {
+		for _, id := range ids {
+			a := &daoguard.Action{ID: id, OrgID: "org_test", PrincipalID: "agent_1", RequestHash: "h", Intent: storetest.Transfer("1", storetest.Vendor),
+				State: daoguard.StateQueued, Decoded: daoguard.Decoded{Kind: daoguard.KindTransfer, Operation: daoguard.OpCall}}
+			if err := tx.CreateAction(ctx, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	var first [2]atomic.Bool
+	lockBoth := func(i int) error {
+		return dbs[i].Update(ctx, func(tx daoguard.Tx) error {
+			a, err := tx.Action(ctx, ids[i])
+			if err != nil {
+				return err
+			}
+			if !first[i].Swap(true) { // first run only: make sure both hold one lock
+				close(held[i])
+				select {
+				case <-held[1-i]:
+				case <-time.After(5 * time.Second):
+				}
+			}
+			b, err := tx.Action(ctx, ids[1-i])
+			if err != nil {
+				return err
+			}
+			return errors.Join(tx.UpdateAction(ctx, a), tx.UpdateAction(ctx, b))
+		})
+	}
+	errs := make(chan error, 2)
+	for i := range 2 {
+		go func() { errs <- lockBoth(i) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a deadlock victim was not retried: %v", err)
+		}
+	}
+	err = dbs[0].View(ctx, func(tx daoguard.Tx) error {
+		for _, id := range ids {
+			a, err := tx.Action(ctx, id)
+			if err != nil {
+				return err
+			}
+			if a.Version != 3 {
+				return fmt.Errorf("%s version %d, want 3 (both updates applied once)", id, a.Version)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

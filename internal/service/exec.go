@@ -111,7 +111,7 @@ func (s *Service) ExecuteDue(ctx context.Context) (int, error) {
 	var due []*daoguard.Action
 	err := s.Store.View(ctx, func(tx daoguard.Tx) (err error) {
 		due, err = tx.FindActions(ctx, daoguard.ActionFilter{
-			States: []daoguard.State{daoguard.StateQueued}, RunnableBy: tx.Now(), Limit: s.Batch,
+			States: []daoguard.State{daoguard.StateQueued}, RunnableBy: tx.Now(), NotPaused: true, Limit: s.Batch,
 		})
 		return err
 	})
@@ -259,7 +259,7 @@ func (s *Service) Reconcile(ctx context.Context, atStart bool) (int, error) {
 	n := 0
 	var errs []error
 	for _, d := range stuck {
-		a, paused, err := s.takeOver(ctx, d)
+		a, paused, expired, err := s.takeOver(ctx, d)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -282,6 +282,15 @@ func (s *Service) Reconcile(ctx context.Context, atStart bool) (int, error) {
 		case paused:
 			// No effect yet, and nothing may start while paused; the lease
 			// will end and a sweep after resume picks it up.
+		case expired:
+			// No effect yet, and its window has ended: humans approved it to
+			// run by then, not weeks later after an outage. It fails unrun.
+			res := daoguard.ExecResult{Success: false, Detail: "not executed: the execution window ended before it could run"}
+			if err := s.finish(ctx, a.ID, a.Attempt, res); err != nil {
+				errs = append(errs, err)
+			} else {
+				n++
+			}
 		default:
 			if ok, err := s.run(ctx, a, false); err != nil {
 				errs = append(errs, err)
@@ -295,11 +304,11 @@ func (s *Service) Reconcile(ctx context.Context, atStart bool) (int, error) {
 
 // takeOver renews the lease of a stuck action for this node, provided it is
 // still executing the same attempt and its lease really is ours or ended.
-func (s *Service) takeOver(ctx context.Context, seen *daoguard.Action) (*daoguard.Action, bool, error) {
-	var out *daoguard.Action
-	paused := false
-	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
-		out = nil
+// It also reports whether the organisation is paused and whether the
+// action's execution window has ended.
+func (s *Service) takeOver(ctx context.Context, seen *daoguard.Action) (out *daoguard.Action, paused, expired bool, err error) {
+	err = s.Store.Update(ctx, func(tx daoguard.Tx) error {
+		out, paused, expired = nil, false, false
 		now := tx.Now()
 		a, err := tx.Action(ctx, seen.ID)
 		if err != nil {
@@ -315,7 +324,7 @@ func (s *Service) takeOver(ctx context.Context, seen *daoguard.Action) (*daoguar
 		if err != nil {
 			return err
 		}
-		paused = org.Paused
+		paused, expired = org.Paused, !now.Before(a.ExpiresAt)
 		a.LeaseOwner, a.LeaseUntil = s.Node, now.Add(s.Lease)
 		if err := tx.UpdateAction(ctx, a); err != nil {
 			return err
@@ -323,5 +332,5 @@ func (s *Service) takeOver(ctx context.Context, seen *daoguard.Action) (*daoguar
 		out = a
 		return appendEntry(ctx, tx, daoguard.ActorSystem, "system", a, "action.reconcile", map[string]any{"attempt": a.Attempt, "node": s.Node})
 	})
-	return out, paused, err
+	return out, paused, expired, err
 }

@@ -247,14 +247,18 @@ func (tx *Tx) FindActions(ctx context.Context, f daoguard.ActionFilter) ([]*daog
 		}
 		where = append(where, "state IN ("+strings.Join(ph, ", ")+")")
 	}
+	// 0 is an unset time (NULL on PostgreSQL): it never matches.
 	if !f.RunnableBy.IsZero() {
-		add("runnable_at <= ?", micros(f.RunnableBy))
+		add("runnable_at > 0 AND runnable_at <= ?", micros(f.RunnableBy))
 	}
 	if !f.ExpiresBy.IsZero() {
-		add("expires_at <= ?", micros(f.ExpiresBy))
+		add("expires_at > 0 AND expires_at <= ?", micros(f.ExpiresBy))
 	}
 	if !f.LeaseEndedBy.IsZero() {
-		add("lease_until <= ?", micros(f.LeaseEndedBy))
+		add("lease_until > 0 AND lease_until <= ?", micros(f.LeaseEndedBy))
+	}
+	if f.NotPaused {
+		add("org_id NOT IN (SELECT id FROM orgs WHERE paused)")
 	}
 	if f.AfterID != "" {
 		add("id > ?", f.AfterID)

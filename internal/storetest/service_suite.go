@@ -416,6 +416,58 @@ func runService(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("OK_ReconcileExpiredIsNotRun", func(t *testing.T) {
+		// Stuck executing with no effect, found only after its window ended
+		// (a long outage): it must fail unrun, not execute weeks late.
+		f := setup(t, h)
+		a := submit(t, f, f.Agent, "5", Vendor)
+		f.Ledger.Fail, f.Ledger.FailAfter = errors.New("node down"), false
+		if _, err := f.Svc.Execute(ctx, a.ID); err == nil {
+			t.Fatal("want the executor's error")
+		}
+		f.Ledger.Fail = nil
+		f.Clock.Advance(3 * f.Svc.ExecutionGrace)
+		if n := must[int](t)(f.Svc.Reconcile(ctx, true)); n != 1 {
+			t.Fatalf("reconciled %d, want 1", n)
+		}
+		got := state(t, f, a.ID)
+		if got.State != daoguard.StateFailed || got.Result == nil || got.Result.Success {
+			t.Fatalf("state %s result %+v, want failed", got.State, got.Result)
+		}
+		if n, _ := f.Ledger.Effects(a.ID); n != 0 {
+			t.Fatalf("%d effects, want none", n)
+		}
+	})
+
+	t.Run("OK_PausedOrgDoesNotStarveOthers", func(t *testing.T) {
+		f := setup(t, h)
+		f.Svc.Batch = 2
+		now := f.Clock.Now()
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error {
+			if err := tx.PutOrg(ctx, &daoguard.Organisation{ID: "org_b", Name: "B", Paused: true}); err != nil {
+				return err
+			}
+			if err := tx.PutPrincipal(ctx, &daoguard.Principal{ID: "human_b", OrgID: "org_b", Kind: daoguard.PrincipalHuman, Name: "b"}); err != nil {
+				return err
+			}
+			for _, id := range []string{"act_00a", "act_00b", "act_00c"} { // sort before every NewID
+				a := newAction(f, id)
+				a.OrgID, a.PrincipalID, a.State, a.RunnableAt, a.ExpiresAt = "org_b", "human_b", daoguard.StateQueued, now, now.Add(time.Hour)
+				if err := tx.CreateAction(ctx, a); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		a := submit(t, f, f.Agent, "5", Vendor)
+		if n := must[int](t)(f.Svc.ExecuteDue(ctx)); n != 1 {
+			t.Fatalf("executed %d, want 1: a paused organisation's backlog blocked another's", n)
+		}
+		if got := state(t, f, a.ID); got.State != daoguard.StateExecuted {
+			t.Fatalf("state %s", got.State)
+		}
+	})
+
 	t.Run("ErrOtherOrganisation", func(t *testing.T) {
 		f := setup(t, h)
 		a := submit(t, f, f.Agent, "5000", Vendor)
