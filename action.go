@@ -58,7 +58,7 @@ func ParseActionKind(s string) (ActionKind, error) {
 	case "call":
 		return KindCall, nil
 	}
-	return 0, FieldError(CodeInvalid, "kind", "unknown kind %q (want transfer or call)", s)
+	return 0, FieldError(CodeInvalid, "kind", "unknown kind %q (want transfer or call)", clip(s))
 }
 
 func (k ActionKind) MarshalText() ([]byte, error) { return enumText(k == 0, k.String()), nil }
@@ -98,7 +98,7 @@ func ParseOperation(s string) (Operation, error) {
 	case "delegatecall":
 		return OpDelegateCall, nil
 	}
-	return 0, FieldError(CodeInvalid, "operation", "unknown operation %q (want call or delegatecall)", s)
+	return 0, FieldError(CodeInvalid, "operation", "unknown operation %q (want call or delegatecall)", clip(s))
 }
 
 func (o Operation) MarshalText() ([]byte, error) { return enumText(o == 0, o.String()), nil }
@@ -181,7 +181,7 @@ func ParseVerdict(s string) (Verdict, error) {
 			return v, nil
 		}
 	}
-	return 0, Errorf(CodeInvalid, "unknown verdict %q", s)
+	return 0, Errorf(CodeInvalid, "unknown verdict %q", clip(s))
 }
 
 func (v Verdict) MarshalText() ([]byte, error) { return enumText(v == 0, v.String()), nil }

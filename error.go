@@ -95,3 +95,12 @@ func ErrorMessage(err error) string {
 	}
 	return "internal error"
 }
+
+// clip shortens untrusted input before it is echoed in an error message.
+func clip(s string) string {
+	const n = 40
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

@@ -43,7 +43,7 @@ func ParsePrincipalKind(s string) (PrincipalKind, error) {
 	case "human":
 		return PrincipalHuman, nil
 	}
-	return 0, Errorf(CodeInvalid, "unknown principal kind %q (want agent or human)", s)
+	return 0, Errorf(CodeInvalid, "unknown principal kind %q (want agent or human)", clip(s))
 }
 
 func (k PrincipalKind) MarshalText() ([]byte, error) { return enumText(k == 0, k.String()), nil }
@@ -88,7 +88,7 @@ func ParseAutonomy(s string) (Autonomy, error) {
 			return a, nil
 		}
 	}
-	return 0, Errorf(CodeInvalid, "unknown autonomy level %q (want autonomous, supervised or suspended)", s)
+	return 0, Errorf(CodeInvalid, "unknown autonomy level %q (want autonomous, supervised or suspended)", clip(s))
 }
 
 func (a Autonomy) MarshalText() ([]byte, error) { return enumText(a == 0, a.String()), nil }
@@ -153,7 +153,7 @@ func ParseAccountKind(s string) (AccountKind, error) {
 	case "safe":
 		return AccountSafe, nil
 	}
-	return 0, Errorf(CodeInvalid, "unknown account kind %q (want wallet or safe)", s)
+	return 0, Errorf(CodeInvalid, "unknown account kind %q (want wallet or safe)", clip(s))
 }
 
 func (k AccountKind) MarshalText() ([]byte, error) { return enumText(k == 0, k.String()), nil }

@@ -92,7 +92,7 @@ func ParseState(s string) (State, error) {
 			return st, nil
 		}
 	}
-	return 0, Errorf(CodeInvalid, "unknown state %q", s)
+	return 0, Errorf(CodeInvalid, "unknown state %q", clip(s))
 }
 
 func (s State) MarshalText() ([]byte, error) {

@@ -181,6 +181,10 @@ func TestServe(t *testing.T) {
 	if res.StatusCode != 200 || body["status"] != "ok" {
 		t.Fatalf("healthz %d %v", res.StatusCode, body)
 	}
+	// A second serve on the same directory is refused while the first runs.
+	if code, _, errs := run(t, nil, "serve", "--data", dir, "--addr", freeAddr(t)); code != exitFailed || !strings.Contains(errs, "another daoguard serve") {
+		t.Errorf("second serve: exit %d %q", code, errs)
+	}
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("serve exit %d: %s", code, stderr.String())

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/daoguard/daoguard"
@@ -56,6 +57,13 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if _, err := secrets.LoadKeyring(filepath.Join(*dir, cfg.MasterKeyFile), "DAOGUARD_MASTER_KEY", m.Getenv); err != nil {
 		return err
 	}
+	// One serve per data directory: two processes with one node name could
+	// each take the other's execution leases for their own.
+	unlock, err := lockDir(*dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	log := newLogger(m, cfg.LogLevel)
 	st, err := openStore(cfg, *dir)
 	if err != nil {
@@ -69,8 +77,11 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 
 	node := cfg.Node
 	if node == "" {
+		// Unique among processes sharing a PostgreSQL store: one serve per
+		// directory (the lock above), and the host tells directories apart.
 		host, _ := os.Hostname()
-		node = host + "/" + filepath.Base(*dir)
+		abs, _ := filepath.Abs(*dir)
+		node = host + ":" + abs
 	}
 	// No policy is loaded yet, so every action is denied (DenyAll), and no
 	// executor is configured, so nothing can move funds.
@@ -111,6 +122,21 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		err = nil
 	}
 	return err
+}
+
+// lockDir takes an exclusive, non-blocking lock on DIR/serve.lock for the
+// life of the process; the kernel releases it if the process dies.
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "serve.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, &daoguard.Error{Code: daoguard.CodeConflict, Message: "another daoguard serve is running with " + dir,
+			Hint: "stop it, or give each process a data directory of its own"}
+	}
+	return func() { f.Close() }, nil
 }
 
 // openStore opens the configured store.

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/daoguard/daoguard"
@@ -34,23 +35,31 @@ const (
 	DefaultRetries  = 10  // re-runs of a unit of work after a serialization failure or deadlock
 	DefaultMaxBatch = 256 // units of work committed together at most
 	DefaultBatchers = 2   // concurrent batches: one runs its units while another commits
+
+	DefaultClockRefresh = 30 * time.Second
 )
 
 // DB is the PostgreSQL store. Set the exported fields before Open.
 type DB struct {
 	ConnString string
-	Now        func() time.Time
-	MaxConns   int32
-	Retries    int
-	MaxBatch   int
-	Batchers   int
+	// Now is the clock. Nil (the default) means the database server's clock:
+	// timelocks and leases are judged by several processes, and a process
+	// whose own clock runs ahead must not shorten a veto window. The offset
+	// to the server's clock is measured at Open and every ClockRefresh.
+	Now          func() time.Time
+	ClockRefresh time.Duration
+	MaxConns     int32
+	Retries      int
+	MaxBatch     int
+	Batchers     int
 
-	pool *pgxpool.Pool
-	reqs chan *request
-	quit chan struct{}
-	wg   sync.WaitGroup
-	mu   sync.RWMutex
-	shut bool
+	pool   *pgxpool.Pool
+	offset atomic.Int64 // server clock minus local clock, in nanoseconds
+	reqs   chan *request
+	quit   chan struct{}
+	wg     sync.WaitGroup
+	mu     sync.RWMutex
+	shut   bool
 }
 
 type request struct {
@@ -61,7 +70,7 @@ type request struct {
 
 // NewDB returns a DB for the connection string with the defaults.
 func NewDB(conn string) *DB {
-	return &DB{ConnString: conn, Now: time.Now, MaxConns: DefaultMaxConns, Retries: DefaultRetries, MaxBatch: DefaultMaxBatch, Batchers: DefaultBatchers}
+	return &DB{ConnString: conn, ClockRefresh: DefaultClockRefresh, MaxConns: DefaultMaxConns, Retries: DefaultRetries, MaxBatch: DefaultMaxBatch, Batchers: DefaultBatchers}
 }
 
 // Open connects, checks the data version and applies pending migrations.
@@ -89,6 +98,14 @@ func (db *DB) Open() error {
 	}
 	db.reqs = make(chan *request, db.MaxBatch)
 	db.quit = make(chan struct{})
+	if db.Now == nil {
+		if err := db.measureClock(ctx); err != nil {
+			db.pool.Close()
+			return err
+		}
+		db.wg.Add(1)
+		go db.clockLoop()
+	}
 	for range max(1, db.Batchers) {
 		db.wg.Add(1)
 		go db.batcher()
@@ -175,7 +192,44 @@ func checkDataVersion(s string) error {
 	return nil
 }
 
-func (db *DB) now() time.Time { return db.Now().UTC().Truncate(time.Microsecond) }
+func (db *DB) now() time.Time {
+	var t time.Time
+	if db.Now != nil {
+		t = db.Now()
+	} else {
+		t = time.Now().Add(time.Duration(db.offset.Load()))
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+// measureClock sets the offset to the server's clock, taking the middle of
+// the round trip as the moment the server read its clock.
+func (db *DB) measureClock(ctx context.Context) error {
+	var server time.Time
+	t0 := time.Now()
+	if err := db.pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&server); err != nil {
+		return unavailable(err)
+	}
+	t1 := time.Now()
+	db.offset.Store(int64(server.Sub(t0.Add(t1.Sub(t0) / 2))))
+	return nil
+}
+
+func (db *DB) clockLoop() {
+	defer db.wg.Done()
+	t := time.NewTicker(db.ClockRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.quit:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			db.measureClock(ctx) // on failure keep the last offset; store errors surface elsewhere
+			cancel()
+		}
+	}
+}
 
 // Update queues fn for a batcher and waits until its batch has committed (or
 // fn's savepoint was rolled back).

@@ -100,6 +100,39 @@ func TestPostgresReachable(t *testing.T) {
 	t.Logf("PostgreSQL tests ran against %s", baseURL())
 }
 
+// By default the store takes time from the database server's clock.
+func TestServerClock(t *testing.T) {
+	needPostgres(t)
+	db := postgres.NewDB(harness.NewDSN(t))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var server time.Time
+	var ours time.Time
+	err := db.View(context.Background(), func(tx daoguard.Tx) error {
+		ours = tx.Now()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exec(baseURL(), "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(context.Background(), baseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if err := c.QueryRow(context.Background(), `SELECT clock_timestamp()`).Scan(&server); err != nil {
+		t.Fatal(err)
+	}
+	if d := server.Sub(ours); d < 0 || d > 5*time.Second {
+		t.Fatalf("store time %s vs server %s", ours, server)
+	}
+}
+
 func TestConformance(t *testing.T) {
 	needPostgres(t)
 	storetest.Run(t, harness)

@@ -65,8 +65,8 @@ func New(store daoguard.Store, decider daoguard.Decider, exec daoguard.Executor,
 // IDEMPOTENCY_MISMATCH, INVALID_ARGUMENT, INVALID_AMOUNT, UNKNOWN_ACCOUNT,
 // UNKNOWN_ASSET.
 func (s *Service) Submit(ctx context.Context, principalID, idemKey string, in daoguard.Intent) (*daoguard.Action, error) {
-	if len(idemKey) > 255 {
-		return nil, daoguard.FieldError(daoguard.CodeInvalid, "Idempotency-Key", "idempotency key is longer than 255 bytes")
+	if err := checkIdempotencyKey(idemKey); err != nil {
+		return nil, err
 	}
 	var out *daoguard.Action
 	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
@@ -137,6 +137,21 @@ func (s *Service) Submit(ctx context.Context, principalID, idemKey string, in da
 		s.Wake()
 	}
 	return out, nil
+}
+
+// checkIdempotencyKey allows up to 255 printable ASCII characters: a key is
+// an opaque client token, and anything else (control bytes, NUL) is either a
+// bug or an attempt to confuse logs and storage.
+func checkIdempotencyKey(k string) error {
+	if len(k) > 255 {
+		return daoguard.FieldError(daoguard.CodeInvalid, "Idempotency-Key", "idempotency key is longer than 255 bytes")
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return daoguard.FieldError(daoguard.CodeInvalid, "Idempotency-Key", "idempotency key must be printable ASCII")
+		}
+	}
+	return nil
 }
 
 // replay returns the action an idempotency key already produced, nil if the
@@ -408,22 +423,22 @@ func (s *Service) SetAutonomy(ctx context.Context, actorID, agentID string, leve
 		if err != nil {
 			return err
 		}
-		if agent.Kind != daoguard.PrincipalAgent {
-			return daoguard.Errorf(daoguard.CodeInvalid, "%s is not an agent; only agents have an autonomy level", agentID)
-		}
 		actorKind := "system"
 		if actorID != daoguard.ActorSystem {
 			actor, err := tx.Principal(ctx, actorID)
 			if err != nil {
 				return err
 			}
-			if actor.OrgID != agent.OrgID {
+			if actor.OrgID != agent.OrgID { // reveal nothing about other organisations
 				return daoguard.Errorf(daoguard.CodeNotFound, "principal %s not found", agentID)
 			}
 			actorKind = actor.Kind.String()
 			if !actor.IsHuman() && actor.ID != agent.ID {
 				return daoguard.Errorf(daoguard.CodeForbidden, "an agent can change only its own autonomy")
 			}
+		}
+		if agent.Kind != daoguard.PrincipalAgent {
+			return daoguard.Errorf(daoguard.CodeInvalid, "%s is not an agent; only agents have an autonomy level", agentID)
 		}
 		if level > agent.Autonomy && actorKind != "human" {
 			return &daoguard.Error{Code: daoguard.CodeAutonomyRaise, Message: "only a human can raise an agent's autonomy", Hint: "ask a steward"}

@@ -27,7 +27,9 @@ type errRow struct{ err error }
 func (r errRow) Scan(...any) error { return r.err }
 
 // connStmts prepares on the writer's single connection. Only the writer
-// goroutine uses it, so it needs no lock.
+// goroutine uses it, so it needs no lock. Its statements ignore the calling
+// unit's cancellation: interrupting SQLite inside the batch's transaction
+// would roll back every other unit of the batch with it.
 type connStmts struct {
 	conn  *sql.Conn
 	stmts map[string]*sql.Stmt
@@ -56,6 +58,7 @@ func (c *connStmts) close() {
 }
 
 func (c *connStmts) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	ctx = context.WithoutCancel(ctx)
 	s, err := c.prepare(ctx, q)
 	if err != nil {
 		return nil, err
@@ -64,6 +67,7 @@ func (c *connStmts) ExecContext(ctx context.Context, q string, args ...any) (sql
 }
 
 func (c *connStmts) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	ctx = context.WithoutCancel(ctx)
 	s, err := c.prepare(ctx, q)
 	if err != nil {
 		return nil, err
@@ -72,6 +76,7 @@ func (c *connStmts) QueryContext(ctx context.Context, q string, args ...any) (*s
 }
 
 func (c *connStmts) QueryRowContext(ctx context.Context, q string, args ...any) scanner {
+	ctx = context.WithoutCancel(ctx)
 	s, err := c.prepare(ctx, q)
 	if err != nil {
 		return errRow{err}

@@ -24,13 +24,24 @@ type Ledger struct {
 	// it otherwise.
 	Fail      error
 	FailAfter bool
+	// Revert makes the effect fail the way a reverted transaction does: it
+	// happens (and is recorded) but reports Success false.
+	Revert bool
 
 	mu sync.Mutex
 }
 
 type ledgerLine struct {
-	Attempt string `json:"attempt"`
-	Action  string `json:"action"`
+	Attempt  string `json:"attempt"`
+	Action   string `json:"action"`
+	Reverted bool   `json:"reverted,omitempty"`
+}
+
+func (ln ledgerLine) result() daoguard.ExecResult {
+	if ln.Reverted {
+		return daoguard.ExecResult{Success: false, TxHash: "ledger:" + ln.Attempt, Detail: "execution reverted"}
+	}
+	return daoguard.ExecResult{Success: true, TxHash: "ledger:" + ln.Attempt}
 }
 
 var _ daoguard.Executor = (*Ledger)(nil)
@@ -43,10 +54,9 @@ func (l *Ledger) Execute(_ context.Context, a *daoguard.Action, attempt string) 
 	if err != nil {
 		return daoguard.ExecResult{}, err
 	}
-	res := daoguard.ExecResult{Success: true, TxHash: "ledger:" + attempt}
 	for _, ln := range lines {
 		if ln.Attempt == attempt {
-			return res, nil
+			return ln.result(), nil
 		}
 	}
 	if l.Fail != nil && !l.FailAfter {
@@ -59,7 +69,8 @@ func (l *Ledger) Execute(_ context.Context, a *daoguard.Action, attempt string) 
 	if err != nil {
 		return daoguard.ExecResult{}, err
 	}
-	b, _ := json.Marshal(ledgerLine{Attempt: attempt, Action: a.ID})
+	line := ledgerLine{Attempt: attempt, Action: a.ID, Reverted: l.Revert}
+	b, _ := json.Marshal(line)
 	if _, err := f.Write(append(b, '\n')); err != nil {
 		f.Close()
 		return daoguard.ExecResult{}, err
@@ -73,7 +84,7 @@ func (l *Ledger) Execute(_ context.Context, a *daoguard.Action, attempt string) 
 	if l.Fail != nil && l.FailAfter {
 		return daoguard.ExecResult{}, l.Fail
 	}
-	return res, nil
+	return line.result(), nil
 }
 
 // Lookup reports whether the attempt's line exists.
@@ -86,7 +97,7 @@ func (l *Ledger) Lookup(_ context.Context, _ *daoguard.Action, attempt string) (
 	}
 	for _, ln := range lines {
 		if ln.Attempt == attempt {
-			return daoguard.ExecResult{Success: true, TxHash: "ledger:" + attempt}, true, nil
+			return ln.result(), true, nil
 		}
 	}
 	return daoguard.ExecResult{}, false, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,6 +87,10 @@ func runService(t *testing.T, h Harness) {
 		}
 		_, err := f.Svc.Submit(ctx, "ghost", "", Transfer("1", Vendor))
 		wantCode(t, err, daoguard.CodeNotFound)
+		for _, key := range []string{strings.Repeat("k", 256), "tab\tkey", "nul\x00key", "é"} {
+			_, err := f.Svc.Submit(ctx, f.Agent, key, Transfer("1", Vendor))
+			wantCode(t, err, daoguard.CodeInvalid)
+		}
 		if countActions(t, f.Store) != 0 || auditSize(t, f.Store) != before {
 			t.Fatal("a refused submission changed the store")
 		}
@@ -322,6 +327,20 @@ func runService(t *testing.T, h Harness) {
 		f := setup(t, h)
 		f.Dec.Timelock = time.Hour
 		byState := map[daoguard.State]string{}
+		old := submit(t, f, f.Agent, "5000", Vendor) // first, so that moving the clock expires only it
+		f.Clock.Advance(f.Svc.ApprovalTTL)
+		must[int](t)(f.Svc.ExpireDue(ctx))
+		byState[daoguard.StateExpired] = old.ID
+		stuck := submit(t, f, f.Agent, "5", Vendor)
+		f.Ledger.Fail = errors.New("outcome unknown")
+		f.Svc.Execute(ctx, stuck.ID)
+		f.Ledger.Fail = nil
+		byState[daoguard.StateExecuting] = stuck.ID
+		reverted := submit(t, f, f.Agent, "5", Vendor)
+		f.Ledger.Revert = true
+		must[bool](t)(f.Svc.Execute(ctx, reverted.ID))
+		f.Ledger.Revert = false
+		byState[daoguard.StateFailed] = reverted.ID
 		byState[daoguard.StateDenied] = submit(t, f, f.Agent, "1", Attacker).ID
 		byState[daoguard.StateAwaitingApproval] = submit(t, f, f.Agent, "5000", Vendor).ID
 		byState[daoguard.StateQueued] = submit(t, f, f.Agent, "5", Vendor).ID // runnable, but nothing runs it here
@@ -349,6 +368,14 @@ func runService(t *testing.T, h Harness) {
 			"reject":  {daoguard.StateAwaitingApproval},
 			"veto":    {daoguard.StateQueued},
 			"cancel":  {daoguard.StateAwaitingApproval, daoguard.StateQueued},
+		}
+		for st, id := range byState {
+			if got := state(t, f, id); got.State != st {
+				t.Fatalf("setup: %s is %s, want %s", id, got.State, st)
+			}
+		}
+		if len(byState) != len(daoguard.AllStates())-1 { // every state but pending, which never outlives its transaction
+			t.Fatalf("covering %d states", len(byState))
 		}
 		size := auditSize(t, f.Store)
 		for name, op := range ops {
@@ -481,6 +508,17 @@ func runService(t *testing.T, h Harness) {
 		wantCode(t, err, daoguard.CodeNotFound) // reveal nothing
 		_, _, err = f.Svc.Action(ctx, "human_b", a.ID)
 		wantCode(t, err, daoguard.CodeNotFound)
+		for _, target := range []string{f.Agent, f.Humans[0], "nobody"} { // an agent, a human, a missing id: all look alike
+			_, err = f.Svc.SetAutonomy(ctx, "human_b", target, daoguard.AutonomySuspended, "")
+			wantCode(t, err, daoguard.CodeNotFound)
+		}
+		for _, op := range []func() error{
+			func() error { _, err := f.Svc.Veto(ctx, "human_b", a.ID, ""); return err },
+			func() error { _, err := f.Svc.Cancel(ctx, "human_b", a.ID); return err },
+			func() error { _, err := f.Svc.Reject(ctx, "human_b", a.ID, ""); return err },
+		} {
+			wantCode(t, op(), daoguard.CodeNotFound)
+		}
 	})
 }
 
