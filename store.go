@@ -100,8 +100,8 @@ type ActionFilter struct {
 	// NotPaused leaves out actions of paused organisations, so that one
 	// paused organisation's backlog cannot crowd out the others' work.
 	NotPaused bool
-	AfterID      string // for paging: IDs sort by creation time
-	Limit        int    // 0 means DefaultFindLimit
+	AfterID   string // for paging: IDs sort by creation time
+	Limit     int    // 0 means DefaultFindLimit
 }
 
 // DefaultFindLimit and MaxFindLimit bound FindActions.
