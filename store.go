@@ -78,8 +78,11 @@ type ActionStore interface {
 	// CreateAction inserts a new action with Version 1.
 	// Errors: ErrIdempotencyKeyUsed.
 	CreateAction(ctx context.Context, a *Action) error
-	// UpdateAction writes a, provided the stored version still equals
-	// a.Version, and increments a.Version. Errors: CONFLICT, NOT_FOUND.
+	// UpdateAction writes a's mutable fields (state, decision, times,
+	// attempt, lease, result), provided the stored version still equals
+	// a.Version, and increments a.Version. Intent and Decoded are never
+	// rewritten: what humans approve cannot change underneath them.
+	// Errors: CONFLICT, NOT_FOUND.
 	UpdateAction(ctx context.Context, a *Action) error
 	// FindActions lists actions matching f, oldest first.
 	FindActions(ctx context.Context, f ActionFilter) ([]*Action, error)

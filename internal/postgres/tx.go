@@ -225,14 +225,14 @@ func (tx *Tx) CreateAction(ctx context.Context, a *daoguard.Action) error {
 }
 
 func (tx *Tx) UpdateAction(ctx context.Context, a *daoguard.Action) error {
-	r, err := sqlrow.Encode(a)
+	r, err := sqlrow.EncodeMutable(a)
 	if err != nil {
 		return err
 	}
-	tag, err := tx.q.Exec(tx.c(ctx), `UPDATE actions SET state = $1, decoded = $2, decision = $3, runnable_at = $4, expires_at = $5,
-		attempt = $6, lease_owner = $7, lease_until = $8, result = $9, version = version + 1, updated = $10
-		WHERE id = $11 AND version = $12`,
-		r.State, string(r.Decoded), string(r.Decision), ts(a.RunnableAt), ts(a.ExpiresAt), a.Attempt, a.LeaseOwner, ts(a.LeaseUntil),
+	tag, err := tx.q.Exec(tx.c(ctx), `UPDATE actions SET state = $1, decision = $2, runnable_at = $3, expires_at = $4,
+		attempt = $5, lease_owner = $6, lease_until = $7, result = $8, version = version + 1, updated = $9
+		WHERE id = $10 AND version = $11`,
+		r.State, string(r.Decision), ts(a.RunnableAt), ts(a.ExpiresAt), a.Attempt, a.LeaseOwner, ts(a.LeaseUntil),
 		r.NullResult(), tx.now, a.ID, a.Version)
 	if err != nil {
 		return err

@@ -103,16 +103,6 @@ func (s *Service) Submit(ctx context.Context, principalID, idemKey string, in da
 			IdempotencyKey: idemKey, RequestHash: in.Hash(),
 			Intent: in, Decoded: dec, State: daoguard.StatePending,
 		}
-		if err := tx.CreateAction(ctx, a); err != nil {
-			if daoguard.IsIdempotencyKeyUsed(err) { // lost a race with a concurrent twin
-				out, err = replay(ctx, tx, p.ID, idemKey, in)
-				return err
-			}
-			return err
-		}
-		if err := appendEntry(ctx, tx, p.ID, p.Kind.String(), a, "action.submitted", map[string]any{"request_hash": a.RequestHash, "kind": dec.Kind, "account": dec.Account}); err != nil {
-			return err
-		}
 		a.Decision = s.decide(ctx, daoguard.DecisionInput{Org: org, Principal: p, Action: a})
 		to := daoguard.StateDenied
 		switch a.Decision.Verdict {
@@ -124,7 +114,23 @@ func (s *Service) Submit(ctx context.Context, principalID, idemKey string, in da
 			to = daoguard.StateAwaitingApproval
 			a.ExpiresAt = now.Add(s.ApprovalTTL)
 		}
-		if err := transition(ctx, tx, a, to, p.ID, p.Kind.String(), decisionDetail(a.Decision)); err != nil {
+		// The action is written once, already in the state its decision
+		// gives; both steps (submitted, then decided) are in the audit log.
+		if err := daoguard.CheckTransition(a.State, to); err != nil {
+			return err
+		}
+		a.State = to
+		if err := tx.CreateAction(ctx, a); err != nil {
+			if daoguard.IsIdempotencyKeyUsed(err) { // lost a race with a concurrent twin
+				out, err = replay(ctx, tx, p.ID, idemKey, in)
+				return err
+			}
+			return err
+		}
+		if err := appendEntry(ctx, tx, p.ID, p.Kind.String(), a, "action.submitted", map[string]any{"request_hash": a.RequestHash, "kind": dec.Kind, "account": dec.Account}); err != nil {
+			return err
+		}
+		if err := appendEntry(ctx, tx, p.ID, p.Kind.String(), a, "action."+to.String(), decisionDetail(a.Decision)); err != nil {
 			return err
 		}
 		out = a

@@ -204,14 +204,14 @@ func (tx *Tx) CreateAction(ctx context.Context, a *daoguard.Action) error {
 }
 
 func (tx *Tx) UpdateAction(ctx context.Context, a *daoguard.Action) error {
-	r, err := sqlrow.Encode(a)
+	r, err := sqlrow.EncodeMutable(a)
 	if err != nil {
 		return err
 	}
-	res, err := tx.q.ExecContext(ctx, `UPDATE actions SET state = ?, decoded = ?, decision = ?, runnable_at = ?, expires_at = ?,
+	res, err := tx.q.ExecContext(ctx, `UPDATE actions SET state = ?, decision = ?, runnable_at = ?, expires_at = ?,
 		attempt = ?, lease_owner = ?, lease_until = ?, result = ?, version = version + 1, updated = ?
 		WHERE id = ? AND version = ?`,
-		r.State, r.Decoded, r.Decision, micros(a.RunnableAt), micros(a.ExpiresAt), a.Attempt, a.LeaseOwner, micros(a.LeaseUntil),
+		r.State, r.Decision, micros(a.RunnableAt), micros(a.ExpiresAt), a.Attempt, a.LeaseOwner, micros(a.LeaseUntil),
 		r.NullResult(), micros(tx.now), a.ID, a.Version)
 	if err != nil {
 		return err

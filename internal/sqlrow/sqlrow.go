@@ -19,19 +19,26 @@ type Action struct {
 	Result   []byte // nil: no result yet
 }
 
-// Encode turns a's structured fields into column values.
+// Encode turns a's structured fields into column values for an insert.
 func Encode(a *daoguard.Action) (Action, error) {
+	r, err := EncodeMutable(a)
+	if err != nil {
+		return r, err
+	}
+	if r.Intent, err = json.Marshal(a.Intent); err != nil {
+		return r, err
+	}
+	r.Decoded, err = json.Marshal(a.Decoded)
+	return r, err
+}
+
+// EncodeMutable encodes only the fields an update may change.
+func EncodeMutable(a *daoguard.Action) (Action, error) {
 	if !a.State.Valid() {
 		return Action{}, fmt.Errorf("action %s has invalid state %d", a.ID, uint8(a.State))
 	}
 	r := Action{State: a.State.String()}
 	var err error
-	if r.Intent, err = json.Marshal(a.Intent); err != nil {
-		return r, err
-	}
-	if r.Decoded, err = json.Marshal(a.Decoded); err != nil {
-		return r, err
-	}
 	if r.Decision, err = json.Marshal(a.Decision); err != nil {
 		return r, err
 	}

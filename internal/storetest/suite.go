@@ -205,6 +205,21 @@ func runStore(t *testing.T, h Harness) {
 		wantCode(t, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UpdateAction(ctx, missing) }), daoguard.CodeNotFound)
 	})
 
+	t.Run("OK_IntentAndDecodedImmutable", func(t *testing.T) {
+		f := setup(t, h)
+		a := newAction(f, "act_imm")
+		a.Decoded.To = Vendor
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.CreateAction(ctx, a) }))
+		a.Decoded.To, a.Intent.To, a.Intent.Amount = Attacker, Attacker, "1000000"
+		a.State = daoguard.StateDenied
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UpdateAction(ctx, a) }))
+		var got *daoguard.Action
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) { got, err = tx.Action(ctx, a.ID); return err }))
+		if got.State != daoguard.StateDenied || got.Decoded.To != Vendor || got.Intent.To != Vendor || got.Intent.Amount != "1" {
+			t.Fatalf("update rewrote what was submitted: %+v", got)
+		}
+	})
+
 	t.Run("ErrDuplicateApproval", func(t *testing.T) {
 		f := setup(t, h)
 		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.CreateAction(ctx, newAction(f, "act_ap")) }))
