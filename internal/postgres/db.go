@@ -1,7 +1,8 @@
 // Package postgres is the store for several gateway processes sharing one
-// PostgreSQL database. Row locks (SELECT ... FOR UPDATE) serialise changes to
-// one action across processes; a lock on one head row makes audit positions
-// dense and ordered by commit. Because that lock is held through the commit's
+// PostgreSQL database. Changes to one action are serialised optimistically:
+// every write checks the version the unit read, and a unit that lost a race
+// is run again on the new state. A lock on one head row makes audit
+// positions dense and ordered by commit. Because that lock is held through the commit's
 // WAL flush, each process commits concurrent units of work together (group
 // commit): every unit runs in its own savepoint of a shared transaction, and
 // the head row is locked once per batch.
@@ -386,9 +387,12 @@ func run(fn func(daoguard.Tx) error, tx *Tx) (err error) {
 	return fn(tx)
 }
 
-// retryable reports serialization failures and deadlocks, after which
-// re-running the whole unit of work is correct.
+// retryable reports serialization failures, deadlocks and lost races,
+// after which re-running the whole batch is correct.
 func retryable(err error) bool {
+	if errors.Is(err, errLostRace) {
+		return true
+	}
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }

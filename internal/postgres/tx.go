@@ -21,7 +21,15 @@ type Tx struct {
 	// own context must not cancel a query: pgx closes the connection on
 	// cancellation, which would abort every other unit of the batch.
 	batch context.Context
+	// seen records the version of each action this unit read, so that
+	// UpdateAction can tell a lost race (retry) from a stale caller (CONFLICT).
+	seen map[string]int64
 }
+
+// errLostRace: an action this unit read was changed by another transaction
+// before the unit wrote it. The batch is rolled back and run again, exactly
+// like a serialization failure; the rerun reads the new state.
+var errLostRace = errors.New("postgres: an action changed after it was read")
 
 func (tx *Tx) c(ctx context.Context) context.Context {
 	if tx.batch != nil {
@@ -173,16 +181,23 @@ func scanAction(s pgx.Row) (*daoguard.Action, error) {
 	return &a, nil
 }
 
-// Action reads one action; inside Update it locks the row (FOR UPDATE)
-// until commit, so two processes deciding on one action take turns.
+// Action reads one action. Concurrency is optimistic: no row lock is taken
+// (a FOR UPDATE lock costs a WAL record of its own); instead the version
+// read here is checked when the unit writes the action, and a unit that
+// lost a race is run again. Every change to an action bumps its version,
+// so two processes deciding on one action still cannot both win.
 func (tx *Tx) Action(ctx context.Context, id string) (*daoguard.Action, error) {
-	q := `SELECT ` + actionColumns + ` FROM actions WHERE id = $1`
-	if tx.write {
-		q += ` FOR UPDATE`
-	}
-	a, err := scanAction(tx.q.QueryRow(tx.c(ctx), q, id))
+	a, err := scanAction(tx.q.QueryRow(tx.c(ctx), `SELECT `+actionColumns+` FROM actions WHERE id = $1`, id))
 	if err != nil {
 		return nil, notFound(err, "action", id)
+	}
+	if tx.write {
+		if tx.seen == nil {
+			tx.seen = map[string]int64{}
+		}
+		if _, ok := tx.seen[id]; !ok {
+			tx.seen[id] = a.Version
+		}
 	}
 	return a, nil
 }
@@ -238,12 +253,18 @@ func (tx *Tx) UpdateAction(ctx context.Context, a *daoguard.Action) error {
 		return err
 	}
 	if tag.RowsAffected() == 0 {
+		if v, ok := tx.seen[a.ID]; ok && v == a.Version {
+			return errLostRace // read in this unit, changed by another since
+		}
 		if _, err := tx.Action(ctx, a.ID); err != nil {
 			return err
 		}
 		return daoguard.Errorf(daoguard.CodeConflict, "action %s was changed concurrently", a.ID)
 	}
 	a.Version++
+	if tx.seen != nil {
+		tx.seen[a.ID] = a.Version // a second write in this unit is not a race
+	}
 	a.Updated = tx.now
 	return nil
 }
@@ -324,28 +345,44 @@ func (tx *Tx) Append(_ context.Context, e *daoguard.AuditEntry) error {
 	return nil
 }
 
-// flushAudit positions and inserts pending entries: it locks the head row,
-// so it runs once per batch, as the last step before commit.
+// flushAudit positions and inserts pending entries in one statement (one
+// round trip). It locks the head row until commit, so it runs once per
+// batch, as the last step before commit. Data-modifying CTEs run exactly
+// once, whether or not the final SELECT reads them.
 func flushAudit(ctx context.Context, q pgx.Tx, pending []*daoguard.AuditEntry) error {
 	n := len(pending)
 	if n == 0 {
 		return nil
 	}
+	times := make([]time.Time, n)
+	cols := make([][]string, 5)
+	for i := range cols {
+		cols[i] = make([]string, n)
+	}
+	details := make([]*string, n)
+	for i, e := range pending {
+		times[i] = e.Time
+		cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i] = e.OrgID, e.ActorID, e.ActorKind, e.ActionID, e.Event
+		if len(e.Detail) > 0 {
+			d := string(e.Detail)
+			details[i] = &d
+		}
+	}
 	var first int64
-	if err := q.QueryRow(ctx, `UPDATE audit_head SET next = next + $1 RETURNING next - $1`, n).Scan(&first); err != nil {
+	err := q.QueryRow(ctx, `WITH h AS (UPDATE audit_head SET next = next + $1 RETURNING next - $1 AS first),
+		ins AS (INSERT INTO audit (seq, time, org_id, actor_id, actor_kind, action_id, event, detail)
+			SELECT h.first + e.ord - 1, e.time, e.org_id, e.actor_id, e.actor_kind, e.action_id, e.event, e.detail
+			FROM h, unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+				WITH ORDINALITY AS e(time, org_id, actor_id, actor_kind, action_id, event, detail, ord))
+		SELECT first FROM h`,
+		n, times, cols[0], cols[1], cols[2], cols[3], cols[4], details).Scan(&first)
+	if err != nil {
 		return err
 	}
-	rows := make([][]any, n)
 	for i, e := range pending {
 		e.Seq = uint64(first) + uint64(i)
-		rows[i] = []any{int64(e.Seq), e.Time, e.OrgID, e.ActorID, e.ActorKind, e.ActionID, e.Event, sqlrow.NullJSON(e.Detail)}
 	}
-	if n == 1 {
-		_, err := q.Exec(ctx, `INSERT INTO audit (seq, time, org_id, actor_id, actor_kind, action_id, event, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, rows[0]...)
-		return err
-	}
-	_, err := q.CopyFrom(ctx, pgx.Identifier{"audit"}, []string{"seq", "time", "org_id", "actor_id", "actor_kind", "action_id", "event", "detail"}, pgx.CopyFromRows(rows))
-	return err
+	return nil
 }
 
 func (tx *Tx) AuditEntries(ctx context.Context, from uint64, limit int) ([]daoguard.AuditEntry, error) {

@@ -71,6 +71,7 @@ func (d *TestDecider) Decide(_ context.Context, in daoguard.DecisionInput) (daog
 
 // Fixture is a seeded organisation.
 type Fixture struct {
+	DSN    string
 	Org    string
 	Agent  string
 	Agent2 string
@@ -150,7 +151,7 @@ func setup(t *testing.T, h Harness) *Fixture {
 	ledger := &Ledger{Path: t.TempDir() + "/ledger.jsonl"}
 	dec := NewDecider()
 	svc := service.New(s, dec, ledger, "node-test")
-	return &Fixture{Org: "org_test", Agent: "agent_1", Agent2: "agent_2", Humans: []string{"human_1", "human_2", "human_3"},
+	return &Fixture{DSN: dsn, Org: "org_test", Agent: "agent_1", Agent2: "agent_2", Humans: []string{"human_1", "human_2", "human_3"},
 		Clock: clock, Store: s, Svc: svc, Ledger: ledger, Dec: dec}
 }
 

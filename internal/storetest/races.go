@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/daoguard/daoguard"
@@ -102,6 +103,59 @@ func runRaces(t *testing.T, h Harness) {
 		}
 		if effects, _ := f.Ledger.Effects(a.ID); winners != 1 || effects != 1 {
 			t.Fatalf("%d winners, %d effects; want exactly 1 of each", winners, effects)
+		}
+	})
+
+	t.Run("OK_TwoProcesses", func(t *testing.T) {
+		// Two store instances on one database, as two gateway processes
+		// would have: executions and approvals race across them.
+		f := setup(t, h)
+		other, err := h.Open(f.DSN, f.Clock.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		stores := []daoguard.Store{f.Store, other}
+		svcs := make([]*service.Service, n)
+		for i := range svcs {
+			svcs[i] = service.New(stores[i%2], f.Dec, f.Ledger, fmt.Sprintf("proc-%d", i))
+		}
+		for round := range 3 {
+			a := must[*daoguard.Action](t)(f.Svc.Submit(ctx, f.Agent, "", Transfer("5", Vendor)))
+			var won atomic.Int32
+			for _, err := range race(n, func(i int) error {
+				done, err := svcs[i].Execute(ctx, a.ID)
+				if done {
+					won.Add(1)
+				}
+				return err
+			}) {
+				if err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+			}
+			if effects, _ := f.Ledger.Effects(a.ID); won.Load() != 1 || effects != 1 {
+				t.Fatalf("round %d: %d winners, %d effects; want 1 and 1", round, won.Load(), effects)
+			}
+
+			b := must[*daoguard.Action](t)(f.Svc.Submit(ctx, f.Agent, "", Transfer("5000", Vendor)))
+			var approved atomic.Int32
+			errs := race(len(f.Humans), func(i int) error {
+				_, err := svcs[i].Approve(ctx, f.Humans[i], b.ID, "", "")
+				if err == nil {
+					approved.Add(1)
+				}
+				return err
+			})
+			for _, err := range errs {
+				if c := daoguard.ErrorCode(err); c != "" && c != daoguard.CodeIllegalTransition {
+					t.Fatalf("round %d approve: %v", round, err)
+				}
+			}
+			got, aps, err := f.Svc.Action(ctx, f.Humans[0], b.ID)
+			if err != nil || approved.Load() != 2 || len(aps) != 2 || got.State != daoguard.StateQueued {
+				t.Fatalf("round %d: %d approvals won, %d stored, state %s (%v); want 2, 2, queued", round, approved.Load(), len(aps), got.State, err)
+			}
 		}
 	})
 

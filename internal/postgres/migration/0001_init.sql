@@ -75,7 +75,7 @@ CREATE TABLE actions (
 	created         timestamptz NOT NULL,
 	updated         timestamptz NOT NULL,
 	UNIQUE (principal_id, idempotency_key)
-);
+) WITH (fillfactor = 80); -- room on each page for HOT updates: an action is updated several times
 CREATE INDEX actions_state_runnable ON actions (state, runnable_at);
 CREATE INDEX actions_state_expires ON actions (state, expires_at);
 CREATE INDEX actions_org ON actions (org_id, id);
