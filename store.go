@@ -69,8 +69,10 @@ var ErrIdempotencyKeyUsed = &Error{Code: CodeConflict, Message: "idempotency key
 
 // ActionStore keeps actions.
 type ActionStore interface {
-	// Action returns the action. Inside Update the row stays locked against
-	// other writers until the transaction ends. Errors: NOT_FOUND.
+	// Action returns the action. Inside Update, nobody else can change it
+	// between this read and the unit's UpdateAction and still have the unit
+	// commit: SQLite has a single writer, and PostgreSQL reruns a unit whose
+	// read version is stale by the time it writes. Errors: NOT_FOUND.
 	Action(ctx context.Context, id string) (*Action, error)
 	// ActionByIdempotencyKey returns the action the principal submitted with
 	// key. Errors: NOT_FOUND.
