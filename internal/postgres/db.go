@@ -13,15 +13,15 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/groupcommit"
+	"github.com/daoguard/daoguard/internal/sqlrow"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -56,17 +56,9 @@ type DB struct {
 
 	pool   *pgxpool.Pool
 	offset atomic.Int64 // server clock minus local clock, in nanoseconds
-	reqs   chan *request
-	quit   chan struct{}
+	queue  *groupcommit.Queue
+	quit   chan struct{} // stops the clock loop
 	wg     sync.WaitGroup
-	mu     sync.RWMutex
-	shut   bool
-}
-
-type request struct {
-	ctx  context.Context
-	fn   func(daoguard.Tx) error
-	done chan error
 }
 
 // NewDB returns a DB for the connection string with the defaults.
@@ -97,7 +89,7 @@ func (db *DB) Open() error {
 		db.pool.Close()
 		return err
 	}
-	db.reqs = make(chan *request, db.MaxBatch)
+	db.queue = groupcommit.NewQueue(db.MaxBatch)
 	db.quit = make(chan struct{})
 	if db.Now == nil {
 		if err := db.measureClock(ctx); err != nil {
@@ -116,14 +108,10 @@ func (db *DB) Open() error {
 
 // Close stops the batchers after their batches in progress and closes the pool.
 func (db *DB) Close() error {
-	db.mu.Lock()
-	if db.shut || db.pool == nil {
-		db.mu.Unlock()
+	if db.queue == nil || !db.queue.Close() {
 		return nil
 	}
-	db.shut = true
 	close(db.quit)
-	db.mu.Unlock()
 	db.wg.Wait()
 	db.pool.Close()
 	return nil
@@ -149,7 +137,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		if err := tx.QueryRow(ctx, `SELECT value FROM meta WHERE key = 'data_version'`).Scan(&dv); err != nil {
 			return fmt.Errorf("read data version: %w", err)
 		}
-		if err := checkDataVersion(dv); err != nil {
+		if err := sqlrow.CheckDataVersion(dv); err != nil {
 			return err
 		}
 		if err := tx.QueryRow(ctx, `SELECT value FROM meta WHERE key = 'schema_version'`).Scan(&sv); err != nil {
@@ -157,40 +145,20 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 		schema, _ = strconv.Atoi(sv)
 	}
-	names, err := fs.Glob(migrations, "migration/*.sql")
+	pending, err := sqlrow.Migrations(migrations, "migration", schema)
 	if err != nil {
 		return err
 	}
-	sort.Strings(names)
-	for i, name := range names {
-		if v := i + 1; v > schema {
-			body, err := migrations.ReadFile(name)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, string(body)); err != nil {
-				return fmt.Errorf("migration %s: %w", name, err)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO meta (key, value) VALUES ('schema_version', $1), ('data_version', $2)
-				ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(v), strconv.Itoa(daoguard.DataVersion)); err != nil {
-				return err
-			}
+	for _, m := range pending {
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return fmt.Errorf("migration %d: %w", m.Version, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO meta (key, value) VALUES ('schema_version', $1), ('data_version', $2)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(m.Version), strconv.Itoa(daoguard.DataVersion)); err != nil {
+			return err
 		}
 	}
 	return tx.Commit(ctx)
-}
-
-func checkDataVersion(s string) error {
-	v, err := strconv.Atoi(s)
-	if err != nil || v < 1 {
-		return daoguard.Errorf(daoguard.CodeIncompatibleStore, "store has an unreadable data version %q", s)
-	}
-	if v > daoguard.DataVersion {
-		return &daoguard.Error{Code: daoguard.CodeIncompatibleStore,
-			Message: fmt.Sprintf("store data version %d is newer than this daoguard reads (%d)", v, daoguard.DataVersion),
-			Hint:    "run a daoguard release at least as new as the one that wrote this store"}
-	}
-	return nil
 }
 
 func (db *DB) now() time.Time {
@@ -235,57 +203,25 @@ func (db *DB) clockLoop() {
 // Update queues fn for a batcher and waits until its batch has committed (or
 // fn's savepoint was rolled back).
 func (db *DB) Update(ctx context.Context, fn func(daoguard.Tx) error) error {
-	r := &request{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	db.mu.RLock()
-	if db.shut {
-		db.mu.RUnlock()
-		return daoguard.Errorf(daoguard.CodeUnavailable, "store is closed")
-	}
-	select {
-	case db.reqs <- r:
-	case <-ctx.Done():
-		db.mu.RUnlock()
-		return ctx.Err()
-	}
-	db.mu.RUnlock()
-	// Wait even if ctx ends: the batch may already have committed fn's writes.
-	return <-r.done
+	return db.queue.Do(ctx, fn)
 }
 
-// batcher takes the units of work that are waiting and commits them as one
-// read-committed transaction.
+// batcher commits the units that are waiting as one read-committed
+// transaction, batch after batch.
 func (db *DB) batcher() {
 	defer db.wg.Done()
-	batch := make([]*request, 0, db.MaxBatch)
+	batch := make([]*groupcommit.Unit, 0, db.MaxBatch)
 	for {
-		select {
-		case r := <-db.reqs:
-			batch = append(batch[:0], r)
-		case <-db.quit:
-			for {
-				select {
-				case r := <-db.reqs:
-					r.done <- daoguard.Errorf(daoguard.CodeUnavailable, "store is closed")
-				default:
-					return
-				}
-			}
-		}
-	fill:
-		for len(batch) < db.MaxBatch {
-			select {
-			case r := <-db.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
+		var ok bool
+		if batch, ok = db.queue.Next(batch); !ok {
+			return
 		}
 		errs, err := db.commitBatch(batch)
-		for i, r := range batch {
+		for i, u := range batch {
 			if err != nil {
-				r.done <- err
+				u.Done(err)
 			} else {
-				r.done <- errs[i]
+				u.Done(errs[i])
 			}
 		}
 	}
@@ -298,7 +234,7 @@ func (db *DB) batcher() {
 // anywhere rolls back the whole transaction, releasing every lock the batch
 // holds (retrying only the unit would meet the same deadlock again), and
 // runs the batch again after a short random pause.
-func (db *DB) commitBatch(batch []*request) ([]error, error) {
+func (db *DB) commitBatch(batch []*groupcommit.Unit) ([]error, error) {
 	for attempt := 0; ; attempt++ {
 		errs, err := db.commit(batch, false)
 		if errors.Is(err, errUnitFailed) {
@@ -319,7 +255,7 @@ var errUnitFailed = errors.New("a unit failed in a batch without savepoints")
 // errs holds each unit's own outcome; err is a failure of the batch as a
 // whole. Without savepoints, any unit's failure ends the pass with
 // errUnitFailed and nothing committed.
-func (db *DB) commit(batch []*request, savepoints bool) (errs []error, err error) {
+func (db *DB) commit(batch []*groupcommit.Unit, savepoints bool) (errs []error, err error) {
 	ctx := context.Background()
 	ptx, err := db.pool.Begin(ctx)
 	if err != nil {
@@ -328,13 +264,13 @@ func (db *DB) commit(batch []*request, savepoints bool) (errs []error, err error
 	defer ptx.Rollback(ctx)
 	errs = make([]error, len(batch))
 	var pending []*daoguard.AuditEntry
-	for i, r := range batch {
-		if errs[i] = r.ctx.Err(); errs[i] != nil {
+	for i, u := range batch {
+		if errs[i] = u.Ctx.Err(); errs[i] != nil {
 			continue
 		}
 		if !savepoints {
 			tx := &Tx{q: ptx, now: db.now(), write: true, batch: ctx}
-			if err := run(r.fn, tx); err != nil {
+			if err := run(u.Fn, tx); err != nil {
 				if retryable(err) {
 					return nil, err
 				}
@@ -348,7 +284,7 @@ func (db *DB) commit(batch []*request, savepoints bool) (errs []error, err error
 			return nil, err
 		}
 		tx := &Tx{q: sp, now: db.now(), write: true, batch: ctx}
-		if errs[i] = run(r.fn, tx); errs[i] == nil {
+		if errs[i] = run(u.Fn, tx); errs[i] == nil {
 			if err := sp.Commit(ctx); err != nil { // RELEASE SAVEPOINT
 				return nil, err
 			}

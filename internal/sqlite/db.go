@@ -10,17 +10,17 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/groupcommit"
+	"github.com/daoguard/daoguard/internal/sqlrow"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -49,22 +49,13 @@ type DB struct {
 	write *sql.DB // exactly one connection, owned by the writer goroutine
 	read  *sql.DB
 	reads *poolStmts
-	reqs  chan *request
-	quit  chan struct{}
+	queue *groupcommit.Queue
 	wg    sync.WaitGroup
-	mu    sync.RWMutex // guards closed against sends on reqs
-	close bool
 }
 
 // NewDB returns a DB for the file at path with the defaults.
 func NewDB(path string) *DB {
 	return &DB{Path: path, Now: time.Now, MaxBatch: DefaultMaxBatch, Synchronous: DefaultSynchronous}
-}
-
-type request struct {
-	ctx  context.Context
-	fn   func(daoguard.Tx) error
-	done chan error
 }
 
 func (db *DB) dsn(readonly bool) string {
@@ -114,8 +105,7 @@ func (db *DB) Open() error {
 	db.read.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 	db.read.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
 	db.reads = &poolStmts{db: db.read, stmts: map[string]*sql.Stmt{}}
-	db.reqs = make(chan *request, db.MaxBatch)
-	db.quit = make(chan struct{})
+	db.queue = groupcommit.NewQueue(db.MaxBatch)
 	db.wg.Add(1)
 	go db.writer()
 	return nil
@@ -123,14 +113,9 @@ func (db *DB) Open() error {
 
 // Close stops the writer after the batch in progress and closes the file.
 func (db *DB) Close() error {
-	db.mu.Lock()
-	if db.close || db.quit == nil {
-		db.mu.Unlock()
+	if db.queue == nil || !db.queue.Close() {
 		return nil
 	}
-	db.close = true
-	close(db.quit)
-	db.mu.Unlock()
 	db.wg.Wait()
 	db.reads.mu.Lock()
 	db.reads.closeLocked()
@@ -152,76 +137,38 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 	schema := 0
 	if n > 0 {
-		var dv string
+		var dv, sv string
 		if err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'data_version'`).Scan(&dv); err != nil {
 			return fmt.Errorf("read data version: %w", err)
 		}
-		if err := checkDataVersion(dv); err != nil {
+		if err := sqlrow.CheckDataVersion(dv); err != nil {
 			return err
 		}
-		var sv string
 		if err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'schema_version'`).Scan(&sv); err != nil {
 			return fmt.Errorf("read schema version: %w", err)
 		}
 		schema, _ = strconv.Atoi(sv)
 	}
-	names, err := fs.Glob(migrations, "migration/*.sql")
+	pending, err := sqlrow.Migrations(migrations, "migration", schema)
 	if err != nil {
 		return err
 	}
-	sort.Strings(names)
-	for i, name := range names {
-		v := i + 1
-		if v <= schema {
-			continue
-		}
-		body, err := migrations.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			return fmt.Errorf("migration %s: %w", name, err)
+	for _, m := range pending {
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("migration %d: %w", m.Version, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('data_version', ?)
-			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(v), strconv.Itoa(daoguard.DataVersion)); err != nil {
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(m.Version), strconv.Itoa(daoguard.DataVersion)); err != nil {
 			return err
 		}
 	}
 	return tx.Commit()
 }
 
-func checkDataVersion(s string) error {
-	v, err := strconv.Atoi(s)
-	if err != nil || v < 1 {
-		return daoguard.Errorf(daoguard.CodeIncompatibleStore, "store has an unreadable data version %q", s)
-	}
-	if v > daoguard.DataVersion {
-		return &daoguard.Error{Code: daoguard.CodeIncompatibleStore,
-			Message: fmt.Sprintf("store data version %d is newer than this daoguard reads (%d)", v, daoguard.DataVersion),
-			Hint:    "run a daoguard release at least as new as the one that wrote this store"}
-	}
-	return nil
-}
-
 // Update queues fn for the writer and waits until its batch has committed
 // (or fn's savepoint was rolled back).
 func (db *DB) Update(ctx context.Context, fn func(daoguard.Tx) error) error {
-	r := &request{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	db.mu.RLock()
-	if db.close {
-		db.mu.RUnlock()
-		return daoguard.Errorf(daoguard.CodeUnavailable, "store is closed")
-	}
-	select {
-	case db.reqs <- r:
-	case <-ctx.Done():
-		db.mu.RUnlock()
-		return ctx.Err()
-	}
-	db.mu.RUnlock()
-	// Wait for the outcome even if ctx ends: the batch may already have
-	// committed fn's writes, and the caller must not think otherwise.
-	return <-r.done
+	return db.queue.Do(ctx, fn)
 }
 
 // View runs fn in a read-only snapshot.
@@ -238,59 +185,42 @@ func (db *DB) now() time.Time { return db.Now().UTC().Truncate(time.Microsecond)
 
 // writer is the only goroutine that writes. It takes whatever units of work
 // are waiting (at most MaxBatch), runs each inside its own savepoint of one
-// transaction, and commits once. Under no load a batch is one request and
+// transaction, and commits once. Under no load a batch is one unit and
 // adds no latency; under load the fsync is shared.
 func (db *DB) writer() {
 	defer db.wg.Done()
 	conn, err := db.write.Conn(context.Background())
 	if err != nil {
-		db.drain(err)
-		return
+		for batch := []*groupcommit.Unit{}; ; { // fail every unit until Close
+			var ok bool
+			if batch, ok = db.queue.Next(batch); !ok {
+				return
+			}
+			for _, u := range batch {
+				u.Done(err)
+			}
+		}
 	}
 	defer conn.Close()
 	q := &connStmts{conn: conn, stmts: map[string]*sql.Stmt{}}
 	defer q.close()
-	batch := make([]*request, 0, db.MaxBatch)
+	batch := make([]*groupcommit.Unit, 0, db.MaxBatch)
 	for {
-		select {
-		case r := <-db.reqs:
-			batch = append(batch[:0], r)
-		case <-db.quit:
-			db.drain(daoguard.Errorf(daoguard.CodeUnavailable, "store is closed"))
+		var ok bool
+		if batch, ok = db.queue.Next(batch); !ok {
 			return
-		}
-	fill:
-		for len(batch) < db.MaxBatch {
-			select {
-			case r := <-db.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
 		}
 		db.commit(q, batch)
 	}
 }
 
-// drain fails every queued request; called when the writer stops.
-func (db *DB) drain(err error) {
-	for {
-		select {
-		case r := <-db.reqs:
-			r.done <- err
-		default:
-			return
-		}
-	}
-}
-
-func (db *DB) commit(conn *connStmts, batch []*request) {
+func (db *DB) commit(conn *connStmts, batch []*groupcommit.Unit) {
 	ctx := context.Background()
 	errs := make([]error, len(batch))
 	fail := func(err error) {
 		conn.ExecContext(ctx, "ROLLBACK")
-		for _, r := range batch {
-			r.done <- err
+		for _, u := range batch {
+			u.Done(err)
 		}
 	}
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
@@ -304,8 +234,8 @@ func (db *DB) commit(conn *connStmts, batch []*request) {
 		fail(err)
 		return
 	}
-	for i, r := range batch {
-		if err := r.ctx.Err(); err != nil {
+	for i, u := range batch {
+		if err := u.Ctx.Err(); err != nil {
 			errs[i] = err
 			continue
 		}
@@ -314,7 +244,7 @@ func (db *DB) commit(conn *connStmts, batch []*request) {
 			return
 		}
 		tx := &Tx{q: conn, now: db.now(), seq: next}
-		err := run(r.fn, tx)
+		err := run(u.Fn, tx)
 		if err != nil {
 			if _, rerr := conn.ExecContext(ctx, "ROLLBACK TO unit"); rerr != nil {
 				fail(rerr)
@@ -333,8 +263,8 @@ func (db *DB) commit(conn *connStmts, batch []*request) {
 		fail(err)
 		return
 	}
-	for i, r := range batch {
-		r.done <- errs[i]
+	for i, u := range batch {
+		u.Done(errs[i])
 	}
 }
 

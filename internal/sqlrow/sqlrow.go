@@ -6,6 +6,9 @@ package sqlrow
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
 
 	"github.com/daoguard/daoguard"
 )
@@ -135,4 +138,46 @@ func Limit(n int) int {
 // ErrDuplicateApproval is the error for a second vote by one human.
 func ErrDuplicateApproval(principalID string) error {
 	return daoguard.Errorf(daoguard.CodeDuplicateApproval, "%s has already voted on this action", principalID)
+}
+
+// Migration is one numbered schema change.
+type Migration struct {
+	Version int
+	SQL     string
+}
+
+// Migrations lists the *.sql files of dir in fsys, in name order, numbered
+// from 1, and returns those after version applied.
+func Migrations(fsys fs.FS, dir string, applied int) ([]Migration, error) {
+	names, err := fs.Glob(fsys, dir+"/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var out []Migration
+	for i, name := range names {
+		if v := i + 1; v > applied {
+			b, err := fs.ReadFile(fsys, name)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, Migration{Version: v, SQL: string(b)})
+		}
+	}
+	return out, nil
+}
+
+// CheckDataVersion refuses a store written by a newer daoguard, before
+// anything in it is touched. Errors: INCOMPATIBLE_STORE.
+func CheckDataVersion(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 {
+		return daoguard.Errorf(daoguard.CodeIncompatibleStore, "store has an unreadable data version %q", s)
+	}
+	if v > daoguard.DataVersion {
+		return &daoguard.Error{Code: daoguard.CodeIncompatibleStore,
+			Message: fmt.Sprintf("store data version %d is newer than this daoguard reads (%d)", v, daoguard.DataVersion),
+			Hint:    "run a daoguard release at least as new as the one that wrote this store"}
+	}
+	return nil
 }
