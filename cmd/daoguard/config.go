@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,7 +62,24 @@ func ParseConfig(r io.Reader) (Config, error) {
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return c, daoguard.Errorf(daoguard.CodeConfig, "daoguard.yaml: %v", err)
 	}
+	if err := noPasswordIn(c.Store); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// noPasswordIn refuses a store URL that carries a password: daoguard.yaml
+// is configuration, not a secret store. (DAOGUARD_STORE may carry one.)
+func noPasswordIn(store string) error {
+	u, err := url.Parse(store)
+	if err != nil || u.User == nil {
+		return nil
+	}
+	if _, has := u.User.Password(); has || u.Query().Has("password") {
+		return &daoguard.Error{Code: daoguard.CodeConfig, Field: "store", Message: "the connection URL must not hold a password in daoguard.yaml",
+			Hint: "set PGPASSWORD or use ~/.pgpass, or pass the URL in DAOGUARD_STORE"}
+	}
+	return nil
 }
 
 // loadConfig reads DIR/daoguard.yaml and applies the environment.

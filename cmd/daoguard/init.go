@@ -51,6 +51,9 @@ func (m *Main) runInit(ctx context.Context, args []string) error {
 		return err
 	}
 
+	if err := noPasswordIn(*store); err != nil {
+		return err
+	}
 	cfg := DefaultConfig()
 	cfg.Environment, cfg.Store = *env, *store
 	cfg.Org = OrgConfig{ID: daoguard.NewID("org", time.Now()), Name: *orgName}

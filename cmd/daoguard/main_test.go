@@ -101,6 +101,9 @@ func TestInit(t *testing.T) {
 	if code, _, stderr := run(t, nil, "init", "--data", empty); code != 0 {
 		t.Fatalf("init into an empty dir: %s", stderr)
 	}
+	if code, _, errs := run(t, nil, "init", "--data", filepath.Join(t.TempDir(), "pw"), "--store", "postgres://u:secret@127.0.0.1/x"); code != exitFailed || !strings.Contains(errs, "PGPASSWORD") {
+		t.Errorf("init with a password in --store: %d %q", code, errs)
+	}
 	bad := filepath.Join(t.TempDir(), "bad")
 	if code, _, _ := run(t, nil, "init", "--data", bad, "--environment", "prod"); code != exitFailed {
 		t.Fatalf("bad environment accepted")
@@ -133,6 +136,11 @@ func TestConfigLayers(t *testing.T) {
 	}
 	if _, err := ParseConfig(strings.NewReader("addr: [1, 2]\n")); daoguard.ErrorCode(err) != daoguard.CodeConfig {
 		t.Fatalf("wrong type: %v", err)
+	}
+	for _, store := range []string{"postgres://u:secret@db/x", "postgres://u@db/x?password=secret"} {
+		if _, err := ParseConfig(strings.NewReader("store: " + store + "\n")); daoguard.ErrorCode(err) != daoguard.CodeConfig {
+			t.Errorf("password in the YAML store URL accepted: %v", err)
+		}
 	}
 	bad := DefaultConfig()
 	bad.Environment, bad.Addr, bad.Store, bad.SQLite.Synchronous, bad.LogLevel = "prod", "nowhere", "mysql://x", "OFF", "loud"
