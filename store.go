@@ -39,16 +39,24 @@ type Tx interface {
 
 // OrgStore keeps organisations.
 type OrgStore interface {
-	// Org returns the organisation. Errors: NOT_FOUND.
+	// Org returns the organisation. Inside Update, a concurrent unit that
+	// changes it (OrgForUpdate, then PutOrg) is ordered entirely before or
+	// after this unit: what this unit decides on the organisation (paused?)
+	// cannot be overtaken. Errors: NOT_FOUND.
 	Org(ctx context.Context, id string) (*Organisation, error)
+	// OrgForUpdate is Org for a unit that will change the organisation.
+	OrgForUpdate(ctx context.Context, id string) (*Organisation, error)
 	// PutOrg inserts or replaces the organisation.
 	PutOrg(ctx context.Context, o *Organisation) error
 }
 
 // PrincipalStore keeps agents and humans.
 type PrincipalStore interface {
-	// Principal returns the principal. Errors: NOT_FOUND.
+	// Principal returns the principal, with the same ordering guarantee as
+	// Org against PrincipalForUpdate. Errors: NOT_FOUND.
 	Principal(ctx context.Context, id string) (*Principal, error)
+	// PrincipalForUpdate is Principal for a unit that will change it.
+	PrincipalForUpdate(ctx context.Context, id string) (*Principal, error)
 	// PutPrincipal inserts or replaces the principal.
 	PutPrincipal(ctx context.Context, p *Principal) error
 }

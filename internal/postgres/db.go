@@ -38,6 +38,7 @@ const (
 	DefaultBatchers = 2   // concurrent batches: one runs its units while another commits
 
 	DefaultClockRefresh = 30 * time.Second
+	DefaultBatchTimeout = 30 * time.Second // a batch not committed by then fails with UNAVAILABLE
 )
 
 // DB is the PostgreSQL store. Set the exported fields before Open.
@@ -53,6 +54,7 @@ type DB struct {
 	Retries      int
 	MaxBatch     int
 	Batchers     int
+	BatchTimeout time.Duration
 
 	pool   *pgxpool.Pool
 	offset atomic.Int64 // server clock minus local clock, in nanoseconds
@@ -63,7 +65,7 @@ type DB struct {
 
 // NewDB returns a DB for the connection string with the defaults.
 func NewDB(conn string) *DB {
-	return &DB{ConnString: conn, ClockRefresh: DefaultClockRefresh, MaxConns: DefaultMaxConns, Retries: DefaultRetries, MaxBatch: DefaultMaxBatch, Batchers: DefaultBatchers}
+	return &DB{ConnString: conn, ClockRefresh: DefaultClockRefresh, MaxConns: DefaultMaxConns, Retries: DefaultRetries, MaxBatch: DefaultMaxBatch, Batchers: DefaultBatchers, BatchTimeout: DefaultBatchTimeout}
 }
 
 // Open connects, checks the data version and applies pending migrations.
@@ -231,19 +233,21 @@ func (db *DB) batcher() {
 // fewer per unit); if any unit fails, its writes cannot be undone alone, so
 // the batch is rolled back and run again with a savepoint per unit — at most
 // two passes however many units fail. A deadlock or serialization failure
-// anywhere rolls back the whole transaction, releasing every lock the batch
-// holds (retrying only the unit would meet the same deadlock again), and
-// runs the batch again after a short random pause.
+// aborts the whole transaction, so the batch is rolled back (releasing every
+// lock it holds) and run again after a short random pause.
 func (db *DB) commitBatch(batch []*groupcommit.Unit) ([]error, error) {
 	for attempt := 0; ; attempt++ {
 		errs, err := db.commit(batch, false)
 		if errors.Is(err, errUnitFailed) {
 			errs, err = db.commit(batch, true)
 		}
-		if err == nil || !retryable(err) || attempt >= db.Retries {
+		if err == nil || !retryable(err) {
 			return errs, err
 		}
-		time.Sleep(time.Duration(1+rand.IntN(10<<attempt)) * time.Millisecond)
+		if attempt >= db.Retries {
+			return nil, &daoguard.Error{Code: daoguard.CodeConflict, Message: "the store stayed too contended to commit; nothing was written", Hint: "retry the request"}
+		}
+		time.Sleep(time.Duration(1+rand.IntN(min(10<<attempt, 100))) * time.Millisecond)
 	}
 }
 
@@ -256,12 +260,16 @@ var errUnitFailed = errors.New("a unit failed in a batch without savepoints")
 // whole. Without savepoints, any unit's failure ends the pass with
 // errUnitFailed and nothing committed.
 func (db *DB) commit(batch []*groupcommit.Unit, savepoints bool) (errs []error, err error) {
-	ctx := context.Background()
+	// A deadline for the whole batch: a database that stops answering must
+	// fail the callers, not hang them (they wait for the outcome regardless
+	// of their own contexts).
+	ctx, cancel := context.WithTimeout(context.Background(), db.BatchTimeout)
+	defer cancel()
 	ptx, err := db.pool.Begin(ctx)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	defer ptx.Rollback(ctx)
+	defer ptx.Rollback(context.Background())
 	errs = make([]error, len(batch))
 	var pending []*daoguard.AuditEntry
 	for i, u := range batch {
@@ -279,29 +287,55 @@ func (db *DB) commit(batch []*groupcommit.Unit, savepoints bool) (errs []error, 
 			pending = append(pending, tx.pending...)
 			continue
 		}
-		sp, err := ptx.Begin(ctx) // SAVEPOINT
-		if err != nil {
-			return nil, err
-		}
-		tx := &Tx{q: sp, now: db.now(), write: true, batch: ctx}
-		if errs[i] = run(u.Fn, tx); errs[i] == nil {
-			if err := sp.Commit(ctx); err != nil { // RELEASE SAVEPOINT
-				return nil, err
+		// A unit that lost a race on an action is run again alone, inside
+		// its savepoint: the other transaction has committed (PostgreSQL
+		// waited for it), so the rerun reads the new state.
+		for attempt := 0; ; attempt++ {
+			sp, err := ptx.Begin(ctx) // SAVEPOINT
+			if err != nil {
+				return nil, batchFailed(ctx, err)
 			}
-			pending = append(pending, tx.pending...)
-			continue
-		}
-		if retryable(errs[i]) {
-			return nil, errs[i] // the whole batch goes again
-		}
-		if err := sp.Rollback(ctx); err != nil { // ROLLBACK TO SAVEPOINT
-			return nil, err
+			tx := &Tx{q: sp, now: db.now(), write: true, batch: ctx}
+			if errs[i] = run(u.Fn, tx); errs[i] == nil {
+				if err := sp.Commit(ctx); err != nil { // RELEASE SAVEPOINT
+					return nil, batchFailed(ctx, err)
+				}
+				pending = append(pending, tx.pending...)
+				break
+			}
+			if retryable(errs[i]) {
+				return nil, errs[i] // the transaction is aborted: the whole batch goes again
+			}
+			if err := sp.Rollback(ctx); err != nil { // ROLLBACK TO SAVEPOINT
+				return nil, batchFailed(ctx, err)
+			}
+			if !errors.Is(errs[i], errLostRace) {
+				break
+			}
+			if attempt >= db.Retries {
+				errs[i] = daoguard.Errorf(daoguard.CodeConflict, "the action kept changing concurrently; nothing was written")
+				break
+			}
 		}
 	}
 	if err := flushAudit(ctx, ptx, pending); err != nil {
+		return nil, batchFailed(ctx, err)
+	}
+	if err := ptx.Commit(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "PostgreSQL did not confirm the commit in time; the outcome is unknown", Hint: "read the action back before retrying"}
+		}
 		return nil, err
 	}
-	return errs, ptx.Commit(ctx)
+	return errs, nil
+}
+
+// batchFailed turns a failure caused by the batch deadline into UNAVAILABLE.
+func batchFailed(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "PostgreSQL did not answer in time; nothing was written", Hint: "check the database"}
+	}
+	return err
 }
 
 // View runs fn in a read-only, repeatable-read snapshot.
@@ -323,12 +357,9 @@ func run(fn func(daoguard.Tx) error, tx *Tx) (err error) {
 	return fn(tx)
 }
 
-// retryable reports serialization failures, deadlocks and lost races,
-// after which re-running the whole batch is correct.
+// retryable reports serialization failures and deadlocks: they abort the
+// transaction, after which re-running the whole batch is correct.
 func retryable(err error) bool {
-	if errors.Is(err, errLostRace) {
-		return true
-	}
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }

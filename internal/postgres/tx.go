@@ -27,8 +27,8 @@ type Tx struct {
 }
 
 // errLostRace: an action this unit read was changed by another transaction
-// before the unit wrote it. The batch is rolled back and run again, exactly
-// like a serialization failure; the rerun reads the new state.
+// before the unit wrote it. The unit is rolled back to its savepoint and run
+// again; the rerun reads the new state.
 var errLostRace = errors.New("postgres: an action changed after it was read")
 
 func (tx *Tx) c(ctx context.Context) context.Context {
@@ -65,11 +65,55 @@ func notFound(err error, what, id string) error {
 	return err
 }
 
+// Advisory lock classes. Organisations and principals carry no version:
+// instead, a unit that reads one takes a shared lock on its key, and a unit
+// that means to change one (pause, autonomy) takes the exclusive lock before
+// reading it. The writer thus waits for in-flight units that decided on the
+// old row, and every unit after it reads the new one — a pause or a
+// suspension cannot be overtaken. Advisory locks are held to the end of the
+// transaction and, unlike row locks, write nothing to the WAL.
+const (
+	lockOrg       = 1
+	lockPrincipal = 2
+)
+
+// lockedRow takes the lock (in a write unit) and runs query, pipelined in
+// one round trip. The query is a statement of its own, so under READ
+// COMMITTED its snapshot is taken after the lock is granted.
+func (tx *Tx) lockedRow(ctx context.Context, class int32, id string, exclusive bool, query string, args []any, scan func(pgx.Row) error) error {
+	if !tx.write {
+		return scan(tx.q.QueryRow(tx.c(ctx), query, args...))
+	}
+	fn := "pg_advisory_xact_lock_shared"
+	if exclusive {
+		fn = "pg_advisory_xact_lock"
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT `+fn+`($1, hashtext($2))`, class, id)
+	b.Queue(query, args...)
+	br := tx.q.SendBatch(tx.c(ctx), b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return err
+	}
+	err := scan(br.QueryRow())
+	return errors.Join(err, br.Close())
+}
+
 func (tx *Tx) Org(ctx context.Context, id string) (*daoguard.Organisation, error) {
+	return tx.org(ctx, id, false)
+}
+
+// OrgForUpdate reads the organisation with the exclusive lock (see lockOrg).
+func (tx *Tx) OrgForUpdate(ctx context.Context, id string) (*daoguard.Organisation, error) {
+	return tx.org(ctx, id, true)
+}
+
+func (tx *Tx) org(ctx context.Context, id string, exclusive bool) (*daoguard.Organisation, error) {
 	var o daoguard.Organisation
 	var pausedAt *time.Time
-	err := tx.q.QueryRow(tx.c(ctx), `SELECT id, name, paused, paused_by, paused_at, created FROM orgs WHERE id = $1`, id).
-		Scan(&o.ID, &o.Name, &o.Paused, &o.PausedBy, &pausedAt, &o.Created)
+	err := tx.lockedRow(ctx, lockOrg, id, exclusive, `SELECT id, name, paused, paused_by, paused_at, created FROM orgs WHERE id = $1`, []any{id},
+		func(r pgx.Row) error { return r.Scan(&o.ID, &o.Name, &o.Paused, &o.PausedBy, &pausedAt, &o.Created) })
 	if err != nil {
 		return nil, notFound(err, "organisation", id)
 	}
@@ -88,10 +132,21 @@ func (tx *Tx) PutOrg(ctx context.Context, o *daoguard.Organisation) error {
 }
 
 func (tx *Tx) Principal(ctx context.Context, id string) (*daoguard.Principal, error) {
+	return tx.principal(ctx, id, false)
+}
+
+// PrincipalForUpdate reads the principal with the exclusive lock (see lockOrg).
+func (tx *Tx) PrincipalForUpdate(ctx context.Context, id string) (*daoguard.Principal, error) {
+	return tx.principal(ctx, id, true)
+}
+
+func (tx *Tx) principal(ctx context.Context, id string, exclusive bool) (*daoguard.Principal, error) {
 	var p daoguard.Principal
 	var kind, roles, autonomy string
-	err := tx.q.QueryRow(tx.c(ctx), `SELECT id, org_id, kind, name, roles, autonomy, created, updated FROM principals WHERE id = $1`, id).
-		Scan(&p.ID, &p.OrgID, &kind, &p.Name, &roles, &autonomy, &p.Created, &p.Updated)
+	err := tx.lockedRow(ctx, lockPrincipal, id, exclusive, `SELECT id, org_id, kind, name, roles, autonomy, created, updated FROM principals WHERE id = $1`, []any{id},
+		func(r pgx.Row) error {
+			return r.Scan(&p.ID, &p.OrgID, &kind, &p.Name, &roles, &autonomy, &p.Created, &p.Updated)
+		})
 	if err != nil {
 		return nil, notFound(err, "principal", id)
 	}
@@ -191,15 +246,19 @@ func (tx *Tx) Action(ctx context.Context, id string) (*daoguard.Action, error) {
 	if err != nil {
 		return nil, notFound(err, "action", id)
 	}
-	if tx.write {
-		if tx.seen == nil {
-			tx.seen = map[string]int64{}
-		}
-		if _, ok := tx.seen[id]; !ok {
-			tx.seen[id] = a.Version
-		}
-	}
+	tx.saw(a)
 	return a, nil
+}
+
+// saw records the latest version of an action this unit read.
+func (tx *Tx) saw(a *daoguard.Action) {
+	if !tx.write {
+		return
+	}
+	if tx.seen == nil {
+		tx.seen = map[string]int64{}
+	}
+	tx.seen[a.ID] = a.Version
 }
 
 func (tx *Tx) ActionByIdempotencyKey(ctx context.Context, principalID, key string) (*daoguard.Action, error) {
@@ -207,6 +266,7 @@ func (tx *Tx) ActionByIdempotencyKey(ctx context.Context, principalID, key strin
 	if err != nil {
 		return nil, notFound(err, "action with idempotency key", key)
 	}
+	tx.saw(a)
 	return a, nil
 }
 
@@ -293,6 +353,7 @@ func (tx *Tx) FindActions(ctx context.Context, f daoguard.ActionFilter) ([]*daog
 		if err != nil {
 			return nil, err
 		}
+		tx.saw(a)
 		out = append(out, a)
 	}
 	return out, rows.Err()

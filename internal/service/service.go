@@ -393,7 +393,7 @@ func (s *Service) setPaused(ctx context.Context, principalID string, paused bool
 		if !p.IsHuman() {
 			return daoguard.Errorf(daoguard.CodeNotHuman, "only a human can pause or resume the organisation")
 		}
-		org, err := tx.Org(ctx, p.OrgID)
+		org, err := tx.OrgForUpdate(ctx, p.OrgID)
 		if err != nil {
 			return err
 		}
@@ -425,7 +425,7 @@ func (s *Service) SetAutonomy(ctx context.Context, actorID, agentID string, leve
 	}
 	var out *daoguard.Principal
 	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
-		agent, err := tx.Principal(ctx, agentID)
+		agent, err := tx.PrincipalForUpdate(ctx, agentID)
 		if err != nil {
 			return err
 		}

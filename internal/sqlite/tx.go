@@ -59,6 +59,12 @@ func (tx *Tx) Org(ctx context.Context, id string) (*daoguard.Organisation, error
 	return &o, nil
 }
 
+// OrgForUpdate is Org: SQLite's single writer already excludes every other
+// unit of work while this one runs.
+func (tx *Tx) OrgForUpdate(ctx context.Context, id string) (*daoguard.Organisation, error) {
+	return tx.Org(ctx, id)
+}
+
 func (tx *Tx) PutOrg(ctx context.Context, o *daoguard.Organisation) error {
 	if o.Created.IsZero() {
 		o.Created = tx.now
@@ -83,6 +89,11 @@ func (tx *Tx) Principal(ctx context.Context, id string) (*daoguard.Principal, er
 	}
 	p.Created, p.Updated = fromMicros(created), fromMicros(updated)
 	return &p, nil
+}
+
+// PrincipalForUpdate is Principal (see OrgForUpdate).
+func (tx *Tx) PrincipalForUpdate(ctx context.Context, id string) (*daoguard.Principal, error) {
+	return tx.Principal(ctx, id)
 }
 
 func (tx *Tx) PutPrincipal(ctx context.Context, p *daoguard.Principal) error {

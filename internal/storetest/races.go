@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/service"
@@ -156,6 +157,89 @@ func runRaces(t *testing.T, h Harness) {
 			if err != nil || approved.Load() != 2 || len(aps) != 2 || got.State != daoguard.StateQueued {
 				t.Fatalf("round %d: %d approvals won, %d stored, state %s (%v); want 2, 2, queued", round, approved.Load(), len(aps), got.State, err)
 			}
+		}
+	})
+
+	t.Run("OK_ControlsAreNotOvertaken", func(t *testing.T) {
+		// A unit that decided on the organisation or an agent (as a claim or
+		// a submission does) holds its transaction open; a pause or an
+		// autonomy change from another process must wait for it, and must
+		// not be lost to its stale view.
+		f := setup(t, h)
+		other, err := h.Open(f.DSN, f.Clock.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		svc2 := service.New(other, f.Dec, f.Ledger, "proc-2")
+
+		hold := func(read func(tx daoguard.Tx) error, write func(tx daoguard.Tx) error) (started, release chan struct{}, done chan error) {
+			started, release, done = make(chan struct{}), make(chan struct{}), make(chan error, 1)
+			var once sync.Once
+			go func() {
+				done <- f.Store.Update(ctx, func(tx daoguard.Tx) error {
+					if err := read(tx); err != nil {
+						return err
+					}
+					once.Do(func() {
+						close(started)
+						select { // bounded: a failing test must not hang
+						case <-release:
+						case <-time.After(10 * time.Second):
+						}
+					})
+					return write(tx)
+				})
+			}()
+			<-started
+			return started, release, done
+		}
+		waitsFor := func(name string, op func() error, release chan struct{}, held chan error) {
+			t.Helper()
+			opDone := make(chan error, 1)
+			go func() { opDone <- op() }()
+			select {
+			case err := <-opDone:
+				close(release)
+				<-held
+				t.Fatalf("%s completed (%v) while another unit still held what it decides on", name, err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			close(release)
+			if err := <-held; err != nil {
+				t.Fatal(err)
+			}
+			if err := <-opDone; err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+
+		// 1. Pause waits for a unit that read the organisation.
+		_, release, held := hold(func(tx daoguard.Tx) error { _, err := tx.Org(ctx, f.Org); return err }, func(daoguard.Tx) error { return nil })
+		waitsFor("pause", func() error { _, err := svc2.Pause(ctx, f.Humans[0], "incident"); return err }, release, held)
+		if _, err := f.Svc.Submit(ctx, f.Agent, "", Transfer("5", Vendor)); daoguard.ErrorCode(err) != daoguard.CodeOrgPaused {
+			t.Fatalf("submit after pause: %v", err)
+		}
+		must[*daoguard.Organisation](t)(f.Svc.Resume(ctx, f.Humans[0], ""))
+
+		// 2. A suspension is not lost to a concurrent lowering that read the
+		// agent before it (the agent lowering itself to supervised).
+		_, release, held = hold(func(tx daoguard.Tx) error { _, err := tx.PrincipalForUpdate(ctx, f.Agent); return err }, func(tx daoguard.Tx) error {
+			p, err := tx.Principal(ctx, f.Agent)
+			if err != nil {
+				return err
+			}
+			p.Autonomy = daoguard.AutonomySupervised
+			return tx.PutPrincipal(ctx, p)
+		})
+		waitsFor("suspension", func() error {
+			_, err := svc2.SetAutonomy(ctx, daoguard.ActorSystem, f.Agent, daoguard.AutonomySuspended, "anomaly")
+			return err
+		}, release, held)
+		var p *daoguard.Principal
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) { p, err = tx.Principal(ctx, f.Agent); return err }))
+		if p.Autonomy != daoguard.AutonomySuspended {
+			t.Fatalf("agent is %s; the suspension was lost", p.Autonomy)
 		}
 	})
 
