@@ -260,16 +260,30 @@ var errUnitFailed = errors.New("a unit failed in a batch without savepoints")
 // whole. Without savepoints, any unit's failure ends the pass with
 // errUnitFailed and nothing committed.
 func (db *DB) commit(batch []*groupcommit.Unit, savepoints bool) (errs []error, err error) {
-	// A deadline for the whole batch: a database that stops answering must
-	// fail the callers, not hang them (they wait for the outcome regardless
-	// of their own contexts).
-	ctx, cancel := context.WithTimeout(context.Background(), db.BatchTimeout)
-	defer cancel()
+	// The batch's queries run under a context that never ends: with a
+	// cancellable one, pgx arms a watcher for every query, a goroutine
+	// handoff per round trip. The deadline for the whole batch is instead a
+	// timer that closes the connection, so a database that stops answering
+	// fails the callers instead of hanging them (they wait for the outcome
+	// regardless of their own contexts).
+	ctx := context.Background()
 	ptx, err := db.pool.Begin(ctx)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	defer ptx.Rollback(context.Background())
+	defer ptx.Rollback(ctx)
+	var expired atomic.Bool
+	timer := time.AfterFunc(db.BatchTimeout, func() {
+		expired.Store(true)
+		ptx.Conn().PgConn().Conn().Close() // safe from another goroutine; the pool drops the connection
+	})
+	defer timer.Stop()
+	batchFailed := func(err error) error {
+		if expired.Load() {
+			return &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "PostgreSQL did not answer in time; nothing was written", Hint: "check the database"}
+		}
+		return err
+	}
 	errs = make([]error, len(batch))
 	var pending []*daoguard.AuditEntry
 	for i, u := range batch {
@@ -293,12 +307,12 @@ func (db *DB) commit(batch []*groupcommit.Unit, savepoints bool) (errs []error, 
 		for attempt := 0; ; attempt++ {
 			sp, err := ptx.Begin(ctx) // SAVEPOINT
 			if err != nil {
-				return nil, batchFailed(ctx, err)
+				return nil, batchFailed(err)
 			}
 			tx := &Tx{q: sp, now: db.now(), write: true, batch: ctx}
 			if errs[i] = run(u.Fn, tx); errs[i] == nil {
 				if err := sp.Commit(ctx); err != nil { // RELEASE SAVEPOINT
-					return nil, batchFailed(ctx, err)
+					return nil, batchFailed(err)
 				}
 				pending = append(pending, tx.pending...)
 				break
@@ -307,7 +321,7 @@ func (db *DB) commit(batch []*groupcommit.Unit, savepoints bool) (errs []error, 
 				return nil, errs[i] // the transaction is aborted: the whole batch goes again
 			}
 			if err := sp.Rollback(ctx); err != nil { // ROLLBACK TO SAVEPOINT
-				return nil, batchFailed(ctx, err)
+				return nil, batchFailed(err)
 			}
 			if !errors.Is(errs[i], errLostRace) {
 				break
@@ -319,23 +333,15 @@ func (db *DB) commit(batch []*groupcommit.Unit, savepoints bool) (errs []error, 
 		}
 	}
 	if err := flushAudit(ctx, ptx, pending); err != nil {
-		return nil, batchFailed(ctx, err)
+		return nil, batchFailed(err)
 	}
 	if err := ptx.Commit(ctx); err != nil {
-		if ctx.Err() != nil {
+		if expired.Load() {
 			return nil, &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "PostgreSQL did not confirm the commit in time; the outcome is unknown", Hint: "read the action back before retrying"}
 		}
 		return nil, err
 	}
 	return errs, nil
-}
-
-// batchFailed turns a failure caused by the batch deadline into UNAVAILABLE.
-func batchFailed(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "PostgreSQL did not answer in time; nothing was written", Hint: "check the database"}
-	}
-	return err
 }
 
 // View runs fn in a read-only, repeatable-read snapshot.
