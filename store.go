@@ -14,8 +14,9 @@ const DataVersion = 1
 // Store is durable state. Update runs fn in one atomic transaction: every
 // row fn writes, including its audit entries, commits together or not at
 // all. fn may be run again if the store must retry the transaction, so it
-// must have no effects outside tx. View runs fn on a consistent read-only
-// snapshot.
+// must have no effects outside tx. If fn's writes do not commit, the fields
+// the store set on the caller's objects (Version, Created, Updated) are
+// restored. View runs fn on a consistent read-only snapshot.
 //
 // Errors: whatever fn returns (then nothing is committed), UNAVAILABLE when
 // the database cannot be reached, INTERNAL otherwise.

@@ -286,13 +286,23 @@ func (db *DB) commit(batch []*groupcommit.Unit, savepoints bool) (errs []error, 
 	}
 	errs = make([]error, len(batch))
 	var pending []*daoguard.AuditEntry
+	// Units whose writes this pass holds; if the pass does not commit, their
+	// changes to callers' objects are undone before anything reruns.
+	var held []func()
+	defer func() {
+		if err != nil {
+			undoAll(held)
+		}
+	}()
 	for i, u := range batch {
 		if errs[i] = u.Ctx.Err(); errs[i] != nil {
 			continue
 		}
 		if !savepoints {
 			tx := &Tx{q: ptx, now: db.now(), write: true, batch: ctx}
-			if err := run(u.Fn, tx); err != nil {
+			err := run(u.Fn, tx)
+			held = append(held, tx.undo...)
+			if err != nil {
 				if retryable(err) {
 					return nil, err
 				}
@@ -311,12 +321,14 @@ func (db *DB) commit(batch []*groupcommit.Unit, savepoints bool) (errs []error, 
 			}
 			tx := &Tx{q: sp, now: db.now(), write: true, batch: ctx}
 			if errs[i] = run(u.Fn, tx); errs[i] == nil {
+				held = append(held, tx.undo...)
 				if err := sp.Commit(ctx); err != nil { // RELEASE SAVEPOINT
 					return nil, batchFailed(err)
 				}
 				pending = append(pending, tx.pending...)
 				break
 			}
+			undoAll(tx.undo) // its writes are rolled back below
 			if retryable(errs[i]) {
 				return nil, errs[i] // the transaction is aborted: the whole batch goes again
 			}

@@ -24,6 +24,17 @@ type Tx struct {
 	// seen records the version of each action this unit read, so that
 	// UpdateAction can tell a lost race (retry) from a stale caller (CONFLICT).
 	seen map[string]int64
+	// undo restores the fields this unit set on its callers' objects
+	// (versions, timestamps). The batch runs it when the unit's writes do
+	// not commit, so a rerun starts from what the caller passed in.
+	undo []func()
+}
+
+// undoAll runs undo functions, newest first.
+func undoAll(fs []func()) {
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
 }
 
 // errLostRace: an action this unit read was changed by another transaction
@@ -284,6 +295,7 @@ func (tx *Tx) CreateAction(ctx context.Context, a *daoguard.Action) error {
 	if err != nil {
 		return err
 	}
+	v, c, u := a.Version, a.Created, a.Updated
 	a.Version, a.Created, a.Updated = 1, tx.now, tx.now
 	tag, err := tx.q.Exec(tx.c(ctx), `INSERT INTO actions (id, org_id, principal_id, idempotency_key, request_hash, state, intent, decoded, decision,
 		runnable_at, expires_at, attempt, lease_owner, lease_until, result, version, created, updated)
@@ -294,8 +306,10 @@ func (tx *Tx) CreateAction(ctx context.Context, a *daoguard.Action) error {
 		return err
 	}
 	if tag.RowsAffected() == 0 {
+		a.Version, a.Created, a.Updated = v, c, u
 		return daoguard.ErrIdempotencyKeyUsed
 	}
+	tx.undo = append(tx.undo, func() { a.Version, a.Created, a.Updated = v, c, u })
 	return nil
 }
 
@@ -321,6 +335,8 @@ func (tx *Tx) UpdateAction(ctx context.Context, a *daoguard.Action) error {
 		}
 		return daoguard.Errorf(daoguard.CodeConflict, "action %s was changed concurrently", a.ID)
 	}
+	v, u := a.Version, a.Updated
+	tx.undo = append(tx.undo, func() { a.Version, a.Updated = v, u })
 	a.Version++
 	if tx.seen != nil {
 		tx.seen[a.ID] = a.Version // a second write in this unit is not a race

@@ -217,7 +217,9 @@ func (db *DB) writer() {
 func (db *DB) commit(conn *connStmts, batch []*groupcommit.Unit) {
 	ctx := context.Background()
 	errs := make([]error, len(batch))
+	var held []func() // undo of the units whose writes this batch holds
 	fail := func(err error) {
+		undoAll(held)
 		conn.ExecContext(ctx, "ROLLBACK")
 		for _, u := range batch {
 			u.Done(err)
@@ -246,12 +248,14 @@ func (db *DB) commit(conn *connStmts, batch []*groupcommit.Unit) {
 		tx := &Tx{q: conn, now: db.now(), seq: next}
 		err := run(u.Fn, tx)
 		if err != nil {
+			undoAll(tx.undo)
 			if _, rerr := conn.ExecContext(ctx, "ROLLBACK TO unit"); rerr != nil {
 				fail(rerr)
 				return
 			}
 		} else {
 			next = tx.seq
+			held = append(held, tx.undo...)
 		}
 		if _, rerr := conn.ExecContext(ctx, "RELEASE unit"); rerr != nil {
 			fail(rerr)

@@ -18,6 +18,16 @@ type Tx struct {
 	now      time.Time
 	seq      uint64 // next audit position; advanced by Append
 	readonly bool
+	// undo restores the fields this unit set on its callers' objects
+	// (versions, timestamps) when its writes do not commit.
+	undo []func()
+}
+
+// undoAll runs undo functions, newest first.
+func undoAll(fs []func()) {
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
 }
 
 var _ daoguard.Tx = (*Tx)(nil)
@@ -197,6 +207,8 @@ func (tx *Tx) CreateAction(ctx context.Context, a *daoguard.Action) error {
 	if err != nil {
 		return err
 	}
+	v, c, u := a.Version, a.Created, a.Updated
+	tx.undo = append(tx.undo, func() { a.Version, a.Created, a.Updated = v, c, u })
 	a.Version, a.Created, a.Updated = 1, tx.now, tx.now
 	res, err := tx.q.ExecContext(ctx, `INSERT INTO actions (id, org_id, principal_id, idempotency_key, request_hash, state, intent, decoded, decision,
 		runnable_at, expires_at, attempt, lease_owner, lease_until, result, version, created, updated)
@@ -235,6 +247,8 @@ func (tx *Tx) UpdateAction(ctx context.Context, a *daoguard.Action) error {
 		}
 		return daoguard.Errorf(daoguard.CodeConflict, "action %s was changed concurrently", a.ID)
 	}
+	v, u := a.Version, a.Updated
+	tx.undo = append(tx.undo, func() { a.Version, a.Updated = v, u })
 	a.Version++
 	a.Updated = tx.now
 	return nil

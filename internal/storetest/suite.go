@@ -220,6 +220,35 @@ func runStore(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("OK_FailedUnitLeavesCallerObjects", func(t *testing.T) {
+		// A unit that wrote an action and then failed leaves the caller's
+		// object as it was: a retry with it is not mistaken for stale.
+		f := setup(t, h)
+		a := newAction(f, "act_undo")
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.CreateAction(ctx, a) }))
+		before := *a
+		a.State = daoguard.StateDenied
+		err := f.Store.Update(ctx, func(tx daoguard.Tx) error {
+			if err := tx.UpdateAction(ctx, a); err != nil {
+				return err
+			}
+			return errors.New("later step failed")
+		})
+		if err == nil || a.Version != before.Version || !a.Updated.Equal(before.Updated) {
+			t.Fatalf("after a failed unit: err %v, version %d (want %d)", err, a.Version, before.Version)
+		}
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UpdateAction(ctx, a) }))
+		b := newAction(f, "act_undo2")
+		if err := f.Store.Update(ctx, func(tx daoguard.Tx) error {
+			if err := tx.CreateAction(ctx, b); err != nil {
+				return err
+			}
+			return errors.New("later step failed")
+		}); err == nil || b.Version != 0 || !b.Created.IsZero() {
+			t.Fatalf("after a failed create: err %v, version %d created %v", err, b.Version, b.Created)
+		}
+	})
+
 	t.Run("ErrDuplicateApproval", func(t *testing.T) {
 		f := setup(t, h)
 		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.CreateAction(ctx, newAction(f, "act_ap")) }))
