@@ -129,36 +129,24 @@ func (db *DB) migrate(ctx context.Context) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('daoguard.migrate'))`); err != nil {
 		return err
 	}
-	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass('meta') IS NOT NULL`).Scan(&exists); err != nil {
-		return err
-	}
-	schema := 0
-	if exists {
-		var dv, sv string
-		if err := tx.QueryRow(ctx, `SELECT value FROM meta WHERE key = 'data_version'`).Scan(&dv); err != nil {
-			return fmt.Errorf("read data version: %w", err)
-		}
-		if err := sqlrow.CheckDataVersion(dv); err != nil {
+	err = sqlrow.Migrate(migrations, "migration", sqlrow.Schema{
+		HasMeta: func() (has bool, err error) {
+			err = tx.QueryRow(ctx, `SELECT to_regclass('meta') IS NOT NULL`).Scan(&has)
+			return has, err
+		},
+		Meta: func(key string) (v string, err error) {
+			err = tx.QueryRow(ctx, `SELECT value FROM meta WHERE key = $1`, key).Scan(&v)
+			return v, err
+		},
+		Exec: func(q string) error { _, err := tx.Exec(ctx, q); return err },
+		SetVersions: func(schema int) error {
+			_, err := tx.Exec(ctx, `INSERT INTO meta (key, value) VALUES ('schema_version', $1), ('data_version', $2)
+				ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(schema), strconv.Itoa(daoguard.DataVersion))
 			return err
-		}
-		if err := tx.QueryRow(ctx, `SELECT value FROM meta WHERE key = 'schema_version'`).Scan(&sv); err != nil {
-			return fmt.Errorf("read schema version: %w", err)
-		}
-		schema, _ = strconv.Atoi(sv)
-	}
-	pending, err := sqlrow.Migrations(migrations, "migration", schema)
+		},
+	})
 	if err != nil {
 		return err
-	}
-	for _, m := range pending {
-		if _, err := tx.Exec(ctx, m.SQL); err != nil {
-			return fmt.Errorf("migration %d: %w", m.Version, err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO meta (key, value) VALUES ('schema_version', $1), ('data_version', $2)
-			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(m.Version), strconv.Itoa(daoguard.DataVersion)); err != nil {
-			return err
-		}
 	}
 	return tx.Commit(ctx)
 }

@@ -281,13 +281,6 @@ func (tx *Tx) ActionByIdempotencyKey(ctx context.Context, principalID, key strin
 	return a, nil
 }
 
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
 // CreateAction inserts a. ON CONFLICT DO NOTHING waits for a concurrent
 // insert of the same idempotency key to commit or abort, then reports it.
 func (tx *Tx) CreateAction(ctx context.Context, a *daoguard.Action) error {
@@ -300,7 +293,7 @@ func (tx *Tx) CreateAction(ctx context.Context, a *daoguard.Action) error {
 	tag, err := tx.q.Exec(tx.c(ctx), `INSERT INTO actions (id, org_id, principal_id, idempotency_key, request_hash, state, intent, decoded, decision,
 		runnable_at, expires_at, attempt, lease_owner, lease_until, result, version, created, updated)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (principal_id, idempotency_key) DO NOTHING`,
-		a.ID, a.OrgID, a.PrincipalID, nullable(a.IdempotencyKey), a.RequestHash, r.State, string(r.Intent), string(r.Decoded), string(r.Decision),
+		a.ID, a.OrgID, a.PrincipalID, sqlrow.Nullable(a.IdempotencyKey), a.RequestHash, r.State, string(r.Intent), string(r.Decoded), string(r.Decision),
 		ts(a.RunnableAt), ts(a.ExpiresAt), a.Attempt, a.LeaseOwner, ts(a.LeaseUntil), r.NullResult(), a.Version, a.Created, a.Updated)
 	if err != nil {
 		return err

@@ -123,44 +123,33 @@ func (db *DB) Close() error {
 	return errors.Join(db.read.Close(), db.write.Close())
 }
 
-// migrate applies embedded migrations in order, each in its own
-// transaction, after checking that the file is not from a newer daoguard.
+// migrate applies the embedded migrations in one transaction, after
+// checking that the file is not from a newer daoguard.
 func (db *DB) migrate(ctx context.Context) error {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).Scan(&n); err != nil {
-		return err
-	}
-	schema := 0
-	if n > 0 {
-		var dv, sv string
-		if err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'data_version'`).Scan(&dv); err != nil {
-			return fmt.Errorf("read data version: %w", err)
-		}
-		if err := sqlrow.CheckDataVersion(dv); err != nil {
+	err = sqlrow.Migrate(migrations, "migration", sqlrow.Schema{
+		HasMeta: func() (bool, error) {
+			var n int
+			err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).Scan(&n)
+			return n > 0, err
+		},
+		Meta: func(key string) (v string, err error) {
+			err = tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+			return v, err
+		},
+		Exec: func(q string) error { _, err := tx.ExecContext(ctx, q); return err },
+		SetVersions: func(schema int) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('data_version', ?)
+				ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(schema), strconv.Itoa(daoguard.DataVersion))
 			return err
-		}
-		if err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'schema_version'`).Scan(&sv); err != nil {
-			return fmt.Errorf("read schema version: %w", err)
-		}
-		schema, _ = strconv.Atoi(sv)
-	}
-	pending, err := sqlrow.Migrations(migrations, "migration", schema)
+		},
+	})
 	if err != nil {
 		return err
-	}
-	for _, m := range pending {
-		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-			return fmt.Errorf("migration %d: %w", m.Version, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('data_version', ?)
-			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(m.Version), strconv.Itoa(daoguard.DataVersion)); err != nil {
-			return err
-		}
 	}
 	return tx.Commit()
 }

@@ -195,13 +195,6 @@ func (tx *Tx) ActionByIdempotencyKey(ctx context.Context, principalID, key strin
 	return a, nil
 }
 
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
 func (tx *Tx) CreateAction(ctx context.Context, a *daoguard.Action) error {
 	r, err := sqlrow.Encode(a)
 	if err != nil {
@@ -213,7 +206,7 @@ func (tx *Tx) CreateAction(ctx context.Context, a *daoguard.Action) error {
 	res, err := tx.q.ExecContext(ctx, `INSERT INTO actions (id, org_id, principal_id, idempotency_key, request_hash, state, intent, decoded, decision,
 		runnable_at, expires_at, attempt, lease_owner, lease_until, result, version, created, updated)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (principal_id, idempotency_key) DO NOTHING`,
-		a.ID, a.OrgID, a.PrincipalID, nullable(a.IdempotencyKey), a.RequestHash, r.State, r.Intent, r.Decoded, r.Decision,
+		a.ID, a.OrgID, a.PrincipalID, sqlrow.Nullable(a.IdempotencyKey), a.RequestHash, r.State, r.Intent, r.Decoded, r.Decision,
 		micros(a.RunnableAt), micros(a.ExpiresAt), a.Attempt, a.LeaseOwner, micros(a.LeaseUntil), r.NullResult(), a.Version, micros(a.Created), micros(a.Updated))
 	if err != nil {
 		return err

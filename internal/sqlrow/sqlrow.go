@@ -140,6 +140,60 @@ func ErrDuplicateApproval(principalID string) error {
 	return daoguard.Errorf(daoguard.CodeDuplicateApproval, "%s has already voted on this action", principalID)
 }
 
+// Schema is what Migrate needs from a store, in the store's own dialect,
+// all inside the one transaction the migration runs in.
+type Schema struct {
+	HasMeta     func() (bool, error)             // whether the meta table exists yet
+	Meta        func(key string) (string, error) // a value of the meta table
+	Exec        func(sql string) error
+	SetVersions func(schema int) error // record schema_version and the binary's data_version
+}
+
+// Migrate checks the store's data version (INCOMPATIBLE_STORE if it is
+// newer than this binary) and applies the migrations in dir it lacks.
+func Migrate(fsys fs.FS, dir string, s Schema) error {
+	has, err := s.HasMeta()
+	if err != nil {
+		return err
+	}
+	applied := 0
+	if has {
+		dv, err := s.Meta("data_version")
+		if err != nil {
+			return fmt.Errorf("read data version: %w", err)
+		}
+		if err := CheckDataVersion(dv); err != nil {
+			return err
+		}
+		sv, err := s.Meta("schema_version")
+		if err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		applied, _ = strconv.Atoi(sv)
+	}
+	pending, err := Migrations(fsys, dir, applied)
+	if err != nil {
+		return err
+	}
+	for _, m := range pending {
+		if err := s.Exec(m.SQL); err != nil {
+			return fmt.Errorf("migration %d: %w", m.Version, err)
+		}
+		if err := s.SetVersions(m.Version); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Nullable maps "" to SQL NULL.
+func Nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
 // Migration is one numbered schema change.
 type Migration struct {
 	Version int
