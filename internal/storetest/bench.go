@@ -57,31 +57,38 @@ func benchStateChange(b *testing.B, h Harness) {
 		b.Fatal(err)
 	}
 	var next atomic.Uint64
+	runParallel(b, "changes/s", func() error {
+		id := ids[next.Add(1)%actions]
+		return s.Update(ctx, func(tx daoguard.Tx) error {
+			a, err := tx.Action(ctx, id)
+			if err != nil {
+				return err
+			}
+			a.LeaseOwner, a.LeaseUntil = "bench", tx.Now().Add(time.Minute)
+			if err := tx.UpdateAction(ctx, a); err != nil {
+				return err
+			}
+			return tx.Append(ctx, &daoguard.AuditEntry{OrgID: a.OrgID, ActorID: daoguard.ActorSystem, ActorKind: "system", ActionID: a.ID, Event: "action.lease"})
+		})
+	})
+}
+
+// runParallel runs op from BenchParallelism × GOMAXPROCS goroutines and
+// reports the rate as metric.
+func runParallel(b *testing.B, metric string, op func() error) {
 	b.SetParallelism(BenchParallelism)
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			id := ids[next.Add(1)%actions]
-			err := s.Update(ctx, func(tx daoguard.Tx) error {
-				a, err := tx.Action(ctx, id)
-				if err != nil {
-					return err
-				}
-				a.LeaseOwner, a.LeaseUntil = "bench", tx.Now().Add(time.Minute)
-				if err := tx.UpdateAction(ctx, a); err != nil {
-					return err
-				}
-				return tx.Append(ctx, &daoguard.AuditEntry{OrgID: a.OrgID, ActorID: daoguard.ActorSystem, ActorKind: "system", ActionID: a.ID, Event: "action.lease"})
-			})
-			if err != nil {
+			if err := op(); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "changes/s")
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), metric)
 }
 
 // benchSubmit: Service.Submit end to end below HTTP — decode, decide, insert
@@ -90,17 +97,8 @@ func benchSubmit(b *testing.B, h Harness) {
 	ctx := context.Background()
 	s := benchStore(b, h)
 	svc := service.New(s, NewDecider(), nil, "bench")
-	b.SetParallelism(BenchParallelism)
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := svc.Submit(ctx, "agent_1", "", Transfer("5", Vendor)); err != nil {
-				b.Error(err)
-				return
-			}
-		}
+	runParallel(b, "submits/s", func() error {
+		_, err := svc.Submit(ctx, "agent_1", "", Transfer("5", Vendor))
+		return err
 	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "submits/s")
 }

@@ -331,11 +331,7 @@ func runService(t *testing.T, h Harness) {
 		f.Clock.Advance(f.Svc.ApprovalTTL)
 		must[int](t)(f.Svc.ExpireDue(ctx))
 		byState[daoguard.StateExpired] = old.ID
-		stuck := submit(t, f, f.Agent, "5", Vendor)
-		f.Ledger.Fail = errors.New("outcome unknown")
-		f.Svc.Execute(ctx, stuck.ID)
-		f.Ledger.Fail = nil
-		byState[daoguard.StateExecuting] = stuck.ID
+		byState[daoguard.StateExecuting] = stuck(t, f, false).ID
 		reverted := submit(t, f, f.Agent, "5", Vendor)
 		f.Ledger.Revert = true
 		must[bool](t)(f.Svc.Execute(ctx, reverted.ID))
@@ -398,15 +394,10 @@ func runService(t *testing.T, h Harness) {
 		// executing; after the lease, reconciliation looks it up and records
 		// it — without a second effect.
 		f := setup(t, h)
-		a := submit(t, f, f.Agent, "5", Vendor)
-		f.Ledger.Fail, f.Ledger.FailAfter = errors.New("rpc timeout"), true
-		if _, err := f.Svc.Execute(ctx, a.ID); err == nil {
-			t.Fatal("want the executor's error")
-		}
+		a := stuck(t, f, true)
 		if got := state(t, f, a.ID); got.State != daoguard.StateExecuting {
 			t.Fatalf("state %s", got.State)
 		}
-		f.Ledger.Fail = nil
 		other := *f.Svc
 		other.Node = "node-other"
 		if n := must[int](t)(other.Reconcile(ctx, false)); n != 0 {
@@ -426,12 +417,7 @@ func runService(t *testing.T, h Harness) {
 
 	t.Run("OK_ReconcileNoEffect", func(t *testing.T) {
 		f := setup(t, h)
-		a := submit(t, f, f.Agent, "5", Vendor)
-		f.Ledger.Fail, f.Ledger.FailAfter = errors.New("connection refused"), false
-		if _, err := f.Svc.Execute(ctx, a.ID); err == nil {
-			t.Fatal("want the executor's error")
-		}
-		f.Ledger.Fail = nil
+		a := stuck(t, f, false)
 		if n := must[int](t)(f.Svc.Reconcile(ctx, true)); n != 1 {
 			t.Fatalf("reconciled %d, want 1", n)
 		}
@@ -447,12 +433,7 @@ func runService(t *testing.T, h Harness) {
 		// Stuck executing with no effect, found only after its window ended
 		// (a long outage): it must fail unrun, not execute weeks late.
 		f := setup(t, h)
-		a := submit(t, f, f.Agent, "5", Vendor)
-		f.Ledger.Fail, f.Ledger.FailAfter = errors.New("node down"), false
-		if _, err := f.Svc.Execute(ctx, a.ID); err == nil {
-			t.Fatal("want the executor's error")
-		}
-		f.Ledger.Fail = nil
+		a := stuck(t, f, false)
 		f.Clock.Advance(3 * f.Svc.ExecutionGrace)
 		if n := must[int](t)(f.Svc.Reconcile(ctx, true)); n != 1 {
 			t.Fatalf("reconciled %d, want 1", n)
@@ -529,4 +510,17 @@ func contains[T comparable](s []T, v T) bool {
 		}
 	}
 	return false
+}
+
+// stuck leaves a fresh queued action executing, as an executor failure
+// does: after its effect (outcome unknown) or before it (no effect).
+func stuck(t *testing.T, f *Fixture, afterEffect bool) *daoguard.Action {
+	t.Helper()
+	a := must[*daoguard.Action](t)(f.Svc.Submit(context.Background(), f.Agent, "", Transfer("5", Vendor)))
+	f.Ledger.Fail, f.Ledger.FailAfter = errors.New("outcome unknown"), afterEffect
+	if _, err := f.Svc.Execute(context.Background(), a.ID); err == nil {
+		t.Fatal("want the executor's error")
+	}
+	f.Ledger.Fail, f.Ledger.FailAfter = nil, false
+	return a
 }
