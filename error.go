@@ -31,6 +31,24 @@ const (
 	CodeConfig              Code = "INVALID_CONFIG"           // the configuration failed validation
 	CodeUnavailable         Code = "UNAVAILABLE"              // a dependency is down; safe to retry
 	CodeInternal            Code = "INTERNAL"                 // a bug or an unexpected failure; details are logged, not shown
+
+	// Authentication (401) and authorization (403) of signed requests.
+	CodeSignatureMissing Code = "SIGNATURE_MISSING" // no Signature / Signature-Input for label sig1
+	CodeSignatureInvalid Code = "SIGNATURE_INVALID" // malformed, not daoguard's profile, or does not verify
+	CodeDigestMismatch   Code = "DIGEST_MISMATCH"   // Content-Digest missing or not the digest of the body received
+	CodeSignatureExpired Code = "SIGNATURE_EXPIRED" // created is older than the signature window
+	CodeSignatureFuture  Code = "SIGNATURE_FUTURE"  // created is too far in the future (clock skew)
+	CodeNonceReused      Code = "NONCE_REUSED"      // the nonce was already used with this key: a replay
+	CodeUnknownKey       Code = "UNKNOWN_KEY"       // no such key id
+	CodeKeyRevoked       Code = "KEY_REVOKED"       // the key was revoked
+	CodeKeyExpired       Code = "KEY_EXPIRED"       // the key expired, or its rotation overlap ended
+	CodeAlgMismatch      Code = "ALG_MISMATCH"      // the signature's alg is not the key's
+	CodeWrongEnvironment Code = "WRONG_ENVIRONMENT" // a test key on a live deployment, or the reverse
+	CodeMissingScope     Code = "MISSING_SCOPE"     // the key lacks the scope the endpoint needs
+	CodeEd25519Required  Code = "ED25519_REQUIRED"  // the endpoint moves money or control: a shared secret is not enough
+	CodeRateLimited      Code = "RATE_LIMITED"      // too many requests; see Retry-After
+	CodeBodyTooLarge     Code = "BODY_TOO_LARGE"    // the request body exceeds the limit
+	CodeUnsupportedMedia Code = "UNSUPPORTED_MEDIA" // the body is not application/json
 )
 
 // Codes lists every code, for the edge tables and their completeness tests.
@@ -40,6 +58,10 @@ var Codes = []Code{
 	CodeDuplicateApproval, CodeNotHuman, CodeForbidden, CodeOrgPaused,
 	CodeAgentSuspended, CodeAutonomyRaise, CodeExpired, CodeIncompatibleStore,
 	CodeConfig, CodeUnavailable, CodeInternal,
+	CodeSignatureMissing, CodeSignatureInvalid, CodeDigestMismatch, CodeSignatureExpired,
+	CodeSignatureFuture, CodeNonceReused, CodeUnknownKey, CodeKeyRevoked, CodeKeyExpired,
+	CodeAlgMismatch, CodeWrongEnvironment, CodeMissingScope, CodeEd25519Required,
+	CodeRateLimited, CodeBodyTooLarge, CodeUnsupportedMedia,
 }
 
 // Error is the one error type that crosses package boundaries. Message is

@@ -32,6 +32,7 @@ type Tx interface {
 	OrgStore
 	PrincipalStore
 	CredentialStore
+	NonceStore
 	CatalogStore
 	ActionStore
 	ApprovalStore

@@ -484,21 +484,46 @@ func (tx *Tx) AuditSize(ctx context.Context) (uint64, error) {
 	return uint64(n), err
 }
 
-func (tx *Tx) Credential(ctx context.Context, keyID string) (*daoguard.Credential, error) {
+const credentialColumns = `key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at, replaced_by, last_used`
+
+func scanCredential(row pgx.Row) (*daoguard.Credential, error) {
 	var c daoguard.Credential
 	var scopes string
-	var expires, revoked *time.Time
-	err := tx.q.QueryRow(tx.c(ctx), `SELECT key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at
-		FROM credentials WHERE key_id = $1`, keyID).
-		Scan(&c.KeyID, &c.PrincipalID, &c.Alg, &c.PublicKey, &c.SealedSecret, &scopes, &c.Environment, &c.Created, &expires, &revoked)
-	if err != nil {
-		return nil, notFound(err, "credential", keyID)
+	var expires, revoked, used *time.Time
+	if err := row.Scan(&c.KeyID, &c.PrincipalID, &c.Alg, &c.PublicKey, &c.SealedSecret, &scopes, &c.Environment, &c.Created, &expires, &revoked, &c.ReplacedBy, &used); err != nil {
+		return nil, err
 	}
 	if err := json.Unmarshal([]byte(scopes), &c.Scopes); err != nil {
 		return nil, err
 	}
-	c.Created, c.ExpiresAt, c.RevokedAt = c.Created.UTC(), fromTS(expires), fromTS(revoked)
+	c.Created, c.ExpiresAt, c.RevokedAt, c.LastUsed = c.Created.UTC(), fromTS(expires), fromTS(revoked), fromTS(used)
 	return &c, nil
+}
+
+func (tx *Tx) Credential(ctx context.Context, keyID string) (*daoguard.Credential, error) {
+	c, err := scanCredential(tx.q.QueryRow(tx.c(ctx), `SELECT `+credentialColumns+` FROM credentials WHERE key_id = $1`, keyID))
+	if err != nil {
+		return nil, notFound(err, "credential", keyID)
+	}
+	return c, nil
+}
+
+func (tx *Tx) Credentials(ctx context.Context, orgID string) ([]*daoguard.Credential, error) {
+	rows, err := tx.q.Query(tx.c(ctx), `SELECT `+credentialColumns+` FROM credentials
+		WHERE principal_id IN (SELECT id FROM principals WHERE org_id = $1) ORDER BY created, key_id`, orgID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*daoguard.Credential
+	for rows.Next() {
+		c, err := scanCredential(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }
 
 func (tx *Tx) PutCredential(ctx context.Context, c *daoguard.Credential) error {
@@ -509,9 +534,38 @@ func (tx *Tx) PutCredential(ctx context.Context, c *daoguard.Credential) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.q.Exec(tx.c(ctx), `INSERT INTO credentials (key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (key_id) DO UPDATE SET scopes = excluded.scopes, sealed_secret = excluded.sealed_secret, expires_at = excluded.expires_at, revoked_at = excluded.revoked_at`,
-		c.KeyID, c.PrincipalID, c.Alg, c.PublicKey, c.SealedSecret, string(scopes), c.Environment, c.Created, ts(c.ExpiresAt), ts(c.RevokedAt))
+	_, err = tx.q.Exec(tx.c(ctx), `INSERT INTO credentials (key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at, replaced_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+		ON CONFLICT (key_id) DO UPDATE SET scopes = excluded.scopes, sealed_secret = excluded.sealed_secret, expires_at = excluded.expires_at,
+			revoked_at = excluded.revoked_at, replaced_by = excluded.replaced_by`,
+		c.KeyID, c.PrincipalID, c.Alg, c.PublicKey, c.SealedSecret, string(scopes), c.Environment, c.Created, ts(c.ExpiresAt), ts(c.RevokedAt), c.ReplacedBy)
 	return err
+}
+
+func (tx *Tx) TouchCredentials(ctx context.Context, used map[string]time.Time) error {
+	for id, t := range used {
+		if _, err := tx.q.Exec(tx.c(ctx), `UPDATE credentials SET last_used = $1 WHERE key_id = $2 AND (last_used IS NULL OR last_used < $1)`, t, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (tx *Tx) UseNonce(ctx context.Context, keyID, nonce string, expires time.Time) error {
+	tag, err := tx.q.Exec(tx.c(ctx), `INSERT INTO nonces (key_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, keyID, nonce, expires)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return daoguard.ErrNonceReused
+	}
+	return nil
+}
+
+func (tx *Tx) PurgeNonces(ctx context.Context, before time.Time) (int64, error) {
+	tag, err := tx.q.Exec(tx.c(ctx), `DELETE FROM nonces WHERE expires_at < $1`, before)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
 }

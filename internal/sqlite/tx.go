@@ -386,21 +386,46 @@ func (tx *Tx) AuditSize(ctx context.Context) (uint64, error) {
 	return n, err
 }
 
-func (tx *Tx) Credential(ctx context.Context, keyID string) (*daoguard.Credential, error) {
+const credentialColumns = `key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at, replaced_by, last_used`
+
+func scanCredential(row interface{ Scan(...any) error }) (*daoguard.Credential, error) {
 	var c daoguard.Credential
 	var scopes string
-	var created, expires, revoked int64
-	err := tx.q.QueryRowContext(ctx, `SELECT key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at
-		FROM credentials WHERE key_id = ?`, keyID).
-		Scan(&c.KeyID, &c.PrincipalID, &c.Alg, &c.PublicKey, &c.SealedSecret, &scopes, &c.Environment, &created, &expires, &revoked)
-	if err != nil {
-		return nil, notFound(err, "credential", keyID)
+	var created, expires, revoked, used int64
+	if err := row.Scan(&c.KeyID, &c.PrincipalID, &c.Alg, &c.PublicKey, &c.SealedSecret, &scopes, &c.Environment, &created, &expires, &revoked, &c.ReplacedBy, &used); err != nil {
+		return nil, err
 	}
 	if err := json.Unmarshal([]byte(scopes), &c.Scopes); err != nil {
 		return nil, err
 	}
-	c.Created, c.ExpiresAt, c.RevokedAt = fromMicros(created), fromMicros(expires), fromMicros(revoked)
+	c.Created, c.ExpiresAt, c.RevokedAt, c.LastUsed = fromMicros(created), fromMicros(expires), fromMicros(revoked), fromMicros(used)
 	return &c, nil
+}
+
+func (tx *Tx) Credential(ctx context.Context, keyID string) (*daoguard.Credential, error) {
+	c, err := scanCredential(tx.q.QueryRowContext(ctx, `SELECT `+credentialColumns+` FROM credentials WHERE key_id = ?`, keyID))
+	if err != nil {
+		return nil, notFound(err, "credential", keyID)
+	}
+	return c, nil
+}
+
+func (tx *Tx) Credentials(ctx context.Context, orgID string) ([]*daoguard.Credential, error) {
+	rows, err := tx.q.QueryContext(ctx, `SELECT `+credentialColumns+` FROM credentials
+		WHERE principal_id IN (SELECT id FROM principals WHERE org_id = ?) ORDER BY created, key_id`, orgID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*daoguard.Credential
+	for rows.Next() {
+		c, err := scanCredential(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }
 
 func (tx *Tx) PutCredential(ctx context.Context, c *daoguard.Credential) error {
@@ -411,9 +436,40 @@ func (tx *Tx) PutCredential(ctx context.Context, c *daoguard.Credential) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.q.ExecContext(ctx, `INSERT INTO credentials (key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (key_id) DO UPDATE SET scopes = excluded.scopes, sealed_secret = excluded.sealed_secret, expires_at = excluded.expires_at, revoked_at = excluded.revoked_at`,
-		c.KeyID, c.PrincipalID, c.Alg, c.PublicKey, c.SealedSecret, string(scopes), c.Environment, micros(c.Created), micros(c.ExpiresAt), micros(c.RevokedAt))
+	_, err = tx.q.ExecContext(ctx, `INSERT INTO credentials (key_id, principal_id, alg, public_key, sealed_secret, scopes, environment, created, expires_at, revoked_at, replaced_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (key_id) DO UPDATE SET scopes = excluded.scopes, sealed_secret = excluded.sealed_secret, expires_at = excluded.expires_at,
+			revoked_at = excluded.revoked_at, replaced_by = excluded.replaced_by`,
+		c.KeyID, c.PrincipalID, c.Alg, c.PublicKey, c.SealedSecret, string(scopes), c.Environment, micros(c.Created), micros(c.ExpiresAt), micros(c.RevokedAt), c.ReplacedBy)
 	return err
+}
+
+func (tx *Tx) TouchCredentials(ctx context.Context, used map[string]time.Time) error {
+	for id, t := range used {
+		if _, err := tx.q.ExecContext(ctx, `UPDATE credentials SET last_used = ? WHERE key_id = ? AND last_used < ?`, micros(t), id, micros(t)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (tx *Tx) UseNonce(ctx context.Context, keyID, nonce string, expires time.Time) error {
+	res, err := tx.q.ExecContext(ctx, `INSERT INTO nonces (key_id, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, keyID, nonce, micros(expires))
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return daoguard.ErrNonceReused
+	}
+	return nil
+}
+
+func (tx *Tx) PurgeNonces(ctx context.Context, before time.Time) (int64, error) {
+	res, err := tx.q.ExecContext(ctx, `DELETE FROM nonces WHERE expires_at < ?`, micros(before))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }

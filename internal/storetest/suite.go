@@ -111,6 +111,88 @@ func runStore(t *testing.T, h Harness) {
 		wantCode(t, err, daoguard.CodeNotFound)
 	})
 
+	t.Run("OK_CredentialLifecycle", func(t *testing.T) {
+		f := setup(t, h)
+		now := f.Clock.Now()
+		c1 := &daoguard.Credential{KeyID: "dg_test_k1", PrincipalID: "agent_1", Alg: daoguard.AlgHMACSHA256, SealedSecret: []byte("sealed"),
+			Scopes: daoguard.AgentScopes, Environment: "test"}
+		c2 := &daoguard.Credential{KeyID: "dg_test_k2", PrincipalID: "human_1", Alg: daoguard.AlgEd25519, PublicKey: []byte{9}, Scopes: []string{daoguard.ScopeAdmin}, Environment: "test"}
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return errors.Join(tx.PutCredential(ctx, c1), tx.PutCredential(ctx, c2)) }))
+		// Rotation and revocation update the mutable fields in place.
+		c1.ReplacedBy, c1.ExpiresAt, c1.SealedSecret = "dg_test_k3", now.Add(time.Hour), []byte("rewrapped")
+		c2.RevokedAt = now
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return errors.Join(tx.PutCredential(ctx, c1), tx.PutCredential(ctx, c2)) }))
+		// Last use only moves forward.
+		used := now.Add(time.Minute)
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error {
+			return errors.Join(tx.TouchCredentials(ctx, map[string]time.Time{"dg_test_k1": used}),
+				tx.TouchCredentials(ctx, map[string]time.Time{"dg_test_k1": now, "dg_test_missing": now}))
+		}))
+		c1.LastUsed = used
+		var list []*daoguard.Credential
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) { list, err = tx.Credentials(ctx, f.Org); return err }))
+		if len(list) != 2 || !reflect.DeepEqual(list[0], c1) || !reflect.DeepEqual(list[1], c2) {
+			t.Fatalf("credentials:\n got %+v\nwant %+v %+v", list, c1, c2)
+		}
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) { list, err = tx.Credentials(ctx, "org_other"); return err }))
+		if len(list) != 0 {
+			t.Fatalf("another organisation sees %d credentials", len(list))
+		}
+	})
+
+	t.Run("OK_Nonces", func(t *testing.T) {
+		f := setup(t, h)
+		now := f.Clock.Now()
+		use := func(key, nonce string, exp time.Time) error {
+			return f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UseNonce(ctx, key, nonce, exp) })
+		}
+		if err := use("k1", "n1", now.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, use("k1", "n1", now.Add(time.Minute)), daoguard.CodeNonceReused)
+		// A nonce is per key: another key may use the same value.
+		if err := use("k2", "n1", now.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if err := use("k1", "n2", now.Add(2*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) (err error) { n, err = tx.PurgeNonces(ctx, now.Add(90*time.Second)); return err }))
+		if n != 2 {
+			t.Fatalf("purged %d nonces, want the 2 that expired", n)
+		}
+		wantCode(t, use("k1", "n2", now.Add(2*time.Minute)), daoguard.CodeNonceReused)
+		if err := use("k1", "n1", now.Add(3*time.Minute)); err != nil {
+			t.Fatalf("a purged nonce: %v", err)
+		}
+	})
+
+	t.Run("OK_NonceOnceUnderConcurrency", func(t *testing.T) {
+		f := setup(t, h)
+		var wg sync.WaitGroup
+		var ok, reused atomic.Int32
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UseNonce(ctx, "k", "same", f.Clock.Now().Add(time.Minute)) })
+				switch daoguard.ErrorCode(err) {
+				case "":
+					ok.Add(1)
+				case daoguard.CodeNonceReused:
+					reused.Add(1)
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 1 || reused.Load() != 15 {
+			t.Fatalf("16 concurrent uses of one nonce: %d accepted, %d refused", ok.Load(), reused.Load())
+		}
+	})
+
 	t.Run("ErrNotFound", func(t *testing.T) {
 		f := setup(t, h)
 		err := f.Store.View(ctx, func(tx daoguard.Tx) error {
