@@ -1,11 +1,13 @@
-// Package auth holds credentials and request authentication. Today: key
-// identifiers that carry their environment and a checksum, so that secret
-// scanners can recognise and validate them offline (as GitHub's token
-// format does) and a test key is told from a live one at a glance.
+// Package auth authenticates requests: daoguard's RFC 9421 profile
+// (signature.go parses and computes, authenticator.go enforces), key
+// identifiers that carry their environment and a checksum so that secret
+// scanners can recognise them offline (as GitHub's token format does),
+// per-key and per-source rate limits, and the scanner for leaked secrets.
 package auth
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"hash/crc32"
 	"strings"
 
@@ -64,4 +66,12 @@ func ParseKeyID(id string) (env string, err error) {
 		return "", bad
 	}
 	return env, nil
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

@@ -1,0 +1,320 @@
+package auth
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/secrets"
+)
+
+// Defaults copied into a new Authenticator.
+const (
+	DefaultWindow     = 60 * time.Second // oldest accepted `created`
+	DefaultSkew       = 5 * time.Second  // newest accepted `created` ahead of our clock
+	DefaultKeyRate    = 50.0             // requests per second per credential
+	DefaultKeyBurst   = 100
+	DefaultFailRate   = 1.0 // failed authentications per second per source address
+	DefaultFailBurst  = 20
+	DefaultFlushEvery = 30 * time.Second // last-used times and nonce purge
+)
+
+// Need is what an endpoint requires of a caller's credential.
+type Need struct {
+	Scope   string
+	Ed25519 bool // money or control moves: a shared secret is not enough
+}
+
+// Identity is the authenticated caller.
+type Identity struct {
+	Credential *daoguard.Credential
+	Principal  *daoguard.Principal
+	Limit      State // the credential's rate-limit state after this request
+}
+
+// Authenticator checks signed requests against daoguard's profile, in an
+// order chosen so that cheap, stateless checks run first and the store is
+// written (the nonce) only for a request that is authentic, authorized and
+// within its rate.
+type Authenticator struct {
+	Store       daoguard.Store
+	Keyring     *secrets.Keyring // opens hmac secrets
+	Environment string           // "test" | "live"
+	Window      time.Duration
+	Skew        time.Duration
+	KeyLimit    *Limiter // per credential, after verification
+	FailLimit   *Limiter // failed authentications per source address
+	Now         func() time.Time
+	Logger      *slog.Logger
+
+	mu   sync.Mutex
+	used map[string]time.Time // last use per key, flushed by Flush
+}
+
+// New returns an Authenticator with the defaults.
+func New(store daoguard.Store, keyring *secrets.Keyring, env string) *Authenticator {
+	return &Authenticator{
+		Store: store, Keyring: keyring, Environment: env,
+		Window: DefaultWindow, Skew: DefaultSkew,
+		KeyLimit:  NewLimiter("key", DefaultKeyRate, DefaultKeyBurst),
+		FailLimit: NewLimiter("failed-auth", DefaultFailRate, DefaultFailBurst),
+		Now:       time.Now, Logger: slog.Default(),
+		used: map[string]time.Time{},
+	}
+}
+
+// SourceAllowed reports whether the request's source address may try to
+// authenticate at all: an address that keeps failing is refused before
+// any signature work, so guessing and flooding are cheap to turn away.
+// Errors: RATE_LIMITED (a *LimitError).
+func (a *Authenticator) SourceAllowed(r *http.Request) error {
+	if ok, retry := a.FailLimit.Peek(source(r), a.Now()); !ok {
+		return limited(State{}, retry, "from this address after failed authentications")
+	}
+	return nil
+}
+
+// Authenticate verifies r (whose body is body) and checks that the caller
+// meets need. Every failure is written to the audit log with its code; the
+// nonce is consumed only when everything else passed.
+//
+// Errors (401): SIGNATURE_MISSING, SIGNATURE_INVALID, DIGEST_MISMATCH,
+// SIGNATURE_EXPIRED, SIGNATURE_FUTURE, UNKNOWN_KEY, KEY_REVOKED,
+// KEY_EXPIRED, ALG_MISMATCH, NONCE_REUSED; (403) WRONG_ENVIRONMENT,
+// MISSING_SCOPE, ED25519_REQUIRED; (429) RATE_LIMITED; UNAVAILABLE.
+func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, body []byte, need Need) (*Identity, error) {
+	id, keyID, err := a.authenticate(ctx, r, body, need)
+	if err != nil {
+		var le *LimitError
+		if !errors.As(err, &le) && daoguard.ErrorCode(err) != daoguard.CodeUnavailable {
+			a.fail(r, id, keyID, err)
+		}
+		return nil, err
+	}
+	a.mu.Lock()
+	a.used[id.Credential.KeyID] = a.Now()
+	a.mu.Unlock()
+	return id, nil
+}
+
+func (a *Authenticator) authenticate(ctx context.Context, r *http.Request, body []byte, need Need) (id *Identity, keyID string, err error) {
+	sig, err := ParseSignature(r.Header, Label)
+	if err != nil {
+		return nil, "", err
+	}
+	// The environment is in the key id itself, so a key of the other
+	// environment is refused before any other work (or store access).
+	env, err := ParseKeyID(sig.KeyID)
+	if err != nil {
+		return nil, "", &daoguard.Error{Code: daoguard.CodeUnknownKey, Message: "keyid is not a daoguard key id"}
+	}
+	keyID = sig.KeyID
+	if env != a.Environment {
+		return nil, keyID, &daoguard.Error{Code: daoguard.CodeWrongEnvironment,
+			Message: fmt.Sprintf("a %s key was used on a %s deployment", env, a.Environment), Hint: "use a credential issued by this deployment"}
+	}
+	if err := checkProfile(sig); err != nil {
+		return nil, keyID, err
+	}
+	now := a.Now()
+	created := time.Unix(sig.Created, 0)
+	if now.Sub(created) > a.Window || (sig.Expires != 0 && now.Unix() > sig.Expires) {
+		return nil, keyID, &daoguard.Error{Code: daoguard.CodeSignatureExpired, Message: fmt.Sprintf("the signature was created more than %s ago", a.Window), Hint: "sign each request when sending it; check the client's clock"}
+	}
+	if created.Sub(now) > a.Skew {
+		return nil, keyID, &daoguard.Error{Code: daoguard.CodeSignatureFuture, Message: "the signature was created in the future", Hint: "check the client's clock (NTP)"}
+	}
+
+	id = &Identity{}
+	err = a.Store.View(ctx, func(tx daoguard.Tx) (err error) {
+		if id.Credential, err = tx.Credential(ctx, keyID); err != nil {
+			return err
+		}
+		id.Principal, err = tx.Principal(ctx, id.Credential.PrincipalID)
+		return err
+	})
+	if daoguard.IsNotFound(err) {
+		return nil, keyID, &daoguard.Error{Code: daoguard.CodeUnknownKey, Message: "no such key"}
+	} else if err != nil {
+		return nil, keyID, err
+	}
+	c := id.Credential
+	switch {
+	case !c.RevokedAt.IsZero() && !now.Before(c.RevokedAt):
+		return id, keyID, &daoguard.Error{Code: daoguard.CodeKeyRevoked, Message: "the key was revoked"}
+	case !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt) && c.ReplacedBy != "":
+		return id, keyID, &daoguard.Error{Code: daoguard.CodeKeyExpired, Message: "the key was rotated and its overlap has ended", Hint: "use the replacing key " + c.ReplacedBy}
+	case !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt):
+		return id, keyID, &daoguard.Error{Code: daoguard.CodeKeyExpired, Message: "the key has expired"}
+	case c.Alg != sig.Alg:
+		return id, keyID, &daoguard.Error{Code: daoguard.CodeAlgMismatch, Message: fmt.Sprintf("the signature says alg %q but the key is %s", clip(sig.Alg), c.Alg)}
+	case c.Environment != a.Environment:
+		return id, keyID, &daoguard.Error{Code: daoguard.CodeWrongEnvironment, Message: "the key belongs to another environment"}
+	}
+	if err := CheckContentDigest(r.Header, body); err != nil {
+		return id, keyID, err
+	}
+	base, err := sig.Base(r)
+	if err != nil {
+		return id, keyID, err
+	}
+	if ok, err := a.verify(c, base, sig.Value); err != nil {
+		return id, keyID, err
+	} else if !ok {
+		return id, keyID, &daoguard.Error{Code: daoguard.CodeSignatureInvalid, Message: "the signature does not verify"}
+	}
+
+	// Authentic. Now: may this key do this?
+	if need.Scope != "" && !c.HasScope(need.Scope) {
+		return id, keyID, &daoguard.Error{Code: daoguard.CodeMissingScope, Message: fmt.Sprintf("the key lacks the %s scope", need.Scope)}
+	}
+	if need.Ed25519 && c.Alg != daoguard.AlgEd25519 {
+		return id, keyID, &daoguard.Error{Code: daoguard.CodeEd25519Required, Message: "this endpoint moves money or control and needs an ed25519 key; a shared secret is not enough"}
+	}
+	st, ok, retry := a.KeyLimit.Take(keyID, now)
+	if !ok {
+		return id, keyID, limited(st, retry, "for this key")
+	}
+	id.Limit = st
+	// Last, and only now: the nonce. A forged or refused request never
+	// burns a nonce, and a replay of an accepted one fails here on any
+	// gateway sharing the store.
+	expires := created.Add(a.Window + time.Second)
+	if err := a.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UseNonce(ctx, keyID, sig.Nonce, expires) }); err != nil {
+		return id, keyID, err
+	}
+	return id, keyID, nil
+}
+
+// checkProfile enforces API.md's profile on a parsed signature.
+func checkProfile(s *Signature) error {
+	if !slices.Equal(s.Components, Components) {
+		return invalid(`the signature must cover exactly "@method" "@path" "@query" "content-digest", in this order`)
+	}
+	if s.Tag != Tag {
+		return invalid(`the signature must carry tag="daoguard"`)
+	}
+	if s.Created == 0 {
+		return invalid("the signature must carry created")
+	}
+	if n, err := base64.RawURLEncoding.DecodeString(s.Nonce); err != nil || len(n) < 16 {
+		return invalid("the signature's nonce must be at least 16 random bytes in base64url without padding")
+	}
+	if s.Alg != daoguard.AlgEd25519 && s.Alg != daoguard.AlgHMACSHA256 {
+		return invalid("alg must be ed25519 or hmac-sha256")
+	}
+	return nil
+}
+
+func (a *Authenticator) verify(c *daoguard.Credential, base, sig []byte) (bool, error) {
+	switch c.Alg {
+	case daoguard.AlgEd25519:
+		return VerifyEd25519(c.PublicKey, base, sig), nil
+	case daoguard.AlgHMACSHA256:
+		secret, err := a.Keyring.Open(c.SealedSecret, daoguard.SealedSecretAD(c.KeyID))
+		if err != nil {
+			return false, err
+		}
+		defer clear(secret)
+		return VerifyHMAC(secret, base, sig), nil
+	}
+	return false, nil
+}
+
+// fail records a refused request: an audit entry with the reason code
+// (never the signature, the body or a secret), a warning in the log for
+// alerting, and one failure against the source address.
+func (a *Authenticator) fail(r *http.Request, id *Identity, keyID string, err error) {
+	code := daoguard.ErrorCode(err)
+	src := source(r)
+	a.FailLimit.Take(src, a.Now())
+	e := &daoguard.AuditEntry{ActorID: "anonymous", ActorKind: "anonymous", Event: "auth.failed"}
+	if code == daoguard.CodeMissingScope || code == daoguard.CodeEd25519Required || code == daoguard.CodeWrongEnvironment {
+		e.Event = "auth.denied"
+	}
+	if id != nil && id.Principal != nil {
+		e.OrgID, e.ActorID, e.ActorKind = id.Principal.OrgID, id.Principal.ID, id.Principal.Kind.String()
+	}
+	detail := map[string]string{"reason": string(code), "source": src, "method": clip(r.Method), "path": clip(r.URL.Path)}
+	if keyID != "" {
+		detail["key_id"] = keyID
+	}
+	e.Detail = mustJSON(detail)
+	a.Logger.Warn("authentication failed", "reason", code, "key_id", keyID, "source", src, "method", r.Method, "path", clip(r.URL.Path))
+	// The request is refused whatever happens here; a failed audit write
+	// is logged loudly rather than turned into a different answer.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.Append(ctx, e) }); err != nil {
+		a.Logger.Error("audit: could not record an authentication failure", "reason", code, "err", err)
+	}
+}
+
+// Flush writes the last-used times gathered since the previous flush.
+func (a *Authenticator) Flush(ctx context.Context) error {
+	a.mu.Lock()
+	used := a.used
+	a.used = map[string]time.Time{}
+	a.mu.Unlock()
+	if len(used) == 0 {
+		return nil
+	}
+	err := a.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.TouchCredentials(ctx, used) })
+	if err != nil { // keep them for the next flush
+		a.mu.Lock()
+		for k, t := range used {
+			if t.After(a.used[k]) {
+				a.used[k] = t
+			}
+		}
+		a.mu.Unlock()
+	}
+	return err
+}
+
+// Run flushes last-used times, purges expired nonces and sweeps idle rate
+// limit buckets every interval until ctx ends, then flushes once more.
+func (a *Authenticator) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := a.Flush(fctx); err != nil {
+				a.Logger.Error("flush last-used times", "err", err)
+			}
+			cancel()
+			return
+		case <-t.C:
+		}
+		if err := a.Flush(ctx); err != nil {
+			a.Logger.Error("flush last-used times", "err", err)
+		}
+		now := a.Now()
+		if err := a.Store.Update(ctx, func(tx daoguard.Tx) error { _, err := tx.PurgeNonces(ctx, now); return err }); err != nil {
+			a.Logger.Error("purge nonces", "err", err)
+		}
+		a.KeyLimit.Sweep(now)
+		a.FailLimit.Sweep(now)
+	}
+}
+
+// source is the request's peer address. Behind a proxy it is the proxy's:
+// daoguard does not trust X-Forwarded-For (a client could forge it to
+// dodge the failed-authentication limit).
+func source(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

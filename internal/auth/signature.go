@@ -1,0 +1,320 @@
+package auth
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/daoguard/daoguard"
+	"github.com/dunglas/httpsfv"
+)
+
+// This file is the generic part of RFC 9421 (HTTP Message Signatures) that
+// daoguard needs: parsing Signature-Input and Signature (RFC 9651
+// structured fields, parsed by httpsfv), building the signature base from a
+// request, and checking ed25519 and hmac-sha256 signatures with the
+// standard library. Which components and parameters a request must carry
+// is the profile's business (profile.go); this file only computes.
+//
+// Supported components: @method, @authority, @scheme, @target-uri,
+// @request-target, @path, @query, and header fields by lowercase name.
+// Component parameters (;sf, ;key, ;bs, ;req, ;name) are refused rather
+// than half-implemented.
+
+// Signature is one parsed signature: label, covered components and
+// parameters, and the signature bytes.
+type Signature struct {
+	Label      string
+	Components []string
+	Created    int64 // 0 if absent
+	Expires    int64 // 0 if absent
+	Nonce      string
+	KeyID      string
+	Alg        string
+	Tag        string
+	Value      []byte // the signature bytes from the Signature field
+	params     string // the serialized @signature-params value
+}
+
+// invalid is the error for every malformed signature field: the details go
+// in the message (they help an honest client), never in a different code.
+func invalid(format string, args ...any) error {
+	return &daoguard.Error{Code: daoguard.CodeSignatureInvalid, Message: fmt.Sprintf(format, args...),
+		Hint: "sign as API.md describes: RFC 9421, label sig1, components \"@method\" \"@path\" \"@query\" \"content-digest\""}
+}
+
+// ParseSignature returns the signature with the given label from the
+// request's Signature-Input and Signature fields.
+// Errors: SIGNATURE_MISSING, SIGNATURE_INVALID.
+func ParseSignature(h http.Header, label string) (*Signature, error) {
+	inputs, sigs := h.Values("Signature-Input"), h.Values("Signature")
+	if len(inputs) == 0 && len(sigs) == 0 {
+		return nil, &daoguard.Error{Code: daoguard.CodeSignatureMissing, Message: "the request is not signed (no Signature-Input or Signature field)",
+			Hint: "every /v1/ request must be signed; the Go client and the CLI do it for you"}
+	}
+	in, err := httpsfv.UnmarshalDictionary(inputs)
+	if err != nil {
+		return nil, invalid("Signature-Input is not a structured-field dictionary")
+	}
+	sd, err := httpsfv.UnmarshalDictionary(sigs)
+	if err != nil {
+		return nil, invalid("Signature is not a structured-field dictionary")
+	}
+	m, ok := in.Get(label)
+	if !ok {
+		return nil, &daoguard.Error{Code: daoguard.CodeSignatureMissing, Message: fmt.Sprintf("no signature labelled %q in Signature-Input", label)}
+	}
+	list, ok := m.(httpsfv.InnerList)
+	if !ok {
+		return nil, invalid("Signature-Input %s is not an inner list", label)
+	}
+	sm, ok := sd.Get(label)
+	if !ok {
+		return nil, &daoguard.Error{Code: daoguard.CodeSignatureMissing, Message: fmt.Sprintf("no signature labelled %q in Signature", label)}
+	}
+	item, ok := sm.(httpsfv.Item)
+	if !ok {
+		return nil, invalid("Signature %s is not a byte sequence", label)
+	}
+	value, ok := item.Value.([]byte)
+	if !ok || len(item.Params.Names()) != 0 {
+		return nil, invalid("Signature %s is not a byte sequence", label)
+	}
+	s := &Signature{Label: label, Value: value}
+	seen := map[string]bool{}
+	for _, it := range list.Items {
+		name, ok := it.Value.(string)
+		if !ok || len(it.Params.Names()) != 0 {
+			return nil, invalid("covered components must be plain strings without parameters")
+		}
+		if name != strings.ToLower(name) || seen[name] {
+			return nil, invalid("component %q is not lowercase or appears twice", clip(name))
+		}
+		seen[name] = true
+		s.Components = append(s.Components, name)
+	}
+	for _, k := range list.Params.Names() {
+		v, _ := list.Params.Get(k)
+		var ok bool
+		switch k {
+		case "created":
+			s.Created, ok = v.(int64)
+			ok = ok && s.Created > 0
+		case "expires":
+			s.Expires, ok = v.(int64)
+			ok = ok && s.Expires > 0
+		case "nonce":
+			s.Nonce, ok = v.(string)
+		case "keyid":
+			s.KeyID, ok = v.(string)
+		case "alg":
+			s.Alg, ok = v.(string)
+		case "tag":
+			s.Tag, ok = v.(string)
+		default:
+			return nil, invalid("unknown signature parameter %q", clip(k))
+		}
+		if !ok {
+			return nil, invalid("signature parameter %q has the wrong type", k)
+		}
+	}
+	// The signed @signature-params value is the canonical serialization of
+	// the inner list and its parameters (RFC 9421 §2.3).
+	if s.params, err = httpsfv.Marshal(list); err != nil {
+		return nil, invalid("Signature-Input %s cannot be serialized", label)
+	}
+	return s, nil
+}
+
+// Base returns the signature base of r for s (RFC 9421 §2.5): one line per
+// covered component, then the @signature-params line, joined by "\n".
+// Errors: SIGNATURE_INVALID when a covered component is absent or unknown.
+func (s *Signature) Base(r *http.Request) ([]byte, error) {
+	var b bytes.Buffer
+	for _, c := range s.Components {
+		v, err := componentValue(r, c)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteByte('"')
+		b.WriteString(c)
+		b.WriteString(`": `)
+		b.WriteString(v)
+		b.WriteByte('\n')
+	}
+	b.WriteString(`"@signature-params": `)
+	b.WriteString(s.params)
+	return b.Bytes(), nil
+}
+
+// componentValue derives one component's value from the request as the
+// server received it: the raw request target, not Go's re-encoding of it,
+// because that is what the client signed.
+func componentValue(r *http.Request, c string) (string, error) {
+	path, query := requestTarget(r)
+	switch c {
+	case "@method":
+		return r.Method, nil
+	case "@authority":
+		return strings.ToLower(r.Host), nil
+	case "@scheme":
+		return scheme(r), nil
+	case "@target-uri":
+		return scheme(r) + "://" + strings.ToLower(r.Host) + path + queryPart(query, false), nil
+	case "@request-target":
+		return path + queryPart(query, false), nil
+	case "@path":
+		return path, nil
+	case "@query":
+		return queryPart(query, true), nil
+	}
+	if strings.HasPrefix(c, "@") {
+		return "", invalid("unsupported derived component %q", clip(c))
+	}
+	var vals []string
+	switch c {
+	case "host":
+		vals = []string{r.Host}
+	case "content-length":
+		// net/http moves Content-Length out of the header map.
+		if r.ContentLength >= 0 {
+			vals = []string{strconv.FormatInt(r.ContentLength, 10)}
+		}
+	default:
+		vals = r.Header.Values(c)
+	}
+	if len(vals) == 0 {
+		return "", invalid("covered field %q is not in the request", clip(c))
+	}
+	for i, v := range vals {
+		vals[i] = strings.TrimSpace(v)
+	}
+	return strings.Join(vals, ", "), nil
+}
+
+// requestTarget splits the raw request target into path and query
+// (query without "?", and whether one was present).
+func requestTarget(r *http.Request) (path string, query *string) {
+	t := r.RequestURI
+	if t == "" { // a client-side request
+		t = r.URL.RequestURI()
+		if r.URL.ForceQuery && r.URL.RawQuery == "" {
+			t += "?"
+		}
+	}
+	if i := strings.Index(t, "://"); i >= 0 { // absolute form
+		t = t[i+3:]
+		if j := strings.IndexAny(t, "/?"); j >= 0 {
+			t = t[j:]
+		} else {
+			t = ""
+		}
+	}
+	if p, q, ok := strings.Cut(t, "?"); ok {
+		path, query = p, &q
+	} else {
+		path = t
+	}
+	if path == "" {
+		path = "/"
+	}
+	return path, query
+}
+
+// queryPart renders the query with its "?". RFC 9421 §2.2.7: an absent or
+// empty query is "?" for @query.
+func queryPart(q *string, always bool) string {
+	if q == nil {
+		if always {
+			return "?"
+		}
+		return ""
+	}
+	return "?" + *q
+}
+
+func scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if r.URL.Scheme != "" {
+		return strings.ToLower(r.URL.Scheme)
+	}
+	return "http"
+}
+
+// VerifyEd25519 reports whether sig is pub's ed25519 signature of base.
+func VerifyEd25519(pub, base, sig []byte) bool {
+	return len(pub) == ed25519.PublicKeySize && ed25519.Verify(ed25519.PublicKey(pub), base, sig)
+}
+
+// VerifyHMAC reports whether sig is HMAC-SHA256(secret, base), comparing
+// in constant time so that the comparison leaks nothing about the MAC.
+func VerifyHMAC(secret, base, sig []byte) bool {
+	m := hmac.New(sha256.New, secret)
+	m.Write(base)
+	return hmac.Equal(m.Sum(nil), sig)
+}
+
+// CheckContentDigest verifies an RFC 9530 Content-Digest field against the
+// body received. At least one sha-256 or sha-512 digest must be present and
+// every such digest must match; other algorithms are ignored (RFC 9530
+// lets a recipient pick the ones it supports).
+// Errors: DIGEST_MISMATCH.
+func CheckContentDigest(h http.Header, body []byte) error {
+	vals := h.Values("Content-Digest")
+	if len(vals) == 0 {
+		return &daoguard.Error{Code: daoguard.CodeDigestMismatch, Message: "the request has no Content-Digest field", Hint: "send Content-Digest: sha-256=:<base64 of SHA-256 of the body>: (RFC 9530)"}
+	}
+	d, err := httpsfv.UnmarshalDictionary(vals)
+	if err != nil {
+		return &daoguard.Error{Code: daoguard.CodeDigestMismatch, Message: "Content-Digest is not a structured-field dictionary"}
+	}
+	checked := 0
+	for _, alg := range d.Names() {
+		var want []byte
+		switch alg {
+		case "sha-256":
+			s := sha256.Sum256(body)
+			want = s[:]
+		case "sha-512":
+			s := sha512.Sum512(body)
+			want = s[:]
+		default:
+			continue
+		}
+		m, _ := d.Get(alg)
+		it, ok := m.(httpsfv.Item)
+		got, isBytes := it.Value.([]byte)
+		if !ok || !isBytes || subtle.ConstantTimeCompare(got, want) != 1 {
+			return &daoguard.Error{Code: daoguard.CodeDigestMismatch, Message: "Content-Digest does not match the body received"}
+		}
+		checked++
+	}
+	if checked == 0 {
+		return &daoguard.Error{Code: daoguard.CodeDigestMismatch, Message: "Content-Digest has no sha-256 or sha-512 digest"}
+	}
+	return nil
+}
+
+// ContentDigest returns the Content-Digest field value for body (sha-256).
+func ContentDigest(body []byte) string {
+	s := sha256.Sum256(body)
+	return "sha-256=:" + base64.StdEncoding.EncodeToString(s[:]) + ":"
+}
+
+// clip shortens untrusted input before it is echoed in an error message.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
