@@ -57,6 +57,8 @@ type PrincipalStore interface {
 	// Principal returns the principal, with the same ordering guarantee as
 	// Org against PrincipalForUpdate. Errors: NOT_FOUND.
 	Principal(ctx context.Context, id string) (*Principal, error)
+	// Principals lists an organisation's principals, oldest first.
+	Principals(ctx context.Context, orgID string) ([]*Principal, error)
 	// PrincipalForUpdate is Principal for a unit that will change it.
 	PrincipalForUpdate(ctx context.Context, id string) (*Principal, error)
 	// PutPrincipal inserts or replaces the principal.
@@ -141,6 +143,8 @@ type AuditLog interface {
 	Append(ctx context.Context, e *AuditEntry) error
 	// AuditEntries returns up to limit entries starting at seq from.
 	AuditEntries(ctx context.Context, from uint64, limit int) ([]AuditEntry, error)
+	// ActionAudit returns an action's entries in log order: its timeline.
+	ActionAudit(ctx context.Context, actionID string) ([]AuditEntry, error)
 	// AuditSize returns the number of committed entries.
 	AuditSize(ctx context.Context) (uint64, error)
 }

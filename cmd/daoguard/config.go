@@ -10,8 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/auth"
+	"github.com/daoguard/daoguard/internal/httpapi"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -27,6 +30,18 @@ type Config struct {
 	MasterKeyFile string       `yaml:"master_key_file"` // relative to the data dir; DAOGUARD_MASTER_KEY overrides
 	AuditKeyFile  string       `yaml:"audit_key_file"`
 	LogLevel      string       `yaml:"log_level"` // debug | info | warn | error
+	Auth          AuthConfig   `yaml:"auth"`
+}
+
+// AuthConfig tunes request authentication. Rate limits are per gateway
+// process: with N replicas a client may get up to N times the rate.
+type AuthConfig struct {
+	SignatureWindow time.Duration `yaml:"signature_window"`  // oldest accepted signature; default 60s
+	MaxBody         int64         `yaml:"max_body"`          // bytes; default 65536
+	KeyRate         float64       `yaml:"key_rate"`          // requests/s per credential; 0 disables
+	KeyBurst        int           `yaml:"key_burst"`         //
+	FailRate        float64       `yaml:"failed_auth_rate"`  // failed authentications/s per source address; 0 disables
+	FailBurst       int           `yaml:"failed_auth_burst"` //
 }
 
 // SQLiteConfig tunes the embedded store.
@@ -50,6 +65,8 @@ func DefaultConfig() Config {
 		MasterKeyFile: "master.key",
 		AuditKeyFile:  "audit.key",
 		LogLevel:      "info",
+		Auth: AuthConfig{SignatureWindow: auth.DefaultWindow, MaxBody: httpapi.DefaultMaxBody,
+			KeyRate: auth.DefaultKeyRate, KeyBurst: auth.DefaultKeyBurst, FailRate: auth.DefaultFailRate, FailBurst: auth.DefaultFailBurst},
 	}
 }
 
@@ -145,6 +162,15 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log_level", "must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	if w := c.Auth.SignatureWindow; w < 5*time.Second || w > 10*time.Minute {
+		bad("auth.signature_window", "must be between 5s and 10m, not %s", w)
+	}
+	if c.Auth.MaxBody < 1024 || c.Auth.MaxBody > 16<<20 {
+		bad("auth.max_body", "must be between 1024 and 16777216 bytes")
+	}
+	if c.Auth.KeyRate < 0 || c.Auth.FailRate < 0 || c.Auth.KeyBurst < 0 || c.Auth.FailBurst < 0 {
+		bad("auth", "rates and bursts must not be negative")
 	}
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/httpapi"
 	"github.com/daoguard/daoguard/internal/postgres"
 	"github.com/daoguard/daoguard/internal/secrets"
@@ -27,7 +29,10 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	dir := fs.String("data", "", "data directory made by 'daoguard init' (required)")
 	addr := fs.String("addr", "", "listen address (default from daoguard.yaml, 127.0.0.1:8787)")
 	store := fs.String("store", "", "sqlite, or a postgres:// URL (default from daoguard.yaml)")
-	dev := fs.Bool("dev", false, "development mode with an in-process chain (loopback only)")
+	dev := fs.Bool("dev", false, "development mode: writes dev credentials (loopback only)")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM)")
+	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
+	insecure := fs.Bool("insecure-listen", false, "allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy only)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -47,14 +52,21 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if *dev {
-		if !isLoopback(cfg.Addr) {
-			return usagef("--dev listens on loopback addresses only, not %s", cfg.Addr)
-		}
-		return &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "--dev needs the in-process EVM chain and dev credentials, which this build does not have yet",
-			Hint: "run without --dev; see README 'Known limits'"}
+	if *dev && !isLoopback(cfg.Addr) {
+		return usagef("--dev listens on loopback addresses only, not %s", cfg.Addr)
 	}
-	if _, err := secrets.LoadKeyring(filepath.Join(*dir, cfg.MasterKeyFile), "DAOGUARD_MASTER_KEY", m.Getenv); err != nil {
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return usagef("--tls-cert and --tls-key go together")
+	}
+	useTLS := *tlsCert != ""
+	// Signed requests resist tampering and replay, but a request's content
+	// (intents, rationales) is still readable on the wire: plain HTTP is for
+	// loopback, or behind a proxy that terminates TLS (--insecure-listen).
+	if !useTLS && !isLoopback(cfg.Addr) && !*insecure {
+		return usagef("plain HTTP on %s is refused: give --tls-cert and --tls-key, or --insecure-listen behind a TLS-terminating proxy", cfg.Addr)
+	}
+	keyring, err := secrets.LoadKeyring(filepath.Join(*dir, cfg.MasterKeyFile), "DAOGUARD_MASTER_KEY", m.Getenv)
+	if err != nil {
 		return err
 	}
 	// One serve per data directory: two processes with one node name could
@@ -86,9 +98,24 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	// No policy is loaded yet, so every action is denied (DenyAll), and no
 	// executor is configured, so nothing can move funds.
 	svc := service.New(st, daoguard.DenyAll{}, nil, node)
-	svc.Logger = log
+	svc.Logger, svc.Keyring, svc.Environment = log, keyring, cfg.Environment
+	authn := auth.New(st, keyring, cfg.Environment)
+	authn.Logger, authn.Window = log, cfg.Auth.SignatureWindow
+	authn.KeyLimit = auth.NewLimiter("key", cfg.Auth.KeyRate, cfg.Auth.KeyBurst)
+	authn.FailLimit = auth.NewLimiter("failed-auth", cfg.Auth.FailRate, cfg.Auth.FailBurst)
+	scheme := "http"
+	if useTLS {
+		scheme = "https"
+	}
+	if *dev {
+		if err := writeDevCredentials(ctx, st, keyring, cfg, *dir, scheme+"://"+cfg.Addr); err != nil {
+			return err
+		}
+		log.Warn("development mode: dev credentials are in DIR/credentials; the in-process EVM chain is not built yet, so nothing executes")
+	}
 	srv := &http.Server{
-		Handler:           (&httpapi.Server{Store: st, Logger: log}).Handler(),
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
+		Handler:           (&httpapi.Server{Store: st, Service: svc, Auth: authn, Logger: log, MaxBody: cfg.Auth.MaxBody}).Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -101,12 +128,19 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan struct{})
-	go func() { svc.Run(runCtx); close(done) }()
-	log.Info("daoguard serving", "url", "http://"+ln.Addr().String(), "store", storeName(cfg), "environment", cfg.Environment, "node", node, "version", daoguard.Version)
+	done := make(chan struct{}, 2)
+	go func() { svc.Run(runCtx); done <- struct{}{} }()
+	go func() { authn.Run(runCtx, auth.DefaultFlushEvery); done <- struct{}{} }()
+	log.Info("daoguard serving", "url", scheme+"://"+ln.Addr().String(), "store", storeName(cfg), "environment", cfg.Environment, "node", node, "version", daoguard.Version)
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if useTLS {
+			errc <- srv.ServeTLS(ln, *tlsCert, *tlsKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
 	select {
 	case err := <-errc:
 		return err
@@ -117,6 +151,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	defer scancel()
 	err = srv.Shutdown(sctx)
 	cancel()
+	<-done
 	<-done
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

@@ -229,6 +229,12 @@ func (a *Authenticator) verify(c *daoguard.Credential, base, sig []byte) (bool, 
 	return false, nil
 }
 
+// Deny records an authorization failure decided at the edge (a check that
+// depends on the request's target, not only on the endpoint).
+func (a *Authenticator) Deny(r *http.Request, id *Identity, err error) {
+	a.fail(r, id, id.Credential.KeyID, err)
+}
+
 // fail records a refused request: an audit entry with the reason code
 // (never the signature, the body or a secret), a warning in the log for
 // alerting, and one failure against the source address.

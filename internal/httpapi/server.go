@@ -1,44 +1,240 @@
-// Package httpapi is daoguard's HTTP edge: routing, problem+json errors and
-// the translation of error codes to statuses. Handlers call the service;
-// they hold no business rules. (The signed /v1 API arrives with the
-// authentication layer; today the edge serves the health check.)
+// Package httpapi is daoguard's HTTP edge: routing, request authentication
+// (through internal/auth), JSON decoding, problem+json errors and the one
+// table that turns error codes into statuses. Handlers call the service;
+// they hold no business rules.
 package httpapi
 
 import (
 	"context"
+	_ "embed"
+	"errors"
+	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/auth"
+	"github.com/daoguard/daoguard/internal/service"
 )
 
-// Server serves the HTTP API over a store.
+// DefaultMaxBody bounds a request body. An intent is a few hundred bytes;
+// calldata for a large MultiSend batch stays well below this.
+const DefaultMaxBody = 64 << 10
+
+// Server serves the HTTP API.
 type Server struct {
-	Store  daoguard.Store
-	Logger *slog.Logger
+	Store   daoguard.Store
+	Service *service.Service
+	Auth    *auth.Authenticator
+	Logger  *slog.Logger
+	MaxBody int64
+
+	// SkipVerification serves /v1 without authentication, as the principal
+	// named here. It exists only so that a benchmark can measure what
+	// verification costs; cmd never sets it.
+	SkipVerification string
+}
+
+// route is one endpoint: what it needs of the caller and its handler.
+type route struct {
+	method, path string // path in net/http pattern form, which OpenAPI shares
+	need         auth.Need
+	signed       bool
+	handle       func(*call) error
+}
+
+// call is one authenticated request on its way through a handler.
+type call struct {
+	w    http.ResponseWriter
+	r    *http.Request
+	body []byte
+	id   *auth.Identity
+}
+
+func (c *call) principal() string { return c.id.Principal.ID }
+
+func (s *Server) routes() []route {
+	read := func(scope string) auth.Need { return auth.Need{Scope: scope} }
+	strong := func(scope string) auth.Need { return auth.Need{Scope: scope, Ed25519: true} }
+	return []route{
+		{"GET", "/healthz", auth.Need{}, false, s.healthz},
+		{"GET", "/openapi.json", auth.Need{}, false, s.openapi},
+		{"POST", "/v1/actions", read(daoguard.ScopeActionsWrite), true, s.submit},
+		{"GET", "/v1/actions", read(daoguard.ScopeActionsRead), true, s.listActions},
+		{"GET", "/v1/actions/{id}", read(daoguard.ScopeActionsRead), true, s.getAction},
+		{"POST", "/v1/actions/{id}/approve", strong(daoguard.ScopeApprovalsWrite), true, s.approve},
+		{"POST", "/v1/actions/{id}/reject", strong(daoguard.ScopeApprovalsWrite), true, s.reject},
+		{"POST", "/v1/actions/{id}/veto", strong(daoguard.ScopeApprovalsWrite), true, s.veto},
+		{"POST", "/v1/actions/{id}/cancel", read(daoguard.ScopeActionsWrite), true, s.cancel},
+		{"POST", "/v1/controls/pause", strong(daoguard.ScopeControlsWrite), true, s.pause},
+		{"POST", "/v1/controls/resume", strong(daoguard.ScopeControlsWrite), true, s.resume},
+		{"POST", "/v1/principals/{id}/autonomy", strong(daoguard.ScopeControlsWrite), true, s.setAutonomy},
+		{"GET", "/v1/principals", read(daoguard.ScopeAdmin), true, s.listPrincipals},
+		{"POST", "/v1/principals", strong(daoguard.ScopeAdmin), true, s.createPrincipal},
+		{"GET", "/v1/keys", read(daoguard.ScopeAdmin), true, s.listKeys},
+		{"POST", "/v1/keys", strong(daoguard.ScopeAdmin), true, s.createKey},
+		{"POST", "/v1/keys/{id}/rotate", strong(daoguard.ScopeAdmin), true, s.rotateKey},
+		// No scope here: any key may revoke itself (a compromised agent's
+		// operator can always pull it); revoking another key needs admin
+		// and ed25519, checked in the handler.
+		{"POST", "/v1/keys/{id}/revoke", auth.Need{}, true, s.revokeKey},
+		{"GET", "/v1/audit/entries", read(daoguard.ScopeAuditRead), true, s.auditEntries},
+	}
 }
 
 // Handler returns the routed handler.
 func (s *Server) Handler() http.Handler {
+	if s.MaxBody == 0 {
+		s.MaxBody = DefaultMaxBody
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
+	for _, rt := range s.routes() {
+		mux.Handle(rt.method+" "+rt.path, s.serve(rt))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, s.Logger, daoguard.Errorf(daoguard.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+		writeProblem(w, r, s.Logger, daoguard.Errorf(daoguard.CodeNotFound, "no route for %s %s", r.Method, clip(r.URL.Path)))
 	})
 	return mux
 }
 
+// serve wraps a handler with the edge's fixed sequence: source limit,
+// bounded body, media type, authentication and authorization, then the
+// handler; any error becomes one problem+json answer.
+func (s *Server) serve(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := &call{w: w, r: r}
+		if err := s.prepare(c, rt); err != nil {
+			s.problem(w, r, err)
+			return
+		}
+		if err := rt.handle(c); err != nil {
+			s.problem(w, r, err)
+		}
+	})
+}
+
+func (s *Server) prepare(c *call, rt route) error {
+	if !rt.signed {
+		return nil
+	}
+	r := c.r
+	if s.SkipVerification == "" {
+		if err := s.Auth.SourceAllowed(r); err != nil {
+			return err
+		}
+	}
+	body, err := readBody(c.w, r, s.MaxBody)
+	if err != nil {
+		return err
+	}
+	c.body = body
+	if len(body) > 0 && !isJSON(r.Header.Get("Content-Type")) {
+		return &daoguard.Error{Code: daoguard.CodeUnsupportedMedia, Message: "the body must be application/json"}
+	}
+	if s.SkipVerification != "" {
+		p, err := s.principalFor(r.Context(), s.SkipVerification)
+		c.id = &auth.Identity{Principal: p, Credential: &daoguard.Credential{Alg: daoguard.AlgEd25519, Scopes: daoguard.Scopes}}
+		return err
+	}
+	c.id, err = s.Auth.Authenticate(r.Context(), r, body, rt.need)
+	if err != nil {
+		return err
+	}
+	setRateHeaders(c.w.Header(), c.id.Limit)
+	return nil
+}
+
+func (s *Server) principalFor(ctx context.Context, id string) (p *daoguard.Principal, err error) {
+	err = s.Store.View(ctx, func(tx daoguard.Tx) error { p, err = tx.Principal(ctx, id); return err })
+	return p, err
+}
+
+// readBody reads at most max bytes: a larger body is refused whole, before
+// any of it is parsed or verified.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	tooLarge := &daoguard.Error{Code: daoguard.CodeBodyTooLarge, Message: "the request body exceeds " + strconv.FormatInt(max, 10) + " bytes"}
+	if r.ContentLength > max {
+		return nil, tooLarge
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, tooLarge
+	} else if err != nil {
+		return nil, daoguard.Errorf(daoguard.CodeInvalid, "the request body could not be read")
+	}
+	return b, nil
+}
+
+func isJSON(ct string) bool {
+	return ct == "application/json" || (len(ct) > 16 && ct[:16] == "application/json" && (ct[16] == ';' || ct[16] == ' '))
+}
+
+// problem writes err, with Retry-After and RateLimit headers for 429.
+func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
+	var le *auth.LimitError
+	if errors.As(err, &le) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(le.RetryAfter, time.Second).Seconds()))))
+		if le.State.Policy != "" {
+			setRateHeaders(w.Header(), le.State)
+		}
+	}
+	if daoguard.ErrorCode(err) == daoguard.CodeSignatureMissing || daoguard.ErrorCode(err) == daoguard.CodeSignatureInvalid {
+		// RFC 9421 §5.1: tell the client what signature is wanted.
+		w.Header().Set("Accept-Signature", `sig1=("@method" "@path" "@query" "content-digest");tag="daoguard"`)
+	}
+	writeProblem(w, r, s.Logger, err)
+}
+
+// setRateHeaders writes the IETF RateLimit fields
+// (draft-ietf-httpapi-ratelimit-headers).
+func setRateHeaders(h http.Header, st auth.State) {
+	if st.Policy == "" {
+		return
+	}
+	name := st.Policy[:indexByte(st.Policy, ';')]
+	h.Set("RateLimit-Policy", st.Policy)
+	h.Set("RateLimit", name+";r="+strconv.Itoa(st.Remaining)+";t="+strconv.Itoa(int(math.Ceil(st.Reset.Seconds()))))
+}
+
+func indexByte(s string, b byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == b {
+			return i
+		}
+	}
+	return len(s)
+}
+
 // healthz answers 200 only if the store answers a read: a gateway that
 // cannot reach its store must be taken out of a load balancer's rotation.
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+func (s *Server) healthz(c *call) error {
+	ctx, cancel := context.WithTimeout(c.r.Context(), 2*time.Second)
 	defer cancel()
 	err := s.Store.View(ctx, func(tx daoguard.Tx) error { _, err := tx.AuditSize(ctx); return err })
 	if err != nil {
 		s.Logger.Error("health check: store unreachable", "err", err)
-		writeProblem(w, r, s.Logger, &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "the store is unreachable"})
-		return
+		return &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "the store is unreachable"}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSON(c.w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+//go:embed openapi.json
+var openapiDoc []byte
+
+func (s *Server) openapi(c *call) error {
+	c.w.Header().Set("Content-Type", "application/json")
+	c.w.Write(openapiDoc)
+	return nil
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
 }

@@ -146,6 +146,28 @@ func (tx *Tx) Principal(ctx context.Context, id string) (*daoguard.Principal, er
 	return tx.principal(ctx, id, false)
 }
 
+func (tx *Tx) Principals(ctx context.Context, orgID string) ([]*daoguard.Principal, error) {
+	rows, err := tx.q.Query(tx.c(ctx), `SELECT id, org_id, kind, name, roles, autonomy, created, updated FROM principals WHERE org_id = $1 ORDER BY created, id`, orgID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*daoguard.Principal
+	for rows.Next() {
+		var p daoguard.Principal
+		var kind, roles, autonomy string
+		if err := rows.Scan(&p.ID, &p.OrgID, &kind, &p.Name, &roles, &autonomy, &p.Created, &p.Updated); err != nil {
+			return nil, err
+		}
+		if err := sqlrow.DecodePrincipal(&p, kind, roles, autonomy); err != nil {
+			return nil, err
+		}
+		p.Created, p.Updated = p.Created.UTC(), p.Updated.UTC()
+		out = append(out, &p)
+	}
+	return out, rows.Err()
+}
+
 // PrincipalForUpdate reads the principal with the exclusive lock (see lockOrg).
 func (tx *Tx) PrincipalForUpdate(ctx context.Context, id string) (*daoguard.Principal, error) {
 	return tx.principal(ctx, id, true)
@@ -456,7 +478,15 @@ func flushAudit(ctx context.Context, q pgx.Tx, pending []*daoguard.AuditEntry) e
 }
 
 func (tx *Tx) AuditEntries(ctx context.Context, from uint64, limit int) ([]daoguard.AuditEntry, error) {
-	rows, err := tx.q.Query(tx.c(ctx), `SELECT seq, time, org_id, actor_id, actor_kind, action_id, event, detail FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2`, int64(from), sqlrow.Limit(limit))
+	return tx.auditQuery(ctx, `seq >= $1`, int64(from), sqlrow.Limit(limit))
+}
+
+func (tx *Tx) ActionAudit(ctx context.Context, actionID string) ([]daoguard.AuditEntry, error) {
+	return tx.auditQuery(ctx, `action_id = $1`, actionID, daoguard.MaxFindLimit)
+}
+
+func (tx *Tx) auditQuery(ctx context.Context, where string, arg any, limit int) ([]daoguard.AuditEntry, error) {
+	rows, err := tx.q.Query(tx.c(ctx), `SELECT seq, time, org_id, actor_id, actor_kind, action_id, event, detail FROM audit WHERE `+where+` ORDER BY seq LIMIT $2`, arg, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/secrets"
 )
 
 // Defaults copied into a new Service; change the exported fields before use.
@@ -30,6 +31,9 @@ type Service struct {
 	Executor daoguard.Executor // nil: nothing executes (queued actions wait)
 	Node     string            // this process's name in execution leases; unique per process
 	Logger   *slog.Logger
+
+	Keyring     *secrets.Keyring // seals hmac secrets of new credentials
+	Environment string           // "test" | "live": the environment of new credentials
 
 	ApprovalTTL    time.Duration
 	ExecutionGrace time.Duration
@@ -524,4 +528,69 @@ func decisionDetail(d daoguard.Decision) map[string]any {
 		codes[i] = r.Code
 	}
 	return map[string]any{"verdict": d.Verdict, "tier": d.Tier, "reasons": codes, "required_approvals": d.RequiredApprovals, "policy_version": d.PolicyVersion}
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Timeline returns an action's audit entries, if the principal's
+// organisation owns it; otherwise NOT_FOUND.
+func (s *Service) Timeline(ctx context.Context, principalID, actionID string) ([]daoguard.AuditEntry, error) {
+	var out []daoguard.AuditEntry
+	err := s.Store.View(ctx, func(tx daoguard.Tx) error {
+		p, err := tx.Principal(ctx, principalID)
+		if err != nil {
+			return err
+		}
+		if _, err := actionOf(ctx, tx, p, actionID); err != nil {
+			return err
+		}
+		out, err = tx.ActionAudit(ctx, actionID)
+		return err
+	})
+	return out, err
+}
+
+// Actions lists the principal's organisation's actions, oldest first.
+// Agents see only their own.
+func (s *Service) Actions(ctx context.Context, principalID string, f daoguard.ActionFilter) ([]*daoguard.Action, error) {
+	var out []*daoguard.Action
+	err := s.Store.View(ctx, func(tx daoguard.Tx) error {
+		p, err := tx.Principal(ctx, principalID)
+		if err != nil {
+			return err
+		}
+		f.OrgID = p.OrgID
+		if !p.IsHuman() {
+			f.PrincipalID = p.ID
+		}
+		out, err = tx.FindActions(ctx, f)
+		return err
+	})
+	return out, err
+}
+
+// AuditEntries reads the audit log from index from. Until the Merkle log
+// lands it is a plain list; entries of other organisations are left out.
+func (s *Service) AuditEntries(ctx context.Context, principalID string, from uint64, limit int) ([]daoguard.AuditEntry, error) {
+	var out []daoguard.AuditEntry
+	err := s.Store.View(ctx, func(tx daoguard.Tx) error {
+		p, err := tx.Principal(ctx, principalID)
+		if err != nil {
+			return err
+		}
+		all, err := tx.AuditEntries(ctx, from, limit)
+		for _, e := range all {
+			if e.OrgID == p.OrgID || e.OrgID == "" {
+				out = append(out, e)
+			}
+		}
+		return err
+	})
+	return out, err
 }

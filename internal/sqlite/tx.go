@@ -101,6 +101,29 @@ func (tx *Tx) Principal(ctx context.Context, id string) (*daoguard.Principal, er
 	return &p, nil
 }
 
+func (tx *Tx) Principals(ctx context.Context, orgID string) ([]*daoguard.Principal, error) {
+	rows, err := tx.q.QueryContext(ctx, `SELECT id, org_id, kind, name, roles, autonomy, created, updated FROM principals WHERE org_id = ? ORDER BY created, id`, orgID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*daoguard.Principal
+	for rows.Next() {
+		var p daoguard.Principal
+		var kind, roles, autonomy string
+		var created, updated int64
+		if err := rows.Scan(&p.ID, &p.OrgID, &kind, &p.Name, &roles, &autonomy, &created, &updated); err != nil {
+			return nil, err
+		}
+		if err := sqlrow.DecodePrincipal(&p, kind, roles, autonomy); err != nil {
+			return nil, err
+		}
+		p.Created, p.Updated = fromMicros(created), fromMicros(updated)
+		out = append(out, &p)
+	}
+	return out, rows.Err()
+}
+
 // PrincipalForUpdate is Principal (see OrgForUpdate).
 func (tx *Tx) PrincipalForUpdate(ctx context.Context, id string) (*daoguard.Principal, error) {
 	return tx.Principal(ctx, id)
@@ -358,7 +381,15 @@ func (tx *Tx) Append(ctx context.Context, e *daoguard.AuditEntry) error {
 }
 
 func (tx *Tx) AuditEntries(ctx context.Context, from uint64, limit int) ([]daoguard.AuditEntry, error) {
-	rows, err := tx.q.QueryContext(ctx, `SELECT seq, time, org_id, actor_id, actor_kind, action_id, event, detail FROM audit WHERE seq >= ? ORDER BY seq LIMIT ?`, from, sqlrow.Limit(limit))
+	return tx.auditQuery(ctx, `seq >= ?`, from, sqlrow.Limit(limit))
+}
+
+func (tx *Tx) ActionAudit(ctx context.Context, actionID string) ([]daoguard.AuditEntry, error) {
+	return tx.auditQuery(ctx, `action_id = ?`, actionID, daoguard.MaxFindLimit)
+}
+
+func (tx *Tx) auditQuery(ctx context.Context, where string, arg any, limit int) ([]daoguard.AuditEntry, error) {
+	rows, err := tx.q.QueryContext(ctx, `SELECT seq, time, org_id, actor_id, actor_kind, action_id, event, detail FROM audit WHERE `+where+` ORDER BY seq LIMIT ?`, arg, limit)
 	if err != nil {
 		return nil, err
 	}

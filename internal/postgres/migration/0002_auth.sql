@@ -12,3 +12,4 @@ CREATE TABLE nonces (
 	PRIMARY KEY (key_id, nonce)
 );
 CREATE INDEX nonces_expires ON nonces (expires_at);
+CREATE INDEX audit_action ON audit (action_id, seq);

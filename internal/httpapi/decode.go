@@ -1,0 +1,63 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+
+	"github.com/daoguard/daoguard"
+)
+
+// amountFields hold token amounts: they are decimal strings with explicit
+// units, and a JSON number there is refused as INVALID_AMOUNT (floats lose
+// precision, and "1e3" is not an amount anybody should sign off on).
+var amountFields = map[string]bool{"amount": true, "value": true}
+
+// decode parses body into v strictly: exactly one JSON object, no unknown
+// fields, no trailing data, the right types. An empty body is allowed only
+// when optional is set (v keeps its zero value).
+// Errors: INVALID_ARGUMENT, INVALID_AMOUNT.
+func decode(body []byte, v any, optional bool) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		if optional {
+			return nil
+		}
+		return daoguard.Errorf(daoguard.CodeInvalid, "a JSON body is required")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return daoguard.Errorf(daoguard.CodeInvalid, "the body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	var de *daoguard.Error
+	switch {
+	case errors.As(err, &de): // from a field's UnmarshalText
+		return de
+	case errors.As(err, &te):
+		field := te.Field
+		if i := strings.LastIndexByte(field, '.'); i >= 0 {
+			field = field[i+1:]
+		}
+		if amountFields[field] && te.Value == "number" {
+			return daoguard.FieldError(daoguard.CodeInvalidAmount, field, "amounts are decimal strings such as \"1500.00\", never JSON numbers")
+		}
+		return daoguard.FieldError(daoguard.CodeInvalid, field, "wrong type: got a JSON %s", te.Value)
+	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
+		return daoguard.Errorf(daoguard.CodeInvalid, "the body is not valid JSON")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return daoguard.FieldError(daoguard.CodeInvalid, clip(field), "unknown field")
+	}
+	return daoguard.Errorf(daoguard.CodeInvalid, "the body could not be decoded")
+}
