@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/client"
 	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/secrets"
 	"go.yaml.in/yaml/v3"
@@ -20,13 +21,7 @@ import (
 )
 
 // CredentialFile is the JSON file a client signs requests with (API.md).
-type CredentialFile struct {
-	URL        string `json:"url"`
-	KeyID      string `json:"key_id"`
-	Alg        string `json:"alg"`
-	PrivateKey string `json:"private_key,omitempty"` // ed25519: base64 of the 32-byte seed
-	Secret     string `json:"secret,omitempty"`      // hmac-sha256: base64 of the shared secret
-}
+type CredentialFile = client.CredentialFile
 
 // runInit creates a data directory: configuration, master key, audit
 // checkpoint key, the store with the organisation and its first admin, and

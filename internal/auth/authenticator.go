@@ -38,6 +38,9 @@ type Identity struct {
 	Credential *daoguard.Credential
 	Principal  *daoguard.Principal
 	Limit      State // the credential's rate-limit state after this request
+
+	nonce        string
+	nonceExpires time.Time
 }
 
 // Authenticator checks signed requests against daoguard's profile, in an
@@ -83,12 +86,12 @@ func (a *Authenticator) SourceAllowed(r *http.Request) error {
 }
 
 // Authenticate verifies r (whose body is body) and checks that the caller
-// meets need. Every failure is written to the audit log with its code; the
-// nonce is consumed only when everything else passed.
+// meets need. Every failure is written to the audit log with its code. It
+// does not consume the nonce: see Consume.
 //
 // Errors (401): SIGNATURE_MISSING, SIGNATURE_INVALID, DIGEST_MISMATCH,
 // SIGNATURE_EXPIRED, SIGNATURE_FUTURE, UNKNOWN_KEY, KEY_REVOKED,
-// KEY_EXPIRED, ALG_MISMATCH, NONCE_REUSED; (403) WRONG_ENVIRONMENT,
+// KEY_EXPIRED, ALG_MISMATCH; (403) WRONG_ENVIRONMENT,
 // MISSING_SCOPE, ED25519_REQUIRED; (429) RATE_LIMITED; UNAVAILABLE.
 func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, body []byte, need Need) (*Identity, error) {
 	id, keyID, err := a.authenticate(ctx, r, body, need)
@@ -184,14 +187,22 @@ func (a *Authenticator) authenticate(ctx context.Context, r *http.Request, body 
 		return id, keyID, limited(st, retry, "for this key")
 	}
 	id.Limit = st
-	// Last, and only now: the nonce. A forged or refused request never
-	// burns a nonce, and a replay of an accepted one fails here on any
-	// gateway sharing the store.
-	expires := created.Add(a.Window + time.Second)
-	if err := a.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UseNonce(ctx, keyID, sig.Nonce, expires) }); err != nil {
-		return id, keyID, err
-	}
+	id.nonce, id.nonceExpires = sig.Nonce, created.Add(a.Window+time.Second)
 	return id, keyID, nil
+}
+
+// Consume uses up the request's nonce. The caller runs it after
+// Authenticate and after decoding the body, just before acting: a forged,
+// refused or malformed request never burns a nonce (and so changes
+// nothing), and a replay of an accepted one fails here on every gateway
+// sharing the store. Errors: NONCE_REUSED, UNAVAILABLE.
+func (a *Authenticator) Consume(ctx context.Context, r *http.Request, id *Identity) error {
+	keyID := id.Credential.KeyID
+	err := a.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UseNonce(ctx, keyID, id.nonce, id.nonceExpires) })
+	if daoguard.ErrorCode(err) == daoguard.CodeNonceReused {
+		a.fail(r, id, keyID, err)
+	}
+	return err
 }
 
 // checkProfile enforces API.md's profile on a parsed signature.

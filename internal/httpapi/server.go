@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/client"
 	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/service"
 )
@@ -38,12 +39,16 @@ type Server struct {
 	SkipVerification string
 }
 
-// route is one endpoint: what it needs of the caller and its handler.
+// route is one endpoint: what it needs of the caller, its request body,
+// and its handler.
 type route struct {
 	method, path string // path in net/http pattern form, which OpenAPI shares
 	need         auth.Need
 	signed       bool
 	handle       func(*call) error
+	// in returns a pointer to the request body type; nil: no body allowed.
+	in       func() any
+	optional bool // the body may be empty
 }
 
 // call is one authenticated request on its way through a handler.
@@ -51,6 +56,7 @@ type call struct {
 	w    http.ResponseWriter
 	r    *http.Request
 	body []byte
+	in   any // the decoded body, if the route takes one
 	id   *auth.Identity
 }
 
@@ -60,30 +66,33 @@ func (s *Server) routes() []route {
 	read := func(scope string) auth.Need { return auth.Need{Scope: scope} }
 	strong := func(scope string) auth.Need { return auth.Need{Scope: scope, Ed25519: true} }
 	return []route{
-		{"GET", "/healthz", auth.Need{}, false, s.healthz},
-		{"GET", "/openapi.json", auth.Need{}, false, s.openapi},
-		{"POST", "/v1/actions", read(daoguard.ScopeActionsWrite), true, s.submit},
-		{"GET", "/v1/actions", read(daoguard.ScopeActionsRead), true, s.listActions},
-		{"GET", "/v1/actions/{id}", read(daoguard.ScopeActionsRead), true, s.getAction},
-		{"POST", "/v1/actions/{id}/approve", strong(daoguard.ScopeApprovalsWrite), true, s.approve},
-		{"POST", "/v1/actions/{id}/reject", strong(daoguard.ScopeApprovalsWrite), true, s.reject},
-		{"POST", "/v1/actions/{id}/veto", strong(daoguard.ScopeApprovalsWrite), true, s.veto},
-		{"POST", "/v1/actions/{id}/cancel", read(daoguard.ScopeActionsWrite), true, s.cancel},
-		{"POST", "/v1/controls/pause", strong(daoguard.ScopeControlsWrite), true, s.pause},
-		{"POST", "/v1/controls/resume", strong(daoguard.ScopeControlsWrite), true, s.resume},
-		{"POST", "/v1/principals/{id}/autonomy", strong(daoguard.ScopeControlsWrite), true, s.setAutonomy},
-		{"GET", "/v1/principals", read(daoguard.ScopeAdmin), true, s.listPrincipals},
-		{"POST", "/v1/principals", strong(daoguard.ScopeAdmin), true, s.createPrincipal},
-		{"GET", "/v1/keys", read(daoguard.ScopeAdmin), true, s.listKeys},
-		{"POST", "/v1/keys", strong(daoguard.ScopeAdmin), true, s.createKey},
-		{"POST", "/v1/keys/{id}/rotate", strong(daoguard.ScopeAdmin), true, s.rotateKey},
+		{"GET", "/healthz", auth.Need{}, false, s.healthz, nil, false},
+		{"GET", "/openapi.json", auth.Need{}, false, s.openapi, nil, false},
+		{"POST", "/v1/actions", read(daoguard.ScopeActionsWrite), true, s.submit, body[daoguard.Intent], false},
+		{"GET", "/v1/actions", read(daoguard.ScopeActionsRead), true, s.listActions, nil, false},
+		{"GET", "/v1/actions/{id}", read(daoguard.ScopeActionsRead), true, s.getAction, nil, false},
+		{"POST", "/v1/actions/{id}/approve", strong(daoguard.ScopeApprovalsWrite), true, s.approve, body[client.VoteRequest], true},
+		{"POST", "/v1/actions/{id}/reject", strong(daoguard.ScopeApprovalsWrite), true, s.reject, body[client.VoteRequest], true},
+		{"POST", "/v1/actions/{id}/veto", strong(daoguard.ScopeApprovalsWrite), true, s.veto, body[client.VoteRequest], true},
+		{"POST", "/v1/actions/{id}/cancel", read(daoguard.ScopeActionsWrite), true, s.cancel, nil, false},
+		{"POST", "/v1/controls/pause", strong(daoguard.ScopeControlsWrite), true, s.pause, body[client.ControlRequest], true},
+		{"POST", "/v1/controls/resume", strong(daoguard.ScopeControlsWrite), true, s.resume, body[client.ControlRequest], true},
+		{"POST", "/v1/principals/{id}/autonomy", strong(daoguard.ScopeControlsWrite), true, s.setAutonomy, body[client.AutonomyRequest], false},
+		{"GET", "/v1/principals", read(daoguard.ScopeAdmin), true, s.listPrincipals, nil, false},
+		{"POST", "/v1/principals", strong(daoguard.ScopeAdmin), true, s.createPrincipal, body[client.PrincipalRequest], false},
+		{"GET", "/v1/keys", read(daoguard.ScopeAdmin), true, s.listKeys, nil, false},
+		{"POST", "/v1/keys", strong(daoguard.ScopeAdmin), true, s.createKey, body[client.KeyRequest], false},
+		{"POST", "/v1/keys/{id}/rotate", strong(daoguard.ScopeAdmin), true, s.rotateKey, body[client.RotateRequest], true},
 		// No scope here: any key may revoke itself (a compromised agent's
 		// operator can always pull it); revoking another key needs admin
 		// and ed25519, checked in the handler.
-		{"POST", "/v1/keys/{id}/revoke", auth.Need{}, true, s.revokeKey},
-		{"GET", "/v1/audit/entries", read(daoguard.ScopeAuditRead), true, s.auditEntries},
+		{"POST", "/v1/keys/{id}/revoke", auth.Need{}, true, s.revokeKey, body[client.RevokeRequest], true},
+		{"GET", "/v1/audit/entries", read(daoguard.ScopeAuditRead), true, s.auditEntries, nil, false},
 	}
 }
+
+// body returns a constructor of a request body of type T.
+func body[T any]() any { return new(T) }
 
 // Handler returns the routed handler.
 func (s *Server) Handler() http.Handler {
@@ -136,15 +145,33 @@ func (s *Server) prepare(c *call, rt route) error {
 	}
 	if s.SkipVerification != "" {
 		p, err := s.principalFor(r.Context(), s.SkipVerification)
+		if err != nil {
+			return err
+		}
 		c.id = &auth.Identity{Principal: p, Credential: &daoguard.Credential{Alg: daoguard.AlgEd25519, Scopes: daoguard.Scopes}}
-		return err
+		return s.decodeInto(c, rt)
 	}
 	c.id, err = s.Auth.Authenticate(r.Context(), r, body, rt.need)
 	if err != nil {
 		return err
 	}
 	setRateHeaders(c.w.Header(), c.id.Limit)
-	return nil
+	if err := s.decodeInto(c, rt); err != nil {
+		return err
+	}
+	// Authentic, authorized and well-formed: only now is the nonce used up.
+	return s.Auth.Consume(r.Context(), r, c.id)
+}
+
+func (s *Server) decodeInto(c *call, rt route) error {
+	if rt.in == nil {
+		if len(c.body) > 0 {
+			return daoguard.Errorf(daoguard.CodeInvalid, "this endpoint takes no body")
+		}
+		return nil
+	}
+	c.in = rt.in()
+	return decode(c.body, c.in, rt.optional)
 }
 
 func (s *Server) principalFor(ctx context.Context, id string) (p *daoguard.Principal, err error) {

@@ -1,0 +1,121 @@
+package client
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/daoguard/daoguard"
+)
+
+// The wire types of the API: the server encodes them, this client decodes
+// them, so both sides share one definition.
+
+// Action is an action as the API shows it (API.md).
+type Action struct {
+	ID          string               `json:"id"`
+	State       string               `json:"state"`
+	PrincipalID string               `json:"principal_id"`
+	Intent      daoguard.Intent      `json:"intent"`
+	Decoded     Decoded              `json:"decoded"`
+	Decision    Decision             `json:"decision"`
+	ExpiresAt   *time.Time           `json:"expires_at"`
+	Result      *daoguard.ExecResult `json:"result,omitempty"`
+	Approvals   []daoguard.Approval  `json:"approvals,omitempty"`
+	Timeline    []TimelineEntry      `json:"timeline,omitempty"`
+	Created     time.Time            `json:"created"`
+	Updated     time.Time            `json:"updated"`
+}
+
+// Decoded is the decoded action with calldata in hex.
+type Decoded struct {
+	daoguard.Decoded
+	Data string `json:"data,omitempty"`
+}
+
+// Decision is the decision with the timelock as a time.
+type Decision struct {
+	Verdict           string            `json:"verdict"`
+	Tier              string            `json:"tier,omitempty"`
+	Reasons           []daoguard.Reason `json:"reasons"`
+	RequiredApprovals int               `json:"required_approvals"`
+	ApproverRole      string            `json:"approver_role,omitempty"`
+	TimelockSeconds   int64             `json:"timelock_seconds"`
+	TimelockUntil     *time.Time        `json:"timelock_until"`
+	PolicyVersion     string            `json:"policy_version,omitempty"`
+}
+
+// TimelineEntry is one audit entry of an action.
+type TimelineEntry struct {
+	Seq       uint64          `json:"seq"`
+	Time      time.Time       `json:"time"`
+	Event     string          `json:"event"`
+	ActorID   string          `json:"actor_id"`
+	ActorKind string          `json:"actor_kind"`
+	Detail    json.RawMessage `json:"detail,omitempty"`
+}
+
+// VoteRequest is the body of approve, reject and veto.
+type VoteRequest struct {
+	Signature string `json:"signature,omitempty"` // approve: an EIP-712 signature over the bound transaction
+	Comment   string `json:"comment,omitempty"`
+}
+
+// ControlRequest is the body of pause and resume.
+type ControlRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// AutonomyRequest sets an agent's autonomy.
+type AutonomyRequest struct {
+	Level  daoguard.Autonomy `json:"level"`
+	Reason string            `json:"reason,omitempty"`
+}
+
+// PrincipalRequest creates a principal.
+type PrincipalRequest struct {
+	Kind  daoguard.PrincipalKind `json:"kind"`
+	Name  string                 `json:"name"`
+	Roles []string               `json:"roles,omitempty"`
+}
+
+// Key is a credential's public part.
+type Key struct {
+	KeyID       string     `json:"key_id"`
+	PrincipalID string     `json:"principal_id"`
+	Alg         string     `json:"alg"`
+	Scopes      []string   `json:"scopes"`
+	Environment string     `json:"environment"`
+	PublicKey   string     `json:"public_key,omitempty"` // ed25519, base64
+	Created     time.Time  `json:"created"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+	RevokedAt   *time.Time `json:"revoked_at"`
+	ReplacedBy  string     `json:"replaced_by,omitempty"`
+	LastUsed    *time.Time `json:"last_used"`
+}
+
+// KeyRequest creates a key.
+type KeyRequest struct {
+	Principal string    `json:"principal"`
+	Alg       string    `json:"alg"`
+	Scopes    []string  `json:"scopes,omitempty"`
+	PublicKey string    `json:"public_key,omitempty"` // ed25519, base64: generate the key pair yourself
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// NewKey holds the key and, once and only here, its secret.
+type NewKey struct {
+	Key        Key    `json:"key"`
+	Secret     string `json:"secret,omitempty"`      // hmac-sha256, base64
+	PrivateKey string `json:"private_key,omitempty"` // ed25519 seed, base64, when the server generated it
+}
+
+// RotateRequest rotates a key.
+type RotateRequest struct {
+	Overlap   string `json:"overlap,omitempty"` // how long the old key keeps working, e.g. "24h"; default 0
+	PublicKey string `json:"public_key,omitempty"`
+}
+
+// RevokeRequest revokes a key.
+type RevokeRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
