@@ -29,6 +29,22 @@ var statusOf = map[daoguard.Code]int{
 	daoguard.CodeConfig:              http.StatusInternalServerError,
 	daoguard.CodeUnavailable:         http.StatusServiceUnavailable,
 	daoguard.CodeInternal:            http.StatusInternalServerError,
+	daoguard.CodeSignatureMissing:    http.StatusUnauthorized,
+	daoguard.CodeSignatureInvalid:    http.StatusUnauthorized,
+	daoguard.CodeDigestMismatch:      http.StatusUnauthorized,
+	daoguard.CodeSignatureExpired:    http.StatusUnauthorized,
+	daoguard.CodeSignatureFuture:     http.StatusUnauthorized,
+	daoguard.CodeNonceReused:         http.StatusUnauthorized,
+	daoguard.CodeUnknownKey:          http.StatusUnauthorized,
+	daoguard.CodeKeyRevoked:          http.StatusUnauthorized,
+	daoguard.CodeKeyExpired:          http.StatusUnauthorized,
+	daoguard.CodeAlgMismatch:         http.StatusUnauthorized,
+	daoguard.CodeWrongEnvironment:    http.StatusForbidden,
+	daoguard.CodeMissingScope:        http.StatusForbidden,
+	daoguard.CodeEd25519Required:     http.StatusForbidden,
+	daoguard.CodeRateLimited:         http.StatusTooManyRequests,
+	daoguard.CodeBodyTooLarge:        http.StatusRequestEntityTooLarge,
+	daoguard.CodeUnsupportedMedia:    http.StatusUnsupportedMediaType,
 }
 
 // StatusOf returns the HTTP status for an error code.
