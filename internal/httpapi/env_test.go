@@ -34,12 +34,16 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // env is one gateway over a real store, served over real HTTP on loopback.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	clock   *storetest.Clock
 	store   daoguard.Store
 	dsn     string // the SQLite file, for raw snapshots
@@ -51,7 +55,7 @@ type env struct {
 	secrets [][]byte // every secret and private key the test created
 }
 
-func newSQLiteEnv(t *testing.T) *env {
+func newSQLiteEnv(t testing.TB) *env {
 	dsn := filepath.Join(t.TempDir(), "d.db")
 	clock := storetest.NewClock()
 	db := sqlite.NewDB(dsn)
@@ -177,7 +181,7 @@ func (e *env) auditFrom(from uint64) []daoguard.AuditEntry {
 }
 
 // signed builds a request signed by cl as the client would send it.
-func signed(t *testing.T, cl *client.Client, method, path string, body []byte) *http.Request {
+func signed(t testing.TB, cl *client.Client, method, path string, body []byte) *http.Request {
 	t.Helper()
 	r, err := http.NewRequest(method, cl.URL+path, bytes.NewReader(body))
 	if err != nil {
@@ -222,3 +226,5 @@ var _ = time.Second
 var base64Std = base64.StdEncoding
 
 func ioNop(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
+
+func httptestServer(s *httpapi.Server) *httptest.Server { return httptest.NewServer(s.Handler()) }
