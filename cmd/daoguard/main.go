@@ -27,6 +27,14 @@ const (
 Usage:
   daoguard init    --data DIR [--org-name NAME] [--environment test|live] [--store URL]
   daoguard serve   --data DIR [--addr 127.0.0.1:8787] [--store URL] [--dev]
+                   [--tls-cert FILE --tls-key FILE] [--insecure-listen]
+  daoguard action  submit|get|list        --credential FILE ...
+  daoguard approve|reject|veto --id ID    --credential FILE
+  daoguard pause|resume                   --credential FILE [--reason TEXT]
+  daoguard principals create|list         --credential FILE ...
+  daoguard keys    create|list|rotate|revoke --credential FILE ...
+  daoguard keys    scan PATH
+  daoguard keys    rotate-master --data DIR [--retire]
   daoguard version
 
 Run 'daoguard COMMAND -h' for a command's flags.
@@ -80,6 +88,16 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		return m.runInit(ctx, args[1:])
 	case "serve":
 		return m.runServe(ctx, args[1:])
+	case "action":
+		return m.runAction(ctx, args[1:])
+	case "approve", "reject", "veto":
+		return m.runVote(ctx, args[0], args[1:])
+	case "pause", "resume":
+		return m.runControl(ctx, args[0], args[1:])
+	case "keys":
+		return m.runKeys(ctx, args[1:])
+	case "principals":
+		return m.runPrincipals(ctx, args[1:])
 	case "version", "--version":
 		return m.runVersion(args[1:])
 	case "-h", "--help", "help":
