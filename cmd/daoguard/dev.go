@@ -52,14 +52,22 @@ func writeDevCredentials(ctx context.Context, st daoguard.Store, keyring *secret
 				}
 			}
 			if p == nil {
-				p = &daoguard.Principal{ID: daoguard.NewID(d.kind.String()[:3], now), OrgID: cfg.Org.ID, Kind: d.kind, Name: d.name, Roles: d.roles}
+				prefix := "hum"
+				if d.kind == daoguard.PrincipalAgent {
+					prefix = "agt"
+				}
+				p = &daoguard.Principal{ID: daoguard.NewID(prefix, now), OrgID: cfg.Org.ID, Kind: d.kind, Name: d.name, Roles: d.roles}
 				if d.kind == daoguard.PrincipalAgent {
 					p.Autonomy = daoguard.AutonomyAutonomous
 				}
 				if err := tx.PutPrincipal(ctx, p); err != nil {
 					return err
 				}
-			} else if usable(ctx, tx, path, p.ID) {
+			} else if cf, ok := usable(ctx, tx, path, p.ID); ok {
+				if cf.URL != url { // same key, served elsewhere now
+					cf.URL = url
+					files[path] = cf
+				}
 				continue
 			}
 			cf := CredentialFile{URL: url, KeyID: auth.NewKeyID(cfg.Environment), Alg: d.alg}
@@ -100,17 +108,14 @@ func writeDevCredentials(ctx context.Context, st daoguard.Store, keyring *secret
 	return nil
 }
 
-// usable reports whether the credential file at path names a live key of
+// usable returns the credential file at path if it names a live key of
 // principal id.
-func usable(ctx context.Context, tx daoguard.Tx, path, id string) bool {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return false
-	}
+func usable(ctx context.Context, tx daoguard.Tx, path, id string) (CredentialFile, bool) {
 	var cf CredentialFile
-	if json.Unmarshal(b, &cf) != nil {
-		return false
+	b, err := os.ReadFile(path)
+	if err != nil || json.Unmarshal(b, &cf) != nil {
+		return cf, false
 	}
 	c, err := tx.Credential(ctx, cf.KeyID)
-	return err == nil && c.PrincipalID == id && c.RevokedAt.IsZero() && (c.ExpiresAt.IsZero() || tx.Now().Before(c.ExpiresAt))
+	return cf, err == nil && c.PrincipalID == id && c.RevokedAt.IsZero() && (c.ExpiresAt.IsZero() || tx.Now().Before(c.ExpiresAt))
 }
