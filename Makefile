@@ -5,7 +5,7 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/daoguard/daoguard.Version=$(VERSION) -X github.com/daoguard/daoguard.Commit=$(COMMIT)
 BIN      := bin/daoguard
 
-.PHONY: all build test vet staticcheck fmt-check race bench fuzz demo clean
+.PHONY: all build test vet staticcheck fmt-check interop-deps race bench fuzz demo clean
 
 all: build
 
@@ -14,7 +14,15 @@ build:
 
 # Everything CI checks: formatting, vet, staticcheck, every test with the race
 # detector, and a short run of every fuzz target.
-test: fmt-check vet staticcheck race fuzz
+test: fmt-check vet staticcheck interop-deps race fuzz
+
+# The npm package the interop test signs with: an independent RFC 9421
+# implementation (skipped when node is not installed, unless .ci/run).
+INTEROP := internal/auth/testdata/interop
+interop-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+	  [ -d $(INTEROP)/node_modules/http-message-signatures ] || (cd $(INTEROP) && npm ci --no-audit --no-fund --silent); \
+	else echo "npm not found: the RFC 9421 interop test will be skipped"; fi
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -35,9 +43,13 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAmount$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzParseKeyID$$' -fuzztime $(FUZZTIME) ./internal/auth
 	$(GO) test -run '^$$' -fuzz '^FuzzParseKeyring$$' -fuzztime $(FUZZTIME) ./internal/secrets
+	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./internal/secrets
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSignature$$' -fuzztime $(FUZZTIME) ./internal/auth
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/httpapi
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./internal/sqlite ./internal/postgres
+	$(GO) test -run '^$$' -bench Submit -benchtime 20000x ./internal/httpapi
 
 demo: build
 	./scripts/demo.sh $(BIN)
