@@ -23,8 +23,12 @@ type lockedBuffer struct {
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *lockedBuffer) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // startServe runs serve in-process until the test (or stop) ends; its log
 // goes to logs.
@@ -93,7 +97,9 @@ func TestScenarioLeaksNoSecret(t *testing.T) {
 		t.Fatal(cliErr.String())
 	}
 	code, out = cli("keys", "create", "--credential", admin, "--principal", p.ID, "--alg", "ed25519")
-	var printed struct{ CredentialFile client.CredentialFile `json:"credential_file"` }
+	var printed struct {
+		CredentialFile client.CredentialFile `json:"credential_file"`
+	}
 	if json.Unmarshal([]byte(out), &printed); code != 0 || printed.CredentialFile.PrivateKey == "" {
 		t.Fatalf("keys create (printed): %d %s %s", code, out, cliErr.String())
 	}

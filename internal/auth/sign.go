@@ -39,8 +39,8 @@ type Ed25519Signer struct {
 	Key ed25519.PrivateKey
 }
 
-func (s *Ed25519Signer) KeyID() string          { return s.ID }
-func (s *Ed25519Signer) Alg() string            { return daoguard.AlgEd25519 }
+func (s *Ed25519Signer) KeyID() string           { return s.ID }
+func (s *Ed25519Signer) Alg() string             { return daoguard.AlgEd25519 }
 func (s *Ed25519Signer) Sign(base []byte) []byte { return ed25519.Sign(s.Key, base) }
 
 // HMACSigner signs with a shared secret.
