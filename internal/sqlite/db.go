@@ -50,6 +50,7 @@ type DB struct {
 	read  *sql.DB
 	reads *poolStmts
 	queue *groupcommit.Queue
+	cache *readCache
 	wg    sync.WaitGroup
 }
 
@@ -106,6 +107,7 @@ func (db *DB) Open() error {
 	db.read.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
 	db.reads = &poolStmts{db: db.read, stmts: map[string]*sql.Stmt{}}
 	db.queue = groupcommit.NewQueue(db.MaxBatch)
+	db.cache = newReadCache()
 	db.wg.Add(1)
 	go db.writer()
 	return nil
@@ -162,12 +164,13 @@ func (db *DB) Update(ctx context.Context, fn func(daoguard.Tx) error) error {
 
 // View runs fn in a read-only snapshot.
 func (db *DB) View(ctx context.Context, fn func(daoguard.Tx) error) error {
+	gen := db.cache.generation() // before the snapshot begins: see readCache
 	tx, err := db.read.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	return fn(&Tx{q: txStmts{tx: tx, pool: db.reads}, now: db.now(), readonly: true})
+	return fn(&Tx{q: txStmts{tx: tx, pool: db.reads}, now: db.now(), readonly: true, cache: db.cache, gen: gen})
 }
 
 func (db *DB) now() time.Time { return db.Now().UTC().Truncate(time.Microsecond) }
@@ -207,9 +210,15 @@ func (db *DB) commit(conn *connStmts, batch []*groupcommit.Unit) {
 	ctx := context.Background()
 	errs := make([]error, len(batch))
 	var held []func() // undo of the units whose writes this batch holds
+	// Cached rows this batch changed are dropped once the batch is over,
+	// committed or not (dropping too much is only a cache miss), and
+	// before any caller learns the outcome: a caller whose revocation
+	// returned must never be served the revoked key from the cache.
+	var dirtyCreds, dirtyPrincipals []string
 	fail := func(err error) {
 		undoAll(held)
 		conn.ExecContext(ctx, "ROLLBACK")
+		db.cache.invalidate(dirtyCreds, dirtyPrincipals)
 		for _, u := range batch {
 			u.Done(err)
 		}
@@ -245,6 +254,8 @@ func (db *DB) commit(conn *connStmts, batch []*groupcommit.Unit) {
 		} else {
 			next = tx.seq
 			held = append(held, tx.undo...)
+			dirtyCreds = append(dirtyCreds, tx.dirtyCreds...)
+			dirtyPrincipals = append(dirtyPrincipals, tx.dirtyPrincipals...)
 		}
 		if _, rerr := conn.ExecContext(ctx, "RELEASE unit"); rerr != nil {
 			fail(rerr)
@@ -256,6 +267,7 @@ func (db *DB) commit(conn *connStmts, batch []*groupcommit.Unit) {
 		fail(err)
 		return
 	}
+	db.cache.invalidate(dirtyCreds, dirtyPrincipals)
 	for i, u := range batch {
 		u.Done(errs[i])
 	}

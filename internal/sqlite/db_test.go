@@ -1,9 +1,12 @@
 package sqlite_test
 
 import (
+	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,4 +52,64 @@ func BenchmarkStoreSynchronousNormal(b *testing.B) {
 		return db, db.Open()
 	}
 	storetest.Bench(b, h)
+}
+
+// TestReadCacheNeverServesAStaleKey: the read cache is exact. After an
+// Update that revokes a key returns, every View sees the revocation, even
+// with readers filling the cache concurrently with the commit.
+func TestReadCacheNeverServesAStaleKey(t *testing.T) {
+	ctx := context.Background()
+	db := sqlite.NewDB(filepath.Join(t.TempDir(), "d.db"))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := storetest.Seed(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	read := func(id string) *daoguard.Credential {
+		var c *daoguard.Credential
+		if err := db.View(ctx, func(tx daoguard.Tx) (err error) { c, err = tx.Credential(ctx, id); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for i := range 50 {
+		id := fmt.Sprintf("dg_test_%d", i)
+		c := &daoguard.Credential{KeyID: id, PrincipalID: "agent_1", Alg: daoguard.AlgEd25519, PublicKey: []byte{1}, Scopes: []string{"actions:read"}, Environment: "test"}
+		if err := db.Update(ctx, func(tx daoguard.Tx) error { return tx.PutCredential(ctx, c) }); err != nil {
+			t.Fatal(err)
+		}
+		read(id) // cached now
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 { // readers racing the revocation's commit
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						read(id)
+					}
+				}
+			}()
+		}
+		c.RevokedAt = time.Now()
+		if err := db.Update(ctx, func(tx daoguard.Tx) error { return tx.PutCredential(ctx, c) }); err != nil {
+			t.Fatal(err)
+		}
+		for range 20 {
+			if got := read(id); got.RevokedAt.IsZero() {
+				t.Fatalf("round %d: a View after the revocation committed saw the key unrevoked", i)
+			}
+		}
+		close(stop)
+		wg.Wait()
+		if got := read(id); got.RevokedAt.IsZero() {
+			t.Fatalf("round %d: stale entry left in the cache", i)
+		}
+	}
 }

@@ -18,6 +18,12 @@ type Tx struct {
 	now      time.Time
 	seq      uint64 // next audit position; advanced by Append
 	readonly bool
+	// cache serves credentials and principals to read-only transactions;
+	// gen is the cache generation when this one began. Writers list what
+	// they changed in dirty*, dropped from the cache after COMMIT.
+	cache                       *readCache
+	gen                         uint64
+	dirtyCreds, dirtyPrincipals []string
 	// undo restores the fields this unit set on its callers' objects
 	// (versions, timestamps) when its writes do not commit.
 	undo []func()
@@ -86,6 +92,19 @@ func (tx *Tx) PutOrg(ctx context.Context, o *daoguard.Organisation) error {
 }
 
 func (tx *Tx) Principal(ctx context.Context, id string) (*daoguard.Principal, error) {
+	if tx.cache != nil {
+		if p := tx.cache.principal(id); p != nil {
+			return p, nil
+		}
+	}
+	p, err := tx.principal(ctx, id)
+	if err == nil && tx.cache != nil {
+		tx.cache.fillPrincipal(tx.gen, p)
+	}
+	return p, err
+}
+
+func (tx *Tx) principal(ctx context.Context, id string) (*daoguard.Principal, error) {
 	var p daoguard.Principal
 	var kind, roles, autonomy string
 	var created, updated int64
@@ -130,6 +149,7 @@ func (tx *Tx) PrincipalForUpdate(ctx context.Context, id string) (*daoguard.Prin
 }
 
 func (tx *Tx) PutPrincipal(ctx context.Context, p *daoguard.Principal) error {
+	tx.dirtyPrincipals = append(tx.dirtyPrincipals, p.ID)
 	if p.Created.IsZero() {
 		p.Created = tx.now
 	}
@@ -434,9 +454,17 @@ func scanCredential(row interface{ Scan(...any) error }) (*daoguard.Credential, 
 }
 
 func (tx *Tx) Credential(ctx context.Context, keyID string) (*daoguard.Credential, error) {
+	if tx.cache != nil {
+		if c := tx.cache.credential(keyID); c != nil {
+			return c, nil
+		}
+	}
 	c, err := scanCredential(tx.q.QueryRowContext(ctx, `SELECT `+credentialColumns+` FROM credentials WHERE key_id = ?`, keyID))
 	if err != nil {
 		return nil, notFound(err, "credential", keyID)
+	}
+	if tx.cache != nil {
+		tx.cache.fillCredential(tx.gen, c)
 	}
 	return c, nil
 }
@@ -460,6 +488,7 @@ func (tx *Tx) Credentials(ctx context.Context, orgID string) ([]*daoguard.Creden
 }
 
 func (tx *Tx) PutCredential(ctx context.Context, c *daoguard.Credential) error {
+	tx.dirtyCreds = append(tx.dirtyCreds, c.KeyID)
 	if c.Created.IsZero() {
 		c.Created = tx.now
 	}
@@ -477,6 +506,7 @@ func (tx *Tx) PutCredential(ctx context.Context, c *daoguard.Credential) error {
 
 func (tx *Tx) TouchCredentials(ctx context.Context, used map[string]time.Time) error {
 	for id, t := range used {
+		tx.dirtyCreds = append(tx.dirtyCreds, id)
 		if _, err := tx.q.ExecContext(ctx, `UPDATE credentials SET last_used = ? WHERE key_id = ? AND last_used < ?`, micros(t), id, micros(t)); err != nil {
 			return err
 		}
