@@ -165,12 +165,9 @@ func (db *DB) Update(ctx context.Context, fn func(daoguard.Tx) error) error {
 // View runs fn in a read-only snapshot.
 func (db *DB) View(ctx context.Context, fn func(daoguard.Tx) error) error {
 	gen := db.cache.generation() // before the snapshot begins: see readCache
-	tx, err := db.read.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	return fn(&Tx{q: txStmts{tx: tx, pool: db.reads}, now: db.now(), readonly: true, cache: db.cache, gen: gen})
+	q := &txStmts{db: db.read, pool: db.reads}
+	defer q.rollback()
+	return fn(&Tx{q: q, now: db.now(), readonly: true, cache: db.cache, gen: gen})
 }
 
 func (db *DB) now() time.Time { return db.Now().UTC().Truncate(time.Microsecond) }

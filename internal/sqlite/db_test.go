@@ -113,3 +113,50 @@ func TestReadCacheNeverServesAStaleKey(t *testing.T) {
 		}
 	}
 }
+
+// TestColdReadBurstDoesNotDeadlock: many more concurrent read transactions
+// than pooled connections, each needing statements that are not prepared
+// yet. Preparing on the pool from inside a transaction deadlocked here once
+// (every connection held, every holder waiting for another to prepare on).
+func TestColdReadBurstDoesNotDeadlock(t *testing.T) {
+	ctx := context.Background()
+	db := sqlite.NewDB(filepath.Join(t.TempDir(), "d.db"))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := storetest.Seed(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 64)
+	for range 64 {
+		go func() {
+			done <- db.View(ctx, func(tx daoguard.Tx) error {
+				if _, err := tx.Org(ctx, "org_test"); err != nil {
+					return err
+				}
+				if _, err := tx.Account(ctx, "org_test", "ops"); err != nil {
+					return err
+				}
+				if _, err := tx.Asset(ctx, "org_test", "USDC"); err != nil {
+					return err
+				}
+				_, err := tx.AuditEntries(ctx, 0, 10)
+				return err
+			})
+		}()
+	}
+	// A deadlock detector, not a timing assertion: healthy runs take
+	// milliseconds; a deadlocked one never finishes.
+	deadline := time.After(60 * time.Second)
+	for range 64 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-deadline:
+			t.Fatal("concurrent cold read transactions deadlocked")
+		}
+	}
+}

@@ -86,24 +86,46 @@ func (c *connStmts) QueryRowContext(ctx context.Context, q string, args ...any) 
 
 // poolStmts prepares on the read pool; database/sql then keeps each
 // statement prepared per connection, and a read transaction borrows it.
+//
+// Preparing on the pool takes a connection from it. A read transaction
+// already holds one, so it must never wait for a second: with every
+// connection held by a transaction that waits to prepare, nothing would
+// ever move (a cold gateway under a burst did exactly that). Transactions
+// therefore only look statements up (lookup), prepare a missing one on
+// their own connection, and leave warming the pool (get) until they have
+// released theirs.
 type poolStmts struct {
 	db    *sql.DB
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt
 }
 
-func (p *poolStmts) get(ctx context.Context, q string) (*sql.Stmt, error) {
+func (p *poolStmts) lookup(q string) (*sql.Stmt, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if s, ok := p.stmts[q]; ok {
+	s, ok := p.stmts[q]
+	return s, ok
+}
+
+// get returns the pool's statement for q, preparing it if needed. The
+// caller must hold no connection of the pool. The lock is not held while
+// preparing, so one slow prepare does not stall every lookup.
+func (p *poolStmts) get(ctx context.Context, q string) (*sql.Stmt, error) {
+	if s, ok := p.lookup(q); ok {
 		return s, nil
-	}
-	if len(p.stmts) >= maxCached {
-		p.closeLocked()
 	}
 	s, err := p.db.PrepareContext(ctx, q)
 	if err != nil {
 		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if prev, ok := p.stmts[q]; ok { // prepared meanwhile by another caller
+		s.Close()
+		return prev, nil
+	}
+	if len(p.stmts) >= maxCached {
+		p.closeLocked()
 	}
 	p.stmts[q] = s
 	return s, nil
@@ -117,31 +139,64 @@ func (p *poolStmts) closeLocked() {
 }
 
 // txStmts runs a read transaction's queries through the pool's statements.
+// The transaction begins at the first query: a View served entirely from
+// the read cache costs no BEGIN and no ROLLBACK.
 type txStmts struct {
-	tx   *sql.Tx
-	pool *poolStmts
+	db      *sql.DB
+	tx      *sql.Tx
+	err     error
+	pool    *poolStmts
+	missing []string // statements the pool lacked
 }
 
-func (t txStmts) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	s, err := t.pool.get(ctx, q)
+func (t *txStmts) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if t.tx == nil && t.err == nil {
+		t.tx, t.err = t.db.BeginTx(ctx, nil)
+	}
+	if t.err != nil {
+		return nil, t.err
+	}
+	if s, ok := t.pool.lookup(q); ok {
+		return t.tx.StmtContext(ctx, s), nil
+	}
+	// Not prepared on the pool yet: prepare on this transaction's own
+	// connection (never wait for another; see poolStmts), and warm the
+	// pool once the transaction is over.
+	t.missing = append(t.missing, q)
+	return t.tx.PrepareContext(ctx, q)
+}
+
+// rollback ends the read transaction, if one began, then prepares on the
+// pool the statements it lacked.
+func (t *txStmts) rollback() {
+	if t.tx != nil {
+		t.tx.Rollback()
+	}
+	for _, q := range t.missing {
+		t.pool.get(context.Background(), q) // best effort: a failure only means preparing again
+	}
+}
+
+func (t *txStmts) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	s, err := t.stmt(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	return t.tx.StmtContext(ctx, s).ExecContext(ctx, args...)
+	return s.ExecContext(ctx, args...)
 }
 
-func (t txStmts) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	s, err := t.pool.get(ctx, q)
+func (t *txStmts) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	s, err := t.stmt(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	return t.tx.StmtContext(ctx, s).QueryContext(ctx, args...)
+	return s.QueryContext(ctx, args...)
 }
 
-func (t txStmts) QueryRowContext(ctx context.Context, q string, args ...any) scanner {
-	s, err := t.pool.get(ctx, q)
+func (t *txStmts) QueryRowContext(ctx context.Context, q string, args ...any) scanner {
+	s, err := t.stmt(ctx, q)
 	if err != nil {
 		return errRow{err}
 	}
-	return t.tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
+	return s.QueryRowContext(ctx, args...)
 }
