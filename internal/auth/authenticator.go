@@ -197,12 +197,18 @@ func (a *Authenticator) authenticate(ctx context.Context, r *http.Request, body 
 // nothing), and a replay of an accepted one fails here on every gateway
 // sharing the store. Errors: NONCE_REUSED, UNAVAILABLE.
 func (a *Authenticator) Consume(ctx context.Context, r *http.Request, id *Identity) error {
-	keyID := id.Credential.KeyID
-	err := a.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UseNonce(ctx, keyID, id.nonce, id.nonceExpires) })
+	err := a.Store.Update(ctx, func(tx daoguard.Tx) error { return a.UseNonce(ctx, tx, id) })
 	if daoguard.ErrorCode(err) == daoguard.CodeNonceReused {
-		a.fail(r, id, keyID, err)
+		a.Deny(r, id, err)
 	}
 	return err
+}
+
+// UseNonce is Consume inside the caller's own transaction, for a handler
+// that records the nonce in the same commit as its work. On NONCE_REUSED
+// the caller reports the replay with Deny.
+func (a *Authenticator) UseNonce(ctx context.Context, tx daoguard.Tx, id *Identity) error {
+	return tx.UseNonce(ctx, id.Credential.KeyID, id.nonce, id.nonceExpires)
 }
 
 // checkProfile enforces API.md's profile on a parsed signature.
@@ -240,8 +246,8 @@ func (a *Authenticator) verify(c *daoguard.Credential, base, sig []byte) (bool, 
 	return false, nil
 }
 
-// Deny records an authorization failure decided at the edge (a check that
-// depends on the request's target, not only on the endpoint).
+// Deny records a refusal decided after Authenticate: an authorization
+// check that depends on the request's target, or a replay.
 func (a *Authenticator) Deny(r *http.Request, id *Identity, err error) {
 	a.fail(r, id, id.Credential.KeyID, err)
 }

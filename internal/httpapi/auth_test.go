@@ -194,6 +194,30 @@ func TestRefusedRequests(t *testing.T) {
 		}
 	})
 
+	t.Run("ErrRefusedWhilePausedThenReplayedAfterResume", func(t *testing.T) {
+		// A submission refused by the kill switch must not pass when the
+		// captured request is replayed after humans resume.
+		if _, err := human.Pause(context.Background(), "drill"); err != nil {
+			t.Fatal(err)
+		}
+		r := signed(t, agent, "POST", "/v1/actions", intentJSON("7"))
+		if status, p, _ := send(t, r); status != 423 || p.Code != string(daoguard.CodeOrgPaused) {
+			t.Fatalf("while paused: %d %s", status, p.Code)
+		}
+		if _, err := human.Resume(context.Background(), "drill over"); err != nil {
+			t.Fatal(err)
+		}
+		before := e.snapshot()
+		r2, _ := http.NewRequest("POST", r.URL.String(), ioNop(intentJSON("7")))
+		r2.Header = r.Header.Clone()
+		if status, p, _ := send(t, r2); status != 401 || p.Code != string(daoguard.CodeNonceReused) {
+			t.Fatalf("replay after resume: %d %s", status, p.Code)
+		}
+		if e.snapshot() != before {
+			t.Fatal("the replay changed the store")
+		}
+	})
+
 	t.Run("OK_SignedRequestsPass", func(t *testing.T) {
 		a, err := agent.Submit(context.Background(), daoguard.Intent{Account: "ops", Kind: "transfer", Asset: "USDC", To: "0x1111111111111111111111111111111111111111", Amount: "1"}, "k1")
 		if err != nil || a.State != "queued" || a.Decoded.Amount.String() != "1000000" {

@@ -42,7 +42,16 @@ func viewAction(a *daoguard.Action) client.Action {
 
 func (s *Server) submit(c *call) error {
 	in := c.in.(*daoguard.Intent)
-	a, err := s.Service.Submit(c.r.Context(), c.principal(), c.r.Header.Get("Idempotency-Key"), *in)
+	ctx := c.r.Context()
+	var use func(daoguard.Tx) error
+	if s.SkipVerification == "" {
+		// The nonce commits with the action (one durable commit, not two).
+		use = func(tx daoguard.Tx) error { return s.Auth.UseNonce(ctx, tx, c.id) }
+	}
+	a, err := s.Service.SubmitOnce(ctx, use, c.principal(), c.r.Header.Get("Idempotency-Key"), *in)
+	if daoguard.ErrorCode(err) == daoguard.CodeNonceReused {
+		s.Auth.Deny(c.r, c.id, err)
+	}
 	if err != nil {
 		return err
 	}

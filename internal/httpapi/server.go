@@ -49,6 +49,9 @@ type route struct {
 	// in returns a pointer to the request body type; nil: no body allowed.
 	in       func() any
 	optional bool // the body may be empty
+	// ownNonce: the handler records the nonce in its own transaction
+	// (auth.Authenticator.UseNonce) instead of the edge doing it first.
+	ownNonce bool
 }
 
 // call is one authenticated request on its way through a handler.
@@ -66,28 +69,28 @@ func (s *Server) routes() []route {
 	read := func(scope string) auth.Need { return auth.Need{Scope: scope} }
 	strong := func(scope string) auth.Need { return auth.Need{Scope: scope, Ed25519: true} }
 	return []route{
-		{"GET", "/healthz", auth.Need{}, false, s.healthz, nil, false},
-		{"GET", "/openapi.json", auth.Need{}, false, s.openapi, nil, false},
-		{"POST", "/v1/actions", read(daoguard.ScopeActionsWrite), true, s.submit, body[daoguard.Intent], false},
-		{"GET", "/v1/actions", read(daoguard.ScopeActionsRead), true, s.listActions, nil, false},
-		{"GET", "/v1/actions/{id}", read(daoguard.ScopeActionsRead), true, s.getAction, nil, false},
-		{"POST", "/v1/actions/{id}/approve", strong(daoguard.ScopeApprovalsWrite), true, s.approve, body[client.VoteRequest], true},
-		{"POST", "/v1/actions/{id}/reject", strong(daoguard.ScopeApprovalsWrite), true, s.reject, body[client.VoteRequest], true},
-		{"POST", "/v1/actions/{id}/veto", strong(daoguard.ScopeApprovalsWrite), true, s.veto, body[client.VoteRequest], true},
-		{"POST", "/v1/actions/{id}/cancel", read(daoguard.ScopeActionsWrite), true, s.cancel, nil, false},
-		{"POST", "/v1/controls/pause", strong(daoguard.ScopeControlsWrite), true, s.pause, body[client.ControlRequest], true},
-		{"POST", "/v1/controls/resume", strong(daoguard.ScopeControlsWrite), true, s.resume, body[client.ControlRequest], true},
-		{"POST", "/v1/principals/{id}/autonomy", strong(daoguard.ScopeControlsWrite), true, s.setAutonomy, body[client.AutonomyRequest], false},
-		{"GET", "/v1/principals", read(daoguard.ScopeAdmin), true, s.listPrincipals, nil, false},
-		{"POST", "/v1/principals", strong(daoguard.ScopeAdmin), true, s.createPrincipal, body[client.PrincipalRequest], false},
-		{"GET", "/v1/keys", read(daoguard.ScopeAdmin), true, s.listKeys, nil, false},
-		{"POST", "/v1/keys", strong(daoguard.ScopeAdmin), true, s.createKey, body[client.KeyRequest], false},
-		{"POST", "/v1/keys/{id}/rotate", strong(daoguard.ScopeAdmin), true, s.rotateKey, body[client.RotateRequest], true},
+		{"GET", "/healthz", auth.Need{}, false, s.healthz, nil, false, false},
+		{"GET", "/openapi.json", auth.Need{}, false, s.openapi, nil, false, false},
+		{"POST", "/v1/actions", read(daoguard.ScopeActionsWrite), true, s.submit, body[daoguard.Intent], false, true},
+		{"GET", "/v1/actions", read(daoguard.ScopeActionsRead), true, s.listActions, nil, false, false},
+		{"GET", "/v1/actions/{id}", read(daoguard.ScopeActionsRead), true, s.getAction, nil, false, false},
+		{"POST", "/v1/actions/{id}/approve", strong(daoguard.ScopeApprovalsWrite), true, s.approve, body[client.VoteRequest], true, false},
+		{"POST", "/v1/actions/{id}/reject", strong(daoguard.ScopeApprovalsWrite), true, s.reject, body[client.VoteRequest], true, false},
+		{"POST", "/v1/actions/{id}/veto", strong(daoguard.ScopeApprovalsWrite), true, s.veto, body[client.VoteRequest], true, false},
+		{"POST", "/v1/actions/{id}/cancel", read(daoguard.ScopeActionsWrite), true, s.cancel, nil, false, false},
+		{"POST", "/v1/controls/pause", strong(daoguard.ScopeControlsWrite), true, s.pause, body[client.ControlRequest], true, false},
+		{"POST", "/v1/controls/resume", strong(daoguard.ScopeControlsWrite), true, s.resume, body[client.ControlRequest], true, false},
+		{"POST", "/v1/principals/{id}/autonomy", strong(daoguard.ScopeControlsWrite), true, s.setAutonomy, body[client.AutonomyRequest], false, false},
+		{"GET", "/v1/principals", read(daoguard.ScopeAdmin), true, s.listPrincipals, nil, false, false},
+		{"POST", "/v1/principals", strong(daoguard.ScopeAdmin), true, s.createPrincipal, body[client.PrincipalRequest], false, false},
+		{"GET", "/v1/keys", read(daoguard.ScopeAdmin), true, s.listKeys, nil, false, false},
+		{"POST", "/v1/keys", strong(daoguard.ScopeAdmin), true, s.createKey, body[client.KeyRequest], false, false},
+		{"POST", "/v1/keys/{id}/rotate", strong(daoguard.ScopeAdmin), true, s.rotateKey, body[client.RotateRequest], true, false},
 		// No scope here: any key may revoke itself (a compromised agent's
 		// operator can always pull it); revoking another key needs admin
 		// and ed25519, checked in the handler.
-		{"POST", "/v1/keys/{id}/revoke", auth.Need{}, true, s.revokeKey, body[client.RevokeRequest], true},
-		{"GET", "/v1/audit/entries", read(daoguard.ScopeAuditRead), true, s.auditEntries, nil, false},
+		{"POST", "/v1/keys/{id}/revoke", auth.Need{}, true, s.revokeKey, body[client.RevokeRequest], true, false},
+		{"GET", "/v1/audit/entries", read(daoguard.ScopeAuditRead), true, s.auditEntries, nil, false, false},
 	}
 }
 
@@ -160,6 +163,9 @@ func (s *Server) prepare(c *call, rt route) error {
 		return err
 	}
 	// Authentic, authorized and well-formed: only now is the nonce used up.
+	if rt.ownNonce {
+		return nil
+	}
 	return s.Auth.Consume(r.Context(), r, c.id)
 }
 

@@ -69,38 +69,78 @@ func New(store daoguard.Store, decider daoguard.Decider, exec daoguard.Executor,
 // IDEMPOTENCY_MISMATCH, INVALID_ARGUMENT, INVALID_AMOUNT, UNKNOWN_ACCOUNT,
 // UNKNOWN_ASSET.
 func (s *Service) Submit(ctx context.Context, principalID, idemKey string, in daoguard.Intent) (*daoguard.Action, error) {
+	return s.SubmitOnce(ctx, nil, principalID, idemKey, in)
+}
+
+// SubmitOnce is Submit for a signed request: use runs first, in the same
+// transaction, and records the request's nonce. If use refuses (a replay),
+// nothing changes. If the pipeline refuses the intent before writing
+// anything (bad input, kill switch, suspended agent), what use wrote still
+// commits, so that the refused request cannot be replayed later, when it
+// might pass. One transaction instead of two saves a durable commit per
+// submission.
+func (s *Service) SubmitOnce(ctx context.Context, use func(daoguard.Tx) error, principalID, idemKey string, in daoguard.Intent) (*daoguard.Action, error) {
 	if err := checkIdempotencyKey(idemKey); err != nil {
 		return nil, err
 	}
 	var out *daoguard.Action
+	var refused error
 	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
-		out = nil
+		out, refused = nil, nil
+		if use != nil {
+			if err := use(tx); err != nil {
+				return err
+			}
+		}
+		a, wrote, err := s.submit(ctx, tx, principalID, idemKey, in)
+		if err != nil && use != nil && !wrote && daoguard.ErrorCode(err) != daoguard.CodeInternal && daoguard.ErrorCode(err) != daoguard.CodeUnavailable {
+			refused = err
+			return nil
+		}
+		out = a
+		return err
+	})
+	if err == nil {
+		err = refused
+	}
+	if err != nil {
+		return nil, err
+	}
+	if out.State == daoguard.StateQueued {
+		s.Wake()
+	}
+	return out, nil
+}
+
+// submit is Submit's unit of work. wrote reports whether it wrote anything
+// before failing.
+func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemKey string, in daoguard.Intent) (out *daoguard.Action, wrote bool, err error) {
+	{
 		now := tx.Now()
 		p, err := tx.Principal(ctx, principalID)
 		if err != nil {
-			return err
+			return nil, false, err
 		}
 		if idemKey != "" {
 			if a, err := replay(ctx, tx, p.ID, idemKey, in); a != nil || err != nil {
-				out = a
-				return err
+				return a, false, err
 			}
 		}
 		org, err := tx.Org(ctx, p.OrgID)
 		if err != nil {
-			return err
+			return nil, false, err
 		}
 		if p.Kind == daoguard.PrincipalAgent {
 			if org.Paused {
-				return &daoguard.Error{Code: daoguard.CodeOrgPaused, Message: "the organisation is paused; agent submissions are refused", Hint: "a human must resume it"}
+				return nil, false, &daoguard.Error{Code: daoguard.CodeOrgPaused, Message: "the organisation is paused; agent submissions are refused", Hint: "a human must resume it"}
 			}
 			if p.Autonomy == daoguard.AutonomySuspended || !p.Autonomy.Valid() {
-				return daoguard.Errorf(daoguard.CodeAgentSuspended, "agent %s is suspended", p.ID)
+				return nil, false, daoguard.Errorf(daoguard.CodeAgentSuspended, "agent %s is suspended", p.ID)
 			}
 		}
 		dec, err := decode(ctx, tx, org.ID, in)
 		if err != nil {
-			return err
+			return nil, false, err
 		}
 		a := &daoguard.Action{
 			ID: daoguard.NewID("act", now), OrgID: org.ID, PrincipalID: p.ID,
@@ -121,32 +161,24 @@ func (s *Service) Submit(ctx context.Context, principalID, idemKey string, in da
 		// The action is written once, already in the state its decision
 		// gives; both steps (submitted, then decided) are in the audit log.
 		if err := daoguard.CheckTransition(a.State, to); err != nil {
-			return err
+			return nil, false, err
 		}
 		a.State = to
 		if err := tx.CreateAction(ctx, a); err != nil {
 			if daoguard.IsIdempotencyKeyUsed(err) { // lost a race with a concurrent twin
 				out, err = replay(ctx, tx, p.ID, idemKey, in)
-				return err
+				return out, false, err
 			}
-			return err
+			return nil, true, err
 		}
 		if err := appendEntry(ctx, tx, p.ID, p.Kind.String(), a, "action.submitted", map[string]any{"request_hash": a.RequestHash, "kind": dec.Kind, "account": dec.Account}); err != nil {
-			return err
+			return nil, true, err
 		}
 		if err := appendEntry(ctx, tx, p.ID, p.Kind.String(), a, "action."+to.String(), decisionDetail(a.Decision)); err != nil {
-			return err
+			return nil, true, err
 		}
-		out = a
-		return nil
-	})
-	if err != nil {
-		return nil, err
+		return a, true, nil
 	}
-	if out.State == daoguard.StateQueued {
-		s.Wake()
-	}
-	return out, nil
 }
 
 // checkIdempotencyKey allows up to 255 printable ASCII characters: a key is
