@@ -271,7 +271,11 @@ func (a *Authenticator) fail(r *http.Request, id *Identity, keyID string, err er
 		detail["key_id"] = keyID
 	}
 	e.Detail = mustJSON(detail)
-	a.Logger.Warn("authentication failed", "reason", code, "key_id", keyID, "source", src, "method", r.Method, "path", clip(r.URL.Path))
+	args := []any{"reason", code, "source", src, "method", clip(r.Method), "path", clip(r.URL.Path)}
+	if keyID != "" {
+		args = append(args, "key_id", keyID)
+	}
+	a.Logger.Warn("authentication failed", args...)
 	// The request is refused whatever happens here; a failed audit write
 	// is logged loudly rather than turned into a different answer.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
