@@ -83,10 +83,12 @@ var ErrNonceReused = &Error{Code: CodeNonceReused, Message: "this signature nonc
 // accepted once, on any gateway sharing the store.
 type NonceStore interface {
 	// UseNonce records nonce for keyID, atomically, unless it is already
-	// recorded. expires is when the record may be dropped: after it, the
-	// signature's created time is outside the window anyway.
-	// Errors: ErrNonceReused.
-	UseNonce(ctx context.Context, keyID, nonce string, expires time.Time) error
+	// recorded for the same signature creation time. created is part of
+	// the key because it is signed: a replay repeats it exactly, and stores
+	// keep the records in created order, so inserts land together instead
+	// of on random pages. expires is when the record may be dropped: after
+	// it, created is outside the window anyway. Errors: ErrNonceReused.
+	UseNonce(ctx context.Context, keyID, nonce string, created, expires time.Time) error
 	// PurgeNonces drops nonces that expired before t and returns how many.
 	PurgeNonces(ctx context.Context, before time.Time) (int64, error)
 }

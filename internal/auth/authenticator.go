@@ -39,8 +39,8 @@ type Identity struct {
 	Principal  *daoguard.Principal
 	Limit      State // the credential's rate-limit state after this request
 
-	nonce        string
-	nonceExpires time.Time
+	nonce                 string
+	created, nonceExpires time.Time
 }
 
 // Authenticator checks signed requests against daoguard's profile, in an
@@ -187,7 +187,7 @@ func (a *Authenticator) authenticate(ctx context.Context, r *http.Request, body 
 		return id, keyID, limited(st, retry, "for this key")
 	}
 	id.Limit = st
-	id.nonce, id.nonceExpires = sig.Nonce, created.Add(a.Window+time.Second)
+	id.nonce, id.created, id.nonceExpires = sig.Nonce, created, created.Add(a.Window+time.Second)
 	return id, keyID, nil
 }
 
@@ -208,7 +208,7 @@ func (a *Authenticator) Consume(ctx context.Context, r *http.Request, id *Identi
 // that records the nonce in the same commit as its work. On NONCE_REUSED
 // the caller reports the replay with Deny.
 func (a *Authenticator) UseNonce(ctx context.Context, tx daoguard.Tx, id *Identity) error {
-	return tx.UseNonce(ctx, id.Credential.KeyID, id.nonce, id.nonceExpires)
+	return tx.UseNonce(ctx, id.Credential.KeyID, id.nonce, id.created, id.nonceExpires)
 }
 
 // checkProfile enforces API.md's profile on a parsed signature.

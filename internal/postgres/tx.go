@@ -581,8 +581,8 @@ func (tx *Tx) TouchCredentials(ctx context.Context, used map[string]time.Time) e
 	return nil
 }
 
-func (tx *Tx) UseNonce(ctx context.Context, keyID, nonce string, expires time.Time) error {
-	tag, err := tx.q.Exec(tx.c(ctx), `INSERT INTO nonces (key_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, keyID, nonce, expires)
+func (tx *Tx) UseNonce(ctx context.Context, keyID, nonce string, created, expires time.Time) error {
+	tag, err := tx.q.Exec(tx.c(ctx), `INSERT INTO nonces (created, key_id, nonce, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, created.Unix(), keyID, nonce, expires)
 	if err != nil {
 		return err
 	}
@@ -593,7 +593,7 @@ func (tx *Tx) UseNonce(ctx context.Context, keyID, nonce string, expires time.Ti
 }
 
 func (tx *Tx) PurgeNonces(ctx context.Context, before time.Time) (int64, error) {
-	tag, err := tx.q.Exec(tx.c(ctx), `DELETE FROM nonces WHERE expires_at < $1`, before)
+	tag, err := tx.q.Exec(tx.c(ctx), `DELETE FROM nonces WHERE created < $1 AND expires_at < $2`, before.Unix()+1, before)
 	if err != nil {
 		return 0, err
 	}

@@ -144,7 +144,7 @@ func runStore(t *testing.T, h Harness) {
 		f := setup(t, h)
 		now := f.Clock.Now()
 		use := func(key, nonce string, exp time.Time) error {
-			return f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UseNonce(ctx, key, nonce, exp) })
+			return f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UseNonce(ctx, key, nonce, now, exp) })
 		}
 		if err := use("k1", "n1", now.Add(time.Minute)); err != nil {
 			t.Fatal(err)
@@ -176,7 +176,7 @@ func runStore(t *testing.T, h Harness) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UseNonce(ctx, "k", "same", f.Clock.Now().Add(time.Minute)) })
+				err := f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UseNonce(ctx, "k", "same", f.Clock.Now(), f.Clock.Now().Add(time.Minute)) })
 				switch daoguard.ErrorCode(err) {
 				case "":
 					ok.Add(1)
