@@ -176,7 +176,9 @@ func runStore(t *testing.T, h Harness) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.UseNonce(ctx, "k", "same", f.Clock.Now(), f.Clock.Now().Add(time.Minute)) })
+				err := f.Store.Update(ctx, func(tx daoguard.Tx) error {
+					return tx.UseNonce(ctx, "k", "same", f.Clock.Now(), f.Clock.Now().Add(time.Minute))
+				})
 				switch daoguard.ErrorCode(err) {
 				case "":
 					ok.Add(1)
