@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -159,7 +160,10 @@ func (s *Signature) Base(r *http.Request) ([]byte, error) {
 // server received it: the raw request target, not Go's re-encoding of it,
 // because that is what the client signed.
 func componentValue(r *http.Request, c string) (string, error) {
-	path, query := requestTarget(r)
+	path, query, err := requestTarget(r)
+	if err != nil {
+		return "", err
+	}
 	switch c {
 	case "@method":
 		return r.Method, nil
@@ -200,9 +204,11 @@ func componentValue(r *http.Request, c string) (string, error) {
 	return strings.Join(vals, ", "), nil
 }
 
-// requestTarget splits the raw request target into path and query
-// (query without "?", and whether one was present).
-func requestTarget(r *http.Request) (path string, query *string) {
+// requestTarget returns the raw path and query (without "?"; nil if
+// absent) of the request target, and checks that they are what the router
+// acts on. A signature binds what the handler does only if the base and
+// the router read the same target: any disagreement is refused.
+func requestTarget(r *http.Request) (path string, query *string, err error) {
 	t := r.RequestURI
 	if t == "" { // a client-side request
 		t = r.URL.RequestURI()
@@ -210,12 +216,15 @@ func requestTarget(r *http.Request) (path string, query *string) {
 			t += "?"
 		}
 	}
-	if i := strings.Index(t, "://"); i >= 0 { // absolute form
-		t = t[i+3:]
-		if j := strings.IndexAny(t, "/?"); j >= 0 {
-			t = t[j:]
-		} else {
-			t = ""
+	if !strings.HasPrefix(t, "/") {
+		// Absolute form (RFC 9112 §3.2.2), as a proxy would send it.
+		u, perr := url.ParseRequestURI(t)
+		if perr != nil || u.Scheme == "" || u.Host == "" {
+			return "", nil, invalid("unsupported request target")
+		}
+		t = u.RequestURI()
+		if u.ForceQuery && u.RawQuery == "" {
+			t += "?"
 		}
 	}
 	if p, q, ok := strings.Cut(t, "?"); ok {
@@ -226,7 +235,21 @@ func requestTarget(r *http.Request) (path string, query *string) {
 	if path == "" {
 		path = "/"
 	}
-	return path, query
+	// The router dispatches on r.URL.Path and handlers read r.URL's query:
+	// they must be exactly the decoded forms of what was signed.
+	decoded, derr := url.PathUnescape(path)
+	rawQuery := ""
+	if query != nil {
+		rawQuery = *query
+	}
+	routed := "/"
+	if r.URL != nil && r.URL.Path != "" {
+		routed = r.URL.Path
+	}
+	if r.URL != nil && (derr != nil || decoded != routed || rawQuery != r.URL.RawQuery) {
+		return "", nil, invalid("the request target is ambiguous")
+	}
+	return path, query, nil
 }
 
 // queryPart renders the query with its "?". RFC 9421 §2.2.7: an absent or

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +97,14 @@ func TestRefusedRequests(t *testing.T) {
 		{"ErrQueryDiffersFromSigned", func() *http.Request {
 			r := signed(t, agent, "GET", "/v1/actions?state=queued", nil)
 			r.URL.RawQuery = "state=denied"
+			return r
+		}, 401, daoguard.CodeSignatureInvalid, true},
+		{"ErrTargetSmuggledIntoQuery", func() *http.Request {
+			// Signed for another action; the approval is redirected to
+			// pending by a target whose query looks like a URL.
+			r := signed(t, human, "POST", "/v1/actions/act_other/approve", []byte(`{}`))
+			u, _ := url.Parse(e.srv.URL + approve + "?://x/v1/actions/act_other/approve")
+			r.URL = u
 			return r
 		}, 401, daoguard.CodeSignatureInvalid, true},
 		{"ErrCreatedTooOld", func() *http.Request { return signed(t, &old, "POST", "/v1/actions", ok) }, 401, daoguard.CodeSignatureExpired, true},
