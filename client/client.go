@@ -45,7 +45,13 @@ type Client struct {
 
 // New returns a client for the API at baseURL that signs with s.
 func New(baseURL string, s auth.Signer) *Client {
-	return &Client{URL: strings.TrimRight(baseURL, "/"), Signer: s, HTTP: &http.Client{Timeout: 30 * time.Second}, Now: time.Now}
+	hc := &http.Client{
+		Timeout: 30 * time.Second,
+		// Never follow a redirect: it would carry the signed headers (and
+		// the body's intent) to wherever the answer points.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return &Client{URL: strings.TrimRight(baseURL, "/"), Signer: s, HTTP: hc, Now: time.Now}
 }
 
 // Load reads a credential file. It refuses a file that others can read:
@@ -219,7 +225,8 @@ func (c *Client) Veto(ctx context.Context, id, comment string) (*Action, error) 
 
 // Cancel withdraws an action.
 func (c *Client) Cancel(ctx context.Context, id string) (*Action, error) {
-	return c.vote(ctx, id, "cancel", VoteRequest{})
+	var a Action
+	return &a, c.Do(ctx, "POST", "/v1/actions/"+url.PathEscape(id)+"/cancel", nil, nil, nil, &a)
 }
 
 // Pause turns the organisation's kill switch on.

@@ -26,6 +26,9 @@ func decode(body []byte, v any, optional bool) error {
 		}
 		return daoguard.Errorf(daoguard.CodeInvalid, "a JSON body is required")
 	}
+	if err := checkStrict(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -60,4 +63,54 @@ func decodeError(err error) error {
 		return daoguard.FieldError(daoguard.CodeInvalid, clip(field), "unknown field")
 	}
 	return daoguard.Errorf(daoguard.CodeInvalid, "the body could not be decoded")
+}
+
+// checkStrict refuses what encoding/json would silently accept: a key that
+// appears twice in one object (the last would win, while a proxy or a log
+// reader may take the first) — compared without case, because
+// encoding/json matches field names without case — and null values.
+func checkStrict(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	type frame struct {
+		object bool
+		keys   map[string]bool
+		key    bool // the next token in this object is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return nil // malformed: the decoder reports it precisely
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if k, isKey := tok.(string); isKey && top != nil && top.object && top.key {
+			lk := strings.ToLower(k)
+			if top.keys[lk] {
+				return daoguard.FieldError(daoguard.CodeInvalid, clip(k), "the field appears more than once")
+			}
+			top.keys[lk] = true
+			top.key = false
+			continue
+		}
+		if top != nil && top.object {
+			top.key = true // this token is a value; a key comes next
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{object: true, keys: map[string]bool{}, key: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		case nil:
+			return daoguard.Errorf(daoguard.CodeInvalid, "null is not a value here; leave the field out")
+		}
+	}
 }

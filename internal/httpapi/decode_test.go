@@ -26,6 +26,9 @@ func TestDecode(t *testing.T) {
 		{"ErrWrongType", `{"account":["ops"]}`, false, daoguard.CodeInvalid, "account"},
 		{"ErrTrailingData", `{"account":"ops"} {"account":"treasury"}`, false, daoguard.CodeInvalid, ""},
 		{"ErrArray", `[{"account":"ops"}]`, false, daoguard.CodeInvalid, ""},
+		{"ErrDuplicateKey", `{"amount":"1","amount":"2"}`, false, daoguard.CodeInvalid, "amount"},
+		{"ErrDuplicateKeyOtherCase", `{"amount":"1","AMOUNT":"3"}`, false, daoguard.CodeInvalid, "AMOUNT"},
+		{"ErrNull", `{"account":"ops","rationale":null}`, false, daoguard.CodeInvalid, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var in daoguard.Intent
@@ -38,6 +41,14 @@ func TestDecode(t *testing.T) {
 			}
 		})
 	}
+	t.Run("OK_SameKeyInSiblingObjects", func(t *testing.T) {
+		if err := checkStrict([]byte(`{"a":{"x":"1"},"b":{"x":"2"},"c":[{"x":"3"},{"x":"4"}]}`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := checkStrict([]byte(`{"a":{"x":"1","X":"2"}}`)); daoguard.ErrorCode(err) != daoguard.CodeInvalid {
+			t.Fatalf("nested duplicate: %v", err)
+		}
+	})
 	t.Run("ErrBadEnumInBody", func(t *testing.T) {
 		var req client.AutonomyRequest
 		if err := decode([]byte(`{"level":"godmode"}`), &req, false); daoguard.ErrorCode(err) != daoguard.CodeInvalid {

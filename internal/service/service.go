@@ -520,7 +520,9 @@ func actionOf(ctx context.Context, tx daoguard.Tx, p *daoguard.Principal, action
 	if err != nil {
 		return nil, err
 	}
-	if a.OrgID != p.OrgID {
+	// Reveal nothing: another organisation's action, or, for an agent,
+	// another principal's, looks like no action at all.
+	if a.OrgID != p.OrgID || (!p.IsHuman() && a.PrincipalID != p.ID) {
 		return nil, daoguard.Errorf(daoguard.CodeNotFound, "action %s not found", actionID)
 	}
 	return a, nil
@@ -618,7 +620,9 @@ func (s *Service) AuditEntries(ctx context.Context, principalID string, from uin
 		}
 		all, err := tx.AuditEntries(ctx, from, limit)
 		for _, e := range all {
-			if e.OrgID == p.OrgID || e.OrgID == "" {
+			// Entries of no organisation (refused anonymous requests,
+			// with source addresses) are for humans only.
+			if e.OrgID == p.OrgID || (e.OrgID == "" && p.IsHuman()) {
 				out = append(out, e)
 			}
 		}

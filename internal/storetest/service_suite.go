@@ -221,8 +221,11 @@ func runService(t *testing.T, h Harness) {
 	t.Run("OK_Cancel", func(t *testing.T) {
 		f := setup(t, h)
 		a := submit(t, f, f.Agent, "5000", Vendor)
+		// Another agent does not even see it (reveal nothing).
 		_, err := f.Svc.Cancel(ctx, f.Agent2, a.ID)
-		wantCode(t, err, daoguard.CodeForbidden)
+		wantCode(t, err, daoguard.CodeNotFound)
+		_, _, err = f.Svc.Action(ctx, f.Agent2, a.ID)
+		wantCode(t, err, daoguard.CodeNotFound)
 		a = must[*daoguard.Action](t)(f.Svc.Cancel(ctx, f.Agent, a.ID))
 		if a.State != daoguard.StateCancelled {
 			t.Fatalf("state %s", a.State)
