@@ -25,6 +25,14 @@ const (
 	DefaultFailRate   = 1.0 // failed authentications per second per source address
 	DefaultFailBurst  = 20
 	DefaultFlushEvery = 30 * time.Second // last-used times and nonce purge
+	DefaultAuditRate  = 50.0             // failure audit entries per second, all sources together
+	DefaultAuditBurst = 200
+	// NonceRetention is how long a nonce is kept after its signature's
+	// created time: the longest window any gateway may be configured with
+	// (10 min), plus a margin for clock differences between gateways. It
+	// does not depend on this gateway's window, so a replica with a longer
+	// window never meets a nonce another one already purged.
+	NonceRetention = 11 * time.Minute
 )
 
 // Need is what an endpoint requires of a caller's credential.
@@ -55,11 +63,13 @@ type Authenticator struct {
 	Skew        time.Duration
 	KeyLimit    *Limiter // per credential, after verification
 	FailLimit   *Limiter // failed authentications per source address
+	AuditLimit  *Limiter // failure audit entries per second, all sources together
 	Now         func() time.Time
 	Logger      *slog.Logger
 
 	mu   sync.Mutex
-	used map[string]time.Time // last use per key, flushed by Flush
+	used       map[string]time.Time // last use per key, flushed by Flush
+	suppressed map[string]int       // rate-limited failures by reason, flushed by Flush
 }
 
 // New returns an Authenticator with the defaults.
@@ -68,21 +78,11 @@ func New(store daoguard.Store, keyring *secrets.Keyring, env string) *Authentica
 		Store: store, Keyring: keyring, Environment: env,
 		Window: DefaultWindow, Skew: DefaultSkew,
 		KeyLimit:  NewLimiter("key", DefaultKeyRate, DefaultKeyBurst),
-		FailLimit: NewLimiter("failed-auth", DefaultFailRate, DefaultFailBurst),
+		FailLimit:  NewLimiter("failed-auth", DefaultFailRate, DefaultFailBurst),
+		AuditLimit: NewLimiter("failed-auth-audit", DefaultAuditRate, DefaultAuditBurst),
 		Now:       time.Now, Logger: slog.Default(),
-		used: map[string]time.Time{},
+		used: map[string]time.Time{}, suppressed: map[string]int{},
 	}
-}
-
-// SourceAllowed reports whether the request's source address may try to
-// authenticate at all: an address that keeps failing is refused before
-// any signature work, so guessing and flooding are cheap to turn away.
-// Errors: RATE_LIMITED (a *LimitError).
-func (a *Authenticator) SourceAllowed(r *http.Request) error {
-	if ok, retry := a.FailLimit.Peek(source(r), a.Now()); !ok {
-		return limited(State{}, retry, "from this address after failed authentications")
-	}
-	return nil
 }
 
 // Authenticate verifies r (whose body is body) and checks that the caller
@@ -98,7 +98,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, body 
 	if err != nil {
 		var le *LimitError
 		if !errors.As(err, &le) && daoguard.ErrorCode(err) != daoguard.CodeUnavailable {
-			a.fail(r, id, keyID, err)
+			err = a.fail(r, id, keyID, err)
 		}
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func (a *Authenticator) authenticate(ctx context.Context, r *http.Request, body 
 		return id, keyID, limited(st, retry, "for this key")
 	}
 	id.Limit = st
-	id.nonce, id.created, id.nonceExpires = sig.Nonce, created, created.Add(a.Window+time.Second)
+	id.nonce, id.created, id.nonceExpires = sig.Nonce, created, created.Add(NonceRetention)
 	return id, keyID, nil
 }
 
@@ -254,11 +254,31 @@ func (a *Authenticator) Deny(r *http.Request, id *Identity, err error) {
 
 // fail records a refused request: an audit entry with the reason code
 // (never the signature, the body or a secret), a warning in the log for
-// alerting, and one failure against the source address.
-func (a *Authenticator) fail(r *http.Request, id *Identity, keyID string, err error) {
+// alerting, and one failure against the source address. It returns the
+// error to answer with.
+//
+// Failures are limited, not requests: a source over its failure budget (or
+// everyone together over AuditLimit) is answered RATE_LIMITED and its
+// further failures are counted, not written one by one (Flush writes one
+// auth.failures_suppressed entry with the counts). A correctly signed
+// request from the same address is never refused for it, so one bad
+// client behind a shared proxy cannot lock the humans out of the kill
+// switch, and a flood cannot fill the audit log.
+func (a *Authenticator) fail(r *http.Request, id *Identity, keyID string, err error) error {
 	code := daoguard.ErrorCode(err)
 	src := source(r)
-	a.FailLimit.Take(src, a.Now())
+	now := a.Now()
+	_, srcOK, retry := a.FailLimit.Take(src, now)
+	_, allOK, _ := a.AuditLimit.Take("all", now)
+	if !srcOK || !allOK {
+		a.mu.Lock()
+		a.suppressed[string(code)]++
+		a.mu.Unlock()
+		if !srcOK {
+			return limited(State{}, retry, "from this address after failed authentications")
+		}
+		return err
+	}
 	e := &daoguard.AuditEntry{ActorID: "anonymous", ActorKind: "anonymous", Event: "auth.failed"}
 	if code == daoguard.CodeMissingScope || code == daoguard.CodeEd25519Required || code == daoguard.CodeWrongEnvironment {
 		e.Event = "auth.denied"
@@ -283,14 +303,28 @@ func (a *Authenticator) fail(r *http.Request, id *Identity, keyID string, err er
 	if err := a.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.Append(ctx, e) }); err != nil {
 		a.Logger.Error("audit: could not record an authentication failure", "reason", code, "err", err)
 	}
+	return err
 }
 
-// Flush writes the last-used times gathered since the previous flush.
+// Flush writes the last-used times gathered since the previous flush, and
+// one audit entry counting the failures that were rate limited.
 func (a *Authenticator) Flush(ctx context.Context) error {
 	a.mu.Lock()
-	used := a.used
-	a.used = map[string]time.Time{}
+	used, suppressed := a.used, a.suppressed
+	a.used, a.suppressed = map[string]time.Time{}, map[string]int{}
 	a.mu.Unlock()
+	if len(suppressed) > 0 {
+		total := 0
+		for _, n := range suppressed {
+			total += n
+		}
+		a.Logger.Warn("authentication failures over the rate limit", "count", total)
+		e := &daoguard.AuditEntry{ActorID: "anonymous", ActorKind: "anonymous", Event: "auth.failures_suppressed",
+			Detail: mustJSON(map[string]any{"count": total, "by_reason": suppressed})}
+		if err := a.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.Append(ctx, e) }); err != nil {
+			return err
+		}
+	}
 	if len(used) == 0 {
 		return nil
 	}

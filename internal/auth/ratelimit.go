@@ -61,23 +61,6 @@ func (l *Limiter) Take(key string, now time.Time) (st State, ok bool, retry time
 	return l.state(b, now), true, 0
 }
 
-// Peek reports whether key's bucket has a token, spending none.
-func (l *Limiter) Peek(key string, now time.Time) (ok bool, retry time.Duration) {
-	if l == nil || l.Rate <= 0 {
-		return true, 0
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, exists := l.m[key]
-	if !exists {
-		return true, 0
-	}
-	if t := b.TokensAt(now); t < 1 {
-		return false, time.Duration((1 - t) / float64(l.Rate) * float64(time.Second))
-	}
-	return true, 0
-}
-
 func (l *Limiter) state(b *rate.Limiter, now time.Time) State {
 	t := b.TokensAt(now)
 	window := math.Ceil(float64(l.Burst) / float64(l.Rate))

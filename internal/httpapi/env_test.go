@@ -86,6 +86,7 @@ func (e *env) serve() {
 	e.authn = auth.New(e.store, e.keyring, "test")
 	e.authn.Now, e.authn.Logger = e.clock.Now, log
 	e.authn.FailLimit = auth.NewLimiter("failed-auth", 0, 0) // the table sends many failures from one address
+	e.authn.AuditLimit = auth.NewLimiter("failed-auth-audit", 0, 0)
 	e.srv = httptest.NewServer((&httpapi.Server{Store: e.store, Service: e.svc, Auth: e.authn, Logger: log}).Handler())
 	e.t.Cleanup(e.srv.Close)
 }

@@ -133,11 +133,6 @@ func (s *Server) prepare(c *call, rt route) error {
 		return nil
 	}
 	r := c.r
-	if s.SkipVerification == "" {
-		if err := s.Auth.SourceAllowed(r); err != nil {
-			return err
-		}
-	}
 	body, err := readBody(c.w, r, s.MaxBody)
 	if err != nil {
 		return err
