@@ -67,7 +67,7 @@ type Authenticator struct {
 	Now         func() time.Time
 	Logger      *slog.Logger
 
-	mu   sync.Mutex
+	mu         sync.Mutex
 	used       map[string]time.Time // last use per key, flushed by Flush
 	suppressed map[string]int       // rate-limited failures by reason, flushed by Flush
 }
@@ -77,10 +77,10 @@ func New(store daoguard.Store, keyring *secrets.Keyring, env string) *Authentica
 	return &Authenticator{
 		Store: store, Keyring: keyring, Environment: env,
 		Window: DefaultWindow, Skew: DefaultSkew,
-		KeyLimit:  NewLimiter("key", DefaultKeyRate, DefaultKeyBurst),
+		KeyLimit:   NewLimiter("key", DefaultKeyRate, DefaultKeyBurst),
 		FailLimit:  NewLimiter("failed-auth", DefaultFailRate, DefaultFailBurst),
 		AuditLimit: NewLimiter("failed-auth-audit", DefaultAuditRate, DefaultAuditBurst),
-		Now:       time.Now, Logger: slog.Default(),
+		Now:        time.Now, Logger: slog.Default(),
 		used: map[string]time.Time{}, suppressed: map[string]int{},
 	}
 }
