@@ -86,6 +86,7 @@ func (m *Main) runRotateMaster(ctx context.Context, args []string) error {
 	fset := m.newFlagSet("keys rotate-master")
 	dir := fset.String("data", "", "data directory (required)")
 	retire := fset.Bool("retire", false, "after re-sealing, remove the older master key versions")
+	replicasStopped := fset.Bool("replicas-stopped", false, "PostgreSQL: confirm that every gateway sharing the database is stopped")
 	if err := parseFlags(fset, args); err != nil {
 		return err
 	}
@@ -99,6 +100,13 @@ func (m *Main) runRotateMaster(ctx context.Context, args []string) error {
 	if m.Getenv("DAOGUARD_MASTER_KEY") != "" {
 		return &daoguard.Error{Code: daoguard.CodeConfig, Message: "the master key comes from DAOGUARD_MASTER_KEY, which this command cannot rewrite",
 			Hint: "rotate it in the secret manager: add a line \"<next version>:<base64 of 32 random bytes>\", then run this command with the new value set"}
+	}
+	// On a shared PostgreSQL the directory lock covers this replica only;
+	// a running replica without the new version could not open re-sealed
+	// secrets.
+	if cfg.Store != "sqlite" && !*replicasStopped {
+		return &daoguard.Error{Code: daoguard.CodeConflict, Message: "the store is shared: stop every gateway that uses it first",
+			Hint: "then run again with --replicas-stopped, and copy the new master.key to every replica's data directory before starting them"}
 	}
 	unlock, err := lockDir(*dir)
 	if err != nil {
