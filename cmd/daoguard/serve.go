@@ -115,6 +115,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	}
 	srv := &http.Server{
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn), // TLS handshake errors and the like, as JSON
 		Handler:           (&httpapi.Server{Store: st, Service: svc, Auth: authn, Logger: log, MaxBody: cfg.Auth.MaxBody}).Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
