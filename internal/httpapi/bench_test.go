@@ -32,8 +32,18 @@ func BenchmarkSubmit(b *testing.B) {
 	}
 }
 
+// BenchmarkSubmitPostgres is BenchmarkSubmit/Signed on the PostgreSQL
+// store (DAOGUARD_TEST_POSTGRES), the database sharing the 2 cores.
+func BenchmarkSubmitPostgres(b *testing.B) {
+	e, _ := twoGateways(b)
+	benchOn(b, e, true)
+}
+
 func benchSubmit(b *testing.B, verify bool) {
-	e := newSQLiteEnv(b)
+	benchOn(b, newSQLiteEnv(b), verify)
+}
+
+func benchOn(b *testing.B, e *env, verify bool) {
 	e.authn.KeyLimit = auth.NewLimiter("key", 0, 0)
 	if !verify {
 		e.srv.Close()

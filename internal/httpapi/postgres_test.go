@@ -20,7 +20,7 @@ import (
 // twoGateways returns two gateways, each with its own store connection
 // pool, authenticator and HTTP server, sharing one PostgreSQL schema: what
 // two replicas behind a load balancer are.
-func twoGateways(t *testing.T) (*env, *env) {
+func twoGateways(t testing.TB) (*env, *env) {
 	base := os.Getenv("DAOGUARD_TEST_POSTGRES")
 	if base == "" {
 		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
