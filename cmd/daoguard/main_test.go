@@ -40,6 +40,18 @@ func TestUsage(t *testing.T) {
 		{[]string{"version", "extra"}, exitUsage, "unexpected argument"},
 		{[]string{"version"}, exitOK, ""},
 		{[]string{"-h"}, exitOK, ""},
+		{[]string{"keys"}, exitUsage, "subcommand"},
+		{[]string{"keys", "frob"}, exitUsage, "unknown keys subcommand"},
+		{[]string{"keys", "scan"}, exitUsage, "one PATH"},
+		{[]string{"keys", "rotate-master"}, exitUsage, "--data"},
+		{[]string{"keys", "create", "--credential", "x"}, exitUsage, "--principal"},
+		{[]string{"action"}, exitUsage, "subcommand"},
+		{[]string{"action", "submit", "--credential", "x"}, exitUsage, "--account and --to"},
+		{[]string{"action", "get"}, exitUsage, "--id"},
+		{[]string{"approve"}, exitUsage, "--id"},
+		{[]string{"veto", "--id", "act_1"}, exitUsage, "DAOGUARD_CREDENTIAL"},
+		{[]string{"pause", "--credential", "/nonexistent"}, exitFailed, "cannot read credential file"},
+		{[]string{"principals", "create", "--name", "x", "--kind", "robot"}, exitUsage, "unknown principal kind"},
 	} {
 		code, _, stderr := run(t, nil, tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.err) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 && tc.code != exitUsage {
