@@ -49,6 +49,7 @@ type Identity struct {
 
 	nonce                 string
 	created, nonceExpires time.Time
+	verified              bool // the signature verified: the principal is the actor
 }
 
 // Authenticator checks signed requests against daoguard's profile, in an
@@ -176,6 +177,7 @@ func (a *Authenticator) authenticate(ctx context.Context, r *http.Request, body 
 	}
 
 	// Authentic. Now: may this key do this?
+	id.verified = true
 	if need.Scope != "" && !c.HasScope(need.Scope) {
 		return id, keyID, &daoguard.Error{Code: daoguard.CodeMissingScope, Message: fmt.Sprintf("the key lacks the %s scope", need.Scope)}
 	}
@@ -257,9 +259,10 @@ func (a *Authenticator) Deny(r *http.Request, id *Identity, err error) {
 // alerting, and one failure against the source address. It returns the
 // error to answer with.
 //
-// Failures are limited, not requests: a source over its failure budget (or
-// everyone together over AuditLimit) is answered RATE_LIMITED and its
-// further failures are counted, not written one by one (Flush writes one
+// Failures are limited, not requests: a source over its failure budget is
+// answered RATE_LIMITED and its further failures are counted, not written
+// one by one; failures beyond AuditLimit from all sources within budget are
+// answered as usual and counted too (Flush writes one
 // auth.failures_suppressed entry with the counts). A correctly signed
 // request from the same address is never refused for it, so one bad
 // client behind a shared proxy cannot lock the humans out of the kill
@@ -269,7 +272,10 @@ func (a *Authenticator) fail(r *http.Request, id *Identity, keyID string, err er
 	src := source(r)
 	now := a.Now()
 	_, srcOK, retry := a.FailLimit.Take(src, now)
-	_, allOK, _ := a.AuditLimit.Take("all", now)
+	allOK := false
+	if srcOK { // a source over its own budget must not spend everyone's
+		_, allOK, _ = a.AuditLimit.Take("all", now)
+	}
 	if !srcOK || !allOK {
 		a.mu.Lock()
 		a.suppressed[string(code)]++
@@ -283,7 +289,10 @@ func (a *Authenticator) fail(r *http.Request, id *Identity, keyID string, err er
 	if code == daoguard.CodeMissingScope || code == daoguard.CodeEd25519Required || code == daoguard.CodeWrongEnvironment {
 		e.Event = "auth.denied"
 	}
-	if id != nil && id.Principal != nil {
+	// Only a request whose signature verified speaks for its principal;
+	// before that, anyone who knows a key id (not a secret) could put
+	// entries under the key owner's name.
+	if id != nil && id.Principal != nil && id.verified {
 		e.OrgID, e.ActorID, e.ActorKind = id.Principal.OrgID, id.Principal.ID, id.Principal.Kind.String()
 	}
 	detail := map[string]string{"reason": string(code), "source": src, "method": clip(r.Method), "path": clip(r.URL.Path)}
@@ -322,6 +331,16 @@ func (a *Authenticator) Flush(ctx context.Context) error {
 		e := &daoguard.AuditEntry{ActorID: "anonymous", ActorKind: "anonymous", Event: "auth.failures_suppressed",
 			Detail: mustJSON(map[string]any{"count": total, "by_reason": suppressed})}
 		if err := a.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.Append(ctx, e) }); err != nil {
+			a.mu.Lock() // keep everything for the next flush
+			for k, n := range suppressed {
+				a.suppressed[k] += n
+			}
+			for k, t := range used {
+				if t.After(a.used[k]) {
+					a.used[k] = t
+				}
+			}
+			a.mu.Unlock()
 			return err
 		}
 	}

@@ -211,10 +211,7 @@ func componentValue(r *http.Request, c string) (string, error) {
 func requestTarget(r *http.Request) (path string, query *string, err error) {
 	t := r.RequestURI
 	if t == "" { // a client-side request
-		t = r.URL.RequestURI()
-		if r.URL.ForceQuery && r.URL.RawQuery == "" {
-			t += "?"
-		}
+		t = r.URL.RequestURI() // ends in "?" when ForceQuery
 	}
 	if !strings.HasPrefix(t, "/") {
 		// Absolute form (RFC 9112 §3.2.2), as a proxy would send it.
@@ -223,9 +220,6 @@ func requestTarget(r *http.Request) (path string, query *string, err error) {
 			return "", nil, invalid("unsupported request target")
 		}
 		t = u.RequestURI()
-		if u.ForceQuery && u.RawQuery == "" {
-			t += "?"
-		}
 	}
 	if p, q, ok := strings.Cut(t, "?"); ok {
 		path, query = p, &q
@@ -235,21 +229,41 @@ func requestTarget(r *http.Request) (path string, query *string, err error) {
 	if path == "" {
 		path = "/"
 	}
-	// The router dispatches on r.URL.Path and handlers read r.URL's query:
-	// they must be exactly the decoded forms of what was signed.
-	decoded, derr := url.PathUnescape(path)
+	// The router matches segments of r.URL.EscapedPath() and handlers read
+	// r.URL's query: both must be exactly what was signed, segment by
+	// segment (so an escaped "/" inside a signed segment can never become
+	// a segment boundary for the router).
 	rawQuery := ""
 	if query != nil {
 		rawQuery = *query
 	}
-	routed := "/"
-	if r.URL != nil && r.URL.Path != "" {
-		routed = r.URL.Path
-	}
-	if r.URL != nil && (derr != nil || decoded != routed || rawQuery != r.URL.RawQuery) {
-		return "", nil, invalid("the request target is ambiguous")
+	if r.URL != nil {
+		routed := r.URL.EscapedPath()
+		if routed == "" {
+			routed = "/"
+		}
+		if !sameSegments(path, routed) || rawQuery != r.URL.RawQuery {
+			return "", nil, invalid("the request target is ambiguous")
+		}
 	}
 	return path, query, nil
+}
+
+// sameSegments reports whether two escaped paths have the same segments
+// once each segment is unescaped.
+func sameSegments(a, b string) bool {
+	as, bs := strings.Split(a, "/"), strings.Split(b, "/")
+	if len(as) != len(bs) {
+		return false
+	}
+	for i := range as {
+		x, err1 := url.PathUnescape(as[i])
+		y, err2 := url.PathUnescape(bs[i])
+		if err1 != nil || err2 != nil || x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // queryPart renders the query with its "?". RFC 9421 §2.2.7: an absent or

@@ -231,3 +231,49 @@ func FuzzParseSignature(f *testing.F) {
 		}
 	})
 }
+
+// TestRequestTarget: the base reads the target the router acts on, or the
+// request is refused.
+func TestRequestTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name, target, path, query string
+		ok                        bool
+	}{
+		{"OK_Plain", "/v1/actions?state=queued", "/v1/actions", "state=queued", true},
+		{"OK_EmptyQuery", "/v1/actions?", "/v1/actions", "", true},
+		{"OK_EscapedSegment", "/v1/actions/a%7Cb", "/v1/actions/a%7Cb", "", true},
+		{"OK_RawPipe", "/v1/actions/a|b", "/v1/actions/a|b", "", true},
+		{"OK_AbsoluteForm", "http://example.com/v1/actions?x=1", "/v1/actions", "x=1", true},
+		{"OK_QueryLooksLikeURL", "/v1/actions/A/approve?://x/v1/actions/B/approve", "/v1/actions/A/approve", "://x/v1/actions/B/approve", true},
+		// An escaped "/" inside a segment that the router would split.
+		{"ErrEscapedSlashWithReescape", "/v1/actions/x|%2Fy", "", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET " + tc.target + " HTTP/1.1\r\nHost: h\r\n\r\n")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			path, query, err := requestTarget(r)
+			if !tc.ok {
+				if daoguard.ErrorCode(err) != daoguard.CodeSignatureInvalid {
+					t.Fatalf("target %q accepted as %q", tc.target, path)
+				}
+				return
+			}
+			q := ""
+			if query != nil {
+				q = *query
+			}
+			if err != nil || path != tc.path || q != tc.query {
+				t.Fatalf("target %q: path %q query %q err %v", tc.target, path, q, err)
+			}
+		})
+	}
+	t.Run("OK_ClientSideForceQuery", func(t *testing.T) {
+		r, _ := http.NewRequest("GET", "http://h/v1/actions?", nil)
+		path, query, err := requestTarget(r)
+		if err != nil || path != "/v1/actions" || query == nil || *query != "" {
+			t.Fatalf("%q %v %v", path, query, err)
+		}
+	})
+}

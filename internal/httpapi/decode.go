@@ -91,6 +91,13 @@ func checkStrict(body []byte) error {
 			top = stack[len(stack)-1]
 		}
 		if k, isKey := tok.(string); isKey && top != nil && top.object && top.key {
+			// Field names are ASCII; refusing anything else also shuts out
+			// Unicode case folding (encoding/json takes "ſ" for "s").
+			for i := 0; i < len(k); i++ {
+				if k[i] >= 0x80 {
+					return daoguard.Errorf(daoguard.CodeInvalid, "field names are ASCII")
+				}
+			}
 			lk := strings.ToLower(k)
 			if top.keys[lk] {
 				return daoguard.FieldError(daoguard.CodeInvalid, clip(k), "the field appears more than once")

@@ -29,6 +29,8 @@ func TestDecode(t *testing.T) {
 		{"ErrDuplicateKey", `{"amount":"1","amount":"2"}`, false, daoguard.CodeInvalid, "amount"},
 		{"ErrDuplicateKeyOtherCase", `{"amount":"1","AMOUNT":"3"}`, false, daoguard.CodeInvalid, "AMOUNT"},
 		{"ErrNull", `{"account":"ops","rationale":null}`, false, daoguard.CodeInvalid, ""},
+		{"ErrUnicodeFoldedDuplicate", `{"asset":"USDC","aſſet":"EVIL"}`, false, daoguard.CodeInvalid, ""},
+		{"ErrEscapedDuplicate", `{"amount":"1","\u0061mount":"2"}`, false, daoguard.CodeInvalid, "amount"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var in daoguard.Intent

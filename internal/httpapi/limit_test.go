@@ -3,7 +3,10 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"net"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/daoguard/daoguard"
@@ -74,5 +77,38 @@ func TestKeyRateLimit(t *testing.T) {
 	}
 	if e.snapshot() != before {
 		t.Fatal("a rate-limited request changed the store (its nonce must not be used)")
+	}
+}
+
+// TestOneSourceCannotSilenceOthers: a source past its own failure budget
+// does not spend the global audit budget, so another address's failure is
+// still written with its source and reason.
+func TestOneSourceCannotSilenceOthers(t *testing.T) {
+	e := newSQLiteEnv(t)
+	e.authn.FailLimit = auth.NewLimiter("failed-auth", 0.001, 3)
+	e.authn.AuditLimit = auth.NewLimiter("failed-auth-audit", 0.001, 5)
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	unsigned := func(hc *http.Client) int {
+		res, err := hc.Get(e.srv.URL + "/v1/actions")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	flood := from("127.0.0.1")
+	for range 50 {
+		unsigned(flood)
+	}
+	size := e.auditSize()
+	if status := unsigned(from("127.0.0.2")); status != 401 {
+		t.Fatalf("the other address: %d", status)
+	}
+	es := e.auditFrom(size)
+	if len(es) != 1 || !strings.Contains(string(es[0].Detail), `"source":"127.0.0.2"`) {
+		t.Fatalf("the other address's failure was not written: %+v", es)
 	}
 }
