@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"os"
+	"runtime"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -43,6 +46,15 @@ func benchSubmit(b *testing.B, verify bool) {
 	benchOn(b, newSQLiteEnv(b), verify)
 }
 
+// benchClients is the number of concurrent clients (DAOGUARD_BENCH_CLIENTS,
+// default 64).
+var benchClients = func() int {
+	if n, err := strconv.Atoi(os.Getenv("DAOGUARD_BENCH_CLIENTS")); err == nil && n > 0 {
+		return n
+	}
+	return 64
+}()
+
 func benchOn(b *testing.B, e *env, verify bool) {
 	e.authn.KeyLimit = auth.NewLimiter("key", 0, 0)
 	if !verify {
@@ -58,7 +70,7 @@ func benchOn(b *testing.B, e *env, verify bool) {
 		bodies[i] = intentJSON(fmt.Sprintf("%d.%02d", 1+i%900, i%100))
 		reqs[i] = signed(b, agent, "POST", "/v1/actions", bodies[i])
 	}
-	tr := &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}
+	tr := &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 1024}
 	hc := &http.Client{Transport: tr}
 	defer tr.CloseIdleConnections()
 	var next, failed atomic.Int64
@@ -66,7 +78,7 @@ func benchOn(b *testing.B, e *env, verify bool) {
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	start := time.Now()
-	b.SetParallelism(32) // 32 × GOMAXPROCS concurrent clients
+	b.SetParallelism(benchClients / runtime.GOMAXPROCS(0))
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := next.Add(1)
