@@ -286,13 +286,15 @@ func (a *Authenticator) fail(r *http.Request, id *Identity, keyID string, err er
 		return err
 	}
 	e := &daoguard.AuditEntry{ActorID: "anonymous", ActorKind: "anonymous", Event: "auth.failed"}
-	if code == daoguard.CodeMissingScope || code == daoguard.CodeEd25519Required || code == daoguard.CodeWrongEnvironment {
-		e.Event = "auth.denied"
-	}
 	// Only a request whose signature verified speaks for its principal;
 	// before that, anyone who knows a key id (not a secret) could put
-	// entries under the key owner's name.
-	if id != nil && id.Principal != nil && id.verified {
+	// entries under the key owner's name. A replay verifies too, but was
+	// sent by whoever captured it.
+	attributable := id != nil && id.Principal != nil && id.verified && code != daoguard.CodeNonceReused
+	if attributable || code == daoguard.CodeWrongEnvironment {
+		e.Event = "auth.denied" // authentic (or of the wrong environment), but not allowed
+	}
+	if attributable {
 		e.OrgID, e.ActorID, e.ActorKind = id.Principal.OrgID, id.Principal.ID, id.Principal.Kind.String()
 	}
 	detail := map[string]string{"reason": string(code), "source": src, "method": clip(r.Method), "path": clip(r.URL.Path)}

@@ -227,6 +227,20 @@ func TestRefusedRequests(t *testing.T) {
 		}
 	})
 
+	t.Run("ErrServiceRefusalIsAudited", func(t *testing.T) {
+		// The submitter approving its own action: FORBIDDEN from the service.
+		approver := e.key("human_3", daoguard.AlgEd25519, humanScopes, "test", nil)
+		size := e.auditSize()
+		_, err := approver.Approve(context.Background(), pending.ID, "", "")
+		if daoguard.ErrorCode(err) != daoguard.CodeForbidden {
+			t.Fatalf("self-approval: %v", err)
+		}
+		es := e.auditFrom(size)
+		if len(es) != 1 || es[0].Event != "auth.denied" || es[0].ActorID != "human_3" || !strings.Contains(string(es[0].Detail), `"reason":"FORBIDDEN"`) {
+			t.Fatalf("audit: %+v", es)
+		}
+	})
+
 	t.Run("OK_SignedRequestsPass", func(t *testing.T) {
 		a, err := agent.Submit(context.Background(), daoguard.Intent{Account: "ops", Kind: "transfer", Asset: "USDC", To: "0x1111111111111111111111111111111111111111", Amount: "1"}, "k1")
 		if err != nil || a.State != "queued" || a.Decoded.Amount.String() != "1000000" {

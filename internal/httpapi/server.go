@@ -123,6 +123,12 @@ func (s *Server) serve(rt route) http.Handler {
 			return
 		}
 		if err := rt.handle(c); err != nil {
+			// The service's authorization refusals (an agent suspended, a
+			// submitter approving their own action, not a human...) are
+			// audited like the edge's.
+			if c.id != nil && c.id.Credential.KeyID != "" && StatusOf(daoguard.ErrorCode(err)) == http.StatusForbidden {
+				s.Auth.Deny(r, c.id, err)
+			}
 			s.problem(w, r, err)
 		}
 	})
