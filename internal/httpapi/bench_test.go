@@ -64,17 +64,7 @@ func benchOn(b *testing.B, e *env, verify bool) {
 		e.srv = httptestServer(&httpapi.Server{Store: e.store, Service: e.svc, Auth: e.authn, Logger: e.svc.Logger, SkipVerification: "agent_1"})
 		b.Cleanup(e.srv.Close)
 	}
-	agent := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", nil)
-	agent.URL = e.srv.URL
-	reqs := make([]*http.Request, b.N)
-	bodies := make([][]byte, b.N)
-	for i := range reqs {
-		bodies[i] = intentJSON(fmt.Sprintf("%d.%02d", 1+i%900, i%100))
-		reqs[i] = signed(b, agent, "POST", "/v1/actions", bodies[i])
-	}
-	tr := &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 1024}
-	hc := &http.Client{Transport: tr}
-	defer tr.CloseIdleConnections()
+	reqs, bodies, hc := presign(b, e)
 	var next, failed atomic.Int64
 	next.Store(-1)
 	cpu0 := cpuTime()
@@ -111,6 +101,23 @@ func benchOn(b *testing.B, e *env, verify bool) {
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 }
 
+// presign signs b.N submissions by a fresh agent key before the timer
+// starts (unique nonces, distinct amounts), and returns a client with
+// enough connections for the load.
+func presign(b *testing.B, e *env) ([]*http.Request, [][]byte, *http.Client) {
+	agent := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", nil)
+	agent.URL = e.srv.URL
+	reqs := make([]*http.Request, b.N)
+	bodies := make([][]byte, b.N)
+	for i := range reqs {
+		bodies[i] = intentJSON(fmt.Sprintf("%d.%02d", 1+i%900, i%100))
+		reqs[i] = signed(b, agent, "POST", "/v1/actions", bodies[i])
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 1024}
+	b.Cleanup(tr.CloseIdleConnections)
+	return reqs, bodies, &http.Client{Transport: tr}
+}
+
 // cpuTime is this process's user+system CPU time: server, store and the
 // load generator together (they share the 2 cores, as they would in the
 // deployment the target describes).
@@ -133,16 +140,7 @@ func BenchmarkSubmitLatency(b *testing.B) {
 	}
 	e := newSQLiteEnv(b)
 	e.authn.KeyLimit = auth.NewLimiter("key", 0, 0)
-	agent := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", nil)
-	reqs := make([]*http.Request, b.N)
-	bodies := make([][]byte, b.N)
-	for i := range reqs {
-		bodies[i] = intentJSON(fmt.Sprintf("%d.%02d", 1+i%900, i%100))
-		reqs[i] = signed(b, agent, "POST", "/v1/actions", bodies[i])
-	}
-	tr := &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 1024}
-	hc := &http.Client{Transport: tr}
-	defer tr.CloseIdleConnections()
+	reqs, bodies, hc := presign(b, e)
 	lat := make([]time.Duration, b.N)
 	var wg sync.WaitGroup
 	var failed atomic.Int64

@@ -59,14 +59,7 @@ func BenchmarkStoreSynchronousNormal(b *testing.B) {
 // with readers filling the cache concurrently with the commit.
 func TestReadCacheNeverServesAStaleKey(t *testing.T) {
 	ctx := context.Background()
-	db := sqlite.NewDB(filepath.Join(t.TempDir(), "d.db"))
-	if err := db.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := storetest.Seed(ctx, db); err != nil {
-		t.Fatal(err)
-	}
+	db := seeded(t)
 	read := func(id string) *daoguard.Credential {
 		var c *daoguard.Credential
 		if err := db.View(ctx, func(tx daoguard.Tx) (err error) { c, err = tx.Credential(ctx, id); return err }); err != nil {
@@ -120,14 +113,7 @@ func TestReadCacheNeverServesAStaleKey(t *testing.T) {
 // (every connection held, every holder waiting for another to prepare on).
 func TestColdReadBurstDoesNotDeadlock(t *testing.T) {
 	ctx := context.Background()
-	db := sqlite.NewDB(filepath.Join(t.TempDir(), "d.db"))
-	if err := db.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := storetest.Seed(ctx, db); err != nil {
-		t.Fatal(err)
-	}
+	db := seeded(t)
 	done := make(chan error, 64)
 	for range 64 {
 		go func() {
@@ -159,4 +145,17 @@ func TestColdReadBurstDoesNotDeadlock(t *testing.T) {
 			t.Fatal("concurrent cold read transactions deadlocked")
 		}
 	}
+}
+
+// seeded opens a fresh store with the suite's organisation.
+func seeded(t *testing.T) *sqlite.DB {
+	db := sqlite.NewDB(filepath.Join(t.TempDir(), "d.db"))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := storetest.Seed(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
