@@ -189,6 +189,7 @@ func (m *Main) runKeys(ctx context.Context, args []string) error {
 		scopes := fs.String("scopes", "", "comma-separated scopes (agents default to actions:read,actions:write)")
 		expires := fs.Duration("expires-in", 0, "the key expires after this long (e.g. 2160h); 0: never")
 		out := fs.String("out", "", "write the new credential file here (mode 0600) instead of printing the secret")
+		pub := fs.String("public-key", "", "ed25519: base64 of your own 32-byte public key; the private key then never leaves you")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
@@ -199,7 +200,7 @@ func (m *Main) runKeys(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		req := client.KeyRequest{Principal: *principal, Alg: *alg}
+		req := client.KeyRequest{Principal: *principal, Alg: *alg, PublicKey: *pub}
 		if *scopes != "" {
 			req.Scopes = strings.Split(*scopes, ",")
 		}
