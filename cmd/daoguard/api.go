@@ -196,6 +196,9 @@ func (m *Main) runKeys(ctx context.Context, args []string) error {
 		if *principal == "" {
 			return usagef("keys create needs --principal")
 		}
+		if *pub != "" && *out != "" {
+			return usagef("with --public-key the private key is yours: there is no secret to write with --out")
+		}
 		c, err := m.loadClient(*cred)
 		if err != nil {
 			return err
