@@ -32,6 +32,19 @@ func (m *Main) loadClient(path string) (*client.Client, error) {
 	return client.Load(path)
 }
 
+// do loads the credential, runs one client call and prints its answer.
+func (m *Main) do(cred string, call func(*client.Client) (any, error)) error {
+	c, err := m.loadClient(cred)
+	if err != nil {
+		return err
+	}
+	v, err := call(c)
+	if err != nil {
+		return err
+	}
+	return m.print(v)
+}
+
 func (m *Main) print(v any) error {
 	enc := json.NewEncoder(m.Stdout)
 	enc.SetIndent("", "  ")
@@ -64,15 +77,10 @@ func (m *Main) runAction(ctx context.Context, args []string) error {
 		if in.Account == "" || in.To == "" {
 			return usagef("action submit needs --account and --to")
 		}
-		c, err := m.loadClient(*cred)
-		if err != nil {
-			return err
-		}
-		a, err := c.Submit(ctx, in, *idem)
-		if err != nil {
-			return err
-		}
-		return m.print(a)
+		return m.do(*cred, func(c *client.Client) (any, error) {
+			a, err := c.Submit(ctx, in, *idem)
+			return a, err
+		})
 	case "get":
 		id := fs.String("id", "", "action id (required)")
 		if err := parseFlags(fs, args[1:]); err != nil {
@@ -81,15 +89,10 @@ func (m *Main) runAction(ctx context.Context, args []string) error {
 		if *id == "" {
 			return usagef("action get needs --id")
 		}
-		c, err := m.loadClient(*cred)
-		if err != nil {
-			return err
-		}
-		a, err := c.Action(ctx, *id)
-		if err != nil {
-			return err
-		}
-		return m.print(a)
+		return m.do(*cred, func(c *client.Client) (any, error) {
+			a, err := c.Action(ctx, *id)
+			return a, err
+		})
 	case "list":
 		state := fs.String("state", "", "comma-separated states, e.g. awaiting_approval,queued")
 		after := fs.String("after", "", "list after this action id")
@@ -219,15 +222,10 @@ func (m *Main) runKeys(ctx context.Context, args []string) error {
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
-		c, err := m.loadClient(*cred)
-		if err != nil {
-			return err
-		}
-		ks, err := c.Keys(ctx)
-		if err != nil {
-			return err
-		}
-		return m.print(map[string]any{"keys": ks})
+		return m.do(*cred, func(c *client.Client) (any, error) {
+			ks, err := c.Keys(ctx)
+			return map[string]any{"keys": ks}, err
+		})
 	case "rotate":
 		id := fs.String("key-id", "", "the key to rotate (required)")
 		overlap := fs.Duration("overlap", 24*time.Hour, "how long the old key keeps working")
@@ -256,15 +254,10 @@ func (m *Main) runKeys(ctx context.Context, args []string) error {
 		if *id == "" {
 			return usagef("keys revoke needs --key-id")
 		}
-		c, err := m.loadClient(*cred)
-		if err != nil {
-			return err
-		}
-		k, err := c.RevokeKey(ctx, *id, *reason)
-		if err != nil {
-			return err
-		}
-		return m.print(k)
+		return m.do(*cred, func(c *client.Client) (any, error) {
+			k, err := c.RevokeKey(ctx, *id, *reason)
+			return k, err
+		})
 	}
 	return usagef("unknown keys subcommand %q", args[0])
 }
@@ -328,15 +321,10 @@ func (m *Main) runPrincipals(ctx context.Context, args []string) error {
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
-		c, err := m.loadClient(*cred)
-		if err != nil {
-			return err
-		}
-		ps, err := c.Principals(ctx)
-		if err != nil {
-			return err
-		}
-		return m.print(map[string]any{"principals": ps})
+		return m.do(*cred, func(c *client.Client) (any, error) {
+			ps, err := c.Principals(ctx)
+			return map[string]any{"principals": ps}, err
+		})
 	}
 	return usagef("unknown principals subcommand %q", args[0])
 }

@@ -30,6 +30,7 @@ func NewLimiter(name string, perSecond float64, burst int) *Limiter {
 
 // State is what a limiter tells the client in RateLimit headers.
 type State struct {
+	Name      string // the policy's name
 	Policy    string // RateLimit-Policy value
 	Remaining int
 	Reset     time.Duration // until the bucket is full again
@@ -65,6 +66,7 @@ func (l *Limiter) state(b *rate.Limiter, now time.Time) State {
 	t := b.TokensAt(now)
 	window := math.Ceil(float64(l.Burst) / float64(l.Rate))
 	return State{
+		Name:      l.Name,
 		Policy:    fmt.Sprintf("%q;q=%d;w=%d", l.Name, l.Burst, int64(window)),
 		Remaining: max(int(t), 0),
 		Reset:     time.Duration((float64(l.Burst) - t) / float64(l.Rate) * float64(time.Second)),
@@ -85,9 +87,6 @@ func (l *Limiter) Sweep(now time.Time) {
 		}
 	}
 }
-
-// Len returns how many buckets the limiter holds.
-func (l *Limiter) Len() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.m) }
 
 // LimitError is RATE_LIMITED with what the client needs to back off.
 type LimitError struct {

@@ -229,18 +229,8 @@ func setRateHeaders(h http.Header, st auth.State) {
 	if st.Policy == "" {
 		return
 	}
-	name := st.Policy[:indexByte(st.Policy, ';')]
 	h.Set("RateLimit-Policy", st.Policy)
-	h.Set("RateLimit", name+";r="+strconv.Itoa(st.Remaining)+";t="+strconv.Itoa(int(math.Ceil(st.Reset.Seconds()))))
-}
-
-func indexByte(s string, b byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == b {
-			return i
-		}
-	}
-	return len(s)
+	h.Set("RateLimit", strconv.Quote(st.Name)+";r="+strconv.Itoa(st.Remaining)+";t="+strconv.Itoa(int(math.Ceil(st.Reset.Seconds()))))
 }
 
 // healthz answers 200 only if the store answers a read: a gateway that
