@@ -17,6 +17,8 @@ import (
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/httpapi"
+	"github.com/daoguard/daoguard/internal/sqlite"
+	"github.com/daoguard/daoguard/internal/storetest"
 )
 
 // BenchmarkSubmit measures POST /v1/actions end to end over loopback on
@@ -45,7 +47,7 @@ func BenchmarkSubmitPostgres(b *testing.B) {
 }
 
 func benchSubmit(b *testing.B, verify bool) {
-	benchOn(b, newSQLiteEnv(b), verify)
+	benchOn(b, newSQLiteEnvClock(b, storetest.NewRunningClock()), verify)
 }
 
 // benchClients is the number of concurrent clients (DAOGUARD_BENCH_CLIENTS,
@@ -67,6 +69,10 @@ func benchOn(b *testing.B, e *env, verify bool) {
 	reqs, bodies, hc := presign(b, e)
 	var next, failed atomic.Int64
 	next.Store(-1)
+	var st0 sqlite.Stats
+	if db, ok := e.store.(*sqlite.DB); ok {
+		st0 = db.Stats()
+	}
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	start := time.Now()
@@ -98,6 +104,16 @@ func benchOn(b *testing.B, e *env, verify bool) {
 		b.Fatalf("%d requests failed", failed.Load())
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "submits/s")
+	if db, ok := e.store.(*sqlite.DB); ok {
+		st := db.Stats()
+		st.Batches -= st0.Batches
+		st.Units -= st0.Units
+		st.CommitTime -= st0.CommitTime
+		if st.Batches > 0 {
+			b.ReportMetric(float64(st.Units)/float64(st.Batches), "units/commit")
+			b.ReportMetric(float64(st.CommitTime.Microseconds())/float64(st.Batches), "µs/commit")
+		}
+	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 }
 
@@ -138,7 +154,7 @@ func BenchmarkSubmitLatency(b *testing.B) {
 	if n, err := strconv.Atoi(os.Getenv("DAOGUARD_BENCH_RATE")); err == nil && n > 0 {
 		rate = n
 	}
-	e := newSQLiteEnv(b)
+	e := newSQLiteEnvClock(b, storetest.NewRunningClock())
 	e.authn.KeyLimit = auth.NewLimiter("key", 0, 0)
 	reqs, bodies, hc := presign(b, e)
 	lat := make([]time.Duration, b.N)

@@ -55,9 +55,12 @@ type env struct {
 	secrets [][]byte // every secret and private key the test created
 }
 
-func newSQLiteEnv(t testing.TB) *env {
+func newSQLiteEnv(t testing.TB) *env { return newSQLiteEnvClock(t, storetest.NewClock()) }
+
+// newSQLiteEnvClock is newSQLiteEnv on the given clock (benchmarks use a
+// running one).
+func newSQLiteEnvClock(t testing.TB, clock *storetest.Clock) *env {
 	dsn := filepath.Join(t.TempDir(), "d.db")
-	clock := storetest.NewClock()
 	db := sqlite.NewDB(dsn)
 	db.Now = clock.Now
 	if err := db.Open(); err != nil {

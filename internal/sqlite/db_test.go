@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -104,6 +105,91 @@ func TestReadCacheNeverServesAStaleKey(t *testing.T) {
 		if got := read(id); got.RevokedAt.IsZero() {
 			t.Fatalf("round %d: stale entry left in the cache", i)
 		}
+	}
+}
+
+// TestWriterCacheIsExact: the writer serves organisations, principals,
+// accounts and assets from a cache. A change that commits is seen by the
+// next unit of work; a change whose unit fails is never seen, even when the
+// unit read the changed row back before failing (the database returned the
+// uncommitted value then, and it must not have been cached).
+func TestWriterCacheIsExact(t *testing.T) {
+	ctx := context.Background()
+	db := seeded(t)
+	errFail := errors.New("fail the unit")
+	// Each case changes one cached row (change), reads it back (read) and
+	// tells whether a row shows the change (changed).
+	type row = any
+	cases := []struct {
+		name    string
+		change  func(daoguard.Tx) error
+		read    func(daoguard.Tx) (row, error)
+		changed func(row) bool
+	}{
+		{"org",
+			func(tx daoguard.Tx) error {
+				return tx.PutOrg(ctx, &daoguard.Organisation{ID: "org_test", Name: "Test DAO", Paused: true, PausedBy: "human_1"})
+			},
+			func(tx daoguard.Tx) (row, error) { return tx.Org(ctx, "org_test") },
+			func(r row) bool { return r.(*daoguard.Organisation).Paused }},
+		{"principal",
+			func(tx daoguard.Tx) error {
+				p, err := tx.Principal(ctx, "agent_1")
+				if err != nil {
+					return err
+				}
+				p.Autonomy = daoguard.AutonomySuspended
+				return tx.PutPrincipal(ctx, p)
+			},
+			func(tx daoguard.Tx) (row, error) { return tx.Principal(ctx, "agent_1") },
+			func(r row) bool { return r.(*daoguard.Principal).Autonomy == daoguard.AutonomySuspended }},
+		{"account",
+			func(tx daoguard.Tx) error {
+				return tx.PutAccount(ctx, &daoguard.Account{OrgID: "org_test", Name: "ops", ChainID: 1337, Address: "0xdddddddddddddddddddddddddddddddddddddddd", Kind: daoguard.AccountWallet})
+			},
+			func(tx daoguard.Tx) (row, error) { return tx.Account(ctx, "org_test", "ops") },
+			func(r row) bool { return r.(*daoguard.Account).Address == "0xdddddddddddddddddddddddddddddddddddddddd" }},
+		{"asset",
+			func(tx daoguard.Tx) error {
+				return tx.PutAsset(ctx, &daoguard.Asset{OrgID: "org_test", Symbol: "USDC", ChainID: 1337, Address: "0xcccccccccccccccccccccccccccccccccccccccc", Decimals: 18})
+			},
+			func(tx daoguard.Tx) (row, error) { return tx.Asset(ctx, "org_test", "USDC") },
+			func(r row) bool { return r.(*daoguard.Asset).Decimals == 18 }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			read := func() row {
+				var r row
+				if err := db.Update(ctx, func(tx daoguard.Tx) (err error) { r, err = c.read(tx); return err }); err != nil {
+					t.Fatal(err)
+				}
+				return r
+			}
+			if c.changed(read()) { // and now cached
+				t.Fatal("changed before the test")
+			}
+			err := db.Update(ctx, func(tx daoguard.Tx) error {
+				if err := c.change(tx); err != nil {
+					return err
+				}
+				if r, err := c.read(tx); err != nil || !c.changed(r) {
+					t.Errorf("the unit does not see its own change: %v", err)
+				}
+				return errFail
+			})
+			if !errors.Is(err, errFail) {
+				t.Fatalf("Update = %v", err)
+			}
+			if c.changed(read()) {
+				t.Fatal("a rolled-back change is served from the cache")
+			}
+			if err := db.Update(ctx, c.change); err != nil {
+				t.Fatal(err)
+			}
+			if !c.changed(read()) {
+				t.Fatal("a committed change is not seen by the next unit")
+			}
+		})
 	}
 }
 

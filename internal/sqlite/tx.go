@@ -24,6 +24,9 @@ type Tx struct {
 	cache                       *readCache
 	gen                         uint64
 	dirtyCreds, dirtyPrincipals []string
+	// wc serves the writer's reads of organisations, principals, accounts
+	// and assets; nil in read-only transactions.
+	wc *writerCache
 	// undo restores the fields this unit set on its callers' objects
 	// (versions, timestamps) when its writes do not commit.
 	undo []func()
@@ -63,6 +66,11 @@ func notFound(err error, what, id string) error {
 }
 
 func (tx *Tx) Org(ctx context.Context, id string) (*daoguard.Organisation, error) {
+	if tx.wc != nil {
+		if o := tx.wc.orgs.get(id); o != nil {
+			return o, nil
+		}
+	}
 	var o daoguard.Organisation
 	var paused int
 	var pausedAt, created int64
@@ -72,6 +80,9 @@ func (tx *Tx) Org(ctx context.Context, id string) (*daoguard.Organisation, error
 		return nil, notFound(err, "organisation", id)
 	}
 	o.Paused, o.PausedAt, o.Created = paused != 0, fromMicros(pausedAt), fromMicros(created)
+	if tx.wc != nil {
+		tx.wc.orgs.fill(id, &o)
+	}
 	return &o, nil
 }
 
@@ -82,6 +93,9 @@ func (tx *Tx) OrgForUpdate(ctx context.Context, id string) (*daoguard.Organisati
 }
 
 func (tx *Tx) PutOrg(ctx context.Context, o *daoguard.Organisation) error {
+	if tx.wc != nil {
+		tx.wc.orgs.drop(o.ID)
+	}
 	if o.Created.IsZero() {
 		o.Created = tx.now
 	}
@@ -92,6 +106,16 @@ func (tx *Tx) PutOrg(ctx context.Context, o *daoguard.Organisation) error {
 }
 
 func (tx *Tx) Principal(ctx context.Context, id string) (*daoguard.Principal, error) {
+	if tx.wc != nil {
+		if p := tx.wc.principals.get(id); p != nil {
+			return p, nil
+		}
+		p, err := tx.principal(ctx, id)
+		if err == nil {
+			tx.wc.principals.fill(id, p)
+		}
+		return p, err
+	}
 	if tx.cache != nil {
 		if p := tx.cache.principal(id); p != nil {
 			return p, nil
@@ -150,6 +174,9 @@ func (tx *Tx) PrincipalForUpdate(ctx context.Context, id string) (*daoguard.Prin
 
 func (tx *Tx) PutPrincipal(ctx context.Context, p *daoguard.Principal) error {
 	tx.dirtyPrincipals = append(tx.dirtyPrincipals, p.ID)
+	if tx.wc != nil {
+		tx.wc.principals.drop(p.ID)
+	}
 	if p.Created.IsZero() {
 		p.Created = tx.now
 	}
@@ -161,6 +188,11 @@ func (tx *Tx) PutPrincipal(ctx context.Context, p *daoguard.Principal) error {
 }
 
 func (tx *Tx) Account(ctx context.Context, orgID, name string) (*daoguard.Account, error) {
+	if tx.wc != nil {
+		if a := tx.wc.accounts.get(pairKey(orgID, name)); a != nil {
+			return a, nil
+		}
+	}
 	var a daoguard.Account
 	var kind string
 	err := tx.q.QueryRowContext(ctx, `SELECT org_id, name, chain_id, address, kind FROM accounts WHERE org_id = ? AND name = ?`, orgID, name).
@@ -170,11 +202,19 @@ func (tx *Tx) Account(ctx context.Context, orgID, name string) (*daoguard.Accoun
 	} else if err != nil {
 		return nil, err
 	}
-	a.Kind, err = daoguard.ParseAccountKind(kind)
-	return &a, err
+	if a.Kind, err = daoguard.ParseAccountKind(kind); err != nil {
+		return nil, err
+	}
+	if tx.wc != nil {
+		tx.wc.accounts.fill(pairKey(orgID, name), &a)
+	}
+	return &a, nil
 }
 
 func (tx *Tx) PutAccount(ctx context.Context, a *daoguard.Account) error {
+	if tx.wc != nil {
+		tx.wc.accounts.drop(pairKey(a.OrgID, a.Name))
+	}
 	_, err := tx.q.ExecContext(ctx, `INSERT INTO accounts (org_id, name, chain_id, address, kind) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (org_id, name) DO UPDATE SET chain_id = excluded.chain_id, address = excluded.address, kind = excluded.kind`,
 		a.OrgID, a.Name, a.ChainID, a.Address, a.Kind.String())
@@ -182,16 +222,29 @@ func (tx *Tx) PutAccount(ctx context.Context, a *daoguard.Account) error {
 }
 
 func (tx *Tx) Asset(ctx context.Context, orgID, symbol string) (*daoguard.Asset, error) {
+	if tx.wc != nil {
+		if a := tx.wc.assets.get(pairKey(orgID, symbol)); a != nil {
+			return a, nil
+		}
+	}
 	var a daoguard.Asset
 	err := tx.q.QueryRowContext(ctx, `SELECT org_id, symbol, chain_id, address, decimals FROM assets WHERE org_id = ? AND symbol = ?`, orgID, symbol).
 		Scan(&a.OrgID, &a.Symbol, &a.ChainID, &a.Address, &a.Decimals)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, daoguard.FieldError(daoguard.CodeUnknownAsset, "asset", "no asset with symbol %q", symbol)
+	} else if err != nil {
+		return nil, err
 	}
-	return &a, err
+	if tx.wc != nil {
+		tx.wc.assets.fill(pairKey(orgID, symbol), &a)
+	}
+	return &a, nil
 }
 
 func (tx *Tx) PutAsset(ctx context.Context, a *daoguard.Asset) error {
+	if tx.wc != nil {
+		tx.wc.assets.drop(pairKey(a.OrgID, a.Symbol))
+	}
 	_, err := tx.q.ExecContext(ctx, `INSERT INTO assets (org_id, symbol, chain_id, address, decimals) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (org_id, symbol) DO UPDATE SET chain_id = excluded.chain_id, address = excluded.address, decimals = excluded.decimals`,
 		a.OrgID, a.Symbol, a.ChainID, a.Address, a.Decimals)

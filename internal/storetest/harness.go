@@ -32,15 +32,33 @@ type Harness struct {
 
 // Clock is a settable clock shared by a test and its store.
 type Clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu    sync.Mutex
+	t     time.Time
+	since time.Time // running clocks: the real time t was read at
 }
 
-// NewClock starts at a fixed, microsecond-aligned time.
+// NewClock starts at a fixed, microsecond-aligned time and moves only when
+// advanced.
 func NewClock() *Clock { return &Clock{t: time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)} }
 
+// NewRunningClock starts at the current time and moves with real time (and
+// when advanced). Benchmarks use it: under a stopped clock every id made in
+// a run shares one timestamp, so time-ordered ids arrive in random order and
+// every index on them takes random-page inserts that production never sees.
+func NewRunningClock() *Clock {
+	now := time.Now()
+	return &Clock{t: now.UTC().Truncate(time.Microsecond), since: now}
+}
+
 // Now returns the clock's time.
-func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.since.IsZero() {
+		return c.t
+	}
+	return c.t.Add(time.Since(c.since)).Truncate(time.Microsecond)
+}
 
 // Advance moves the clock forward.
 func (c *Clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
