@@ -139,9 +139,14 @@ func ParseSignature(h http.Header, label string) (*Signature, error) {
 // covered component, then the @signature-params line, joined by "\n".
 // Errors: SIGNATURE_INVALID when a covered component is absent or unknown.
 func (s *Signature) Base(r *http.Request) ([]byte, error) {
+	path, query, err := requestTarget(r)
+	if err != nil {
+		return nil, err
+	}
 	var b bytes.Buffer
+	b.Grow(256)
 	for _, c := range s.Components {
-		v, err := componentValue(r, c)
+		v, err := componentValue(r, c, path, query)
 		if err != nil {
 			return nil, err
 		}
@@ -158,12 +163,9 @@ func (s *Signature) Base(r *http.Request) ([]byte, error) {
 
 // componentValue derives one component's value from the request as the
 // server received it: the raw request target, not Go's re-encoding of it,
-// because that is what the client signed.
-func componentValue(r *http.Request, c string) (string, error) {
-	path, query, err := requestTarget(r)
-	if err != nil {
-		return "", err
-	}
+// because that is what the client signed. path and query are
+// requestTarget's.
+func componentValue(r *http.Request, c, path string, query *string) (string, error) {
 	switch c {
 	case "@method":
 		return r.Method, nil
@@ -252,6 +254,9 @@ func requestTarget(r *http.Request) (path string, query *string, err error) {
 // sameSegments reports whether two escaped paths have the same segments
 // once each segment is unescaped.
 func sameSegments(a, b string) bool {
+	if a == b { // the common case: the router reads the path as sent
+		return true
+	}
 	as, bs := strings.Split(a, "/"), strings.Split(b, "/")
 	if len(as) != len(bs) {
 		return false

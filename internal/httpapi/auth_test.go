@@ -66,7 +66,7 @@ func TestRefusedRequests(t *testing.T) {
 	ok := intentJSON("10")
 
 	params := func(s client.Signer) string {
-		return fmt.Sprintf(`;created=%d;nonce="%s";keyid="%s";alg="%s"`, now.Unix(), auth.NewNonce(), s.KeyID(), s.Alg())
+		return fmt.Sprintf(`;created=%d;nonce="%s";keyid="%s";alg="%s"`, now.Unix(), auth.NewNonce(now), s.KeyID(), s.Alg())
 	}
 	for _, tc := range []struct {
 		name    string

@@ -43,16 +43,17 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 
 // env is one gateway over a real store, served over real HTTP on loopback.
 type env struct {
-	t       testing.TB
-	clock   *storetest.Clock
-	store   daoguard.Store
-	dsn     string // the SQLite file, for raw snapshots
-	keyring *secrets.Keyring
-	svc     *service.Service
-	authn   *auth.Authenticator
-	srv     *httptest.Server
-	logs    *syncBuffer
-	secrets [][]byte // every secret and private key the test created
+	t           testing.TB
+	clock       *storetest.Clock
+	store       daoguard.Store
+	dsn         string // the SQLite file, for raw snapshots
+	keyring     *secrets.Keyring
+	keyringFile []byte // the keyring's text, for a child process serving the same store
+	svc         *service.Service
+	authn       *auth.Authenticator
+	srv         *httptest.Server
+	logs        *syncBuffer
+	secrets     [][]byte // every secret and private key the test created
 }
 
 func newSQLiteEnv(t testing.TB) *env { return newSQLiteEnvClock(t, storetest.NewClock()) }
@@ -70,11 +71,12 @@ func newSQLiteEnvClock(t testing.TB, clock *storetest.Clock) *env {
 	if err := storetest.Seed(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
-	keyring, err := secrets.ParseKeyring(secrets.NewKeyringFile())
+	keyringFile := secrets.NewKeyringFile()
+	keyring, err := secrets.ParseKeyring(keyringFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, clock: clock, store: db, dsn: dsn, keyring: keyring}
+	e := &env{t: t, clock: clock, store: db, dsn: dsn, keyring: keyring, keyringFile: keyringFile}
 	e.serve()
 	return e
 }

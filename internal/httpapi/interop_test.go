@@ -132,7 +132,7 @@ func TestInteropIndependentSigner(t *testing.T) {
 		url := e.srv.URL + path
 		h := jsSign(t, interopSignRequest{
 			Method: method, URL: url, Body: string(body), KeyID: s.KeyID(), Alg: alg,
-			KeyBase64: keyBase64, Created: e.clock.Now().Unix(), Nonce: auth.NewNonce(),
+			KeyBase64: keyBase64, Created: e.clock.Now().Unix(), Nonce: auth.NewNonce(e.clock.Now()),
 		})
 		r, err := http.NewRequest(method, url, bytes.NewReader(body))
 		if err != nil {
