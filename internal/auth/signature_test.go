@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,17 +84,26 @@ func TestRFC9421Vectors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sig, err := ParseSignature(r.Header, v.Label)
+			// Both parsers: the RFC's fields are canonical, so the fast
+			// path takes them, and httpsfv's general path must agree.
+			fast, ok := parseCanonical(r.Header, v.Label)
+			if !ok {
+				t.Fatal("the fast path refused the RFC's canonical fields")
+			}
+			slow, err := parseStructured(r.Header, v.Label)
 			if err != nil {
 				t.Fatal(err)
 			}
-			base, err := sig.Base(r)
-			if err != nil {
-				t.Fatal(err)
+			var base []byte
+			for _, s := range []*Signature{fast, slow} {
+				if base, err = s.Base(r); err != nil {
+					t.Fatal(err)
+				}
+				if string(base) != v.SignatureBase {
+					t.Fatalf("signature base:\n%s\nwant:\n%s", base, v.SignatureBase)
+				}
 			}
-			if string(base) != v.SignatureBase {
-				t.Fatalf("signature base:\n%s\nwant:\n%s", base, v.SignatureBase)
-			}
+			sig := fast
 			verify := keys[sig.KeyID]
 			if verify == nil || !verify(base, sig.Value) {
 				t.Fatalf("the RFC's signature does not verify with key %q", sig.KeyID)
@@ -116,9 +127,9 @@ func TestSignRequestRoundTrip(t *testing.T) {
 	if err := SignRequest(r, body, &Ed25519Signer{ID: "dg_test_k", Key: priv}, time.Unix(1_700_000_000, 0)); err != nil {
 		t.Fatal(err)
 	}
-	sig, err := ParseSignature(r.Header, Label)
-	if err != nil {
-		t.Fatal(err)
+	sig, ok := parseCanonical(r.Header, Label)
+	if !ok {
+		t.Fatal("the fast path refused the fields SignRequest writes")
 	}
 	if err := checkProfile(sig); err != nil {
 		t.Fatal(err)
@@ -205,11 +216,31 @@ func TestContentDigest(t *testing.T) {
 func FuzzParseSignature(f *testing.F) {
 	f.Add(`sig1=("@method" "@path" "@query" "content-digest");created=1700000000;nonce="AAECAwQFBgcICQoLDA0ODw";keyid="dg_test_x";alg="ed25519";tag="daoguard"`, `sig1=:AAAA:`)
 	f.Add(`sig1=();created=1`, `sig1=::`)
+	f.Add(`sig1=("@method" "@path");created=17;expires=18;nonce="a b";keyid="k";alg="x";tag="t"`, `sig1=:AAECAw==:`)
+	f.Add(`sig1=("@method");created=017`, `sig1=:AA==:`)
+	f.Add(`sig1=("@method");nonce="a\"b"`, `sig1=:AA==:`)
+	f.Add(`sig1=("@method" "@method");created=1`, `sig1=:AA==:`)
+	f.Add(`sig1=("@method");created=1;created=2`, `sig1=:AA==:`)
+	f.Add(`sig1=("@method");created=1, sig1=("@path")`, `sig1=:AA==:`)
+	f.Add(`sig1=("@method");created=1`, `sig1=:AA:`)
 	f.Add(`sig1=("date" "@authority");created=1`, `sig1=:/w==:, sig2=:AA==:`)
 	f.Fuzz(func(t *testing.T, input, sig string) {
 		h := http.Header{}
 		h.Set("Signature-Input", input)
 		h.Set("Signature", sig)
+		// Differential: the fast path may only accept what the general
+		// parser reads the same way.
+		if fast, ok := parseCanonical(h, Label); ok {
+			slow, err := parseStructured(h, Label)
+			if err != nil {
+				t.Fatalf("fast path accepted what httpsfv refuses (%v)", err)
+			}
+			if !slices.Equal(fast.Components, slow.Components) || !bytes.Equal(fast.Value, slow.Value) || fast.params != slow.params ||
+				fast.Created != slow.Created || fast.Expires != slow.Expires || fast.Nonce != slow.Nonce ||
+				fast.KeyID != slow.KeyID || fast.Alg != slow.Alg || fast.Tag != slow.Tag || fast.Label != slow.Label {
+				t.Fatalf("fast path and httpsfv disagree:\n%+v\n%+v", fast, slow)
+			}
+		}
 		s, err := ParseSignature(h, Label)
 		if err != nil {
 			if c := daoguard.ErrorCode(err); c != daoguard.CodeSignatureInvalid && c != daoguard.CodeSignatureMissing {
