@@ -232,5 +232,3 @@ var _ = time.Second
 var base64Std = base64.StdEncoding
 
 func ioNop(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
-
-func httptestServer(s *httpapi.Server) *httptest.Server { return httptest.NewServer(s.Handler()) }

@@ -20,7 +20,11 @@ import (
 // twoGateways returns two gateways, each with its own store connection
 // pool, authenticator and HTTP server, sharing one PostgreSQL schema: what
 // two replicas behind a load balancer are.
-func twoGateways(t testing.TB) (*env, *env) {
+func twoGateways(t testing.TB) (*env, *env) { return twoGatewaysClock(t, storetest.NewClock()) }
+
+// twoGatewaysClock is twoGateways on the given clock (benchmarks use a
+// running one).
+func twoGatewaysClock(t testing.TB, clock *storetest.Clock) (*env, *env) {
 	base := os.Getenv("DAOGUARD_TEST_POSTGRES")
 	if base == "" {
 		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
@@ -53,7 +57,6 @@ func twoGateways(t testing.TB) (*env, *env) {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 
-	clock := storetest.NewClock()
 	keyring, err := secrets.ParseKeyring(secrets.NewKeyringFile())
 	if err != nil {
 		t.Fatal(err)
