@@ -8,6 +8,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	mathrand "math/rand/v2"
 	"net/http"
 	"os"
 	"slices"
@@ -335,5 +337,176 @@ func BenchmarkVerify(b *testing.B) {
 		if !VerifyHMAC(secret, base, sig.Value) {
 			b.Fatal("does not verify")
 		}
+	}
+}
+
+// TestParseCanonicalMatchesHttpsfv is a grammar-based differential test
+// of the fast path: near-canonical fields with random perturbations (far
+// denser in inputs the fast path accepts than the byte-level fuzzer), plus
+// hand-picked edge cases. Whenever the fast path accepts, httpsfv must
+// parse the same signature. (Written by an independent review.)
+func TestParseCanonicalMatchesHttpsfv(t *testing.T) {
+	accepted := 0
+	check := func(inputs, sigs []string) {
+		t.Helper()
+		h := http.Header{}
+		for _, v := range inputs {
+			h.Add("Signature-Input", v)
+		}
+		for _, v := range sigs {
+			h.Add("Signature", v)
+		}
+		fast, ok := parseCanonical(h, Label)
+		if !ok {
+			return
+		}
+		accepted++
+		slow, err := parseStructured(h, Label)
+		if err != nil {
+			t.Fatalf("fast path accepted, httpsfv refused (%v): %q %q", err, inputs, sigs)
+		}
+		if !slices.Equal(fast.Components, slow.Components) || !bytes.Equal(fast.Value, slow.Value) || fast.params != slow.params ||
+			fast.Created != slow.Created || fast.Expires != slow.Expires || fast.Nonce != slow.Nonce ||
+			fast.KeyID != slow.KeyID || fast.Alg != slow.Alg || fast.Tag != slow.Tag || fast.Label != slow.Label {
+			t.Fatalf("disagree on %q %q:\n%+v\n%+v", inputs, sigs, fast, slow)
+		}
+	}
+	for _, c := range [][2]string{
+		{`sig1=("@method");created=999999999999999`, `sig1=:AA==:`},
+		{`sig1=("@method");created=1000000000000000`, `sig1=:AA==:`},
+		{`sig1=("@method");created=0`, `sig1=:AA==:`},
+		{`sig1=("@method");created=-1`, `sig1=:AA==:`},
+		{`sig1=("@method");created=1.5`, `sig1=:AA==:`},
+		{`sig1=("@method");created=1;`, `sig1=:AA==:`},
+		{`sig1=("@method");tag;nonce="a=b"`, `sig1=:AA==:`},
+		{`sig1=("@method");nonce=" ~!#$%&'()*+,-./:;<=>?@[]^_{|}` + "`" + `"`, `sig1=:AA==:`},
+		{`sig1=("")`, `sig1=::`},
+		{`sig1=("a"  "b")`, `sig1=::`},
+		{`sig1=("a" "b" )`, `sig1=::`},
+		{`sig1=("a")`, `sig1=:AA==:;x`},
+		{`sig1=("a")`, `sig1=:AB==:`},
+		{`sig1=("a")`, "sig1=:AA\n==:"},
+		{`sig1=("a")`, `sig1=:-_==:`},
+		{`sig1=("a")`, `sig1=:AA==AA==:`},
+		{`sig10=("a")`, `sig1=::`},
+		{`sig1=("a")`, `sig10=::`},
+		{`sig1=("a")`, `sig1=::, sig1=:AA==:`},
+		{`sig1=("a");nonce="x", sig1=("b")`, `sig1=::`},
+		{`sig1=("a");nonce="é"`, `sig1=::`},
+		{`sig1=("a");alg=ed25519`, `sig1=::`},
+		{`sig1=("a");KEYID="k"`, `sig1=::`},
+		{`sig1=("a";sf)`, `sig1=::`},
+		{`sig1=("a") `, `sig1=::`},
+		{`sig1=("a");tag="t";alg="a";keyid="k";nonce="n";expires=2;created=1`, `sig1=:AAECAw==:`},
+		{`sig1=("a");created=1;*x=1`, `sig1=::`},
+	} {
+		check([]string{c[0]}, []string{c[1]})
+	}
+	check([]string{`sig1=("a")`, ``}, []string{`sig1=::`})
+	check([]string{`sig1=("a")`}, []string{`sig1=::`, `sig1=:AA==:`})
+
+	r := mathrand.New(mathrand.NewPCG(1, 2))
+	pick := func(xs ...string) string {
+		if r.IntN(20) != 0 {
+			return xs[0]
+		}
+		return xs[r.IntN(len(xs))]
+	}
+	comps := []string{`"@method"`, `"@path"`, `"@query"`, `"content-digest"`, `"a"`, `""`, `"A"`, `"a;b"`, `"@"`, `"x-y_z.0"`, `a`, `"a" `, `"\""`}
+	str := func() string {
+		var b strings.Builder
+		b.WriteByte('"')
+		for range r.IntN(6) {
+			b.WriteByte(byte(0x1f + r.IntN(0x61)))
+		}
+		if r.IntN(30) == 0 {
+			b.WriteString(pick(`\"`, `\\`, `\`, "\t", "é"))
+		}
+		b.WriteByte('"')
+		return b.String()
+	}
+	num := func() string {
+		return pick("1700000000", "1", "0", "01", "-1", "123456789012345", "1234567890123456", "1.0", "9", "999999999999999", "1e3", "") + pick("", "", "", " ", ".", "x")
+	}
+	keys := []string{"created", "expires", "nonce", "keyid", "alg", "tag", "foo", "Created", "*", "created ", ""}
+	for range 200_000 {
+		var b strings.Builder
+		b.WriteString(pick("sig1=", "sig10=", "sig1 =", "sig2=", " sig1="))
+		b.WriteString(pick("(", "( ", ""))
+		for j := range r.IntN(5) {
+			if j > 0 {
+				b.WriteString(pick(" ", "  ", "", "\t"))
+			}
+			b.WriteString(comps[r.IntN(4)+r.IntN(2)*r.IntN(len(comps)-3)])
+		}
+		b.WriteString(pick(")", " )", ""))
+		for range r.IntN(7) {
+			b.WriteString(pick(";", "; ", ""))
+			k := keys[r.IntN(6)+r.IntN(2)*r.IntN(2)*r.IntN(len(keys)-5)]
+			b.WriteString(k)
+			if r.IntN(60) == 0 {
+				continue // a boolean parameter
+			}
+			b.WriteString("=")
+			switch {
+			case (k == "created" || k == "expires") && r.IntN(30) != 0:
+				b.WriteString(num())
+			case r.IntN(30) == 0:
+				b.WriteString(pick("tok", "?1", "1", ":AA==:", `%"x"`))
+			default:
+				b.WriteString(str())
+			}
+		}
+		b.WriteString(pick("", " ", ",", ", sig2=()", ", sig1=()", ";"))
+		raw := make([]byte, r.IntN(5))
+		for k := range raw {
+			raw[k] = byte(r.IntN(256))
+		}
+		enc := pick(base64.StdEncoding.EncodeToString(raw), "A", "AA==", "AAAA", "AB==", "AA=", "AAA=", "AAB=", "-_8=", "AA==AA==", "", "AA\n==", "/+8=")
+		sig := pick("sig1=:", "sig10=:", "sig1=") + enc + pick(":", ":;a", ": ", ":, sig2=::", "")
+		check([]string{b.String()}, []string{sig})
+	}
+	if accepted < 10_000 {
+		t.Fatalf("the fast path accepted only %d inputs: the test no longer exercises it", accepted)
+	}
+}
+
+// TestParseSignatureBoundsWork: oversized fields are refused before
+// parsing, and the fast path leaves long component lists to httpsfv (its
+// duplicate check is quadratic).
+func TestParseSignatureBoundsWork(t *testing.T) {
+	many := func(n int) string {
+		var b strings.Builder
+		b.WriteString("sig1=(")
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			fmt.Fprintf(&b, `"h%d"`, i)
+		}
+		b.WriteString(");created=1")
+		return b.String()
+	}
+	h := http.Header{}
+	h.Set("Signature", "sig1=:AAAA:")
+	h.Set("Signature-Input", many(maxCanonicalComponents))
+	if _, ok := parseCanonical(h, Label); !ok {
+		t.Fatalf("the fast path refused %d components", maxCanonicalComponents)
+	}
+	h.Set("Signature-Input", many(maxCanonicalComponents+1))
+	if _, ok := parseCanonical(h, Label); ok {
+		t.Fatalf("the fast path took %d components", maxCanonicalComponents+1)
+	}
+	if s, err := ParseSignature(h, Label); err != nil || len(s.Components) != maxCanonicalComponents+1 {
+		t.Fatalf("the general path: %v", err)
+	}
+	h.Set("Signature-Input", many(2000))
+	if _, err := ParseSignature(h, Label); daoguard.ErrorCode(err) != daoguard.CodeSignatureInvalid {
+		t.Fatalf("an oversized Signature-Input: %v", err)
+	}
+	h.Set("Signature-Input", many(1))
+	h.Add("Signature", "sig2=:"+strings.Repeat("A", maxSignatureField)+":")
+	if _, err := ParseSignature(h, Label); daoguard.ErrorCode(err) != daoguard.CodeSignatureInvalid {
+		t.Fatalf("an oversized Signature: %v", err)
 	}
 }

@@ -86,6 +86,9 @@ func (q *Queue) Next(batch []*Unit) ([]*Unit, bool) {
 	return batch, true
 }
 
+// Waiting is the number of units queued and not yet taken by a committer.
+func (q *Queue) Waiting() int { return len(q.units) }
+
 // Close stops accepting units; committers finish their batch in progress,
 // and Next fails what is still queued. It reports whether this call closed
 // the queue (false if it was closed already).
