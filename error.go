@@ -14,6 +14,7 @@ type Code string
 const (
 	CodeInvalid             Code = "INVALID_ARGUMENT"         // a field is malformed or missing
 	CodeInvalidAmount       Code = "INVALID_AMOUNT"           // an amount is not a decimal string the asset can hold
+	CodeAddressChecksum     Code = "ADDRESS_CHECKSUM"         // a mixed-case address fails its EIP-55 checksum (a typo or a tampered address)
 	CodeUnknownAccount      Code = "UNKNOWN_ACCOUNT"          // the account name is not configured
 	CodeUnknownAsset        Code = "UNKNOWN_ASSET"            // the asset symbol or address is not configured
 	CodeNotFound            Code = "NOT_FOUND"                // the object does not exist or is not visible to the caller
@@ -53,7 +54,7 @@ const (
 
 // Codes lists every code, for the edge tables and their completeness tests.
 var Codes = []Code{
-	CodeInvalid, CodeInvalidAmount, CodeUnknownAccount, CodeUnknownAsset,
+	CodeInvalid, CodeInvalidAmount, CodeAddressChecksum, CodeUnknownAccount, CodeUnknownAsset,
 	CodeNotFound, CodeConflict, CodeIllegalTransition, CodeIdempotencyMismatch,
 	CodeDuplicateApproval, CodeNotHuman, CodeForbidden, CodeOrgPaused,
 	CodeAgentSuspended, CodeAutonomyRaise, CodeExpired, CodeIncompatibleStore,

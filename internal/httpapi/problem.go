@@ -12,6 +12,7 @@ import (
 var statusOf = map[daoguard.Code]int{
 	daoguard.CodeInvalid:             http.StatusBadRequest,
 	daoguard.CodeInvalidAmount:       http.StatusBadRequest,
+	daoguard.CodeAddressChecksum:     http.StatusBadRequest,
 	daoguard.CodeUnknownAccount:      http.StatusUnprocessableEntity,
 	daoguard.CodeUnknownAsset:        http.StatusUnprocessableEntity,
 	daoguard.CodeNotFound:            http.StatusNotFound,

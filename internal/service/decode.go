@@ -3,9 +3,11 @@ package service
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"strings"
 
 	"github.com/daoguard/daoguard"
+	"github.com/ethereum/go-ethereum/common"
 )
 
 // Input limits. Anything larger is refused before it reaches a store.
@@ -33,7 +35,7 @@ func decode(ctx context.Context, tx daoguard.Tx, orgID string, in daoguard.Inten
 	}
 	to, err := parseAddress(in.To)
 	if err != nil {
-		return d, daoguard.FieldError(daoguard.CodeInvalid, "to", "%s", daoguard.ErrorMessage(err))
+		return d, fieldOf(err, "to")
 	}
 	d.To = to
 
@@ -92,15 +94,23 @@ func decode(ctx context.Context, tx daoguard.Tx, orgID string, in daoguard.Inten
 	return d, nil
 }
 
-// parseAddress accepts a 0x-prefixed 20-byte hex address and returns it in
-// lower case. (EIP-55 checksum validation belongs to the evm package, which
-// has Keccak; the policy issue wires it in.)
+// parseAddress accepts a 0x-prefixed 20-byte hex address, checks its EIP-55
+// checksum if it has one, and returns it in lower case.
 func parseAddress(s string) (string, error) {
 	if len(s) != 42 || !strings.HasPrefix(s, "0x") {
 		return "", daoguard.Errorf(daoguard.CodeInvalid, "address %q is not 0x followed by 40 hex digits", truncate(s, 64))
 	}
 	if _, err := hex.DecodeString(s[2:]); err != nil {
 		return "", daoguard.Errorf(daoguard.CodeInvalid, "address %q is not 0x followed by 40 hex digits", truncate(s, 64))
+	}
+	// EIP-55: the case of the letters is a checksum. Mixed case must match
+	// it: a single mistyped or altered character then fails here instead
+	// of sending funds elsewhere. One case throughout carries no checksum.
+	if lower, upper := strings.ToLower(s[2:]), strings.ToUpper(s[2:]); s[2:] != lower && s[2:] != upper {
+		if want := common.HexToAddress(s).Hex(); s != want {
+			return "", &daoguard.Error{Code: daoguard.CodeAddressChecksum, Message: fmt.Sprintf("address %s fails its EIP-55 checksum", s),
+				Hint: "copy the address again from its source; a checksum failure means a character differs"}
+		}
 	}
 	return strings.ToLower(s), nil
 }

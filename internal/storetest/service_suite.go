@@ -71,6 +71,8 @@ func runService(t *testing.T, h Harness) {
 			{"overflow", Transfer("115792089237316195423570985008687907853269984665640564039457584007913129.639936", Vendor), daoguard.CodeInvalidAmount},
 			{"bad address", Transfer("1", "0x123"), daoguard.CodeInvalid},
 			{"non-hex address", Transfer("1", "0xzz11111111111111111111111111111111111111"), daoguard.CodeInvalid},
+			// EIP-55's own example, one letter's case flipped.
+			{"bad checksum", Transfer("1", "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"), daoguard.CodeAddressChecksum},
 			{"unknown account", daoguard.Intent{Account: "nope", Kind: "transfer", Asset: "USDC", To: Vendor, Amount: "1"}, daoguard.CodeUnknownAccount},
 			{"unknown asset", daoguard.Intent{Account: "ops", Kind: "transfer", Asset: "DOGE", To: Vendor, Amount: "1"}, daoguard.CodeUnknownAsset},
 			{"unknown kind", daoguard.Intent{Account: "ops", Kind: "swap", To: Vendor}, daoguard.CodeInvalid},
