@@ -18,7 +18,9 @@ import (
 // package. Several came from an independent review, which found that the
 // exported tests missed regressions they catch.
 
-func openSeeded(t *testing.T) *DB {
+// OpenSeeded opens a fresh store with the suite's organisation. Exported
+// for the package's external tests (db_test.go) as well.
+func OpenSeeded(t *testing.T) *DB {
 	t.Helper()
 	db := NewDB(filepath.Join(t.TempDir(), "d.db"))
 	if err := db.Open(); err != nil {
@@ -60,7 +62,7 @@ func usdc(decimals int) *daoguard.Asset {
 // whose COMMIT then fails, is not served afterwards.
 func TestWriterCacheBatchRollback(t *testing.T) {
 	ctx := context.Background()
-	db := openSeeded(t)
+	db := OpenSeeded(t)
 	readAsset(t, db) // cached
 	err := db.Update(ctx, func(tx daoguard.Tx) error {
 		if err := tx.PutAsset(ctx, usdc(77)); err != nil {
@@ -85,7 +87,7 @@ func TestWriterCacheBatchRollback(t *testing.T) {
 // would let it in).
 func TestWriterCacheDirtyForTheWholeBatch(t *testing.T) {
 	ctx := context.Background()
-	db := openSeeded(t)
+	db := OpenSeeded(t)
 	readAsset(t, db)
 	// Hold the writer in a batch of its own while the three units queue,
 	// in order, so that they share the next batch.
@@ -136,7 +138,7 @@ func waitQueued(t *testing.T, db *DB, n int) {
 // next batch, and the read cache with it.
 func TestCachesNoticeAnotherConnection(t *testing.T) {
 	ctx := context.Background()
-	db := openSeeded(t)
+	db := OpenSeeded(t)
 	readAsset(t, db) // cached in the writer
 	view := func() *daoguard.Principal {
 		var p *daoguard.Principal
@@ -174,7 +176,7 @@ func TestCachesNoticeAnotherConnection(t *testing.T) {
 // cache, whether the row came from the cache or was just filled.
 func TestWriterCacheHandsOutCopies(t *testing.T) {
 	ctx := context.Background()
-	db := openSeeded(t)
+	db := OpenSeeded(t)
 	errFail := errors.New("fail the unit")
 	readAsset(t, db)
 	db.Update(ctx, func(tx daoguard.Tx) error { // served from the cache
@@ -236,7 +238,7 @@ func TestPairKeyIsUnambiguous(t *testing.T) {
 // leave that in the cache.
 func TestReadCacheSnapshotOlderThanCommit(t *testing.T) {
 	ctx := context.Background()
-	db := openSeeded(t)
+	db := OpenSeeded(t)
 	c := &daoguard.Credential{KeyID: "dg_test_r", PrincipalID: "agent_1", Alg: daoguard.AlgEd25519, PublicKey: []byte{1}, Scopes: []string{"actions:read"}, Environment: "test"}
 	if err := db.Update(ctx, func(tx daoguard.Tx) error { return tx.PutCredential(ctx, c) }); err != nil {
 		t.Fatal(err)

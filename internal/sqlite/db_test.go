@@ -60,7 +60,7 @@ func BenchmarkStoreSynchronousNormal(b *testing.B) {
 // with readers filling the cache concurrently with the commit.
 func TestReadCacheNeverServesAStaleKey(t *testing.T) {
 	ctx := context.Background()
-	db := seeded(t)
+	db := sqlite.OpenSeeded(t)
 	read := func(id string) *daoguard.Credential {
 		var c *daoguard.Credential
 		if err := db.View(ctx, func(tx daoguard.Tx) (err error) { c, err = tx.Credential(ctx, id); return err }); err != nil {
@@ -115,7 +115,7 @@ func TestReadCacheNeverServesAStaleKey(t *testing.T) {
 // uncommitted value then, and it must not have been cached).
 func TestWriterCacheIsExact(t *testing.T) {
 	ctx := context.Background()
-	db := seeded(t)
+	db := sqlite.OpenSeeded(t)
 	errFail := errors.New("fail the unit")
 	// Each case changes one cached row (change), reads it back (read) and
 	// tells whether a row shows the change (changed).
@@ -199,7 +199,7 @@ func TestWriterCacheIsExact(t *testing.T) {
 // (every connection held, every holder waiting for another to prepare on).
 func TestColdReadBurstDoesNotDeadlock(t *testing.T) {
 	ctx := context.Background()
-	db := seeded(t)
+	db := sqlite.OpenSeeded(t)
 	done := make(chan error, 64)
 	for range 64 {
 		go func() {
@@ -231,17 +231,4 @@ func TestColdReadBurstDoesNotDeadlock(t *testing.T) {
 			t.Fatal("concurrent cold read transactions deadlocked")
 		}
 	}
-}
-
-// seeded opens a fresh store with the suite's organisation.
-func seeded(t *testing.T) *sqlite.DB {
-	db := sqlite.NewDB(filepath.Join(t.TempDir(), "d.db"))
-	if err := db.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := storetest.Seed(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
-	return db
 }
