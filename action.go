@@ -200,6 +200,10 @@ type Reason struct {
 	Code   string `json:"code"`
 	Rule   string `json:"rule,omitempty"`
 	Detail string `json:"detail,omitempty"`
+	// WouldPass says, on a deny or an escalation, what would have passed:
+	// the budget left in a window and when it frees up, the limit, the
+	// address meant.
+	WouldPass string `json:"would_pass,omitempty"`
 }
 
 // Reason codes the service itself adds to decisions (policy adds its own).

@@ -1,0 +1,803 @@
+package policy
+
+import (
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/daoguard/daoguard"
+)
+
+// Input is everything one evaluation sees. Evaluation does no I/O: the
+// caller gathers the snapshot (history, prices, holdings) first.
+type Input struct {
+	Now       time.Time
+	Principal *daoguard.Principal
+	Action    *daoguard.Decoded
+	// Stated is what the intent says a call moves, if it says so; a call
+	// whose decoded effect differs materially is a units/asset mismatch.
+	Stated   *Stated
+	Catalog  *Catalog
+	Prices   map[string][]Reading // by asset symbol
+	Holdings map[string]*big.Int  // the account's balances by asset symbol, base units
+	History  History              // nil: no history (every window empty)
+}
+
+// Stated is an amount of an asset in base units.
+type Stated struct {
+	Asset  string
+	Amount *big.Int
+}
+
+// Result is an evaluation's outcome: the decision and the flows, valued,
+// that the caller records in the history if the action goes ahead.
+type Result struct {
+	Tier     Tier
+	Decision daoguard.Decision
+	Flows    []Flow
+}
+
+// Reason codes policy adds to decisions. Stable; documented in
+// docs/ERRORS.md.
+const (
+	ReasonRuleMatched          = "RULE_MATCHED"       // a rule applied; its figures are in the detail
+	ReasonNoMatchingRule       = "NO_MATCHING_RULE"   // no rule covers (part of) the action: deny by default
+	ReasonEvaluationError      = "EVALUATION_ERROR"   // evaluation failed: deny (fail closed)
+	ReasonMalformedCalldata    = "MALFORMED_CALLDATA" // calldata a recognised selector cannot decode
+	ReasonDelegatecall         = "DELEGATECALL_NOT_ALLOWED"
+	ReasonSafeSelfCall         = "SAFE_SELF_CALL"       // a call to the Safe itself (owners, threshold, modules, guard, fallback handler)
+	ReasonUnlimitedApproval    = "UNLIMITED_APPROVAL"   // approve/increaseAllowance of (nearly) 2^256
+	ReasonApprovalAboveCap     = "APPROVAL_ABOVE_CAP"   // approve/increaseAllowance above the asset's cap
+	ReasonApprovalForAll       = "APPROVAL_FOR_ALL"     // setApprovalForAll(operator, true)
+	ReasonPermit               = "PERMIT_SIGNATURE"     // a permit-style signature is submitted
+	ReasonProtected            = "PROTECTED_ACTION"     // a human may do it, through the council and its timelock
+	ReasonLookAlike            = "LOOKALIKE_ADDRESS"    // the address imitates a known one
+	ReasonUnitsMismatch        = "UNITS_MISMATCH"       // the effect differs from what the intent states, or moves too much of the holdings
+	ReasonHoldingsUnavailable  = "HOLDINGS_UNAVAILABLE" // the units check could not see the account's holdings
+	ReasonPrice                = "PRICE"                // the price used and its sources
+	ReasonPriceUnavailable     = "PRICE_UNAVAILABLE"    // no trusted price: USD rules fail closed to approval
+	ReasonGovernanceToken      = "GOVERNANCE_TOKEN_UNPRICED"
+	ReasonPerTxAmountExceeded  = "PER_TX_AMOUNT_EXCEEDED"
+	ReasonPerTxUSDExceeded     = "PER_TX_USD_EXCEEDED"
+	ReasonHoldingsPctExceeded  = "HOLDINGS_PCT_EXCEEDED"
+	ReasonWindowAmountExceeded = "WINDOW_AMOUNT_EXCEEDED"
+	ReasonWindowUSDExceeded    = "WINDOW_USD_EXCEEDED"
+	ReasonWindowCountExceeded  = "WINDOW_COUNT_EXCEEDED"
+	ReasonDenyRule             = "DENIED_BY_RULE" // a rule whose tier is deny matched
+)
+
+// unlimitedThreshold: an allowance at or above 2^255 is "unlimited" in
+// every wallet's eyes (the usual value is 2^256-1).
+var unlimitedThreshold = new(big.Int).Lsh(big.NewInt(1), 255)
+
+type evaluation struct {
+	p       *Policy
+	in      *Input
+	agent   bool
+	reasons []daoguard.Reason
+	seen    map[string]bool
+	prices  map[string]*Price
+
+	tier     Tier
+	approval approval
+
+	flows    []Flow
+	usdTotal int64
+	usdKnown bool
+}
+
+// Evaluate judges one action. It never panics and never errs: a failure
+// anywhere is a deny with EVALUATION_ERROR.
+func (p *Policy) Evaluate(in *Input) (res Result) {
+	e := &evaluation{p: p, in: in, seen: map[string]bool{}, prices: map[string]*Price{}}
+	defer func() {
+		if r := recover(); r != nil {
+			res = e.deny(ReasonEvaluationError, "", fmt.Sprintf("evaluation failed: %v; denied (fail closed)", r))
+		}
+	}()
+	if in.Principal == nil || in.Action == nil || in.Catalog == nil {
+		return e.deny(ReasonEvaluationError, "", "incomplete evaluation input; denied (fail closed)")
+	}
+	e.agent = in.Principal.Kind != daoguard.PrincipalHuman
+	its, err := items(in.Action, in.Catalog)
+	if err != nil {
+		return e.deny(ReasonMalformedCalldata, "", err.Error())
+	}
+	e.flows = flows(its, in.Catalog)
+	e.value()
+	for i := range its {
+		e.protect(&its[i])
+		e.hygiene(&its[i])
+	}
+	e.units()
+	for i := range its {
+		if err := e.judge(&its[i]); err != nil {
+			return e.deny(ReasonEvaluationError, "", err.Error()+"; denied (fail closed)")
+		}
+	}
+	return e.result()
+}
+
+func (e *evaluation) deny(code, rule, detail string) Result {
+	e.tier = TierDeny
+	e.reason(code, rule, detail, "")
+	return e.result()
+}
+
+func (e *evaluation) reason(code, rule, detail, pass string) {
+	k := code + "\x00" + rule + "\x00" + detail
+	if e.seen[k] {
+		return
+	}
+	e.seen[k] = true
+	e.reasons = append(e.reasons, daoguard.Reason{Code: code, Rule: rule, Detail: detail, WouldPass: pass})
+}
+
+// raise makes the outcome at least tier t with approval a. Order does not
+// matter: the tier only grows, approvals and timelock only grow.
+func (e *evaluation) raise(t Tier, a approval) {
+	if t == TierVote {
+		a = e.p.council
+	}
+	if t > e.tier {
+		e.tier = t
+	}
+	if t == TierApproval || t == TierVote {
+		if a.approvals > e.approval.approvals || a.approvals == e.approval.approvals && a.role < e.approval.role {
+			e.approval.approvals, e.approval.role, e.approval.group = a.approvals, a.role, a.group
+		}
+		e.approval.timelock = max(e.approval.timelock, a.timelock)
+	}
+}
+
+func (e *evaluation) result() Result {
+	d := daoguard.Decision{Tier: e.tier.String(), Reasons: e.reasons, PolicyVersion: e.p.Version}
+	switch e.tier {
+	case TierAutonomous:
+		d.Verdict = daoguard.VerdictAllow
+	case TierApproval, TierVote:
+		d.Verdict = daoguard.VerdictNeedsApproval
+		d.RequiredApprovals, d.ApproverRole, d.Timelock = e.approval.approvals, e.approval.role, e.approval.timelock
+	default:
+		d.Verdict, d.Tier = daoguard.VerdictDeny, TierDeny.String()
+		e.tier = TierDeny
+	}
+	if d.Reasons == nil {
+		d.Reasons = []daoguard.Reason{}
+	}
+	return Result{Tier: e.tier, Decision: d, Flows: e.flows}
+}
+
+// price returns the trusted price of an asset, aggregating once per
+// evaluation.
+func (e *evaluation) price(sym string) *Price {
+	if p, ok := e.prices[sym]; ok {
+		return p
+	}
+	var p Price
+	if sym == e.p.govToken && sym != "" {
+		// The DAO's own token is the easiest to pump: whoever moves its
+		// spot price would move every limit measured with it.
+		p.Problem = "the DAO's governance token is never valued for limits"
+	} else {
+		p = Aggregate(e.in.Prices[sym], e.in.Now, e.p.prices)
+	}
+	e.prices[sym] = &p
+	return &p
+}
+
+// value prices every flow and sums the action's USD value.
+func (e *evaluation) value() {
+	e.usdKnown = true
+	for i := range e.flows {
+		f := &e.flows[i]
+		a, ok := e.in.Catalog.Asset(f.Asset)
+		if f.Asset == "" || !ok {
+			e.usdKnown = false
+			e.reason(ReasonPriceUnavailable, "", fmt.Sprintf("token %s is not in the catalogue: no price", f.Token), "")
+			continue
+		}
+		p := e.price(f.Asset)
+		if p.Value == nil {
+			e.usdKnown = false
+			code := ReasonPriceUnavailable
+			if f.Asset == e.p.govToken {
+				code = ReasonGovernanceToken
+			}
+			e.reason(code, "", fmt.Sprintf("%s: %s%s", f.Asset, p.Problem, rejectedText(p)), "")
+			continue
+		}
+		f.USD = usdValue(f.Amount, a.Decimals, p.Value)
+		e.usdTotal = addUSD(e.usdTotal, f.USD)
+		e.reason(ReasonPrice, "", fmt.Sprintf("%s %s USD (median of %s%s)", f.Asset, FormatPrice(p.Value), strings.Join(p.Used, ", "), rejectedText(p)), "")
+	}
+}
+
+func rejectedText(p *Price) string {
+	if len(p.Rejected) == 0 {
+		return ""
+	}
+	return "; rejected: " + strings.Join(p.Rejected, "; ")
+}
+
+// protect applies the protections no policy can switch off. For an agent
+// they deny; a human may go ahead only through the council tier, with its
+// timelock.
+func (e *evaluation) protect(it *item) {
+	hit := func(code, detail string) {
+		if e.agent {
+			e.raise(TierDeny, approval{})
+			e.reason(code, "", detail, "agents can never do this; a human may submit it for the council")
+			return
+		}
+		e.raise(TierVote, approval{})
+		e.reason(code, "", detail, "")
+		e.reason(ReasonProtected, "", fmt.Sprintf("council approval (%d of %s) and a %s timelock", e.p.council.approvals, e.p.council.group, e.p.council.timelock), "")
+	}
+	if it.Operation == daoguard.OpDelegateCall && !e.p.dcAllow[it.Target] {
+		if e.in.Action.AccountKind != daoguard.AccountSafe {
+			e.raise(TierDeny, approval{})
+			e.reason(ReasonDelegatecall, "", "a wallet account cannot delegatecall", "")
+		} else {
+			hit(ReasonDelegatecall, fmt.Sprintf("delegatecall to %s, which is not on the delegatecall allowlist: it would run foreign code with the Safe's storage and funds", it.Target))
+		}
+	}
+	if it.SelfCall && e.in.Action.AccountKind == daoguard.AccountSafe {
+		hit(ReasonSafeSelfCall, "a call to the Safe itself changes its owners, threshold, modules, guard or fallback handler")
+	}
+	if it.Type == ItemApproval {
+		switch {
+		case it.ApprovalAll:
+			hit(ReasonApprovalForAll, fmt.Sprintf("setApprovalForAll gives %s every token of the collection", it.Counterparty))
+		case it.Amount == nil:
+		case it.Amount.Cmp(unlimitedThreshold) >= 0:
+			hit(ReasonUnlimitedApproval, fmt.Sprintf("an unlimited allowance of %s for %s", e.assetName(it), it.Counterparty))
+		default:
+			if capv, ok := e.approvalCap(it); !ok || it.Amount.Cmp(capv) > 0 {
+				capText := "0 (no cap configured)"
+				if ok {
+					capText = daoguard.FormatAmount(capv, it.Decimals)
+				}
+				hit(ReasonApprovalAboveCap, fmt.Sprintf("an allowance of %s %s for %s is above the cap %s", daoguard.FormatAmount(it.Amount, it.Decimals), e.assetName(it), it.Counterparty, capText))
+			}
+		}
+	}
+	if it.Permit != "" {
+		hit(ReasonPermit, "a permit signature ("+it.Permit+") lets its holder move the account's tokens without a transaction from it")
+	}
+}
+
+func (e *evaluation) assetName(it *item) string {
+	if it.Asset != "" {
+		return it.Asset
+	}
+	return "token " + it.Token
+}
+
+// approvalCap returns the cap for an approval of a known asset. A zero
+// allowance (a revocation) is always within the cap.
+func (e *evaluation) approvalCap(it *item) (*big.Int, bool) {
+	if it.Amount.Sign() == 0 {
+		return it.Amount, true
+	}
+	text, ok := e.p.approvalCapText[it.Asset]
+	if !ok || it.Asset == "" {
+		return nil, false
+	}
+	return e.in.Catalog.amount(text, it.Asset, it.Decimals)
+}
+
+// hygiene denies counterparties and targets that look like a known address
+// without being it: address poisoning.
+func (e *evaluation) hygiene(it *item) {
+	for _, a := range [...]string{it.Counterparty, it.Target} {
+		if a == "" || e.known(a) {
+			continue
+		}
+		imitated := e.p.lookAlike.Imitated(a)
+		if imitated == "" && e.in.History != nil {
+			imitated = e.in.History.Imitated(a)
+		}
+		if imitated != "" {
+			e.raise(TierDeny, approval{})
+			e.reason(ReasonLookAlike, "", fmt.Sprintf("%s looks like %s (same first %d and last %d hex digits) but is not it", a, imitated, e.p.lookLead, e.p.lookTrail),
+				fmt.Sprintf("if you meant %s, use exactly that address", imitated))
+		}
+	}
+}
+
+// known: listed in the policy or seen as a counterparty before.
+func (e *evaluation) known(a string) bool {
+	return e.p.listAddrs[a] || e.in.History != nil && e.in.History.Known(a) || a == e.in.Action.From
+}
+
+// units catches an effect that is not what the intent says, and (for
+// agents) an action moving an implausible share of the account's holdings:
+// the signature of a decimals or units mistake.
+func (e *evaluation) units() {
+	if s := e.in.Stated; s != nil {
+		moved := new(big.Int)
+		for _, f := range e.flows {
+			if f.Asset != s.Asset {
+				e.raise(TierDeny, approval{})
+				e.reason(ReasonUnitsMismatch, "", fmt.Sprintf("the intent states %s but the transaction also moves %s", s.Asset, nameOr(f.Asset, f.Token)), "")
+				continue
+			}
+			moved.Add(moved, f.Amount)
+		}
+		// |moved - stated| > dev·stated ⇔ mismatch.
+		d := new(big.Int).Sub(moved, s.Amount)
+		d.Abs(d)
+		lhs := new(big.Int).Mul(d, e.p.statedDev.Denom())
+		rhs := new(big.Int).Mul(s.Amount, e.p.statedDev.Num())
+		if lhs.Cmp(rhs) > 0 {
+			a, _ := e.in.Catalog.Asset(s.Asset)
+			dec := 0
+			if a != nil {
+				dec = a.Decimals
+			}
+			e.raise(TierDeny, approval{})
+			e.reason(ReasonUnitsMismatch, "", fmt.Sprintf("the intent states %s %s but the transaction moves %s %s", daoguard.FormatAmount(s.Amount, dec), s.Asset, daoguard.FormatAmount(moved, dec), s.Asset),
+				"state the amount the calldata moves, in the asset's display units")
+		}
+	}
+	byAsset := map[string]*big.Int{}
+	for _, f := range e.flows {
+		if f.Asset == "" {
+			continue
+		}
+		if byAsset[f.Asset] == nil {
+			byAsset[f.Asset] = new(big.Int)
+		}
+		byAsset[f.Asset].Add(byAsset[f.Asset], f.Amount)
+	}
+	for _, sym := range sortedKeys(byAsset) {
+		moved := byAsset[sym]
+		h, ok := e.in.Holdings[sym]
+		if !ok || h == nil {
+			if e.agent {
+				e.raise(TierApproval, e.p.council)
+				e.reason(ReasonHoldingsUnavailable, "", fmt.Sprintf("the holdings of %s are unknown: the share this action moves cannot be checked", sym), "")
+			}
+			continue
+		}
+		// moved > share·holdings
+		lhs := new(big.Int).Mul(moved, e.p.unitsMaxShare.Denom())
+		rhs := new(big.Int).Mul(h, e.p.unitsMaxShare.Num())
+		if lhs.Cmp(rhs) > 0 {
+			a, _ := e.in.Catalog.Asset(sym)
+			pct := new(big.Rat).Mul(e.p.unitsMaxShare, big.NewRat(100, 1)).FloatString(1)
+			detail := fmt.Sprintf("moves %s %s, more than %s%% of the account's %s %s", daoguard.FormatAmount(moved, a.Decimals), sym, pct, daoguard.FormatAmount(h, a.Decimals), sym)
+			if e.agent {
+				e.raise(TierDeny, approval{})
+				e.reason(ReasonUnitsMismatch, "", detail+": a units or decimals mistake?", "check the amount's units: amounts are in display units (1.5 USDC, not 1500000)")
+			} else {
+				e.raise(TierVote, approval{})
+				e.reason(ReasonUnitsMismatch, "", detail, "")
+			}
+		}
+	}
+}
+
+func nameOr(sym, token string) string {
+	if sym != "" {
+		return sym
+	}
+	return "token " + token
+}
+
+// candidates returns the rules that may apply to the principal: those
+// naming it, its roles, its kind, or anyone.
+func (e *evaluation) candidates(visit func(*rule) error) error {
+	pr := e.in.Principal
+	if err := each(e.p.byPrincipal[pr.ID], visit); err != nil {
+		return err
+	}
+	for _, role := range pr.Roles {
+		if err := each(e.p.byRole[role], visit); err != nil {
+			return err
+		}
+	}
+	if err := each(e.p.byKind[0], visit); err != nil {
+		return err
+	}
+	return each(e.p.byKind[int(pr.Kind)&3], visit)
+}
+
+func each(rs []*rule, visit func(*rule) error) error {
+	for _, r := range rs {
+		if err := visit(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// judge applies every matching rule to one item. An item no rule covers is
+// denied.
+func (e *evaluation) judge(it *item) error {
+	matched := false
+	done := map[*rule]bool{} // a rule reachable through two roles counts once
+	err := e.candidates(func(r *rule) error {
+		if done[r] {
+			return nil
+		}
+		done[r] = true
+		ok, err := e.matches(r, it)
+		if err != nil || !ok {
+			return err
+		}
+		matched = true
+		e.apply(r, it)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !matched {
+		e.raise(TierDeny, approval{})
+		e.reason(ReasonNoMatchingRule, "", fmt.Sprintf("no rule covers this %s to %s", it.Type, it.Counterparty), "no rule allows this; a steward can add one")
+	}
+	return nil
+}
+
+func (e *evaluation) matches(r *rule, it *item) (bool, error) {
+	in := e.in
+	pr := in.Principal
+	if r.principals != nil && !r.principals[pr.ID] {
+		return false, nil
+	}
+	if len(r.roles) > 0 && !hasAny(pr.Roles, r.roles) {
+		return false, nil
+	}
+	if r.kinds != 0 && r.kinds&(1<<(uint(pr.Kind)-1)) == 0 {
+		return false, nil
+	}
+	if r.accounts != nil && !r.accounts[in.Action.Account] {
+		return false, nil
+	}
+	if r.types != 0 && r.types&it.Type == 0 {
+		return false, nil
+	}
+	if r.assets != nil && !r.assets[it.Asset] {
+		return false, nil
+	}
+	if r.recipients != nil && !r.recipients.match(it.Counterparty) {
+		return false, nil
+	}
+	if r.targets != nil && !r.targets.match(it.Target) {
+		return false, nil
+	}
+	if r.newRecipient != nil && *r.newRecipient == e.known(it.Counterparty) {
+		return false, nil
+	}
+	if r.operation != 0 && r.operation != it.Operation {
+		return false, nil
+	}
+	if r.value != nil && !r.value.match(it.Value) {
+		return false, nil
+	}
+	if r.hasFunction {
+		sel, ok := it.selector()
+		if !ok || sel != r.selector || !matchParams(r, it.Data) {
+			return false, nil
+		}
+	}
+	if r.time != nil && !r.time.contains(in.Now) {
+		return false, nil
+	}
+	if r.cel != nil {
+		return r.cel.eval(e.celFacts(it))
+	}
+	return true, nil
+}
+
+func hasAny(have, want []string) bool {
+	for _, w := range want {
+		for _, h := range have {
+			if h == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (e *evaluation) celFacts(it *item) *celFacts {
+	pr := e.in.Principal
+	roles := pr.Roles
+	if roles == nil {
+		roles = []string{}
+	}
+	sel := ""
+	if s, ok := it.selector(); ok {
+		sel = "0x" + hex.EncodeToString(s[:])
+	}
+	usd := -1.0
+	if e.usdKnown {
+		usd = float64(e.usdTotal) / MicroUSD
+	}
+	amount := 0.0
+	if it.Amount != nil && it.Type == ItemTransfer {
+		amount, _ = new(big.Rat).SetFrac(it.Amount, pow10(it.Decimals)).Float64()
+	}
+	value := 0.0
+	if it.Value != nil && e.in.Catalog.native != nil {
+		value, _ = new(big.Rat).SetFrac(it.Value, pow10(e.in.Catalog.native.Decimals)).Float64()
+	}
+	now := e.in.Now.UTC()
+	return &celFacts{vals: [17]any{
+		pr.ID, pr.Kind.String(), roles, e.in.Action.Account, it.Type.String(), it.Asset, amount, usd,
+		it.Counterparty, it.Target, sel, value, it.Operation.String(), !e.known(it.Counterparty), it.InBatch,
+		int64(now.Hour()), strings.ToLower(now.Weekday().String()[:3]),
+	}}
+}
+
+var pow10Cache sync.Map
+
+func pow10(n int) *big.Int {
+	if v, ok := pow10Cache.Load(n); ok {
+		return v.(*big.Int)
+	}
+	v := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(n)), nil)
+	pow10Cache.Store(n, v)
+	return v
+}
+
+// apply gives the rule's tier, or its over-limit tier if a limit is
+// exceeded; a USD limit without a trusted price fails closed to approval.
+func (e *evaluation) apply(r *rule, it *item) {
+	if r.tier == TierDeny {
+		e.raise(TierDeny, approval{})
+		e.reason(ReasonDenyRule, r.name, fmt.Sprintf("rule %q denies this %s to %s", r.name, it.Type, it.Counterparty), "")
+		return
+	}
+	var figures []string
+	exceeded, unpriced := e.limits(r, it, &figures)
+	switch {
+	case exceeded:
+		e.raise(r.over, r.approval)
+	case unpriced:
+		// A USD rule that cannot see a trusted price: never autonomous,
+		// never denied on a number it does not have.
+		t := max(r.tier, TierApproval)
+		a := r.approval
+		if a.approvals == 0 {
+			a = e.p.council
+		}
+		e.raise(t, a)
+	default:
+		e.raise(r.tier, r.approval)
+	}
+	tier := r.tier
+	if exceeded {
+		tier = r.over
+	}
+	detail := "tier " + tier.String()
+	if len(figures) > 0 {
+		detail += "; " + strings.Join(figures, "; ")
+	}
+	e.reason(ReasonRuleMatched, r.name, detail, "")
+}
+
+// limits checks the rule's limits against this action, adding a reason for
+// each one exceeded and a figure for each one checked.
+func (e *evaluation) limits(r *rule, it *item, figures *[]string) (exceeded, unpriced bool) {
+	if r.maxAmountText != "" {
+		a, ok := e.in.Catalog.Asset(r.maxAsset)
+		if !ok {
+			*figures = append(*figures, fmt.Sprintf("max_amount: asset %s is not in the catalogue", r.maxAsset))
+			return true, false
+		}
+		limit, ok := e.in.Catalog.amount(r.maxAmountText, a.Symbol, a.Decimals)
+		moved := e.moved(a.Symbol, "")
+		if !ok {
+			exceeded = true
+			e.reason(ReasonPerTxAmountExceeded, r.name, fmt.Sprintf("the limit %s has more decimals than %s (%d)", r.maxAmountText, a.Symbol, a.Decimals), "")
+		} else if moved.Cmp(limit) > 0 {
+			exceeded = true
+			e.reason(ReasonPerTxAmountExceeded, r.name, fmt.Sprintf("%s %s > %s %s per action", daoguard.FormatAmount(moved, a.Decimals), a.Symbol, r.maxAmountText, a.Symbol),
+				fmt.Sprintf("at most %s %s in one action", r.maxAmountText, a.Symbol))
+		} else {
+			*figures = append(*figures, fmt.Sprintf("per action %s ≤ %s %s", daoguard.FormatAmount(moved, a.Decimals), r.maxAmountText, a.Symbol))
+		}
+	}
+	needUSD := r.maxUSD >= 0 || r.maxHoldingsPct != nil
+	for _, w := range r.windows {
+		needUSD = needUSD || w.maxUSD >= 0
+	}
+	if needUSD && !e.usdKnown {
+		unpriced = true
+		*figures = append(*figures, "USD limits: no trusted price, approval required")
+	}
+	if r.maxUSD >= 0 && e.usdKnown {
+		if e.usdTotal > r.maxUSD {
+			exceeded = true
+			e.reason(ReasonPerTxUSDExceeded, r.name, fmt.Sprintf("%s USD > %s USD per action", FormatUSD(e.usdTotal), FormatUSD(r.maxUSD)),
+				fmt.Sprintf("at most %s USD in one action", FormatUSD(r.maxUSD)))
+		} else {
+			*figures = append(*figures, fmt.Sprintf("per action %s ≤ %s USD", FormatUSD(e.usdTotal), FormatUSD(r.maxUSD)))
+		}
+	}
+	if r.maxHoldingsPct != nil && e.usdKnown {
+		base, ok := e.treasuryUSD()
+		if !ok {
+			unpriced = true
+			*figures = append(*figures, "holdings base: no priced holdings, approval required")
+		} else {
+			// usd > pct·base
+			lhs := new(big.Int).Mul(big.NewInt(e.usdTotal), r.maxHoldingsPct.Denom())
+			rhs := new(big.Int).Mul(big.NewInt(base), r.maxHoldingsPct.Num())
+			pct := new(big.Rat).Mul(r.maxHoldingsPct, big.NewRat(100, 1)).FloatString(2)
+			allowed := new(big.Int).Quo(rhs, r.maxHoldingsPct.Denom())
+			if lhs.Cmp(rhs) > 0 {
+				exceeded = true
+				e.reason(ReasonHoldingsPctExceeded, r.name, fmt.Sprintf("%s USD > %s%% of holdings worth %s USD (governance token excluded)", FormatUSD(e.usdTotal), pct, FormatUSD(base)),
+					fmt.Sprintf("at most %s USD in one action", FormatUSD(allowed.Int64())))
+			} else {
+				*figures = append(*figures, fmt.Sprintf("%s USD ≤ %s%% of holdings worth %s USD", FormatUSD(e.usdTotal), pct, FormatUSD(base)))
+			}
+		}
+	}
+	for i := range r.windows {
+		w := &r.windows[i]
+		if w.maxUSD >= 0 && !e.usdKnown {
+			continue
+		}
+		if e.window(r, w, it, figures) {
+			exceeded = true
+		}
+	}
+	return exceeded, unpriced
+}
+
+// moved sums the action's flows of an asset (to one counterparty, if set).
+func (e *evaluation) moved(asset, to string) *big.Int {
+	sum := new(big.Int)
+	for _, f := range e.flows {
+		if f.Asset == asset && (to == "" || f.To == to) {
+			sum.Add(sum, f.Amount)
+		}
+	}
+	return sum
+}
+
+func (e *evaluation) usdTo(to string) int64 {
+	var sum int64
+	for _, f := range e.flows {
+		if to == "" || f.To == to {
+			sum = addUSD(sum, max(f.USD, 0))
+		}
+	}
+	return sum
+}
+
+// treasuryUSD values the holdings that have a trusted price; the
+// governance token never counts (pumping it must not raise a limit), and
+// an unpriced holding is left out (a smaller base is a stricter limit).
+func (e *evaluation) treasuryUSD() (int64, bool) {
+	var total int64
+	for _, sym := range sortedKeys(e.in.Holdings) {
+		if sym == e.p.govToken {
+			continue
+		}
+		a, ok := e.in.Catalog.Asset(sym)
+		if !ok {
+			continue
+		}
+		if p := e.price(sym); p.Value != nil {
+			total = addUSD(total, usdValue(e.in.Holdings[sym], a.Decimals, p.Value))
+		}
+	}
+	return total, total > 0
+}
+
+// window checks one rolling window: the total recorded in the period plus
+// this action's part must stay within the limit. The total comes from the
+// history's prefix sums: no scan, whatever the history's size.
+func (e *evaluation) window(r *rule, w *window, it *item, figures *[]string) bool {
+	k := Key{Per: w.per}
+	to := ""
+	switch w.per {
+	case PerAgent:
+		k.Who = e.in.Principal.ID
+	case PerRecipient:
+		k.Who, to = it.Counterparty, it.Counterparty
+	}
+	since := e.in.Now.Add(-w.period)
+	var t Total
+	if e.in.History != nil {
+		t = e.in.History.Window(k, since)
+	} else {
+		t.Amount = new(big.Int)
+	}
+	name := fmt.Sprintf("%s per %s", fmtPeriod(w.period), w.per)
+	frees := func(excess *big.Int, count bool) string {
+		if e.in.History == nil {
+			return ""
+		}
+		if at, ok := e.in.History.Release(k, since, excess, count); ok {
+			return "; enough frees up at " + at.Add(w.period).UTC().Format(time.RFC3339)
+		}
+		return ""
+	}
+	switch {
+	case w.maxCount > 0:
+		if t.Count+1 > w.maxCount {
+			excess := big.NewInt(int64(t.Count + 1 - w.maxCount))
+			e.reason(ReasonWindowCountExceeded, r.name, fmt.Sprintf("%s: %d actions so far + this one > %d", name, t.Count, w.maxCount),
+				"no more actions in this window"+frees(excess, true))
+			return true
+		}
+		*figures = append(*figures, fmt.Sprintf("%s: %d + 1 ≤ %d actions", name, t.Count, w.maxCount))
+	case w.maxUSD >= 0:
+		mine := e.usdTo(to)
+		sum := addUSD(t.USD, mine)
+		if sum > w.maxUSD {
+			left := max(w.maxUSD-t.USD, 0)
+			excess := big.NewInt(sum - w.maxUSD)
+			e.reason(ReasonWindowUSDExceeded, r.name, fmt.Sprintf("%s: %s USD so far + %s USD = %s USD > %s USD", name, FormatUSD(t.USD), FormatUSD(mine), FormatUSD(sum), FormatUSD(w.maxUSD)),
+				fmt.Sprintf("up to %s USD now%s", FormatUSD(left), frees(excess, false)))
+			return true
+		}
+		*figures = append(*figures, fmt.Sprintf("%s: %s + %s ≤ %s USD", name, FormatUSD(t.USD), FormatUSD(mine), FormatUSD(w.maxUSD)))
+	default:
+		a, ok := e.in.Catalog.Asset(w.asset)
+		if !ok {
+			e.reason(ReasonWindowAmountExceeded, r.name, fmt.Sprintf("%s: asset %s is not in the catalogue", name, w.asset), "")
+			return true
+		}
+		k.Asset = w.asset
+		if e.in.History != nil {
+			t = e.in.History.Window(k, since)
+		}
+		limit, ok := e.in.Catalog.amount(w.maxAmount, a.Symbol, a.Decimals)
+		if !ok {
+			e.reason(ReasonWindowAmountExceeded, r.name, fmt.Sprintf("%s: the limit %s has more decimals than %s (%d)", name, w.maxAmount, a.Symbol, a.Decimals), "")
+			return true
+		}
+		mine := e.moved(w.asset, to)
+		sum := new(big.Int).Add(t.Amount, mine)
+		if sum.Cmp(limit) > 0 {
+			left := new(big.Int).Sub(limit, t.Amount)
+			if left.Sign() < 0 {
+				left.SetInt64(0)
+			}
+			e.reason(ReasonWindowAmountExceeded, r.name, fmt.Sprintf("%s: %s %s so far + %s = %s > %s %s", name, daoguard.FormatAmount(t.Amount, a.Decimals), a.Symbol, daoguard.FormatAmount(mine, a.Decimals), daoguard.FormatAmount(sum, a.Decimals), w.maxAmount, a.Symbol),
+				fmt.Sprintf("up to %s %s now%s", daoguard.FormatAmount(left, a.Decimals), a.Symbol, frees(new(big.Int).Sub(sum, limit), false)))
+			return true
+		}
+		*figures = append(*figures, fmt.Sprintf("%s: %s + %s ≤ %s %s", name, daoguard.FormatAmount(t.Amount, a.Decimals), daoguard.FormatAmount(mine, a.Decimals), w.maxAmount, a.Symbol))
+	}
+	return false
+}
+
+func fmtPeriod(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")
+}
+
+// amount resolves a display-unit amount for an asset, caching the result:
+// limits are written in display units, compared in base units.
+func (c *Catalog) amount(text, sym string, decimals int) (*big.Int, bool) {
+	k := amountKey{text, sym, decimals}
+	if v, ok := c.amounts.Load(k); ok {
+		return v.(*big.Int), true
+	}
+	v, err := daoguard.ParseAmount(text, decimals)
+	if err != nil {
+		return nil, false
+	}
+	c.amounts.Store(k, v)
+	return v, true
+}
+
+type amountKey struct {
+	text, sym string
+	dec       int
+}

@@ -1,0 +1,364 @@
+package policy
+
+import (
+	"math/big"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/holiman/uint256"
+)
+
+// Per is what a rolling window groups by.
+type Per uint8
+
+const (
+	PerAgent     Per = iota + 1 // the submitting principal
+	PerRecipient                // the counterparty
+	PerOrg                      // everything
+)
+
+func (p Per) String() string {
+	switch p {
+	case PerAgent:
+		return "agent"
+	case PerRecipient:
+		return "recipient"
+	case PerOrg:
+		return "org"
+	}
+	return "?"
+}
+
+// Key names one running total. Asset is a symbol for a total in that
+// asset's base units, or "" for the total across all assets in USD; both
+// count the actions that contributed.
+type Key struct {
+	Per   Per
+	Who   string // principal ID (PerAgent), address (PerRecipient), "" (PerOrg)
+	Asset string
+}
+
+// Total is a window's content.
+type Total struct {
+	Amount *big.Int // base units; asset keys only
+	USD    int64    // micro-dollars; "" keys only (MaxUSD when saturated)
+	Count  int      // contributing actions
+}
+
+// History is what evaluation knows about the past: running totals and the
+// counterparties seen. Implementations must be safe for concurrent readers
+// and must answer from memory: evaluation does no I/O.
+type History interface {
+	// Window returns the total of k over entries strictly after since.
+	Window(k Key, since time.Time) Total
+	// Release returns when enough of k's entries after since have been
+	// recorded that their sum reaches excess (in the key's unit: base units,
+	// micro-dollars, or a count when count is true): the window frees up
+	// that much once the returned time plus the window's period has passed.
+	Release(k Key, since time.Time, excess *big.Int, count bool) (time.Time, bool)
+	// Known reports whether addr (lower case) is a recent counterparty.
+	Known(addr string) bool
+	// Imitated returns the recent counterparty addr looks like, or "".
+	Imitated(addr string) string
+}
+
+// Ledger keeps, per key, the prefix sums of what was recorded, so that the
+// total over any window is a difference of two prefix sums found by binary
+// search: O(log n) per window, whatever the window's length and however
+// many entries it holds. Nothing is ever summed by scanning.
+type Ledger struct {
+	mu        sync.RWMutex
+	series    map[Key]*series
+	known     map[string]struct{}
+	lookAlike *LookAlikes
+}
+
+// series is one key's entries in time order.
+type series struct {
+	t    []int64       // UnixNano of each entry, non-decreasing
+	amt  []uint256.Int // asset keys: cumulative base units through entry i
+	usd  []int64       // USD keys: cumulative micro-dollars through entry i
+	base uint256.Int   // cumulative amount before t[0] (after trimming)
+	usd0 int64         // cumulative micro-dollars before t[0]
+	// sat is the index from which the cumulative amount overflowed 2^256
+	// (or MaxUSD): any window reaching it is reported as saturated, which
+	// exceeds every limit. -1 when it never overflowed.
+	sat int
+}
+
+// NewLedger returns an empty ledger whose look-alike checks compare lead
+// and trail hex digits.
+func NewLedger(lead, trail int) *Ledger {
+	return &Ledger{series: map[Key]*series{}, known: map[string]struct{}{}, lookAlike: NewLookAlikes(lead, trail)}
+}
+
+// Flow is one movement of an asset to a counterparty.
+type Flow struct {
+	Asset  string   `json:"asset"` // symbol; "" for an asset the catalogue does not know
+	Token  string   `json:"token,omitempty"`
+	Amount *big.Int `json:"amount"`
+	USD    int64    `json:"usd_micro"` // -1 when unpriced
+	To     string   `json:"to"`
+}
+
+// Record adds one action's flows at time at. Every action counts once per
+// key it touches, even with no flows (so that counts limit velocity).
+func (l *Ledger) Record(at time.Time, principal string, flows []Flow) {
+	type agg struct {
+		amt uint256.Int
+		usd int64
+		ovf bool
+	}
+	sums := make(map[Key]*agg, 6)
+	add := func(k Key, f Flow) {
+		a := sums[k]
+		if a == nil {
+			a = &agg{}
+			sums[k] = a
+		}
+		if k.Asset != "" {
+			v, ovf := uint256.FromBig(f.Amount)
+			if ovf {
+				a.ovf = true
+			} else if _, o := a.amt.AddOverflow(&a.amt, v); o {
+				a.ovf = true
+			}
+		} else if f.USD > 0 {
+			a.usd = addUSD(a.usd, f.USD)
+		}
+	}
+	sums[Key{Per: PerAgent, Who: principal}] = &agg{}
+	sums[Key{Per: PerOrg}] = &agg{}
+	for _, f := range flows {
+		for _, k := range [...]Key{{Per: PerAgent, Who: principal}, {Per: PerRecipient, Who: f.To}, {Per: PerOrg}} {
+			add(k, f) // the USD and count key
+			if f.Asset != "" {
+				k.Asset = f.Asset
+				add(k, f)
+			}
+		}
+	}
+	ns := at.UnixNano()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, a := range sums {
+		s := l.series[k]
+		if s == nil {
+			s = &series{sat: -1}
+			l.series[k] = s
+		}
+		s.append(ns, k.Asset != "", &a.amt, a.usd, a.ovf)
+	}
+	for _, f := range flows {
+		if f.To == "" {
+			continue
+		}
+		if _, ok := l.known[f.To]; !ok {
+			l.known[f.To] = struct{}{}
+			l.lookAlike.Add(f.To)
+		}
+	}
+}
+
+// AddKnown records a counterparty without a flow (e.g. loaded at start).
+func (l *Ledger) AddKnown(addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.known[addr]; !ok {
+		l.known[addr] = struct{}{}
+		l.lookAlike.Add(addr)
+	}
+}
+
+func (s *series) append(ns int64, asset bool, amt *uint256.Int, usd int64, ovf bool) {
+	n := len(s.t)
+	if n > 0 && ns < s.t[n-1] {
+		// A clock step backwards: keep time order by recording at the
+		// latest time seen. The entry then leaves windows later, never
+		// earlier: a stricter total, never a looser one.
+		ns = s.t[n-1]
+	}
+	s.t = append(s.t, ns)
+	if asset {
+		prev := s.base
+		if n > 0 {
+			prev = s.amt[n-1]
+		}
+		var next uint256.Int
+		if _, o := next.AddOverflow(&prev, amt); o || ovf {
+			if s.sat < 0 {
+				s.sat = n
+			}
+			next.SetAllOne()
+		}
+		s.amt = append(s.amt, next)
+	} else {
+		prev := s.usd0
+		if n > 0 {
+			prev = s.usd[n-1]
+		}
+		next := addUSD(prev, usd)
+		if next == MaxUSD && s.sat < 0 {
+			s.sat = n
+		}
+		s.usd = append(s.usd, next)
+	}
+}
+
+// first returns the index of the first entry strictly after since.
+func (s *series) first(since int64) int {
+	return sort.Search(len(s.t), func(i int) bool { return s.t[i] > since })
+}
+
+// Window implements History.
+func (l *Ledger) Window(k Key, since time.Time) Total {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	s := l.series[k]
+	if s == nil {
+		if k.Asset != "" {
+			return Total{Amount: new(big.Int)}
+		}
+		return Total{}
+	}
+	i, n := s.first(since.UnixNano()), len(s.t)
+	t := Total{Count: n - i}
+	saturated := s.sat >= 0 && n-1 >= s.sat && n > i
+	if k.Asset != "" {
+		if saturated {
+			t.Amount = new(big.Int).Lsh(big.NewInt(1), 256) // more than any uint256 limit
+			return t
+		}
+		if i == n {
+			t.Amount = new(big.Int)
+			return t
+		}
+		before := s.base
+		if i > 0 {
+			before = s.amt[i-1]
+		}
+		var d uint256.Int
+		d.Sub(&s.amt[n-1], &before)
+		t.Amount = d.ToBig()
+		return t
+	}
+	if saturated {
+		t.USD = MaxUSD
+		return t
+	}
+	if i < n {
+		before := s.usd0
+		if i > 0 {
+			before = s.usd[i-1]
+		}
+		t.USD = s.usd[n-1] - before
+	}
+	return t
+}
+
+// Release implements History.
+func (l *Ledger) Release(k Key, since time.Time, excess *big.Int, count bool) (time.Time, bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	s := l.series[k]
+	if s == nil || excess.Sign() <= 0 {
+		return time.Time{}, false
+	}
+	i, n := s.first(since.UnixNano()), len(s.t)
+	if i == n {
+		return time.Time{}, false
+	}
+	var j int
+	switch {
+	case count:
+		if !excess.IsInt64() || excess.Int64() > int64(n-i) {
+			return time.Time{}, false
+		}
+		j = i + int(excess.Int64()) - 1
+	case k.Asset != "":
+		before := s.base
+		if i > 0 {
+			before = s.amt[i-1]
+		}
+		ex, ovf := uint256.FromBig(excess)
+		if ovf {
+			return time.Time{}, false
+		}
+		var need uint256.Int
+		if _, o := need.AddOverflow(&before, ex); o {
+			return time.Time{}, false
+		}
+		j = i + sort.Search(n-i, func(x int) bool { return !s.amt[i+x].Lt(&need) })
+	default:
+		before := s.usd0
+		if i > 0 {
+			before = s.usd[i-1]
+		}
+		if !excess.IsInt64() {
+			return time.Time{}, false
+		}
+		need := addUSD(before, excess.Int64())
+		j = i + sort.Search(n-i, func(x int) bool { return s.usd[i+x] >= need })
+	}
+	if j >= n {
+		return time.Time{}, false
+	}
+	return time.Unix(0, s.t[j]), true
+}
+
+// Known implements History.
+func (l *Ledger) Known(addr string) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	_, ok := l.known[addr]
+	return ok
+}
+
+// Imitated implements History.
+func (l *Ledger) Imitated(addr string) string {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.lookAlike.Imitated(addr)
+}
+
+// Trim drops entries at or before horizon (now minus the longest window
+// any policy uses): they can no longer be in any window. Prefix sums stay
+// absolute, so the totals of the remaining entries do not change.
+func (l *Ledger) Trim(horizon time.Time) {
+	h := horizon.UnixNano()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, s := range l.series {
+		i := s.first(h)
+		if i == 0 {
+			continue
+		}
+		if i == len(s.t) { // all expired, an overflow with them
+			delete(l.series, k)
+			continue
+		}
+		if k.Asset != "" {
+			s.base = s.amt[i-1]
+			s.amt = append([]uint256.Int(nil), s.amt[i:]...)
+		} else {
+			s.usd0 = s.usd[i-1]
+			s.usd = append([]int64(nil), s.usd[i:]...)
+		}
+		s.t = append([]int64(nil), s.t[i:]...)
+		if s.sat >= 0 {
+			s.sat = max(0, s.sat-i)
+		}
+	}
+}
+
+// Len returns the number of entries kept, over all keys.
+func (l *Ledger) Len() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	n := 0
+	for _, s := range l.series {
+		n += len(s.t)
+	}
+	return n
+}

@@ -1,0 +1,205 @@
+package policy
+
+import (
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+	"time"
+)
+
+// PriceScale is the fixed point of prices: a price is USD per whole token
+// times 10^18, so that a token worth a billionth of a cent still has
+// digits, and arithmetic stays exact integer arithmetic.
+var PriceScale = new(big.Int).Exp(big.NewInt(10), big.NewInt(18), nil)
+
+// Reading is one price source's answer for one asset.
+type Reading struct {
+	Source string    `json:"source"`
+	Price  *big.Int  `json:"price_e18"` // USD per whole token × 10^18
+	At     time.Time `json:"at"`        // when the source says the price was observed
+}
+
+// ParsePrice reads a decimal USD price ("1834.25") into fixed point.
+func ParsePrice(s string) (*big.Int, error) {
+	r, ok := new(big.Rat).SetString(s)
+	if !ok || r.Sign() <= 0 || strings.ContainsAny(s, "eE/") {
+		return nil, fmt.Errorf("price %q is not a positive decimal number", clipText(s))
+	}
+	r.Mul(r, new(big.Rat).SetInt(PriceScale))
+	// Truncate below 10^-18 USD: far below any limit's resolution.
+	return new(big.Int).Quo(r.Num(), r.Denom()), nil
+}
+
+// PriceConfig says which readings to trust.
+type PriceConfig struct {
+	MaxAge       time.Duration // readings older than this are stale
+	MaxDeviation *big.Rat      // fraction: readings further than this from the median are dropped
+	Quorum       int           // fewer trusted readings than this: no price
+}
+
+// Price is the outcome of aggregating readings: the price and the readings
+// it rests on, or why there is none.
+type Price struct {
+	Value    *big.Int // nil when there is no trusted price
+	Used     []string // sources of the readings used
+	Rejected []string // "source: why"
+	Problem  string   // why there is no price
+}
+
+// Aggregate returns the median of the fresh readings after dropping those
+// that deviate from it by more than the configured fraction, and fails if
+// fewer than a quorum remain. A reading from the future (beyond a small
+// clock skew) is treated as stale: a source with a wrong clock is not
+// trusted to be fresh.
+//
+// Why a median and not a mean: one manipulated source moves a mean by any
+// amount it likes, but cannot move the median past an honest reading.
+func Aggregate(readings []Reading, now time.Time, cfg PriceConfig) Price {
+	var p Price
+	fresh := make([]Reading, 0, len(readings))
+	for _, r := range readings {
+		switch {
+		case r.Price == nil || r.Price.Sign() <= 0:
+			p.Rejected = append(p.Rejected, r.Source+": no positive price")
+		case now.Sub(r.At) > cfg.MaxAge:
+			p.Rejected = append(p.Rejected, fmt.Sprintf("%s: stale (%s old, limit %s)", r.Source, now.Sub(r.At).Round(time.Second), cfg.MaxAge))
+		case r.At.Sub(now) > maxClockSkew:
+			p.Rejected = append(p.Rejected, fmt.Sprintf("%s: observed %s in the future", r.Source, r.At.Sub(now).Round(time.Second)))
+		default:
+			fresh = append(fresh, r)
+		}
+	}
+	if len(fresh) == 0 {
+		p.Problem = "no fresh readings"
+		return p
+	}
+	med := median(fresh)
+	kept := fresh[:0]
+	for _, r := range fresh {
+		// |r - med| / med > max  ⇔  |r - med| > max·med, kept exact.
+		d := new(big.Int).Sub(r.Price, med)
+		d.Abs(d)
+		lhs := new(big.Int).Mul(d, cfg.MaxDeviation.Denom())
+		rhs := new(big.Int).Mul(med, cfg.MaxDeviation.Num())
+		if lhs.Cmp(rhs) > 0 {
+			p.Rejected = append(p.Rejected, fmt.Sprintf("%s: deviates %s%% from the median %s", r.Source, pctOf(d, med), FormatPrice(med)))
+			continue
+		}
+		kept = append(kept, r)
+	}
+	if len(kept) < max(cfg.Quorum, 1) {
+		p.Problem = fmt.Sprintf("%d trusted reading(s), quorum is %d", len(kept), cfg.Quorum)
+		return p
+	}
+	p.Value = median(kept)
+	for _, r := range kept {
+		p.Used = append(p.Used, r.Source)
+	}
+	return p
+}
+
+const maxClockSkew = 5 * time.Second
+
+// median of the readings' prices; with an even count, the lower middle
+// one (an actual reading, never a value no source reported).
+func median(rs []Reading) *big.Int {
+	ps := make([]*big.Int, len(rs))
+	for i, r := range rs {
+		ps[i] = r.Price
+	}
+	slices.SortFunc(ps, func(a, b *big.Int) int { return a.Cmp(b) })
+	return ps[(len(ps)-1)/2]
+}
+
+// pctOf formats 100·d/base with one decimal.
+func pctOf(d, base *big.Int) string {
+	r := new(big.Rat).SetFrac(new(big.Int).Mul(d, big.NewInt(100)), base)
+	return r.FloatString(1)
+}
+
+// FormatPrice renders a fixed-point price as a decimal USD amount.
+func FormatPrice(p *big.Int) string {
+	return new(big.Rat).SetFrac(p, PriceScale).FloatString(6)
+}
+
+// USD value arithmetic is in micro-dollars (int64): exact, and enough for
+// nine trillion dollars. Larger values saturate to MaxUSD, which exceeds
+// every limit, so a saturated value can only make a decision stricter.
+const (
+	MicroUSD = 1_000_000
+	MaxUSD   = int64(1<<63 - 1)
+)
+
+// usdValue is amount (base units, decimals) × price, in micro-dollars,
+// rounded up: rounding never lets an action slip under a limit.
+func usdValue(amount *big.Int, decimals int, price *big.Int) int64 {
+	v := new(big.Int).Mul(amount, price)
+	div := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(decimals)+18-6), nil)
+	q, r := new(big.Int).QuoRem(v, div, new(big.Int))
+	if r.Sign() > 0 {
+		q.Add(q, big.NewInt(1))
+	}
+	if !q.IsInt64() {
+		return MaxUSD
+	}
+	return q.Int64()
+}
+
+// addUSD adds without overflow: a sum that would wrap saturates.
+func addUSD(a, b int64) int64 {
+	if a > MaxUSD-b {
+		return MaxUSD
+	}
+	return a + b
+}
+
+// FormatUSD renders micro-dollars as "1,234.56".
+func FormatUSD(micro int64) string {
+	if micro == MaxUSD {
+		return "more than 9,223,372,036,854 (overflow)"
+	}
+	cents := (micro + 5_000) / 10_000 // round half up to cents
+	whole, frac := cents/100, cents%100
+	s := fmt.Sprintf("%d", whole)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return fmt.Sprintf("%s.%02d", b.String(), frac)
+}
+
+// ParseUSD reads a decimal USD amount ("25000", "0.50") into micro-dollars.
+func ParseUSD(s string) (int64, error) {
+	r, ok := new(big.Rat).SetString(s)
+	if !ok || r.Sign() < 0 || strings.ContainsAny(s, "eE/") {
+		return 0, fmt.Errorf("%q is not a non-negative decimal number", clipText(s))
+	}
+	r.Mul(r, big.NewRat(MicroUSD, 1))
+	if !r.IsInt() {
+		return 0, fmt.Errorf("%q has more than 6 decimals", clipText(s))
+	}
+	if !r.Num().IsInt64() {
+		return 0, fmt.Errorf("%q is too large", clipText(s))
+	}
+	return r.Num().Int64(), nil
+}
+
+// ParsePercent reads "2.5" (percent) into a fraction.
+func ParsePercent(s string) (*big.Rat, error) {
+	r, ok := new(big.Rat).SetString(strings.TrimSuffix(s, "%"))
+	if !ok || r.Sign() < 0 || r.Cmp(big.NewRat(100, 1)) > 0 || strings.ContainsAny(s, "eE/") {
+		return nil, fmt.Errorf("%q is not a percentage between 0 and 100", clipText(s))
+	}
+	return r.Quo(r, big.NewRat(100, 1)), nil
+}
+
+func clipText(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
