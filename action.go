@@ -150,6 +150,14 @@ type Decoded struct {
 	Value       *BigInt     `json:"value,omitempty"`  // call: wei
 	Data        []byte      `json:"data,omitempty"`
 	Operation   Operation   `json:"operation"`
+	// Stated is what a call's intent says it moves, if it says so.
+	Stated *Stated `json:"stated,omitempty"`
+}
+
+// Stated is an amount of an asset, in base units, that an intent states.
+type Stated struct {
+	Asset  string  `json:"asset"`
+	Amount *BigInt `json:"amount"`
 }
 
 // Verdict is the outcome of a decision. The zero value is not a verdict;

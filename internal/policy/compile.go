@@ -350,7 +350,7 @@ func (c *compiler) compile(d *Document) *Policy {
 	}
 	for _, sym := range sortedKeys(d.Protection.ApprovalCaps) {
 		v := d.Protection.ApprovalCaps[sym]
-		if _, err := daoguard.ParseAmount(v, 77); err != nil {
+		if _, err := checkAmount(v); err != nil {
 			c.errf([]any{"protections", "approval_caps", sym}, "%q is not a decimal amount", clipText(v))
 			continue
 		}
@@ -665,7 +665,7 @@ func (c *compiler) limits(path []any, d *LimitsDoc, r *rule) {
 		for a := range r.assets {
 			r.maxAsset = a
 		}
-		if _, err := daoguard.ParseAmount(d.MaxAmount, 77); err != nil {
+		if _, err := checkAmount(d.MaxAmount); err != nil {
 			c.errf(at(path, "max_amount"), "%q is not a decimal amount", clipText(d.MaxAmount))
 		}
 		r.maxAmountText = d.MaxAmount
@@ -703,7 +703,7 @@ func (c *compiler) limits(path []any, d *LimitsDoc, r *rule) {
 			if wd.Asset == "" {
 				c.errf(at(wp, "asset"), "max_amount needs the asset it counts")
 			}
-			if _, err := daoguard.ParseAmount(wd.MaxAmount, 77); err != nil {
+			if _, err := checkAmount(wd.MaxAmount); err != nil {
 				c.errf(at(wp, "max_amount"), "%q is not a decimal amount", clipText(wd.MaxAmount))
 			}
 			w.asset, w.maxAmount = wd.Asset, wd.MaxAmount
@@ -732,6 +732,14 @@ func (c *compiler) limits(path []any, d *LimitsDoc, r *rule) {
 	if d.MaxAmount == "" && d.MaxUSD == "" && d.MaxHoldingsPct == "" && len(d.Windows) == 0 {
 		c.errf(path, "limits is empty")
 	}
+}
+
+// checkAmount validates the form of a display-unit amount; its decimals are
+// checked against the asset's at evaluation (a limit finer than the asset
+// can express denies).
+func checkAmount(s string) (*big.Int, error) {
+	_, frac, _ := strings.Cut(s, ".")
+	return daoguard.ParseAmount(s, min(len(frac), daoguard.MaxDecimals))
 }
 
 func sortedKeys[M ~map[string]V, V any](m M) []string {

@@ -16,20 +16,11 @@ import (
 type Input struct {
 	Now       time.Time
 	Principal *daoguard.Principal
-	Action    *daoguard.Decoded
-	// Stated is what the intent says a call moves, if it says so; a call
-	// whose decoded effect differs materially is a units/asset mismatch.
-	Stated   *Stated
-	Catalog  *Catalog
-	Prices   map[string][]Reading // by asset symbol
-	Holdings map[string]*big.Int  // the account's balances by asset symbol, base units
-	History  History              // nil: no history (every window empty)
-}
-
-// Stated is an amount of an asset in base units.
-type Stated struct {
-	Asset  string
-	Amount *big.Int
+	Action    *daoguard.Decoded // a call whose effect differs from Action.Stated is a units mismatch
+	Catalog   *Catalog
+	Prices    map[string][]Reading // by asset symbol
+	Holdings  map[string]*big.Int  // the account's balances by asset symbol, base units
+	History   History              // nil: no history (every window empty)
 }
 
 // Result is an evaluation's outcome: the decision and the flows, valued,
@@ -237,13 +228,12 @@ func (e *evaluation) protect(it *item) {
 		e.reason(code, "", detail, "")
 		e.reason(ReasonProtected, "", fmt.Sprintf("council approval (%d of %s) and a %s timelock", e.p.council.approvals, e.p.council.group, e.p.council.timelock), "")
 	}
-	if it.Operation == daoguard.OpDelegateCall && !e.p.dcAllow[it.Target] {
-		if e.in.Action.AccountKind != daoguard.AccountSafe {
-			e.raise(TierDeny, approval{})
-			e.reason(ReasonDelegatecall, "", "a wallet account cannot delegatecall", "")
-		} else {
-			hit(ReasonDelegatecall, fmt.Sprintf("delegatecall to %s, which is not on the delegatecall allowlist: it would run foreign code with the Safe's storage and funds", it.Target))
-		}
+	switch {
+	case it.Operation == daoguard.OpDelegateCall && e.in.Action.AccountKind != daoguard.AccountSafe:
+		e.raise(TierDeny, approval{})
+		e.reason(ReasonDelegatecall, "", "only a Safe can delegatecall; a wallet account cannot", "")
+	case it.Operation == daoguard.OpDelegateCall && !e.p.dcAllow[it.Target]:
+		hit(ReasonDelegatecall, fmt.Sprintf("delegatecall to %s, which is not on the delegatecall allowlist: it would run foreign code with the Safe's storage and funds", it.Target))
 	}
 	if it.SelfCall && e.in.Action.AccountKind == daoguard.AccountSafe {
 		hit(ReasonSafeSelfCall, "a call to the Safe itself changes its owners, threshold, modules, guard or fallback handler")
@@ -318,7 +308,8 @@ func (e *evaluation) known(a string) bool {
 // agents) an action moving an implausible share of the account's holdings:
 // the signature of a decimals or units mistake.
 func (e *evaluation) units() {
-	if s := e.in.Stated; s != nil {
+	if s := e.in.Action.Stated; s != nil {
+		stated := s.Amount.Int()
 		moved := new(big.Int)
 		for _, f := range e.flows {
 			if f.Asset != s.Asset {
@@ -329,10 +320,10 @@ func (e *evaluation) units() {
 			moved.Add(moved, f.Amount)
 		}
 		// |moved - stated| > dev·stated ⇔ mismatch.
-		d := new(big.Int).Sub(moved, s.Amount)
+		d := new(big.Int).Sub(moved, stated)
 		d.Abs(d)
 		lhs := new(big.Int).Mul(d, e.p.statedDev.Denom())
-		rhs := new(big.Int).Mul(s.Amount, e.p.statedDev.Num())
+		rhs := new(big.Int).Mul(stated, e.p.statedDev.Num())
 		if lhs.Cmp(rhs) > 0 {
 			a, _ := e.in.Catalog.Asset(s.Asset)
 			dec := 0
@@ -340,7 +331,7 @@ func (e *evaluation) units() {
 				dec = a.Decimals
 			}
 			e.raise(TierDeny, approval{})
-			e.reason(ReasonUnitsMismatch, "", fmt.Sprintf("the intent states %s %s but the transaction moves %s %s", daoguard.FormatAmount(s.Amount, dec), s.Asset, daoguard.FormatAmount(moved, dec), s.Asset),
+			e.reason(ReasonUnitsMismatch, "", fmt.Sprintf("the intent states %s %s but the transaction moves %s %s", daoguard.FormatAmount(stated, dec), s.Asset, daoguard.FormatAmount(moved, dec), s.Asset),
 				"state the amount the calldata moves, in the asset's display units")
 		}
 	}
@@ -776,7 +767,7 @@ func (e *evaluation) window(r *rule, w *window, it *item, figures *[]string) boo
 }
 
 func fmtPeriod(d time.Duration) string {
-	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+	if d >= 48*time.Hour && d%(24*time.Hour) == 0 {
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	}
 	return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")

@@ -17,10 +17,16 @@ const (
 	maxCalldataLen  = 128 << 10 // bytes after hex decoding
 )
 
-// decode validates an intent and resolves it against the organisation's
+// Catalog resolves account and asset names; a store's Tx is one.
+type Catalog interface {
+	Account(ctx context.Context, orgID, name string) (*daoguard.Account, error)
+	Asset(ctx context.Context, orgID, symbol string) (*daoguard.Asset, error)
+}
+
+// Decode validates an intent and resolves it against the organisation's
 // accounts and assets into the exact form that policy judges. Every check on
 // submitted fields happens here, once.
-func decode(ctx context.Context, tx daoguard.Tx, orgID string, in daoguard.Intent) (daoguard.Decoded, error) {
+func Decode(ctx context.Context, tx Catalog, orgID string, in daoguard.Intent) (daoguard.Decoded, error) {
 	var d daoguard.Decoded
 	kind, err := daoguard.ParseActionKind(in.Kind)
 	if err != nil {
@@ -70,8 +76,24 @@ func decode(ctx context.Context, tx daoguard.Tx, orgID string, in daoguard.Inten
 		d.Asset, d.Token, d.Decimals, d.Amount = asset.Symbol, asset.Address, asset.Decimals, daoguard.NewBigInt(amt)
 		d.Operation = daoguard.OpCall
 	case daoguard.KindCall:
-		if in.Asset != "" || in.Amount != "" {
-			return d, daoguard.FieldError(daoguard.CodeInvalid, "kind", "a call takes value, data and operation, not asset or amount")
+		// A call may state what it moves (asset and amount); policy then
+		// checks that the calldata moves that, and denies a mismatch.
+		if (in.Asset == "") != (in.Amount == "") {
+			return d, daoguard.FieldError(daoguard.CodeInvalid, "amount", "a call states both asset and amount, or neither")
+		}
+		if in.Asset != "" {
+			if len(in.Asset) > maxNameLen {
+				return d, daoguard.FieldError(daoguard.CodeInvalid, "asset", "asset symbol is longer than %d characters", maxNameLen)
+			}
+			asset, err := tx.Asset(ctx, orgID, in.Asset)
+			if err != nil {
+				return d, err
+			}
+			amt, err := daoguard.ParseAmount(in.Amount, asset.Decimals)
+			if err != nil {
+				return d, fieldOf(err, "amount")
+			}
+			d.Stated = &daoguard.Stated{Asset: asset.Symbol, Amount: daoguard.NewBigInt(amt)}
 		}
 		value := "0"
 		if in.Value != "" {

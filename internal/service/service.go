@@ -138,7 +138,7 @@ func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemK
 				return nil, false, daoguard.Errorf(daoguard.CodeAgentSuspended, "agent %s is suspended", p.ID)
 			}
 		}
-		dec, err := decode(ctx, tx, org.ID, in)
+		dec, err := Decode(ctx, tx, org.ID, in)
 		if err != nil {
 			return nil, false, err
 		}
