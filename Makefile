@@ -5,7 +5,7 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/daoguard/daoguard.Version=$(VERSION) -X github.com/daoguard/daoguard.Commit=$(COMMIT)
 BIN      := bin/daoguard
 
-.PHONY: all build test vet staticcheck fmt-check interop-deps race bench fuzz demo clean
+.PHONY: all build test vet staticcheck fmt-check interop-deps race policy-test bench fuzz demo clean
 
 all: build
 
@@ -14,7 +14,7 @@ build:
 
 # Everything CI checks: formatting, vet, staticcheck, every test with the race
 # detector, and a short run of every fuzz target.
-test: fmt-check vet staticcheck interop-deps race fuzz
+test: fmt-check vet staticcheck interop-deps race policy-test fuzz
 
 # The npm package the interop test signs with: an independent RFC 9421
 # implementation (skipped when node is not installed, unless .ci/run).
@@ -38,6 +38,10 @@ race:
 	$(GO) test -race -count=1 ./...
 	@$(GO) test -count=1 -run '^TestPostgresReachable$$' -v ./internal/postgres | grep -E 'PostgreSQL tests' || true
 
+# The golden policy cases, through the CLI a policy author uses.
+policy-test: build
+	./$(BIN) policy test testdata/policy
+
 # Counts, not durations: a duration can end while a worker is mid-input,
 # which Go reports as "context deadline exceeded" (golang/go#56238).
 FUZZTIME ?= 20000x
@@ -48,6 +52,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./internal/secrets
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSignature$$' -fuzztime $(FUZZTIME) ./internal/auth
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/httpapi
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePolicy$$' -fuzztime $(FUZZTIME) ./internal/policy
+	$(GO) test -run '^$$' -fuzz '^FuzzCalldata$$' -fuzztime $(FUZZTIME) ./internal/policy
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./internal/sqlite ./internal/postgres

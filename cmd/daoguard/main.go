@@ -35,6 +35,8 @@ Usage:
   daoguard keys    create|list|rotate|revoke --credential FILE ...
   daoguard keys    scan PATH
   daoguard keys    rotate-master --data DIR [--retire]
+  daoguard policy  check FILE
+  daoguard policy  test [-v] DIR
   daoguard version
 
 Run 'daoguard COMMAND -h' for a command's flags.
@@ -98,6 +100,8 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		return m.runKeys(ctx, args[1:])
 	case "principals":
 		return m.runPrincipals(ctx, args[1:])
+	case "policy":
+		return m.runPolicy(ctx, args[1:])
 	case "version", "--version":
 		return m.runVersion(args[1:])
 	case "-h", "--help", "help":
