@@ -76,9 +76,19 @@ type Policy struct {
 	// of rules, whatever the policy's size.
 	byPrincipal map[string][]*rule
 	byRole      map[string][]*rule
-	byKind      [3][]*rule // by principal kind; [0] any
+	byKind      [3]bucket // by principal kind; [0] any
 	maxPeriod   time.Duration
 }
+
+// bucket holds the rules of one principal kind: those naming recipients
+// by address, and the rest.
+type bucket struct {
+	byRecipient map[string][]*rule
+	rest        []*rule
+}
+
+// maxIndexedRecipients bounds how many index entries one rule may add.
+const maxIndexedRecipients = 100_000
 
 // approval is an approval requirement.
 type approval struct {
@@ -120,17 +130,20 @@ type rule struct {
 	maxAmountText  string // display units of maxAsset, resolved at evaluation
 	maxAsset       string
 	maxUSD         int64 // -1: none
+	maxUSDText     string
 	maxHoldingsPct *big.Rat
 	windows        []window
 }
 
 type window struct {
-	period    time.Duration
-	per       Per
-	asset     string
-	maxAmount string // display units; resolved with the asset's decimals
-	maxUSD    int64  // -1: none
-	maxCount  int    // 0: none
+	name       string // "24h per agent", for explanations
+	maxUSDText string
+	period     time.Duration
+	per        Per
+	asset      string
+	maxAmount  string // display units; resolved with the asset's decimals
+	maxUSD     int64  // -1: none
+	maxCount   int    // 0: none
 }
 
 type addrSet struct {
@@ -405,7 +418,20 @@ func (c *compiler) compile(d *Document) *Policy {
 				p.byRole[role] = append(p.byRole[role], r)
 			}
 		default:
-			p.byKind[r.kinds&3] = append(p.byKind[r.kinds&3], r)
+			b := &p.byKind[r.kinds&3]
+			// Rules for anyone are indexed by the recipients they name
+			// (deny lists, mostly), so that a large policy's deny rules
+			// cost one lookup, not one check each.
+			if r.recipients != nil && !r.recipients.not && len(r.recipients.addrs) <= maxIndexedRecipients {
+				if b.byRecipient == nil {
+					b.byRecipient = map[string][]*rule{}
+				}
+				for a := range r.recipients.addrs {
+					b.byRecipient[a] = append(b.byRecipient[a], r)
+				}
+			} else {
+				b.rest = append(b.rest, r)
+			}
 		}
 	}
 	return p
@@ -675,7 +701,7 @@ func (c *compiler) limits(path []any, d *LimitsDoc, r *rule) {
 		if err != nil {
 			c.errf(at(path, "max_usd"), "%v", err)
 		}
-		r.maxUSD = v
+		r.maxUSD, r.maxUSDText = v, FormatUSD(v)
 	}
 	if d.MaxHoldingsPct != "" {
 		r.maxHoldingsPct = c.percent(at(path, "max_holdings_pct"), d.MaxHoldingsPct, "")
@@ -716,7 +742,7 @@ func (c *compiler) limits(path []any, d *LimitsDoc, r *rule) {
 			if err != nil {
 				c.errf(at(wp, "max_usd"), "%v", err)
 			}
-			w.maxUSD = v
+			w.maxUSD, w.maxUSDText = v, FormatUSD(v)
 		}
 		if wd.MaxCount != 0 {
 			set++
@@ -727,6 +753,7 @@ func (c *compiler) limits(path []any, d *LimitsDoc, r *rule) {
 		if set != 1 {
 			c.errf(wp, "a window limits exactly one of max_amount, max_usd, max_count")
 		}
+		w.name = fmtPeriod(w.period) + " per " + w.per.String()
 		r.windows = append(r.windows, w)
 	}
 	if d.MaxAmount == "" && d.MaxUSD == "" && d.MaxHoldingsPct == "" && len(d.Windows) == 0 {

@@ -4,6 +4,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/big"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -69,8 +71,14 @@ type evaluation struct {
 	in      *Input
 	agent   bool
 	reasons []daoguard.Reason
-	seen    map[string]bool
-	prices  map[string]*Price
+	prices  []symPrice
+	fig     []byte // scratch for a rule's figures
+
+	// Room for the usual decision, so that building it does not grow
+	// slices: a decision is made for every submission.
+	reasonsBuf [6]daoguard.Reason
+	pricesBuf  [2]symPrice
+	figBuf     [256]byte
 
 	tier     Tier
 	approval approval
@@ -83,7 +91,8 @@ type evaluation struct {
 // Evaluate judges one action. It never panics and never errs: a failure
 // anywhere is a deny with EVALUATION_ERROR.
 func (p *Policy) Evaluate(in *Input) (res Result) {
-	e := &evaluation{p: p, in: in, seen: map[string]bool{}, prices: map[string]*Price{}}
+	e := &evaluation{p: p, in: in}
+	e.reasons, e.prices, e.fig = e.reasonsBuf[:0], e.pricesBuf[:0], e.figBuf[:0]
 	defer func() {
 		if r := recover(); r != nil {
 			res = e.deny(ReasonEvaluationError, "", fmt.Sprintf("evaluation failed: %v; denied (fail closed)", r))
@@ -119,11 +128,11 @@ func (e *evaluation) deny(code, rule, detail string) Result {
 }
 
 func (e *evaluation) reason(code, rule, detail, pass string) {
-	k := code + "\x00" + rule + "\x00" + detail
-	if e.seen[k] {
-		return
+	for _, r := range e.reasons { // a handful: a scan beats a map
+		if r.Code == code && r.Rule == rule && r.Detail == detail {
+			return
+		}
 	}
-	e.seen[k] = true
 	e.reasons = append(e.reasons, daoguard.Reason{Code: code, Rule: rule, Detail: detail, WouldPass: pass})
 }
 
@@ -164,20 +173,33 @@ func (e *evaluation) result() Result {
 
 // price returns the trusted price of an asset, aggregating once per
 // evaluation.
-func (e *evaluation) price(sym string) *Price {
-	if p, ok := e.prices[sym]; ok {
-		return p
+func (e *evaluation) price(sym string) *evalPrice {
+	for _, sp := range e.prices {
+		if sp.sym == sym {
+			return sp.p
+		}
 	}
-	var p Price
+	p := &evalPrice{}
 	if sym == e.p.govToken && sym != "" {
 		// The DAO's own token is the easiest to pump: whoever moves its
 		// spot price would move every limit measured with it.
 		p.Problem = "the DAO's governance token is never valued for limits"
 	} else {
-		p = Aggregate(e.in.Prices[sym], e.in.Now, e.p.prices)
+		p.Price = Aggregate(e.in.Prices[sym], e.in.Now, e.p.prices)
 	}
-	e.prices[sym] = &p
-	return &p
+	e.prices = append(e.prices, symPrice{sym, p})
+	return p
+}
+
+type symPrice struct {
+	sym string
+	p   *evalPrice
+}
+
+// evalPrice is a price and its explanation, built once per evaluation.
+type evalPrice struct {
+	Price
+	text string
 }
 
 // value prices every flow and sums the action's USD value.
@@ -198,12 +220,15 @@ func (e *evaluation) value() {
 			if f.Asset == e.p.govToken {
 				code = ReasonGovernanceToken
 			}
-			e.reason(code, "", fmt.Sprintf("%s: %s%s", f.Asset, p.Problem, rejectedText(p)), "")
+			e.reason(code, "", fmt.Sprintf("%s: %s%s", f.Asset, p.Problem, rejectedText(&p.Price)), "")
 			continue
 		}
 		f.USD = usdValue(f.Amount, a.Decimals, p.Value)
 		e.usdTotal = addUSD(e.usdTotal, f.USD)
-		e.reason(ReasonPrice, "", fmt.Sprintf("%s %s USD (median of %s%s)", f.Asset, FormatPrice(p.Value), strings.Join(p.Used, ", "), rejectedText(p)), "")
+		if p.text == "" {
+			p.text = f.Asset + " " + FormatPrice(p.Value) + " USD (median of " + strings.Join(p.Used, ", ") + rejectedText(&p.Price) + ")"
+		}
+		e.reason(ReasonPrice, "", p.text, "")
 	}
 }
 
@@ -335,18 +360,15 @@ func (e *evaluation) units() {
 				"state the amount the calldata moves, in the asset's display units")
 		}
 	}
-	byAsset := map[string]*big.Int{}
-	for _, f := range e.flows {
-		if f.Asset == "" {
-			continue
+	for i, f := range e.flows {
+		if f.Asset == "" || slices.ContainsFunc(e.flows[:i], func(g Flow) bool { return g.Asset == f.Asset }) {
+			continue // each asset once, in the order it first appears
 		}
-		if byAsset[f.Asset] == nil {
-			byAsset[f.Asset] = new(big.Int)
+		sym := f.Asset
+		moved := f.Amount
+		if len(e.flows) > 1 {
+			moved = e.moved(sym, "")
 		}
-		byAsset[f.Asset].Add(byAsset[f.Asset], f.Amount)
-	}
-	for _, sym := range sortedKeys(byAsset) {
-		moved := byAsset[sym]
 		h, ok := e.in.Holdings[sym]
 		if !ok || h == nil {
 			if e.agent {
@@ -380,43 +402,13 @@ func nameOr(sym, token string) string {
 	return "token " + token
 }
 
-// candidates returns the rules that may apply to the principal: those
-// naming it, its roles, its kind, or anyone.
-func (e *evaluation) candidates(visit func(*rule) error) error {
-	pr := e.in.Principal
-	if err := each(e.p.byPrincipal[pr.ID], visit); err != nil {
-		return err
-	}
-	for _, role := range pr.Roles {
-		if err := each(e.p.byRole[role], visit); err != nil {
-			return err
-		}
-	}
-	if err := each(e.p.byKind[0], visit); err != nil {
-		return err
-	}
-	return each(e.p.byKind[int(pr.Kind)&3], visit)
-}
-
-func each(rs []*rule, visit func(*rule) error) error {
-	for _, r := range rs {
-		if err := visit(r); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// judge applies every matching rule to one item. An item no rule covers is
-// denied.
+// judge applies every rule that may apply to one item: those naming the
+// principal, one of its roles, its kind, or anyone. An item no rule covers
+// is denied.
 func (e *evaluation) judge(it *item) error {
+	pr := e.in.Principal
 	matched := false
-	done := map[*rule]bool{} // a rule reachable through two roles counts once
-	err := e.candidates(func(r *rule) error {
-		if done[r] {
-			return nil
-		}
-		done[r] = true
+	try := func(r *rule) error {
 		ok, err := e.matches(r, it)
 		if err != nil || !ok {
 			return err
@@ -424,15 +416,53 @@ func (e *evaluation) judge(it *item) error {
 		matched = true
 		e.apply(r, it)
 		return nil
-	})
-	if err != nil {
-		return err
+	}
+	for _, r := range e.p.byPrincipal[pr.ID] {
+		if err := try(r); err != nil {
+			return err
+		}
+	}
+	for i, role := range pr.Roles {
+		for _, r := range e.p.byRole[role] {
+			// A rule listing several of the principal's roles is in
+			// several buckets: it counts once, from the first.
+			if firstHeld(r.roles, pr.Roles[:i]) {
+				continue
+			}
+			if err := try(r); err != nil {
+				return err
+			}
+		}
+	}
+	for _, b := range [2]*bucket{&e.p.byKind[0], &e.p.byKind[int(pr.Kind)&3]} {
+		for _, r := range b.byRecipient[it.Counterparty] {
+			if err := try(r); err != nil {
+				return err
+			}
+		}
+		for _, r := range b.rest {
+			if err := try(r); err != nil {
+				return err
+			}
+		}
 	}
 	if !matched {
 		e.raise(TierDeny, approval{})
 		e.reason(ReasonNoMatchingRule, "", fmt.Sprintf("no rule covers this %s to %s", it.Type, it.Counterparty), "no rule allows this; a steward can add one")
 	}
 	return nil
+}
+
+// firstHeld reports whether any of the rule's roles is among earlier.
+func firstHeld(ruleRoles, earlier []string) bool {
+	for _, r := range ruleRoles {
+		for _, h := range earlier {
+			if r == h {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (e *evaluation) matches(r *rule, it *item) (bool, error) {
@@ -546,8 +576,10 @@ func (e *evaluation) apply(r *rule, it *item) {
 		e.reason(ReasonDenyRule, r.name, fmt.Sprintf("rule %q denies this %s to %s", r.name, it.Type, it.Counterparty), "")
 		return
 	}
-	var figures []string
-	exceeded, unpriced := e.limits(r, it, &figures)
+	e.fig = append(e.fig[:0], "tier "...)
+	mark := len(e.fig)
+	e.fig = append(e.fig, r.tier.String()...)
+	exceeded, unpriced := e.limits(r, it)
 	switch {
 	case exceeded:
 		e.raise(r.over, r.approval)
@@ -563,24 +595,41 @@ func (e *evaluation) apply(r *rule, it *item) {
 	default:
 		e.raise(r.tier, r.approval)
 	}
-	tier := r.tier
-	if exceeded {
-		tier = r.over
-	}
-	detail := "tier " + tier.String()
-	if len(figures) > 0 {
-		detail += "; " + strings.Join(figures, "; ")
+	detail := string(e.fig)
+	if exceeded { // the tier the rule gave
+		detail = detail[:mark] + r.over.String() + detail[mark+len(r.tier.String()):]
 	}
 	e.reason(ReasonRuleMatched, r.name, detail, "")
 }
 
+// figure adds one figure to the matched rule's detail.
+func (e *evaluation) figure(s string) {
+	e.fig = append(e.fig, "; "...)
+	e.fig = append(e.fig, s...)
+}
+
+// figureUSD adds "<name><total> + <mine> ≤ <limit> USD" without fmt: the
+// figures of every matched rule are built on every decision.
+func (e *evaluation) figureUSD(name string, total int64, mine int64, limit string) {
+	e.fig = append(e.fig, "; "...)
+	e.fig = append(e.fig, name...)
+	e.fig = appendUSD(e.fig, total)
+	if mine >= 0 {
+		e.fig = append(e.fig, " + "...)
+		e.fig = appendUSD(e.fig, mine)
+	}
+	e.fig = append(e.fig, " ≤ "...)
+	e.fig = append(e.fig, limit...)
+	e.fig = append(e.fig, " USD"...)
+}
+
 // limits checks the rule's limits against this action, adding a reason for
 // each one exceeded and a figure for each one checked.
-func (e *evaluation) limits(r *rule, it *item, figures *[]string) (exceeded, unpriced bool) {
+func (e *evaluation) limits(r *rule, it *item) (exceeded, unpriced bool) {
 	if r.maxAmountText != "" {
 		a, ok := e.in.Catalog.Asset(r.maxAsset)
 		if !ok {
-			*figures = append(*figures, fmt.Sprintf("max_amount: asset %s is not in the catalogue", r.maxAsset))
+			e.figure(fmt.Sprintf("max_amount: asset %s is not in the catalogue", r.maxAsset))
 			return true, false
 		}
 		limit, ok := e.in.Catalog.amount(r.maxAmountText, a.Symbol, a.Decimals)
@@ -593,7 +642,7 @@ func (e *evaluation) limits(r *rule, it *item, figures *[]string) (exceeded, unp
 			e.reason(ReasonPerTxAmountExceeded, r.name, fmt.Sprintf("%s %s > %s %s per action", daoguard.FormatAmount(moved, a.Decimals), a.Symbol, r.maxAmountText, a.Symbol),
 				fmt.Sprintf("at most %s %s in one action", r.maxAmountText, a.Symbol))
 		} else {
-			*figures = append(*figures, fmt.Sprintf("per action %s ≤ %s %s", daoguard.FormatAmount(moved, a.Decimals), r.maxAmountText, a.Symbol))
+			e.figure(fmt.Sprintf("per action %s ≤ %s %s", daoguard.FormatAmount(moved, a.Decimals), r.maxAmountText, a.Symbol))
 		}
 	}
 	needUSD := r.maxUSD >= 0 || r.maxHoldingsPct != nil
@@ -602,7 +651,7 @@ func (e *evaluation) limits(r *rule, it *item, figures *[]string) (exceeded, unp
 	}
 	if needUSD && !e.usdKnown {
 		unpriced = true
-		*figures = append(*figures, "USD limits: no trusted price, approval required")
+		e.figure("USD limits: no trusted price, approval required")
 	}
 	if r.maxUSD >= 0 && e.usdKnown {
 		if e.usdTotal > r.maxUSD {
@@ -610,14 +659,14 @@ func (e *evaluation) limits(r *rule, it *item, figures *[]string) (exceeded, unp
 			e.reason(ReasonPerTxUSDExceeded, r.name, fmt.Sprintf("%s USD > %s USD per action", FormatUSD(e.usdTotal), FormatUSD(r.maxUSD)),
 				fmt.Sprintf("at most %s USD in one action", FormatUSD(r.maxUSD)))
 		} else {
-			*figures = append(*figures, fmt.Sprintf("per action %s ≤ %s USD", FormatUSD(e.usdTotal), FormatUSD(r.maxUSD)))
+			e.figureUSD("per action ", e.usdTotal, -1, r.maxUSDText)
 		}
 	}
 	if r.maxHoldingsPct != nil && e.usdKnown {
 		base, ok := e.treasuryUSD()
 		if !ok {
 			unpriced = true
-			*figures = append(*figures, "holdings base: no priced holdings, approval required")
+			e.figure("holdings base: no priced holdings, approval required")
 		} else {
 			// usd > pct·base
 			lhs := new(big.Int).Mul(big.NewInt(e.usdTotal), r.maxHoldingsPct.Denom())
@@ -629,7 +678,7 @@ func (e *evaluation) limits(r *rule, it *item, figures *[]string) (exceeded, unp
 				e.reason(ReasonHoldingsPctExceeded, r.name, fmt.Sprintf("%s USD > %s%% of holdings worth %s USD (governance token excluded)", FormatUSD(e.usdTotal), pct, FormatUSD(base)),
 					fmt.Sprintf("at most %s USD in one action", FormatUSD(allowed.Int64())))
 			} else {
-				*figures = append(*figures, fmt.Sprintf("%s USD ≤ %s%% of holdings worth %s USD", FormatUSD(e.usdTotal), pct, FormatUSD(base)))
+				e.figure(fmt.Sprintf("%s USD ≤ %s%% of holdings worth %s USD", FormatUSD(e.usdTotal), pct, FormatUSD(base)))
 			}
 		}
 	}
@@ -638,7 +687,7 @@ func (e *evaluation) limits(r *rule, it *item, figures *[]string) (exceeded, unp
 		if w.maxUSD >= 0 && !e.usdKnown {
 			continue
 		}
-		if e.window(r, w, it, figures) {
+		if e.window(r, w, it) {
 			exceeded = true
 		}
 	}
@@ -689,7 +738,7 @@ func (e *evaluation) treasuryUSD() (int64, bool) {
 // window checks one rolling window: the total recorded in the period plus
 // this action's part must stay within the limit. The total comes from the
 // history's prefix sums: no scan, whatever the history's size.
-func (e *evaluation) window(r *rule, w *window, it *item, figures *[]string) bool {
+func (e *evaluation) window(r *rule, w *window, it *item) bool {
 	k := Key{Per: w.per}
 	to := ""
 	switch w.per {
@@ -705,7 +754,7 @@ func (e *evaluation) window(r *rule, w *window, it *item, figures *[]string) boo
 	} else {
 		t.Amount = new(big.Int)
 	}
-	name := fmt.Sprintf("%s per %s", fmtPeriod(w.period), w.per)
+	name := w.name
 	frees := func(excess *big.Int, count bool) string {
 		if e.in.History == nil {
 			return ""
@@ -723,7 +772,13 @@ func (e *evaluation) window(r *rule, w *window, it *item, figures *[]string) boo
 				"no more actions in this window"+frees(excess, true))
 			return true
 		}
-		*figures = append(*figures, fmt.Sprintf("%s: %d + 1 ≤ %d actions", name, t.Count, w.maxCount))
+		e.fig = append(e.fig, "; "...)
+		e.fig = append(e.fig, name...)
+		e.fig = append(e.fig, ": "...)
+		e.fig = strconv.AppendInt(e.fig, int64(t.Count), 10)
+		e.fig = append(e.fig, " + 1 ≤ "...)
+		e.fig = strconv.AppendInt(e.fig, int64(w.maxCount), 10)
+		e.fig = append(e.fig, " actions"...)
 	case w.maxUSD >= 0:
 		mine := e.usdTo(to)
 		sum := addUSD(t.USD, mine)
@@ -734,7 +789,7 @@ func (e *evaluation) window(r *rule, w *window, it *item, figures *[]string) boo
 				fmt.Sprintf("up to %s USD now%s", FormatUSD(left), frees(excess, false)))
 			return true
 		}
-		*figures = append(*figures, fmt.Sprintf("%s: %s + %s ≤ %s USD", name, FormatUSD(t.USD), FormatUSD(mine), FormatUSD(w.maxUSD)))
+		e.figureUSD(name+": ", t.USD, mine, w.maxUSDText)
 	default:
 		a, ok := e.in.Catalog.Asset(w.asset)
 		if !ok {
@@ -761,7 +816,7 @@ func (e *evaluation) window(r *rule, w *window, it *item, figures *[]string) boo
 				fmt.Sprintf("up to %s %s now%s", daoguard.FormatAmount(left, a.Decimals), a.Symbol, frees(new(big.Int).Sub(sum, limit), false)))
 			return true
 		}
-		*figures = append(*figures, fmt.Sprintf("%s: %s + %s ≤ %s %s", name, daoguard.FormatAmount(t.Amount, a.Decimals), daoguard.FormatAmount(mine, a.Decimals), w.maxAmount, a.Symbol))
+		e.figure(fmt.Sprintf("%s: %s + %s ≤ %s %s", name, daoguard.FormatAmount(t.Amount, a.Decimals), daoguard.FormatAmount(mine, a.Decimals), w.maxAmount, a.Symbol))
 	}
 	return false
 }

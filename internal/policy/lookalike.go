@@ -23,8 +23,8 @@ const DefaultLookAlikeDigits = 4
 // safe for concurrent Add; concurrent Imitated calls are fine once built.
 type LookAlikes struct {
 	lead, trail int
-	known       map[string]bool     // canonical (lowercase) known addresses
-	byEnds      map[string][]string // ends(addr) → known addresses with those ends, sorted
+	known       map[string]bool        // canonical (lowercase) known addresses
+	byEnds      map[[2]string][]string // ends(addr) → known addresses with those ends, sorted
 }
 
 // NewLookAlikes returns an empty set comparing lead leading and trail
@@ -35,21 +35,22 @@ func NewLookAlikes(lead, trail int) *LookAlikes {
 	if lead+trail > 20 {
 		lead, trail = 10, 10
 	}
-	return &LookAlikes{lead: lead, trail: trail, known: map[string]bool{}, byEnds: map[string][]string{}}
+	return &LookAlikes{lead: lead, trail: trail, known: map[string]bool{}, byEnds: map[[2]string][]string{}}
 }
 
 // ends is the key of an address: its leading and trailing digits.
-func (l *LookAlikes) ends(addr string) (string, bool) {
+func (l *LookAlikes) ends(addr string) ([2]string, bool) {
 	hex, ok := strings.CutPrefix(addr, "0x")
 	if !ok || len(hex) != 40 {
-		return "", false
+		return [2]string{}, false
 	}
 	for i := 0; i < len(hex); i++ {
 		if c := hex[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return "", false
+			return [2]string{}, false
 		}
 	}
-	return hex[:l.lead] + "…" + hex[40-l.trail:], true
+	// Substrings, not a concatenation: a lookup allocates nothing.
+	return [2]string{hex[:l.lead], hex[40-l.trail:]}, true
 }
 
 // Add records a known address (0x and 40 hex digits, any case). Malformed

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -42,7 +43,7 @@ type PriceConfig struct {
 // it rests on, or why there is none.
 type Price struct {
 	Value    *big.Int // nil when there is no trusted price
-	Used     []string // sources of the readings used
+	Used     []string // sources of the readings used (the kept readings' order)
 	Rejected []string // "source: why"
 	Problem  string   // why there is no price
 }
@@ -57,7 +58,8 @@ type Price struct {
 // amount it likes, but cannot move the median past an honest reading.
 func Aggregate(readings []Reading, now time.Time, cfg PriceConfig) Price {
 	var p Price
-	fresh := make([]Reading, 0, len(readings))
+	var small [8]Reading // the usual handful of sources: no allocation
+	fresh := small[:0]
 	for _, r := range readings {
 		switch {
 		case r.Price == nil || r.Price.Sign() <= 0:
@@ -76,14 +78,15 @@ func Aggregate(readings []Reading, now time.Time, cfg PriceConfig) Price {
 	}
 	med := median(fresh)
 	kept := fresh[:0]
+	var d, lhs big.Int
+	rhs := new(big.Int).Mul(med, cfg.MaxDeviation.Num())
 	for _, r := range fresh {
 		// |r - med| / med > max  ⇔  |r - med| > max·med, kept exact.
-		d := new(big.Int).Sub(r.Price, med)
-		d.Abs(d)
-		lhs := new(big.Int).Mul(d, cfg.MaxDeviation.Denom())
-		rhs := new(big.Int).Mul(med, cfg.MaxDeviation.Num())
+		d.Sub(r.Price, med)
+		d.Abs(&d)
+		lhs.Mul(&d, cfg.MaxDeviation.Denom())
 		if lhs.Cmp(rhs) > 0 {
-			p.Rejected = append(p.Rejected, fmt.Sprintf("%s: deviates %s%% from the median %s", r.Source, pctOf(d, med), FormatPrice(med)))
+			p.Rejected = append(p.Rejected, fmt.Sprintf("%s: deviates %s%% from the median %s", r.Source, pctOf(&d, med), FormatPrice(med)))
 			continue
 		}
 		kept = append(kept, r)
@@ -93,8 +96,9 @@ func Aggregate(readings []Reading, now time.Time, cfg PriceConfig) Price {
 		return p
 	}
 	p.Value = median(kept)
-	for _, r := range kept {
-		p.Used = append(p.Used, r.Source)
+	p.Used = make([]string, len(kept))
+	for i, r := range kept {
+		p.Used[i] = r.Source
 	}
 	return p
 }
@@ -104,9 +108,10 @@ const maxClockSkew = 5 * time.Second
 // median of the readings' prices; with an even count, the lower middle
 // one (an actual reading, never a value no source reported).
 func median(rs []Reading) *big.Int {
-	ps := make([]*big.Int, len(rs))
-	for i, r := range rs {
-		ps[i] = r.Price
+	var small [8]*big.Int
+	ps := small[:0]
+	for _, r := range rs {
+		ps = append(ps, r.Price)
 	}
 	slices.SortFunc(ps, func(a, b *big.Int) int { return a.Cmp(b) })
 	return ps[(len(ps)-1)/2]
@@ -118,9 +123,19 @@ func pctOf(d, base *big.Int) string {
 	return r.FloatString(1)
 }
 
-// FormatPrice renders a fixed-point price as a decimal USD amount.
+// FormatPrice renders a fixed-point price as a decimal USD amount with six
+// decimals (truncated).
 func FormatPrice(p *big.Int) string {
-	return new(big.Rat).SetFrac(p, PriceScale).FloatString(6)
+	q, r := new(big.Int).QuoRem(p, PriceScale, new(big.Int))
+	frac := r.Uint64() / 1_000_000_000_000 // 18 → 6 decimals
+	b := q.Append(make([]byte, 0, 32), 10)
+	b = append(b, '.')
+	var f [6]byte
+	for i := 5; i >= 0; i-- {
+		f[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	return string(append(b, f[:]...))
 }
 
 // USD value arithmetic is in micro-dollars (int64): exact, and enough for
@@ -135,8 +150,7 @@ const (
 // rounded up: rounding never lets an action slip under a limit.
 func usdValue(amount *big.Int, decimals int, price *big.Int) int64 {
 	v := new(big.Int).Mul(amount, price)
-	div := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(decimals)+18-6), nil)
-	q, r := new(big.Int).QuoRem(v, div, new(big.Int))
+	q, r := v.QuoRem(v, pow10(decimals+18-6), new(big.Int))
 	if r.Sign() > 0 {
 		q.Add(q, big.NewInt(1))
 	}
@@ -155,21 +169,28 @@ func addUSD(a, b int64) int64 {
 }
 
 // FormatUSD renders micro-dollars as "1,234.56".
-func FormatUSD(micro int64) string {
+func FormatUSD(micro int64) string { return string(appendUSD(nil, micro)) }
+
+// appendUSD appends micro-dollars as "1,234.56" (rounded half up to cents).
+func appendUSD(b []byte, micro int64) []byte {
 	if micro == MaxUSD {
-		return "more than 9,223,372,036,854 (overflow)"
+		return append(b, "more than 9,223,372,036,854 (overflow)"...)
 	}
-	cents := (micro + 5_000) / 10_000 // round half up to cents
-	whole, frac := cents/100, cents%100
-	s := fmt.Sprintf("%d", whole)
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
+	if micro < 0 {
+		b = append(b, '-')
+		micro = -micro
+	}
+	cents := (micro + 5_000) / 10_000
+	var digits [24]byte
+	d := strconv.AppendInt(digits[:0], cents/100, 10)
+	for i, c := range d {
+		if i > 0 && (len(d)-i)%3 == 0 {
+			b = append(b, ',')
 		}
-		b.WriteRune(c)
+		b = append(b, c)
 	}
-	return fmt.Sprintf("%s.%02d", b.String(), frac)
+	b = append(b, '.', byte('0'+cents%100/10), byte('0'+cents%10))
+	return b
 }
 
 // ParseUSD reads a decimal USD amount ("25000", "0.50") into micro-dollars.
