@@ -709,8 +709,9 @@ func (c *compiler) limits(path []any, d *LimitsDoc, r *rule) {
 	for i, wd := range d.Windows {
 		wp := at(path, "windows", i)
 		w := window{maxUSD: -1, maxCount: wd.MaxCount}
+		before := len(c.problems)
 		w.period = c.duration(at(wp, "period"), wd.Period, 0)
-		if w.period <= 0 || w.period > 366*24*time.Hour {
+		if len(c.problems) == before && (w.period <= 0 || w.period > 366*24*time.Hour) {
 			c.errf(at(wp, "period"), "a window's period must be between 1s and 366d")
 		}
 		switch wd.Per {
