@@ -198,7 +198,7 @@ func daoguardSetup(tb testing.TB, w *world, n int, now time.Time) (*policy.Polic
 		Action: &daoguard.Decoded{Kind: daoguard.KindTransfer, Account: "ops", AccountKind: daoguard.AccountWallet, From: "0x1000000000000000000000000000000000000001",
 			To: w.to, Asset: "USDC", Token: usdc.Address, Decimals: 6, Amount: daoguard.NewBigInt(big.NewInt(500_000_000)), Operation: daoguard.OpCall},
 		Catalog:  policy.NewCatalog([]*daoguard.Asset{usdc}),
-		Prices:   map[string][]policy.Reading{"USDC": {{Source: "a", Price: one, At: now}, {Source: "b", Price: one, At: now}}},
+		Prices:   map[string]*policy.Quotes{"USDC": policy.NewQuotes(policy.Reading{Source: "a", Price: one, At: now}, policy.Reading{Source: "b", Price: one, At: now})},
 		Holdings: map[string]*big.Int{"USDC": big.NewInt(1_000_000_000_000)},
 		History:  led,
 	}

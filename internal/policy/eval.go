@@ -20,9 +20,9 @@ type Input struct {
 	Principal *daoguard.Principal
 	Action    *daoguard.Decoded // a call whose effect differs from Action.Stated is a units mismatch
 	Catalog   *Catalog
-	Prices    map[string][]Reading // by asset symbol
-	Holdings  map[string]*big.Int  // the account's balances by asset symbol, base units
-	History   History              // nil: no history (every window empty)
+	Prices    map[string]*Quotes  // by asset symbol
+	Holdings  map[string]*big.Int // the account's balances by asset symbol, base units
+	History   History             // nil: no history (every window empty)
 }
 
 // Result is an evaluation's outcome: the decision and the flows, valued,
@@ -179,13 +179,28 @@ func (e *evaluation) price(sym string) *evalPrice {
 			return sp.p
 		}
 	}
-	p := &evalPrice{}
-	if sym == e.p.govToken && sym != "" {
-		// The DAO's own token is the easiest to pump: whoever moves its
-		// spot price would move every limit measured with it.
-		p.Problem = "the DAO's governance token is never valued for limits"
-	} else {
-		p.Price = Aggregate(e.in.Prices[sym], e.in.Now, e.p.prices)
+	q, now := e.in.Prices[sym], e.in.Now
+	var p *evalPrice
+	if q != nil {
+		if m := q.memo.Load(); m != nil && m.policy == e.p && !now.Before(m.from) && now.Before(m.until) {
+			p = m.price
+		}
+	}
+	if p == nil {
+		p = &evalPrice{}
+		if sym == e.p.govToken && sym != "" {
+			// The DAO's own token is the easiest to pump: whoever moves
+			// its spot price would move every limit measured with it.
+			p.Problem = "the DAO's governance token is never valued for limits"
+		} else {
+			p.Price = Aggregate(q.Readings(), now, e.p.prices)
+		}
+		if p.Value != nil {
+			p.text = sym + " " + FormatPrice(p.Value) + " USD (median of " + strings.Join(p.Used, ", ") + rejectedText(&p.Price) + ")"
+		}
+		if q != nil { // shared from now on: never modified again
+			q.memo.Store(&quoteMemo{policy: e.p, from: now, until: q.validUntil(now, e.p.prices), price: p})
+		}
 	}
 	e.prices = append(e.prices, symPrice{sym, p})
 	return p
@@ -225,9 +240,6 @@ func (e *evaluation) value() {
 		}
 		f.USD = usdValue(f.Amount, a.Decimals, p.Value)
 		e.usdTotal = addUSD(e.usdTotal, f.USD)
-		if p.text == "" {
-			p.text = f.Asset + " " + FormatPrice(p.Value) + " USD (median of " + strings.Join(p.Used, ", ") + rejectedText(&p.Price) + ")"
-		}
 		e.reason(ReasonPrice, "", p.text, "")
 	}
 }

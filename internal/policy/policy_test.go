@@ -126,7 +126,7 @@ func fixture(t testing.TB, p *Policy) *Input {
 		Action: &daoguard.Decoded{Kind: daoguard.KindTransfer, Account: "ops", AccountKind: daoguard.AccountWallet, From: "0x1000000000000000000000000000000000000001",
 			To: "0x9f3a11111111111111111111111111111111c0de", Asset: "USDC", Token: usdc.Address, Decimals: 6, Amount: daoguard.NewBigInt(big.NewInt(500_000_000)), Operation: daoguard.OpCall},
 		Catalog:  NewCatalog([]*daoguard.Asset{usdc, eth}),
-		Prices:   map[string][]Reading{"USDC": {{Source: "a", Price: one, At: now}, {Source: "b", Price: one, At: now}}},
+		Prices:   map[string]*Quotes{"USDC": NewQuotes(Reading{Source: "a", Price: one, At: now}, Reading{Source: "b", Price: one, At: now})},
 		Holdings: map[string]*big.Int{"USDC": big.NewInt(100_000_000_000), "ETH": new(big.Int).Exp(big.NewInt(10), big.NewInt(20), nil)},
 		History:  NewLedger(4, 4),
 	}
@@ -402,4 +402,41 @@ func FuzzCalldata(f *testing.F) {
 			t.Fatal("no verdict")
 		}
 	})
+}
+
+// TestQuotesMemo: a memoised aggregation is reused only while it is still
+// what Aggregate would answer: not once a reading turns stale, not once a
+// future-dated reading comes within the skew, not for another policy.
+func TestQuotesMemo(t *testing.T) {
+	p := mustParse(t, goldenPolicy) // max_age 10m, quorum 2
+	now := time.Date(2026, 11, 18, 10, 0, 0, 0, time.UTC)
+	one, _ := ParsePrice("1")
+	q := NewQuotes(Reading{Source: "a", Price: one, At: now}, Reading{Source: "b", Price: one, At: now.Add(-9 * time.Minute)},
+		Reading{Source: "c", Price: one, At: now.Add(3 * time.Minute)})
+	priceAt := func(pol *Policy, at time.Time) *big.Int {
+		e := &evaluation{p: pol, in: &Input{Now: at, Prices: map[string]*Quotes{"USDC": q}}}
+		return e.price("USDC").Value
+	}
+	for _, c := range []struct {
+		at   time.Duration
+		want bool
+	}{
+		{0, true},                              // a and b fresh (c in the future)
+		{30 * time.Second, true},               // the memo is reused
+		{61 * time.Second, false},              // b turned stale; c is still too far in the future
+		{2*time.Minute + 56*time.Second, true}, // c came within the skew: a and c
+		{11 * time.Minute, false},              // a turned stale too
+		{13*time.Minute + time.Second, false},  // and c
+		{5 * time.Second, true},                // the clock went back: recomputed, not the memo
+	} {
+		got := priceAt(p, now.Add(c.at)) != nil
+		want := Aggregate(q.Readings(), now.Add(c.at), p.prices).Value != nil
+		if got != want || got != c.want {
+			t.Fatalf("at +%s: memo says %v, Aggregate %v, want %v", c.at, got, want, c.want)
+		}
+	}
+	p2 := mustParse(t, goldenPolicy)
+	if priceAt(p2, now) == nil || q.memo.Load().policy != p2 {
+		t.Fatal("the memo of one policy served another")
+	}
 }

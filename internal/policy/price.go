@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +20,51 @@ type Reading struct {
 	Source string    `json:"source"`
 	Price  *big.Int  `json:"price_e18"` // USD per whole token × 10^18
 	At     time.Time `json:"at"`        // when the source says the price was observed
+}
+
+// Quotes is one asset's latest readings: an immutable snapshot that price
+// sources publish and evaluations share. It memoises its aggregation per
+// policy: the result is a pure function of the readings and the time, and
+// stays the same until a fresh reading turns stale or a future-dated one
+// comes within the clock skew, so between those moments it is reused.
+type Quotes struct {
+	readings []Reading
+	memo     atomic.Pointer[quoteMemo]
+}
+
+type quoteMemo struct {
+	policy      *Policy
+	from, until time.Time // valid for from ≤ now < until
+	price       *evalPrice
+}
+
+// NewQuotes returns a snapshot of the readings (copied).
+func NewQuotes(rs ...Reading) *Quotes {
+	return &Quotes{readings: slices.Clone(rs)}
+}
+
+// Readings returns the snapshot's readings; the caller must not modify them.
+func (q *Quotes) Readings() []Reading {
+	if q == nil {
+		return nil
+	}
+	return q.readings
+}
+
+// validUntil is the first moment after now at which Aggregate could answer
+// differently for these readings: a fresh reading turning stale, or a
+// reading from the future coming within the clock skew.
+func (q *Quotes) validUntil(now time.Time, cfg PriceConfig) time.Time {
+	until := now.Add(24 * time.Hour)
+	for _, r := range q.readings {
+		if stale := r.At.Add(cfg.MaxAge); !now.After(stale) && stale.Before(until) {
+			until = stale
+		}
+		if ok := r.At.Add(-maxClockSkew); now.Before(ok) && ok.Before(until) {
+			until = ok
+		}
+	}
+	return until
 }
 
 // ParsePrice reads a decimal USD price ("1834.25") into fixed point.

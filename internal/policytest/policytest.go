@@ -420,8 +420,9 @@ func build(fx *Fixture, c Case) (*policy.Input, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &policy.Input{Now: now, Principal: pr, Action: &d, Catalog: policy.NewCatalog(assets), Prices: map[string][]policy.Reading{}, Holdings: map[string]*big.Int{}}
+	in := &policy.Input{Now: now, Principal: pr, Action: &d, Catalog: policy.NewCatalog(assets), Prices: map[string]*policy.Quotes{}, Holdings: map[string]*big.Int{}}
 	for sym, rs := range fx.Prices {
+		var readings []policy.Reading
 		for _, r := range rs {
 			p, err := policy.ParsePrice(r.Price)
 			if err != nil {
@@ -431,8 +432,9 @@ func build(fx *Fixture, c Case) (*policy.Input, error) {
 			if err != nil {
 				return nil, fmt.Errorf("price age %q: %v", r.Age, err)
 			}
-			in.Prices[sym] = append(in.Prices[sym], policy.Reading{Source: r.Source, Price: p, At: now.Add(-age)})
+			readings = append(readings, policy.Reading{Source: r.Source, Price: p, At: now.Add(-age)})
 		}
+		in.Prices[sym] = policy.NewQuotes(readings...)
 	}
 	for sym, v := range fx.Holdings[d.Account] {
 		a, ok := cat.assets[sym]
