@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/big"
+	"strings"
 	"sync"
 
 	"github.com/daoguard/daoguard"
@@ -53,6 +54,8 @@ var (
 	}
 )
 
+const zeroAddress = "0x0000000000000000000000000000000000000000"
+
 // maxBatchDepth bounds MultiSend nesting; deeper batches are refused.
 const maxBatchDepth = 3
 
@@ -98,7 +101,7 @@ func NewCatalog(assets []*daoguard.Asset) *Catalog {
 		if a.Native() {
 			c.native = a
 		} else {
-			c.byAddress[a.Address] = a
+			c.byAddress[strings.ToLower(a.Address)] = a
 		}
 	}
 	return c
@@ -136,13 +139,17 @@ func items(d *daoguard.Decoded, cat *Catalog) ([]item, error) {
 		value = d.Value.Int()
 	}
 	var out []item
-	err := callItems(&out, d.From, d.AccountKind, d.To, value, d.Data, d.Operation, cat, 0)
+	// Addresses compare in lower case: the account's may have been stored
+	// checksummed.
+	err := callItems(&out, strings.ToLower(d.From), d.AccountKind, d.To, value, d.Data, d.Operation, cat, 0)
 	return out, err
 }
 
 func callItems(out *[]item, account string, kind daoguard.AccountKind, target string, value *big.Int, data []byte, op daoguard.Operation, cat *Catalog, depth int) error {
 	it := item{Type: ItemCall, Target: target, Counterparty: target, Operation: op, Value: value, Data: data, InBatch: depth > 0}
-	it.SelfCall = target == account
+	// Safe's MultiSend (v1.5) rewrites a batch entry's zero `to` into the
+	// Safe itself: that is a self-call too.
+	it.SelfCall = target == account || depth > 0 && target == zeroAddress
 	sel, ok := it.selector()
 	if ok && sel == selMultiSend {
 		if depth >= maxBatchDepth {

@@ -46,8 +46,9 @@ var (
 )
 
 type celCond struct {
-	src string
-	prg cel.Program
+	src     string
+	prg     cel.Program
+	usesUSD bool // reads usd: without a trusted price the rule fails closed to approval
 }
 
 func compileCEL(src string) (*celCond, error) {
@@ -69,7 +70,13 @@ func compileCEL(src string) (*celCond, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CEL: %v", err)
 	}
-	return &celCond{src: src, prg: prg}, nil
+	usesUSD := false
+	for _, id := range ast.NativeRep().ReferenceMap() {
+		if id.Name == "usd" {
+			usesUSD = true
+		}
+	}
+	return &celCond{src: src, prg: prg, usesUSD: usesUSD}, nil
 }
 
 // celFacts is an item's facts as a CEL activation, without building a map.

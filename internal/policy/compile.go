@@ -204,6 +204,7 @@ func (w *timeWindow) contains(t time.Time) bool {
 const (
 	DefaultPriceMaxAge       = 5 * time.Minute
 	DefaultPriceMaxDeviation = "2"  // percent
+	DefaultPriceQuorum       = 2    // agreeing sources
 	DefaultUnitsMaxHoldings  = "25" // percent of an asset's holdings in one agent action
 	DefaultStatedDeviation   = "1"  // percent
 	maxRules                 = 10_000
@@ -346,7 +347,7 @@ func (c *compiler) compile(d *Document) *Policy {
 		Quorum:       d.Prices.Quorum,
 	}
 	if p.prices.Quorum == 0 {
-		p.prices.Quorum = 1
+		p.prices.Quorum = DefaultPriceQuorum
 	}
 	if p.prices.Quorum < 0 || p.prices.Quorum > 16 {
 		c.errf([]any{"prices", "quorum"}, "quorum must be between 1 and 16")
@@ -461,6 +462,12 @@ var opNames = map[string]bool{"eq": true, "ne": true, "lt": true, "le": true, "g
 
 func (c *compiler) rule(path []any, d *RuleDoc, p *Policy) *rule {
 	r := &rule{name: d.Name, line: locate(c.root, path), maxUSD: -1}
+	// An empty list would read as "anyone": refuse it rather than guess.
+	for key, l := range map[string][]string{"principals": d.Principals, "roles": d.Roles, "principal_kinds": d.Kinds, "accounts": d.Accounts, "actions": d.Actions, "assets": d.Assets} {
+		if l != nil && len(l) == 0 {
+			c.errf(at(path, key), "an empty list matches nothing anyone would mean; leave the key out to match any")
+		}
+	}
 	if !nameRE.MatchString(d.Name) {
 		c.errf(at(path, "name"), "rule name %q: letters, digits, _ . : - (at most 64), required", clipText(d.Name))
 	}
@@ -603,6 +610,12 @@ func (c *compiler) addrSet(path []any, d *AddrSetDoc, p *Policy) *addrSet {
 }
 
 func (c *compiler) function(path []any, sig string, r *rule) {
+	// Bounded before parsing: ABI type construction is superlinear in
+	// tuple nesting, and a policy must not be a way to burn CPU.
+	if len(sig) > 1024 || strings.Count(sig, "(") > 16 {
+		c.errf(path, "a function signature is at most 1024 bytes with at most 15 nested tuples")
+		return
+	}
 	m, err := abi.ParseSelector(sig)
 	if err != nil || m.Name == "" {
 		c.errf(path, "%q is not a function signature like transfer(address,uint256)", clipText(sig))

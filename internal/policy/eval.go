@@ -146,10 +146,22 @@ func (e *evaluation) raise(t Tier, a approval) {
 		e.tier = t
 	}
 	if t == TierApproval || t == TierVote {
-		if a.approvals > e.approval.approvals || a.approvals == e.approval.approvals && a.role < e.approval.role {
-			e.approval.approvals, e.approval.role, e.approval.group = a.approvals, a.role, a.group
+		cur := e.approval
+		switch {
+		case cur.approvals == 0:
+			cur = a
+		case cur.role != a.role:
+			// Two groups must approve, and a decision names one: the
+			// council (the strictest group) decides, with at least as
+			// many approvals as either asked for.
+			c := e.p.council
+			cur.role, cur.group, cur.approvals = c.role, c.group, max(cur.approvals, a.approvals, c.approvals)
+			cur.timelock = max(cur.timelock, c.timelock)
+		default:
+			cur.approvals = max(cur.approvals, a.approvals)
 		}
-		e.approval.timelock = max(e.approval.timelock, a.timelock)
+		cur.timelock = max(cur.timelock, a.timelock)
+		e.approval = cur
 	}
 }
 
@@ -159,6 +171,13 @@ func (e *evaluation) result() Result {
 	case TierAutonomous:
 		d.Verdict = daoguard.VerdictAllow
 	case TierApproval, TierVote:
+		if e.tier == TierVote && e.approval.role != e.p.council.role {
+			// The vote tier is the council's: no other group decides it.
+			c := e.p.council
+			e.approval.role, e.approval.group = c.role, c.group
+			e.approval.approvals = max(e.approval.approvals, c.approvals)
+			e.approval.timelock = max(e.approval.timelock, c.timelock)
+		}
 		d.Verdict = daoguard.VerdictNeedsApproval
 		d.RequiredApprovals, d.ApproverRole, d.Timelock = e.approval.approvals, e.approval.role, e.approval.timelock
 	default:
@@ -181,25 +200,23 @@ func (e *evaluation) price(sym string) *evalPrice {
 	}
 	q, now := e.in.Prices[sym], e.in.Now
 	var p *evalPrice
-	if q != nil {
-		if m := q.memo.Load(); m != nil && m.policy == e.p && !now.Before(m.from) && now.Before(m.until) {
+	switch {
+	case sym == e.p.govToken && sym != "":
+		// The DAO's own token is the easiest to pump: whoever moves its
+		// spot price would move every limit measured with it.
+		p = &evalPrice{Price: Price{Problem: "the DAO's governance token is never valued for limits"}}
+	case q != nil:
+		if m := q.memo.Load(); m != nil && m.policy == e.p && m.sym == sym && !now.Before(m.from) && now.Before(m.until) {
 			p = m.price
 		}
 	}
 	if p == nil {
-		p = &evalPrice{}
-		if sym == e.p.govToken && sym != "" {
-			// The DAO's own token is the easiest to pump: whoever moves
-			// its spot price would move every limit measured with it.
-			p.Problem = "the DAO's governance token is never valued for limits"
-		} else {
-			p.Price = Aggregate(q.Readings(), now, e.p.prices)
-		}
+		p = &evalPrice{Price: Aggregate(q.Readings(), now, e.p.prices)}
 		if p.Value != nil {
 			p.text = sym + " " + FormatPrice(p.Value) + " USD (median of " + strings.Join(p.Used, ", ") + rejectedText(&p.Price) + ")"
 		}
 		if q != nil { // shared from now on: never modified again
-			q.memo.Store(&quoteMemo{policy: e.p, from: now, until: q.validUntil(now, e.p.prices), price: p})
+			q.memo.Store(&quoteMemo{policy: e.p, sym: sym, from: now, until: q.validUntil(now, e.p.prices), price: p})
 		}
 	}
 	e.prices = append(e.prices, symPrice{sym, p})
@@ -383,10 +400,14 @@ func (e *evaluation) units() {
 		}
 		h, ok := e.in.Holdings[sym]
 		if !ok || h == nil {
-			if e.agent {
-				e.raise(TierApproval, e.p.council)
-				e.reason(ReasonHoldingsUnavailable, "", fmt.Sprintf("the holdings of %s are unknown: the share this action moves cannot be checked", sym), "")
+			// The share cannot be checked: approval for an agent, the
+			// council for a human (who would need it above the share).
+			t := TierApproval
+			if !e.agent {
+				t = TierVote
 			}
+			e.raise(t, e.p.council)
+			e.reason(ReasonHoldingsUnavailable, "", fmt.Sprintf("the holdings of %s are unknown: the share this action moves cannot be checked", sym), "")
 			continue
 		}
 		// moved > share·holdings
@@ -657,7 +678,7 @@ func (e *evaluation) limits(r *rule, it *item) (exceeded, unpriced bool) {
 			e.figure(fmt.Sprintf("per action %s ≤ %s %s", daoguard.FormatAmount(moved, a.Decimals), r.maxAmountText, a.Symbol))
 		}
 	}
-	needUSD := r.maxUSD >= 0 || r.maxHoldingsPct != nil
+	needUSD := r.maxUSD >= 0 || r.maxHoldingsPct != nil || r.cel != nil && r.cel.usesUSD
 	for _, w := range r.windows {
 		needUSD = needUSD || w.maxUSD >= 0
 	}

@@ -91,19 +91,21 @@ rules:
 
 func TestParseRefusesYAMLTricks(t *testing.T) {
 	for name, src := range map[string]string{
-		"unknown key":    "version: 1\nname: t\nrulez: []\n",
-		"alias":          "version: 1\nname: &n t\nrules: [{name: *n, tier: deny}]\n",
-		"two documents":  "version: 1\nname: t\n---\nversion: 1\n",
-		"empty":          "   \n",
-		"wrong type":     "version: one\n",
-		"wrong version":  "version: 2\nname: t\nrules: [{name: a, tier: deny}]\n",
-		"no rules":       "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\n",
-		"council no tl":  "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1}\nrules: [{name: a, tier: deny}]\n",
-		"over < tier":    "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\nrules: [{name: a, tier: approval, approval: {group: c, approvals: 1}, limits: {max_usd: '1'}, over_limit: autonomous}]\n",
-		"approval group": "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\nrules: [{name: a, tier: approval, approval: {group: x, approvals: 1}}]\n",
-		"bad hours":      "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\nrules: [{name: a, tier: deny, time: {hours: '9-5'}}]\n",
-		"window two":     "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\nrules: [{name: a, tier: autonomous, limits: {windows: [{period: 1h, per: agent, max_usd: '1', max_count: 2}]}}]\n",
-		"max_amount two": "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\nrules: [{name: a, tier: autonomous, assets: [A, B], limits: {max_amount: '1'}}]\n",
+		"unknown key":      "version: 1\nname: t\nrulez: []\n",
+		"alias":            "version: 1\nname: &n t\nrules: [{name: *n, tier: deny}]\n",
+		"two documents":    "version: 1\nname: t\n---\nversion: 1\n",
+		"empty":            "   \n",
+		"wrong type":       "version: one\n",
+		"wrong version":    "version: 2\nname: t\nrules: [{name: a, tier: deny}]\n",
+		"no rules":         "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\n",
+		"council no tl":    "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1}\nrules: [{name: a, tier: deny}]\n",
+		"over < tier":      "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\nrules: [{name: a, tier: approval, approval: {group: c, approvals: 1}, limits: {max_usd: '1'}, over_limit: autonomous}]\n",
+		"approval group":   "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\nrules: [{name: a, tier: approval, approval: {group: x, approvals: 1}}]\n",
+		"bad hours":        "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\nrules: [{name: a, tier: deny, time: {hours: '9-5'}}]\n",
+		"window two":       "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\nrules: [{name: a, tier: autonomous, limits: {windows: [{period: 1h, per: agent, max_usd: '1', max_count: 2}]}}]\n",
+		"empty principals": "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\nrules: [{name: a, tier: autonomous, principals: []}]\n",
+		"deep tuple":       "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\nrules: [{name: a, tier: autonomous, function: 'f(" + strings.Repeat("(", 40) + "uint256" + strings.Repeat(")", 40) + ")'}]\n",
+		"max_amount two":   "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\nrules: [{name: a, tier: autonomous, assets: [A, B], limits: {max_amount: '1'}}]\n",
 	} {
 		if _, err := Parse([]byte(src)); err == nil {
 			t.Errorf("%s: accepted", name)

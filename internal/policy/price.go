@@ -34,6 +34,7 @@ type Quotes struct {
 
 type quoteMemo struct {
 	policy      *Policy
+	sym         string
 	from, until time.Time // valid for from ≤ now < until
 	price       *evalPrice
 }
@@ -118,6 +119,19 @@ func Aggregate(readings []Reading, now time.Time, cfg PriceConfig) Price {
 			fresh = append(fresh, r)
 		}
 	}
+	// One reading per source (its newest): a source repeating itself is
+	// still one voice.
+	for i := 0; i < len(fresh); i++ {
+		for j := i + 1; j < len(fresh); j++ {
+			if fresh[j].Source == fresh[i].Source {
+				if fresh[j].At.After(fresh[i].At) {
+					fresh[i] = fresh[j]
+				}
+				fresh = append(fresh[:j], fresh[j+1:]...)
+				j--
+			}
+		}
+	}
 	if len(fresh) == 0 {
 		p.Problem = "no fresh readings"
 		return p
@@ -137,8 +151,10 @@ func Aggregate(readings []Reading, now time.Time, cfg PriceConfig) Price {
 		}
 		kept = append(kept, r)
 	}
-	if len(kept) < max(cfg.Quorum, 1) {
-		p.Problem = fmt.Sprintf("%d trusted reading(s), quorum is %d", len(kept), cfg.Quorum)
+	// The readings kept must be a strict majority of the fresh ones: two
+	// sources that disagree leave no price, rather than the lower one.
+	if len(kept) < max(cfg.Quorum, 1) || 2*len(kept) <= len(fresh) {
+		p.Problem = fmt.Sprintf("%d agreeing source(s) of %d fresh, quorum is %d and a majority must agree", len(kept), len(fresh), cfg.Quorum)
 		return p
 	}
 	p.Value = median(kept)
