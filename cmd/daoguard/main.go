@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/daoguard/daoguard"
@@ -127,6 +128,20 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// parseOneArg parses flags followed by exactly one argument, named what.
+func parseOneArg(fs *flag.FlagSet, args []string, what string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%v", err)
+	}
+	if fs.NArg() != 1 {
+		return usagef("%s takes one %s", strings.TrimPrefix(fs.Name(), "daoguard "), what)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -21,11 +20,8 @@ func (m *Main) runPolicy(_ context.Context, args []string) error {
 	switch args[0] {
 	case "check":
 		fs := m.newFlagSet("policy check")
-		if err := fs.Parse(args[1:]); err != nil {
-			return flagErr(err)
-		}
-		if fs.NArg() != 1 {
-			return usagef("policy check takes one FILE")
+		if err := parseOneArg(fs, args[1:], "FILE"); err != nil {
+			return err
 		}
 		src, err := os.ReadFile(fs.Arg(0))
 		if err != nil {
@@ -40,11 +36,8 @@ func (m *Main) runPolicy(_ context.Context, args []string) error {
 	case "test":
 		fs := m.newFlagSet("policy test")
 		verbose := fs.Bool("v", false, "print every case, not only failures")
-		if err := fs.Parse(args[1:]); err != nil {
-			return flagErr(err)
-		}
-		if fs.NArg() != 1 {
-			return usagef("policy test takes one DIR")
+		if err := parseOneArg(fs, args[1:], "DIR"); err != nil {
+			return err
 		}
 		rep, err := policytest.Run(fs.Arg(0))
 		var pe *policy.ParseError
@@ -86,11 +79,4 @@ func (m *Main) printProblems(file string, err error) error {
 		fmt.Fprintf(m.Stderr, "%s: %s\n", file, p)
 	}
 	return fmt.Errorf("%s: %d problem(s); the policy was not loaded", file, len(pe.Problems))
-}
-
-func flagErr(err error) error {
-	if errors.Is(err, flag.ErrHelp) {
-		return err
-	}
-	return usagef("%v", err)
 }

@@ -463,9 +463,12 @@ var opNames = map[string]bool{"eq": true, "ne": true, "lt": true, "le": true, "g
 func (c *compiler) rule(path []any, d *RuleDoc, p *Policy) *rule {
 	r := &rule{name: d.Name, line: locate(c.root, path), maxUSD: -1}
 	// An empty list would read as "anyone": refuse it rather than guess.
-	for key, l := range map[string][]string{"principals": d.Principals, "roles": d.Roles, "principal_kinds": d.Kinds, "accounts": d.Accounts, "actions": d.Actions, "assets": d.Assets} {
-		if l != nil && len(l) == 0 {
-			c.errf(at(path, key), "an empty list matches nothing anyone would mean; leave the key out to match any")
+	for _, f := range []struct {
+		key  string
+		list []string
+	}{{"principals", d.Principals}, {"roles", d.Roles}, {"principal_kinds", d.Kinds}, {"accounts", d.Accounts}, {"actions", d.Actions}, {"assets", d.Assets}} {
+		if f.list != nil && len(f.list) == 0 {
+			c.errf(at(path, f.key), "an empty list matches nothing anyone would mean; leave the key out to match any")
 		}
 	}
 	if !nameRE.MatchString(d.Name) {
