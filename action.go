@@ -13,7 +13,7 @@ import (
 // verbatim for the record; only its decoded form is ever judged.
 type Intent struct {
 	Account   string `json:"account"`
-	Kind      string `json:"kind"`                // "transfer" | "call"
+	Kind      string `json:"kind"`                // "transfer" | "call" | "policy"
 	Asset     string `json:"asset,omitempty"`     // transfer: symbol or token address
 	To        string `json:"to"`                  // recipient or call target
 	Amount    string `json:"amount,omitempty"`    // transfer: decimal string in display units
@@ -21,6 +21,7 @@ type Intent struct {
 	Data      string `json:"data,omitempty"`      // call: 0x-prefixed calldata
 	Operation string `json:"operation,omitempty"` // call: "call" (default) | "delegatecall"
 	Rationale string `json:"rationale,omitempty"` // untrusted text: can only raise risk
+	Policy    string `json:"policy,omitempty"`    // policy: the new policy document (YAML)
 }
 
 // Hash is a digest of the intent's canonical JSON encoding (struct field
@@ -38,6 +39,7 @@ type ActionKind uint8
 const (
 	KindTransfer ActionKind = iota + 1
 	KindCall
+	KindPolicy // a change of the policy in force: applied by daoguard itself once approved
 )
 
 func (k ActionKind) String() string {
@@ -46,6 +48,8 @@ func (k ActionKind) String() string {
 		return "transfer"
 	case KindCall:
 		return "call"
+	case KindPolicy:
+		return "policy"
 	}
 	return fmt.Sprintf("ActionKind(%d)", uint8(k))
 }
@@ -57,8 +61,10 @@ func ParseActionKind(s string) (ActionKind, error) {
 		return KindTransfer, nil
 	case "call":
 		return KindCall, nil
+	case "policy":
+		return KindPolicy, nil
 	}
-	return 0, FieldError(CodeInvalid, "kind", "unknown kind %q (want transfer or call)", clip(s))
+	return 0, FieldError(CodeInvalid, "kind", "unknown kind %q (want transfer, call or policy)", clip(s))
 }
 
 func (k ActionKind) MarshalText() ([]byte, error) { return enumText(k == 0, k.String()), nil }
@@ -152,6 +158,16 @@ type Decoded struct {
 	Operation   Operation   `json:"operation"`
 	// Stated is what a call's intent says it moves, if it says so.
 	Stated *Stated `json:"stated,omitempty"`
+	// Policy is a policy change: the version it replaces and the diff.
+	Policy *PolicyChange `json:"policy,omitempty"`
+}
+
+// PolicyChange is a decoded policy action. The new document itself is the
+// intent's Policy field.
+type PolicyChange struct {
+	Base   int    `json:"base_version"` // the version in force when it was submitted; applying fails if another change landed first
+	Digest string `json:"digest"`       // hex SHA-256 of the new document
+	Diff   string `json:"diff"`         // unified line diff from the base version
 }
 
 // Stated is an amount of an asset, in base units, that an intent states.
@@ -231,6 +247,16 @@ type Decision struct {
 	ApproverRole      string        `json:"approver_role,omitempty"` // if set, approvers must hold this role
 	Timelock          time.Duration `json:"timelock,omitempty"`      // delay between the last approval and execution
 	PolicyVersion     string        `json:"policy_version,omitempty"`
+	// Inputs are the figures the decision was made on, kept so that a
+	// replay under another policy sees the same world.
+	Inputs *DecisionInputs `json:"inputs,omitempty"`
+}
+
+// DecisionInputs is the snapshot a policy decision saw.
+type DecisionInputs struct {
+	Flows    []Flow             `json:"flows,omitempty"`    // what the action moves, valued
+	Prices   map[string]string  `json:"prices,omitempty"`   // trusted USD price per symbol used (decimal)
+	Holdings map[string]*BigInt `json:"holdings,omitempty"` // the account's balances seen, base units
 }
 
 // Approval is one human's yes or no on one action.

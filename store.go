@@ -37,6 +37,14 @@ type Tx interface {
 	ActionStore
 	ApprovalStore
 	AuditLog
+	PolicyStore
+	LedgerStore
+	// AfterCommit runs fn once this unit's writes have committed, before
+	// any later unit of this store runs and before the caller of Update
+	// returns; never if they do not commit, nor in a View. fn must be quick
+	// and must not use the store: it updates in-memory caches of what was
+	// committed.
+	AfterCommit(fn func())
 }
 
 // OrgStore keeps organisations.
@@ -73,6 +81,8 @@ type CatalogStore interface {
 	// Asset returns the asset by symbol. Errors: UNKNOWN_ASSET.
 	Asset(ctx context.Context, orgID, symbol string) (*Asset, error)
 	PutAsset(ctx context.Context, a *Asset) error
+	// Assets lists an organisation's assets by symbol.
+	Assets(ctx context.Context, orgID string) ([]*Asset, error)
 }
 
 // ErrIdempotencyKeyUsed is returned by CreateAction when the principal has

@@ -277,6 +277,7 @@ func (db *DB) commit(batch []*groupcommit.Unit, savepoints bool) (errs []error, 
 	// Units whose writes this pass holds; if the pass does not commit, their
 	// changes to callers' objects are undone before anything reruns.
 	var held []func()
+	var after []func() // AfterCommit functions of the units that succeeded
 	defer func() {
 		if err != nil {
 			undoAll(held)
@@ -290,6 +291,7 @@ func (db *DB) commit(batch []*groupcommit.Unit, savepoints bool) (errs []error, 
 			tx := &Tx{q: ptx, now: db.now(), write: true, batch: ctx}
 			err := run(u.Fn, tx)
 			held = append(held, tx.undo...)
+			after = append(after, tx.after...)
 			if err != nil {
 				if retryable(err) {
 					return nil, err
@@ -310,6 +312,7 @@ func (db *DB) commit(batch []*groupcommit.Unit, savepoints bool) (errs []error, 
 			tx := &Tx{q: sp, now: db.now(), write: true, batch: ctx}
 			if errs[i] = run(u.Fn, tx); errs[i] == nil {
 				held = append(held, tx.undo...)
+				after = append(after, tx.after...)
 				if err := sp.Commit(ctx); err != nil { // RELEASE SAVEPOINT
 					return nil, batchFailed(err)
 				}
@@ -340,6 +343,9 @@ func (db *DB) commit(batch []*groupcommit.Unit, savepoints bool) (errs []error, 
 			return nil, &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "PostgreSQL did not confirm the commit in time; the outcome is unknown", Hint: "read the action back before retrying"}
 		}
 		return nil, err
+	}
+	for _, fn := range after {
+		fn()
 	}
 	return errs, nil
 }

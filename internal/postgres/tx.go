@@ -28,6 +28,8 @@ type Tx struct {
 	// (versions, timestamps). The batch runs it when the unit's writes do
 	// not commit, so a rerun starts from what the caller passed in.
 	undo []func()
+	// after runs once the unit's writes have committed (AfterCommit).
+	after []func()
 }
 
 // undoAll runs undo functions, newest first.

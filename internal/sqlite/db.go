@@ -224,6 +224,7 @@ func (db *DB) commit(conn *connStmts, wc *writerCache, batch []*groupcommit.Unit
 	// before any caller learns the outcome: a caller whose revocation
 	// returned must never be served the revoked key from the cache.
 	var dirtyCreds, dirtyPrincipals []string
+	var after []func()
 	fail := func(err error) {
 		undoAll(held)
 		conn.ExecContext(ctx, "ROLLBACK")
@@ -275,6 +276,7 @@ func (db *DB) commit(conn *connStmts, wc *writerCache, batch []*groupcommit.Unit
 		} else {
 			next = tx.seq
 			held = append(held, tx.undo...)
+			after = append(after, tx.after...)
 			dirtyCreds = append(dirtyCreds, tx.dirtyCreds...)
 			dirtyPrincipals = append(dirtyPrincipals, tx.dirtyPrincipals...)
 		}
@@ -293,6 +295,9 @@ func (db *DB) commit(conn *connStmts, wc *writerCache, batch []*groupcommit.Unit
 	db.stats.batches.Add(1)
 	db.stats.units.Add(uint64(len(batch)))
 	db.cache.invalidate(dirtyCreds, dirtyPrincipals)
+	for _, fn := range after {
+		fn()
+	}
 	for i, u := range batch {
 		u.Done(errs[i])
 	}

@@ -30,6 +30,8 @@ type Tx struct {
 	// undo restores the fields this unit set on its callers' objects
 	// (versions, timestamps) when its writes do not commit.
 	undo []func()
+	// after runs once the unit's writes have committed (AfterCommit).
+	after []func()
 }
 
 // undoAll runs undo functions, newest first.

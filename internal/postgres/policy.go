@@ -1,0 +1,150 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/daoguard/daoguard"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// lockLedger is the advisory lock class that orders an organisation's
+// ledger entries (see LedgerTail).
+const lockLedger = 3
+
+func (tx *Tx) AfterCommit(fn func()) {
+	if tx.write {
+		tx.after = append(tx.after, fn)
+	}
+}
+
+func (tx *Tx) Assets(ctx context.Context, orgID string) ([]*daoguard.Asset, error) {
+	rows, err := tx.q.Query(tx.c(ctx), `SELECT org_id, symbol, chain_id, address, decimals FROM assets WHERE org_id = $1 ORDER BY symbol`, orgID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*daoguard.Asset
+	for rows.Next() {
+		var a daoguard.Asset
+		var chain int64
+		if err := rows.Scan(&a.OrgID, &a.Symbol, &chain, &a.Address, &a.Decimals); err != nil {
+			return nil, err
+		}
+		a.ChainID = uint64(chain)
+		out = append(out, &a)
+	}
+	return out, rows.Err()
+}
+
+func (tx *Tx) AddPolicy(ctx context.Context, p *daoguard.PolicyVersion) error {
+	c := p.Created
+	tx.undo = append(tx.undo, func() { p.Created = c })
+	p.Created = tx.now
+	_, err := tx.q.Exec(tx.c(ctx), `INSERT INTO policies (org_id, version, source, digest, action_id, created_by, created) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		p.OrgID, p.Version, p.Source, p.Digest, p.ActionID, p.By, p.Created)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return daoguard.Errorf(daoguard.CodeConflict, "policy version %d already exists; another change landed first", p.Version)
+	}
+	return err
+}
+
+func (tx *Tx) CurrentPolicy(ctx context.Context, orgID string) (int, error) {
+	var v int
+	err := tx.q.QueryRow(tx.c(ctx), `SELECT COALESCE(MAX(version), 0) FROM policies WHERE org_id = $1`, orgID).Scan(&v)
+	return v, err
+}
+
+func (tx *Tx) Policy(ctx context.Context, orgID string, version int) (*daoguard.PolicyVersion, error) {
+	var p daoguard.PolicyVersion
+	err := tx.q.QueryRow(tx.c(ctx), `SELECT org_id, version, source, digest, action_id, created_by, created FROM policies
+		WHERE org_id = $1 AND version = CASE WHEN $2::integer = 0 THEN (SELECT MAX(version) FROM policies WHERE org_id = $1) ELSE $2 END`,
+		orgID, version).Scan(&p.OrgID, &p.Version, &p.Source, &p.Digest, &p.ActionID, &p.By, &p.Created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, daoguard.Errorf(daoguard.CodeNotFound, "policy version %d of %s not found", version, orgID)
+	} else if err != nil {
+		return nil, err
+	}
+	p.Created = p.Created.UTC()
+	return &p, nil
+}
+
+func (tx *Tx) AddLedgerEntry(ctx context.Context, e *daoguard.LedgerEntry) error {
+	flows, err := json.Marshal(e.Flows)
+	if err != nil {
+		return err
+	}
+	if e.Flows == nil {
+		flows = []byte("[]")
+	}
+	s, at := e.Seq, e.At
+	tx.undo = append(tx.undo, func() { e.Seq, e.At = s, at })
+	e.At = tx.now
+	var seq int64
+	err = tx.q.QueryRow(tx.c(ctx), `INSERT INTO ledger (org_id, action_id, principal_id, at, flows) VALUES ($1, $2, $3, $4, $5) RETURNING seq`,
+		e.OrgID, e.ActionID, e.PrincipalID, e.At, flows).Scan(&seq)
+	e.Seq = uint64(seq)
+	return err
+}
+
+// LedgerTail takes the organisation's ledger lock in a write unit, in the
+// same round trip as the read. The lock is exclusive and held until commit:
+// a unit of another gateway that wants the same windows waits, then reads
+// (its statement's snapshot is taken after the lock is granted) everything
+// this one added. Without it, two gateways could each see the budget left
+// and both spend it — salami splitting across replicas.
+func (tx *Tx) LedgerTail(ctx context.Context, orgID string, after uint64, since time.Time, limit int) ([]daoguard.LedgerEntry, error) {
+	const q = `SELECT seq, org_id, action_id, principal_id, at, flows FROM ledger
+		WHERE org_id = $1 AND seq > $2 AND at > $3 ORDER BY seq LIMIT $4`
+	args := []any{orgID, int64(after), since, limit}
+	var rows pgx.Rows
+	var br pgx.BatchResults
+	if tx.write {
+		b := &pgx.Batch{}
+		b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, int32(lockLedger), orgID)
+		b.Queue(q, args...)
+		br = tx.q.SendBatch(tx.c(ctx), b)
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, err
+		}
+		var err error
+		if rows, err = br.Query(); err != nil {
+			br.Close()
+			return nil, err
+		}
+	} else {
+		var err error
+		if rows, err = tx.q.Query(tx.c(ctx), q, args...); err != nil {
+			return nil, err
+		}
+	}
+	out, err := scanLedger(rows)
+	if br != nil {
+		err = errors.Join(err, br.Close())
+	}
+	return out, err
+}
+
+func scanLedger(rows pgx.Rows) ([]daoguard.LedgerEntry, error) {
+	defer rows.Close()
+	var out []daoguard.LedgerEntry
+	for rows.Next() {
+		var e daoguard.LedgerEntry
+		var seq int64
+		var flows []byte
+		if err := rows.Scan(&seq, &e.OrgID, &e.ActionID, &e.PrincipalID, &e.At, &flows); err != nil {
+			return nil, err
+		}
+		e.Seq, e.At = uint64(seq), e.At.UTC()
+		if err := json.Unmarshal(flows, &e.Flows); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

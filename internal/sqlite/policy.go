@@ -1,0 +1,115 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/daoguard/daoguard"
+)
+
+func (tx *Tx) AfterCommit(fn func()) {
+	if !tx.readonly {
+		tx.after = append(tx.after, fn)
+	}
+}
+
+func (tx *Tx) Assets(ctx context.Context, orgID string) ([]*daoguard.Asset, error) {
+	rows, err := tx.q.QueryContext(ctx, `SELECT org_id, symbol, chain_id, address, decimals FROM assets WHERE org_id = ? ORDER BY symbol`, orgID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*daoguard.Asset
+	for rows.Next() {
+		var a daoguard.Asset
+		if err := rows.Scan(&a.OrgID, &a.Symbol, &a.ChainID, &a.Address, &a.Decimals); err != nil {
+			return nil, err
+		}
+		out = append(out, &a)
+	}
+	return out, rows.Err()
+}
+
+func (tx *Tx) AddPolicy(ctx context.Context, p *daoguard.PolicyVersion) error {
+	c := p.Created
+	tx.undo = append(tx.undo, func() { p.Created = c })
+	p.Created = tx.now
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO policies (org_id, version, source, digest, action_id, created_by, created) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		p.OrgID, p.Version, p.Source, p.Digest, p.ActionID, p.By, micros(p.Created))
+	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") {
+		return daoguard.Errorf(daoguard.CodeConflict, "policy version %d already exists; another change landed first", p.Version)
+	}
+	return err
+}
+
+func (tx *Tx) CurrentPolicy(ctx context.Context, orgID string) (int, error) {
+	var v int
+	err := tx.q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM policies WHERE org_id = ?`, orgID).Scan(&v)
+	return v, err
+}
+
+func (tx *Tx) Policy(ctx context.Context, orgID string, version int) (*daoguard.PolicyVersion, error) {
+	var p daoguard.PolicyVersion
+	var created int64
+	err := tx.q.QueryRowContext(ctx, `SELECT org_id, version, source, digest, action_id, created_by, created FROM policies
+		WHERE org_id = ? AND (version = ? OR (? = 0 AND version = (SELECT MAX(version) FROM policies WHERE org_id = ?)))`,
+		orgID, version, version, orgID).Scan(&p.OrgID, &p.Version, &p.Source, &p.Digest, &p.ActionID, &p.By, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, daoguard.Errorf(daoguard.CodeNotFound, "policy version %d of %s not found", version, orgID)
+	} else if err != nil {
+		return nil, err
+	}
+	p.Created = fromMicros(created)
+	return &p, nil
+}
+
+func (tx *Tx) AddLedgerEntry(ctx context.Context, e *daoguard.LedgerEntry) error {
+	flows, err := json.Marshal(e.Flows)
+	if err != nil {
+		return err
+	}
+	if e.Flows == nil {
+		flows = []byte("[]")
+	}
+	s, at := e.Seq, e.At
+	tx.undo = append(tx.undo, func() { e.Seq, e.At = s, at })
+	e.At = tx.now
+	res, err := tx.q.ExecContext(ctx, `INSERT INTO ledger (org_id, action_id, principal_id, at, flows) VALUES (?, ?, ?, ?, ?)`,
+		e.OrgID, e.ActionID, e.PrincipalID, micros(e.At), string(flows))
+	if err != nil {
+		return err
+	}
+	id, err := res.LastInsertId()
+	e.Seq = uint64(id)
+	return err
+}
+
+// LedgerTail needs no lock: SQLite has one writer, so entries are added in
+// commit order and no unit can interleave with another.
+func (tx *Tx) LedgerTail(ctx context.Context, orgID string, after uint64, since time.Time, limit int) ([]daoguard.LedgerEntry, error) {
+	rows, err := tx.q.QueryContext(ctx, `SELECT seq, org_id, action_id, principal_id, at, flows FROM ledger
+		WHERE org_id = ? AND seq > ? AND at > ? ORDER BY seq LIMIT ?`, orgID, int64(after), micros(since), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []daoguard.LedgerEntry
+	for rows.Next() {
+		var e daoguard.LedgerEntry
+		var at int64
+		var flows string
+		if err := rows.Scan(&e.Seq, &e.OrgID, &e.ActionID, &e.PrincipalID, &at, &flows); err != nil {
+			return nil, err
+		}
+		e.At = fromMicros(at)
+		if err := json.Unmarshal([]byte(flows), &e.Flows); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

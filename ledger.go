@@ -1,0 +1,66 @@
+package daoguard
+
+import (
+	"context"
+	"time"
+)
+
+// Flow is one movement of an asset to a counterparty, as a decision valued
+// it. The window ledger sums flows; replays re-read them.
+type Flow struct {
+	Asset  string  `json:"asset,omitempty"` // symbol; "" for a token the catalogue does not know
+	Token  string  `json:"token,omitempty"` // ERC-20 address; "" for the native asset
+	Amount *BigInt `json:"amount"`          // base units
+	USD    int64   `json:"usd_micro"`       // micro-dollars; -1 when no trusted price existed
+	To     string  `json:"to"`
+}
+
+// LedgerEntry is one action that counts against rolling windows: every
+// action a decision did not deny, with the flows it moves (maybe none: it
+// still counts for velocity limits).
+type LedgerEntry struct {
+	Seq         uint64    `json:"seq"` // assigned by the store, increasing in commit order per organisation
+	OrgID       string    `json:"org_id"`
+	ActionID    string    `json:"action_id"`
+	PrincipalID string    `json:"principal_id"`
+	At          time.Time `json:"at"`
+	Flows       []Flow    `json:"flows"`
+}
+
+// LedgerStore keeps the window ledger.
+type LedgerStore interface {
+	// AddLedgerEntry appends e and sets e.Seq. Call LedgerTail first in the
+	// same unit: it takes the lock that orders entries.
+	AddLedgerEntry(ctx context.Context, e *LedgerEntry) error
+	// LedgerTail returns up to limit of the organisation's entries with Seq
+	// above after and At after since, in Seq order. In a write unit it
+	// first takes the organisation's ledger lock, held to the end of the
+	// transaction: units that read windows and then add to them are
+	// serialised, so two gateways cannot both spend the same budget, and
+	// Seq order is commit order.
+	LedgerTail(ctx context.Context, orgID string, after uint64, since time.Time, limit int) ([]LedgerEntry, error)
+}
+
+// PolicyVersion is one version of an organisation's policy document.
+// Versions are numbered from 1 and never rewritten.
+type PolicyVersion struct {
+	OrgID    string    `json:"org_id"`
+	Version  int       `json:"version"`
+	Source   string    `json:"source"` // the YAML document as loaded
+	Digest   string    `json:"digest"` // hex SHA-256 of Source
+	ActionID string    `json:"action_id,omitempty"` // the approved policy action that made it; "" if loaded by the operator
+	By       string    `json:"by"`                  // principal or operator that loaded it
+	Created  time.Time `json:"created"`
+}
+
+// PolicyStore keeps policy versions.
+type PolicyStore interface {
+	// AddPolicy stores p, whose Version must be one more than the latest.
+	// Errors: CONFLICT if that version exists (a concurrent change won).
+	AddPolicy(ctx context.Context, p *PolicyVersion) error
+	// CurrentPolicy returns the latest version's number, 0 if none.
+	CurrentPolicy(ctx context.Context, orgID string) (int, error)
+	// Policy returns one version; version 0 means the latest.
+	// Errors: NOT_FOUND.
+	Policy(ctx context.Context, orgID string, version int) (*PolicyVersion, error)
+}
