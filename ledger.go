@@ -46,8 +46,8 @@ type LedgerStore interface {
 type PolicyVersion struct {
 	OrgID    string    `json:"org_id"`
 	Version  int       `json:"version"`
-	Source   string    `json:"source"` // the YAML document as loaded
-	Digest   string    `json:"digest"` // hex SHA-256 of Source
+	Source   string    `json:"source"`              // the YAML document as loaded
+	Digest   string    `json:"digest"`              // hex SHA-256 of Source
 	ActionID string    `json:"action_id,omitempty"` // the approved policy action that made it; "" if loaded by the operator
 	By       string    `json:"by"`                  // principal or operator that loaded it
 	Created  time.Time `json:"created"`
