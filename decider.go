@@ -8,6 +8,14 @@ type DecisionInput struct {
 	Org       *Organisation
 	Principal *Principal
 	Action    *Action // Intent and Decoded are set
+	// Tx is the unit the action is written in. A decider reads the
+	// snapshot it judges on from it (the policy in force, the window
+	// ledger's newest entries) and adds what it lets through to the
+	// ledger; the evaluation itself does no I/O.
+	Tx Tx
+	// DryRun asks for the decision only: Tx may be read-only, and the
+	// decider must record nothing.
+	DryRun bool
 }
 
 // Decider judges one decoded action. The policy engine implements it. Any

@@ -32,6 +32,7 @@ const (
 	CodeConfig              Code = "INVALID_CONFIG"           // the configuration failed validation
 	CodeUnavailable         Code = "UNAVAILABLE"              // a dependency is down; safe to retry
 	CodeInternal            Code = "INTERNAL"                 // a bug or an unexpected failure; details are logged, not shown
+	CodeInvalidPolicy       Code = "INVALID_POLICY"           // a policy document failed validation; Details lists every problem with its line
 
 	// Authentication (401) and authorization (403) of signed requests.
 	CodeSignatureMissing Code = "SIGNATURE_MISSING" // no Signature / Signature-Input for label sig1
@@ -58,7 +59,7 @@ var Codes = []Code{
 	CodeNotFound, CodeConflict, CodeIllegalTransition, CodeIdempotencyMismatch,
 	CodeDuplicateApproval, CodeNotHuman, CodeForbidden, CodeOrgPaused,
 	CodeAgentSuspended, CodeAutonomyRaise, CodeExpired, CodeIncompatibleStore,
-	CodeConfig, CodeUnavailable, CodeInternal,
+	CodeConfig, CodeUnavailable, CodeInternal, CodeInvalidPolicy,
 	CodeSignatureMissing, CodeSignatureInvalid, CodeDigestMismatch, CodeSignatureExpired,
 	CodeSignatureFuture, CodeNonceReused, CodeUnknownKey, CodeKeyRevoked, CodeKeyExpired,
 	CodeAlgMismatch, CodeWrongEnvironment, CodeMissingScope, CodeEd25519Required,
@@ -73,6 +74,7 @@ type Error struct {
 	Message string
 	Hint    string
 	Field   string
+	Details []string // caller-safe specifics, e.g. each problem of a policy document
 }
 
 func (e *Error) Error() string {

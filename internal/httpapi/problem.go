@@ -58,14 +58,15 @@ func StatusOf(c daoguard.Code) int {
 
 // Problem is an RFC 9457 problem details body with daoguard's stable code.
 type Problem struct {
-	Type     string `json:"type"`
-	Title    string `json:"title"`
-	Status   int    `json:"status"`
-	Detail   string `json:"detail,omitempty"`
-	Code     string `json:"code"`
-	Field    string `json:"field,omitempty"`
-	Hint     string `json:"hint,omitempty"`
-	Instance string `json:"instance,omitempty"`
+	Type     string   `json:"type"`
+	Title    string   `json:"title"`
+	Status   int      `json:"status"`
+	Detail   string   `json:"detail,omitempty"`
+	Code     string   `json:"code"`
+	Field    string   `json:"field,omitempty"`
+	Hint     string   `json:"hint,omitempty"`
+	Instance string   `json:"instance,omitempty"`
+	Errors   []string `json:"errors,omitempty"` // every problem found, e.g. in a policy document
 }
 
 // writeProblem answers with err as problem+json. Internal errors are logged
@@ -81,7 +82,7 @@ func writeProblem(w http.ResponseWriter, r *http.Request, log *slog.Logger, err 
 	}
 	p.Title = http.StatusText(p.Status)
 	if e, ok := err.(*daoguard.Error); ok {
-		p.Field, p.Hint = e.Field, e.Hint
+		p.Field, p.Hint, p.Errors = e.Field, e.Hint, e.Details
 	}
 	if code == daoguard.CodeInternal {
 		log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)

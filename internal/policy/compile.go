@@ -226,10 +226,15 @@ func Parse(src []byte) (*Policy, error) {
 		slices.SortStableFunc(c.problems, func(a, b Problem) int { return a.Line - b.Line })
 		return nil, &ParseError{Problems: c.problems}
 	}
-	sum := sha256.Sum256(src)
-	p.Version = "sha256:" + hex.EncodeToString(sum[:])
+	p.Version = "sha256:" + Digest(src)
 	p.Source = append([]byte(nil), src...)
 	return p, nil
+}
+
+// Digest is the hex SHA-256 of a policy document: what versions cite.
+func Digest(src []byte) string {
+	sum := sha256.Sum256(src)
+	return hex.EncodeToString(sum[:])
 }
 
 type compiler struct {
@@ -794,3 +799,14 @@ func sortedKeys[M ~map[string]V, V any](m M) []string {
 	slices.Sort(ks)
 	return ks
 }
+
+// Horizon is how far back evaluation looks: the longest rolling window.
+func (p *Policy) Horizon() time.Duration { return p.maxPeriod }
+
+// NewLedger returns an empty ledger whose look-alike check uses this
+// policy's digits.
+func (p *Policy) NewLedger() *Ledger { return NewLedger(p.lookLead, p.lookTrail) }
+
+// LookAlikeDigits returns how many leading and trailing hex digits make
+// two addresses look alike under this policy.
+func (p *Policy) LookAlikeDigits() (lead, trail int) { return p.lookLead, p.lookTrail }

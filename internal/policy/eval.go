@@ -23,6 +23,12 @@ type Input struct {
 	Prices    map[string]*Quotes  // by asset symbol
 	Holdings  map[string]*big.Int // the account's balances by asset symbol, base units
 	History   History             // nil: no history (every window empty)
+	// Trusted are prices (1e18 fixed point, by symbol) that an earlier
+	// decision already validated: a replay passes what the original
+	// decision used, so that it judges the same world. They take the place
+	// of Prices for their symbols; the governance token is still never
+	// priced.
+	Trusted map[string]*big.Int
 }
 
 // Result is an evaluation's outcome: the decision and the flows, valued,
@@ -31,6 +37,7 @@ type Result struct {
 	Tier     Tier
 	Decision daoguard.Decision
 	Flows    []Flow
+	Prices   map[string]*big.Int // the trusted prices used, by symbol (1e18 fixed point)
 }
 
 // Reason codes policy adds to decisions. Stable; documented in
@@ -187,7 +194,16 @@ func (e *evaluation) result() Result {
 	if d.Reasons == nil {
 		d.Reasons = []daoguard.Reason{}
 	}
-	return Result{Tier: e.tier, Decision: d, Flows: e.flows}
+	var prices map[string]*big.Int
+	for _, sp := range e.prices {
+		if sp.p.Value != nil {
+			if prices == nil {
+				prices = make(map[string]*big.Int, len(e.prices))
+			}
+			prices[sp.sym] = sp.p.Value
+		}
+	}
+	return Result{Tier: e.tier, Decision: d, Flows: e.flows, Prices: prices}
 }
 
 // price returns the trusted price of an asset, aggregating once per
@@ -205,6 +221,9 @@ func (e *evaluation) price(sym string) *evalPrice {
 		// The DAO's own token is the easiest to pump: whoever moves its
 		// spot price would move every limit measured with it.
 		p = &evalPrice{Price: Price{Problem: "the DAO's governance token is never valued for limits"}}
+	case e.in.Trusted[sym] != nil:
+		v := e.in.Trusted[sym]
+		p = &evalPrice{Price: Price{Value: v, Used: []string{"recorded"}}, text: sym + " " + FormatPrice(v) + " USD (as recorded by the original decision)"}
 	case q != nil:
 		if m := q.memo.Load(); m != nil && m.policy == e.p && m.sym == sym && !now.Before(m.from) && now.Before(m.until) {
 			p = m.price

@@ -362,3 +362,58 @@ func (l *Ledger) Len() int {
 	}
 	return n
 }
+
+// Stack returns a History made of an older one and a newer one whose
+// entries all come after the older one's: a gateway's ledger and the few
+// entries committed since it was last brought up to date. Totals add up;
+// releases are looked for in the older entries first.
+func Stack(older, newer History) History { return stack{older, newer} }
+
+type stack struct{ old, new History }
+
+func (s stack) Window(k Key, since time.Time) Total {
+	a, b := s.old.Window(k, since), s.new.Window(k, since)
+	t := Total{USD: addUSD(a.USD, b.USD), Count: a.Count + b.Count}
+	if a.Amount != nil || b.Amount != nil {
+		t.Amount = new(big.Int)
+		for _, x := range [...]*big.Int{a.Amount, b.Amount} {
+			if x != nil {
+				t.Amount.Add(t.Amount, x)
+			}
+		}
+	}
+	return t
+}
+
+func (s stack) Release(k Key, since time.Time, excess *big.Int, count bool) (time.Time, bool) {
+	if t, ok := s.old.Release(k, since, excess, count); ok {
+		return t, true
+	}
+	w := s.old.Window(k, since)
+	var had *big.Int
+	switch {
+	case count:
+		had = big.NewInt(int64(w.Count))
+	case k.Asset != "":
+		had = w.Amount
+	default:
+		had = big.NewInt(w.USD)
+	}
+	rest := new(big.Int).Set(excess)
+	if had != nil {
+		rest.Sub(rest, had)
+	}
+	return s.new.Release(k, since, rest, count)
+}
+
+func (s stack) Known(addr string) bool { return s.old.Known(addr) || s.new.Known(addr) }
+
+func (s stack) Imitated(addr string) string {
+	if a := s.old.Imitated(addr); a != "" {
+		return a
+	}
+	return s.new.Imitated(addr)
+}
+
+// LookAlikeDigits returns the digits the ledger's look-alike check uses.
+func (l *Ledger) LookAlikeDigits() (lead, trail int) { return l.lookAlike.lead, l.lookAlike.trail }

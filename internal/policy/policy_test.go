@@ -442,3 +442,47 @@ func TestQuotesMemo(t *testing.T) {
 		t.Fatal("the memo of one policy served another")
 	}
 }
+
+// A stack of an older ledger and a newer one answers as one ledger holding
+// every entry would.
+func TestStackMatchesOneLedger(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	t0 := time.Unix(1_700_000_000, 0)
+	for round := 0; round < 20; round++ {
+		all, older, newer := NewLedger(4, 4), NewLedger(4, 4), NewLedger(4, 4)
+		n := 50 + rng.IntN(100)
+		split := rng.IntN(n)
+		for i := 0; i < n; i++ {
+			at := t0.Add(time.Duration(i) * time.Minute)
+			who := []string{"a", "b"}[rng.IntN(2)]
+			fl := []Flow{{Asset: []string{"USDC", "ETH"}[rng.IntN(2)], Amount: big.NewInt(rng.Int64N(1000)), USD: rng.Int64N(1000), To: []string{"0x01", "0x02"}[rng.IntN(2)]}}
+			all.Record(at, who, fl)
+			if i < split {
+				older.Record(at, who, fl)
+			} else {
+				newer.Record(at, who, fl)
+			}
+		}
+		s := Stack(older, newer)
+		for q := 0; q < 40; q++ {
+			since := t0.Add(time.Duration(rng.IntN(n*60)) * time.Second)
+			for _, k := range []Key{{Per: PerOrg}, {Per: PerAgent, Who: "a"}, {Per: PerRecipient, Who: "0x02", Asset: "USDC"}} {
+				got, want := s.Window(k, since), all.Window(k, since)
+				if got.Count != want.Count || got.USD != want.USD || (want.Amount != nil && got.Amount.Cmp(want.Amount) != 0) {
+					t.Fatalf("round %d %+v since %v: stack %+v, one ledger %+v", round, k, since, got, want)
+				}
+				for _, count := range []bool{true, false} {
+					ex := big.NewInt(rng.Int64N(int64(max(want.Count, 1)*1000)) + 1)
+					if count {
+						ex = big.NewInt(rng.Int64N(int64(want.Count)+2) + 1)
+					}
+					gt, gok := s.Release(k, since, ex, count)
+					wt, wok := all.Release(k, since, ex, count)
+					if gok != wok || !gt.Equal(wt) {
+						t.Fatalf("round %d %+v release %v (count %v): stack %v %v, one ledger %v %v", round, k, ex, count, gt, gok, wt, wok)
+					}
+				}
+			}
+		}
+	}
+}

@@ -3,10 +3,12 @@ package service
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/policy"
 	"github.com/ethereum/go-ethereum/common"
 )
 
@@ -33,6 +35,12 @@ func Decode(ctx context.Context, tx Catalog, orgID string, in daoguard.Intent) (
 		return d, err
 	}
 	d.Kind = kind
+	if kind == daoguard.KindPolicy {
+		return decodePolicy(ctx, tx, orgID, in)
+	}
+	if in.Policy != "" {
+		return d, daoguard.FieldError(daoguard.CodeInvalid, "policy", "only a policy action carries a policy document")
+	}
 	if in.Account == "" || len(in.Account) > maxNameLen {
 		return d, daoguard.FieldError(daoguard.CodeInvalid, "account", "account name is required (at most %d characters)", maxNameLen)
 	}
@@ -169,4 +177,65 @@ func truncate(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// policySource reads policy versions; a store's Tx is one.
+type policySource interface {
+	CurrentPolicy(ctx context.Context, orgID string) (int, error)
+	Policy(ctx context.Context, orgID string, version int) (*daoguard.PolicyVersion, error)
+}
+
+// decodePolicy validates a policy action: the document must compile (every
+// problem is reported, with its line), and the diff from the version in
+// force is what the approvers will read.
+func decodePolicy(ctx context.Context, tx Catalog, orgID string, in daoguard.Intent) (daoguard.Decoded, error) {
+	d := daoguard.Decoded{Kind: daoguard.KindPolicy}
+	if in.Account != "" || in.Asset != "" || in.To != "" || in.Amount != "" || in.Value != "" || in.Data != "" || in.Operation != "" {
+		return d, daoguard.FieldError(daoguard.CodeInvalid, "kind", "a policy action takes policy (and rationale) only")
+	}
+	if len(in.Rationale) > maxRationaleLen {
+		return d, daoguard.FieldError(daoguard.CodeInvalid, "rationale", "rationale is longer than %d bytes", maxRationaleLen)
+	}
+	if in.Policy == "" {
+		return d, daoguard.FieldError(daoguard.CodeInvalid, "policy", "the policy document is required")
+	}
+	if _, err := policy.Parse([]byte(in.Policy)); err != nil {
+		return d, PolicyError(err)
+	}
+	src, ok := tx.(policySource)
+	if !ok {
+		return d, daoguard.Errorf(daoguard.CodeInternal, "policy versions are not readable here")
+	}
+	base, err := src.CurrentPolicy(ctx, orgID)
+	if err != nil {
+		return d, err
+	}
+	old := ""
+	if base > 0 {
+		pv, err := src.Policy(ctx, orgID, base)
+		if err != nil {
+			return d, err
+		}
+		old = pv.Source
+	}
+	if old == in.Policy {
+		return d, daoguard.FieldError(daoguard.CodeInvalid, "policy", "the document is the policy in force (version %d): nothing would change", base)
+	}
+	d.Policy = &daoguard.PolicyChange{Base: base, Digest: policy.Digest([]byte(in.Policy)), Diff: policy.Diff(old, in.Policy)}
+	return d, nil
+}
+
+// PolicyError turns a policy parse failure into INVALID_POLICY listing every
+// problem with its line and field.
+func PolicyError(err error) error {
+	var pe *policy.ParseError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	e := &daoguard.Error{Code: daoguard.CodeInvalidPolicy, Field: "policy",
+		Message: fmt.Sprintf("the policy document has %d problem(s); the policy in force is unchanged", len(pe.Problems))}
+	for _, p := range pe.Problems {
+		e.Details = append(e.Details, p.String())
+	}
+	return e
 }

@@ -104,10 +104,9 @@ func (s *Service) ExpireDue(ctx context.Context) (int, error) {
 
 // ExecuteDue executes queued actions whose timelock has ended, unless the
 // organisation is paused. It returns how many it finished.
+//
+// Policy actions are applied by the service itself, executor or not.
 func (s *Service) ExecuteDue(ctx context.Context) (int, error) {
-	if s.Executor == nil {
-		return 0, nil
-	}
 	var due []*daoguard.Action
 	err := s.Store.View(ctx, func(tx daoguard.Tx) (err error) {
 		due, err = tx.FindActions(ctx, daoguard.ActionFilter{
@@ -121,7 +120,16 @@ func (s *Service) ExecuteDue(ctx context.Context) (int, error) {
 	n := 0
 	var errs []error
 	for _, d := range due {
-		done, err := s.Execute(ctx, d.ID)
+		var done bool
+		var err error
+		switch {
+		case d.Decoded.Kind == daoguard.KindPolicy:
+			done, err = s.applyPolicy(ctx, d.ID)
+		case s.Executor == nil:
+			continue
+		default:
+			done, err = s.Execute(ctx, d.ID)
+		}
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -157,6 +165,9 @@ func (s *Service) claim(ctx context.Context, actionID string) (*daoguard.Action,
 		}
 		if a.State != daoguard.StateQueued || now.Before(a.RunnableAt) {
 			return nil // someone else claimed it, it was vetoed, or it is not due
+		}
+		if a.Decoded.Kind == daoguard.KindPolicy {
+			return nil // daoguard applies it itself (applyPolicy); no executor ever sees it
 		}
 		if !now.Before(a.ExpiresAt) {
 			return nil // ExpireDue will expire it

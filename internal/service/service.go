@@ -7,6 +7,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -147,7 +148,9 @@ func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemK
 			IdempotencyKey: idemKey, RequestHash: in.Hash(),
 			Intent: in, Decoded: dec, State: daoguard.StatePending,
 		}
-		a.Decision = s.decide(ctx, daoguard.DecisionInput{Org: org, Principal: p, Action: a})
+		if a.Decision, err = s.decide(ctx, daoguard.DecisionInput{Org: org, Principal: p, Action: a, Tx: tx}); err != nil {
+			return nil, false, err
+		}
 		to := daoguard.StateDenied
 		switch a.Decision.Verdict {
 		case daoguard.VerdictAllow:
@@ -214,15 +217,23 @@ func replay(ctx context.Context, tx daoguard.Tx, principalID, key string, in dao
 // decide asks the decider and makes its answer safe to act on: an error or
 // an unusable decision denies, and a supervised agent never gets more than
 // needs_approval. Nothing here can loosen what the decider said.
-func (s *Service) decide(ctx context.Context, in daoguard.DecisionInput) daoguard.Decision {
+//
+// A store error while the decider reads its snapshot is returned instead:
+// the unit is then not written at all (and PostgreSQL may rerun it), since
+// a denial recorded for an outage would be a lie in the audit log.
+func (s *Service) decide(ctx context.Context, in daoguard.DecisionInput) (daoguard.Decision, error) {
 	d, err := s.Decider.Decide(ctx, in)
 	if err != nil {
+		var se *storeError
+		if errors.As(err, &se) {
+			return daoguard.Decision{}, se.err
+		}
 		s.Logger.Error("decider failed; denying", "action", in.Action.ID, "err", err)
-		return daoguard.Decision{Verdict: daoguard.VerdictDeny, Tier: "deny", Reasons: []daoguard.Reason{{Code: daoguard.ReasonDeciderError, Detail: "policy evaluation failed; denied (fail closed)"}}}
+		return daoguard.Decision{Verdict: daoguard.VerdictDeny, Tier: "deny", Reasons: []daoguard.Reason{{Code: daoguard.ReasonDeciderError, Detail: "policy evaluation failed; denied (fail closed)"}}}, nil
 	}
-	bad := func(why string) daoguard.Decision {
+	bad := func(why string) (daoguard.Decision, error) {
 		return daoguard.Decision{Verdict: daoguard.VerdictDeny, Tier: "deny", PolicyVersion: d.PolicyVersion,
-			Reasons: append(d.Reasons, daoguard.Reason{Code: daoguard.ReasonInvalidDecision, Detail: why})}
+			Reasons: append(d.Reasons, daoguard.Reason{Code: daoguard.ReasonInvalidDecision, Detail: why})}, nil
 	}
 	switch d.Verdict {
 	case daoguard.VerdictAllow, daoguard.VerdictDeny:
@@ -244,7 +255,7 @@ func (s *Service) decide(ctx context.Context, in daoguard.DecisionInput) daoguar
 	if d.Reasons == nil {
 		d.Reasons = []daoguard.Reason{}
 	}
-	return d
+	return d, nil
 }
 
 // Approve records one human's approval. Once the decision's required number
