@@ -486,3 +486,28 @@ func TestStackMatchesOneLedger(t *testing.T) {
 		}
 	}
 }
+
+func TestDecimalGrammar(t *testing.T) {
+	for _, ok := range []string{"0", "1", "18.25", "0.000001", "100"} {
+		if _, err := ParseUSD(ok); err != nil {
+			t.Errorf("ParseUSD(%q): %v", ok, err)
+		}
+		if _, err := ParsePercent(ok); err != nil {
+			t.Errorf("ParsePercent(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".", "1.", ".5", "0x10", "1_000", "1e3", "0x1p-2", "1/3", "-1", "+1", " 1", "1,5", "１"} {
+		if _, err := ParseUSD(bad); err == nil {
+			t.Errorf("ParseUSD(%q) accepted", bad)
+		}
+		if _, err := ParsePercent(bad); err == nil {
+			t.Errorf("ParsePercent(%q) accepted", bad)
+		}
+		if _, err := ParsePrice(bad); err == nil {
+			t.Errorf("ParsePrice(%q) accepted", bad)
+		}
+	}
+	if _, err := ParsePrice("0"); err == nil {
+		t.Error("a zero price accepted")
+	}
+}

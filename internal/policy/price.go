@@ -68,10 +68,31 @@ func (q *Quotes) validUntil(now time.Time, cfg PriceConfig) time.Time {
 	return until
 }
 
+// decimal parses plain decimal notation only: digits, optionally a point
+// and more digits. big.Rat alone would also take "0x10", "1_000", "1e3",
+// "0x1p-2" and "1/3", none of which a person means as an amount.
+func decimal(s string) (*big.Rat, bool) {
+	digits, dot := 0, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '.' && !dot && digits > 0 && i < len(s)-1:
+			dot = true
+		default:
+			return nil, false
+		}
+	}
+	if digits == 0 || len(s) > 100 {
+		return nil, false
+	}
+	return new(big.Rat).SetString(s)
+}
+
 // ParsePrice reads a decimal USD price ("1834.25") into fixed point.
 func ParsePrice(s string) (*big.Int, error) {
-	r, ok := new(big.Rat).SetString(s)
-	if !ok || r.Sign() <= 0 || strings.ContainsAny(s, "eE/") {
+	r, ok := decimal(s)
+	if !ok || r.Sign() <= 0 {
 		return nil, fmt.Errorf("price %q is not a positive decimal number", clipText(s))
 	}
 	r.Mul(r, new(big.Rat).SetInt(PriceScale))
@@ -257,8 +278,8 @@ func appendUSD(b []byte, micro int64) []byte {
 
 // ParseUSD reads a decimal USD amount ("25000", "0.50") into micro-dollars.
 func ParseUSD(s string) (int64, error) {
-	r, ok := new(big.Rat).SetString(s)
-	if !ok || r.Sign() < 0 || strings.ContainsAny(s, "eE/") {
+	r, ok := decimal(s)
+	if !ok {
 		return 0, fmt.Errorf("%q is not a non-negative decimal number", clipText(s))
 	}
 	r.Mul(r, big.NewRat(MicroUSD, 1))
@@ -273,8 +294,8 @@ func ParseUSD(s string) (int64, error) {
 
 // ParsePercent reads "2.5" (percent) into a fraction.
 func ParsePercent(s string) (*big.Rat, error) {
-	r, ok := new(big.Rat).SetString(strings.TrimSuffix(s, "%"))
-	if !ok || r.Sign() < 0 || r.Cmp(big.NewRat(100, 1)) > 0 || strings.ContainsAny(s, "eE/") {
+	r, ok := decimal(strings.TrimSuffix(s, "%"))
+	if !ok || r.Cmp(big.NewRat(100, 1)) > 0 {
 		return nil, fmt.Errorf("%q is not a percentage between 0 and 100", clipText(s))
 	}
 	return r.Quo(r, big.NewRat(100, 1)), nil
