@@ -157,11 +157,12 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 func problem(res *http.Response, b []byte) error {
 	var p struct {
 		Code, Detail, Hint, Field string
+		Errors                    []string
 	}
 	if json.Unmarshal(b, &p) != nil || p.Code == "" {
 		return &daoguard.Error{Code: daoguard.CodeUnavailable, Message: fmt.Sprintf("unexpected answer %s", res.Status)}
 	}
-	e := &daoguard.Error{Code: daoguard.Code(p.Code), Message: p.Detail, Hint: p.Hint, Field: p.Field}
+	e := &daoguard.Error{Code: daoguard.Code(p.Code), Message: p.Detail, Hint: p.Hint, Field: p.Field, Details: p.Errors}
 	if ra := res.Header.Get("Retry-After"); ra != "" && e.Hint == "" {
 		if n, err := strconv.Atoi(ra); err == nil {
 			e.Hint = fmt.Sprintf("retry after %d s", n)
@@ -300,3 +301,41 @@ type (
 	Ed25519Signer = auth.Ed25519Signer
 	HMACSigner    = auth.HMACSigner
 )
+
+// Evaluation is a dry run's answer.
+type Evaluation struct {
+	Decoded  Decoded  `json:"decoded"`
+	Decision Decision `json:"decision"`
+}
+
+// Evaluate asks what the policy in force would decide on in now, without
+// submitting it: nothing is recorded and no window budget is spent.
+func (c *Client) Evaluate(ctx context.Context, in daoguard.Intent) (*Evaluation, error) {
+	var ev Evaluation
+	if err := c.Do(ctx, http.MethodPost, "/v1/policy/evaluate", nil, nil, in, &ev); err != nil {
+		return nil, err
+	}
+	return &ev, nil
+}
+
+// ProposePolicy submits a new policy document as an action of kind policy.
+func (c *Client) ProposePolicy(ctx context.Context, req PolicyRequest, idemKey string) (*Action, error) {
+	var h http.Header
+	if idemKey != "" {
+		h = http.Header{"Idempotency-Key": {idemKey}}
+	}
+	var a Action
+	if err := c.Do(ctx, http.MethodPost, "/v1/policy", nil, h, req, &a); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// Policy returns the policy in force.
+func (c *Client) Policy(ctx context.Context) (*Policy, error) {
+	var p Policy
+	if err := c.Do(ctx, http.MethodGet, "/v1/policy", nil, nil, nil, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}

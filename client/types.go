@@ -42,6 +42,26 @@ type Decision struct {
 	TimelockSeconds   int64             `json:"timelock_seconds"`
 	TimelockUntil     *time.Time        `json:"timelock_until"`
 	PolicyVersion     string            `json:"policy_version,omitempty"`
+	// Inputs are the figures the decision saw: flows valued, prices used,
+	// holdings.
+	Inputs *daoguard.DecisionInputs `json:"inputs,omitempty"`
+}
+
+// PolicyRequest proposes a new policy document (POST /v1/policy): it
+// becomes an action of kind policy that the council approves.
+type PolicyRequest struct {
+	Policy    string `json:"policy"`
+	Rationale string `json:"rationale,omitempty"`
+}
+
+// Policy is a policy version (GET /v1/policy).
+type Policy struct {
+	Version  int       `json:"version"`
+	Digest   string    `json:"digest"`
+	Source   string    `json:"source"`
+	ActionID string    `json:"action_id,omitempty"`
+	By       string    `json:"by"`
+	Created  time.Time `json:"created"`
 }
 
 // TimelineEntry is one audit entry of an action.

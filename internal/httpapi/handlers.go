@@ -29,7 +29,7 @@ func viewAction(a *daoguard.Action) client.Action {
 	v := client.Action{ID: a.ID, State: a.State.String(), PrincipalID: a.PrincipalID, Intent: a.Intent, Decoded: d,
 		Decision: client.Decision{Verdict: a.Decision.Verdict.String(), Tier: a.Decision.Tier, Reasons: a.Decision.Reasons,
 			RequiredApprovals: a.Decision.RequiredApprovals, ApproverRole: a.Decision.ApproverRole,
-			TimelockSeconds: int64(a.Decision.Timelock / time.Second), PolicyVersion: a.Decision.PolicyVersion},
+			TimelockSeconds: int64(a.Decision.Timelock / time.Second), PolicyVersion: a.Decision.PolicyVersion, Inputs: a.Decision.Inputs},
 		ExpiresAt: timeOrNil(a.ExpiresAt), Result: a.Result, Created: a.Created, Updated: a.Updated}
 	if a.State == daoguard.StateQueued || a.State == daoguard.StateExecuting || a.State == daoguard.StateExecuted {
 		v.Decision.TimelockUntil = timeOrNil(a.RunnableAt)
@@ -56,6 +56,56 @@ func (s *Server) submit(c *call) error {
 		return err
 	}
 	writeJSON(c.w, http.StatusCreated, viewAction(a))
+	return nil
+}
+
+// evaluate is the dry run: the decision a submission would get now,
+// without recording an action or spending any window.
+func (s *Server) evaluate(c *call) error {
+	in := c.in.(*daoguard.Intent)
+	ctx := c.r.Context()
+	var use func(daoguard.Tx) error
+	if s.SkipVerification == "" {
+		use = func(tx daoguard.Tx) error { return s.Auth.UseNonce(ctx, tx, c.id) }
+	}
+	a, err := s.Service.Evaluate(ctx, use, c.principal(), *in)
+	if daoguard.ErrorCode(err) == daoguard.CodeNonceReused {
+		s.Auth.Deny(c.r, c.id, err)
+	}
+	if err != nil {
+		return err
+	}
+	v := viewAction(a)
+	writeJSON(c.w, http.StatusOK, map[string]any{"decoded": v.Decoded, "decision": v.Decision})
+	return nil
+}
+
+// proposePolicy submits a policy change: an action of kind policy.
+func (s *Server) proposePolicy(c *call) error {
+	req := c.in.(*client.PolicyRequest)
+	intent := daoguard.Intent{Kind: daoguard.KindPolicy.String(), Policy: req.Policy, Rationale: req.Rationale}
+	ctx := c.r.Context()
+	var use func(daoguard.Tx) error
+	if s.SkipVerification == "" {
+		use = func(tx daoguard.Tx) error { return s.Auth.UseNonce(ctx, tx, c.id) }
+	}
+	a, err := s.Service.SubmitOnce(ctx, use, c.principal(), c.r.Header.Get("Idempotency-Key"), intent)
+	if daoguard.ErrorCode(err) == daoguard.CodeNonceReused {
+		s.Auth.Deny(c.r, c.id, err)
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusCreated, viewAction(a))
+	return nil
+}
+
+func (s *Server) getPolicy(c *call) error {
+	pv, err := s.Service.CurrentPolicy(c.r.Context(), c.id.Principal.OrgID)
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, client.Policy{Version: pv.Version, Digest: pv.Digest, Source: pv.Source, ActionID: pv.ActionID, By: pv.By, Created: pv.Created})
 	return nil
 }
 

@@ -27,6 +27,7 @@ var statusOf = map[daoguard.Code]int{
 	daoguard.CodeAutonomyRaise:       http.StatusForbidden,
 	daoguard.CodeExpired:             http.StatusGone,
 	daoguard.CodeIncompatibleStore:   http.StatusServiceUnavailable,
+	daoguard.CodeInvalidPolicy:       http.StatusUnprocessableEntity,
 	daoguard.CodeConfig:              http.StatusInternalServerError,
 	daoguard.CodeUnavailable:         http.StatusServiceUnavailable,
 	daoguard.CodeInternal:            http.StatusInternalServerError,

@@ -91,6 +91,14 @@ func (s *Server) routes() []route {
 		// and ed25519, checked in the handler.
 		{"POST", "/v1/keys/{id}/revoke", auth.Need{}, true, s.revokeKey, body[client.RevokeRequest], true, false},
 		{"GET", "/v1/audit/entries", read(daoguard.ScopeAuditRead), true, s.auditEntries, nil, false, false},
+		// The dry run: agents may ask what would pass (it is audited).
+		{"POST", "/v1/policy/evaluate", read(daoguard.ScopeActionsRead), true, s.evaluate, body[daoguard.Intent], false, true},
+		// The policy in force is for humans and auditors: an agent that
+		// reads the exact limits can aim just under them.
+		{"GET", "/v1/policy", read(daoguard.ScopeAuditRead), true, s.getPolicy, nil, false, false},
+		// A policy change moves control: ed25519 and controls:write; it
+		// becomes an action the council approves.
+		{"POST", "/v1/policy", strong(daoguard.ScopeControlsWrite), true, s.proposePolicy, body[client.PolicyRequest], false, true},
 	}
 }
 
