@@ -265,6 +265,37 @@ func runPolicyPipeline(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("OK_Replay", func(t *testing.T) {
+		f := setup(t, h)
+		svc := policyService(f.Store, f.Clock)
+		load(t, f, svc)
+		for _, amt := range []string{"400", "400", "400", "5"} {
+			must[*daoguard.Action](t)(svc.Submit(ctx, f.Agent, "", Transfer(amt, Vendor)))
+			f.Clock.Advance(time.Minute)
+		}
+		must[*daoguard.Action](t)(svc.Submit(ctx, f.Agent, "", Transfer("5", Attacker)))
+		must[*daoguard.Action](t)(svc.Submit(ctx, f.Humans[0], "", Transfer("5", Vendor)))
+		// The policy in force reproduces every recorded decision.
+		same := must[*policy.Policy](t)(policy.Parse([]byte(PipelinePolicy)))
+		rep := must[*service.ReplayReport](t)(svc.Replay(ctx, f.Org, same))
+		if rep.Actions != 6 || len(rep.Changes) != 0 {
+			t.Fatalf("replay under the same policy: %d actions, changes %+v", rep.Actions, rep.Changes)
+		}
+		// A window of 500: the second payment (800 so far) now escalates;
+		// the third and fourth did already (the 1,000 window).
+		cand := must[*policy.Policy](t)(policy.Parse([]byte(strings.Replace(PipelinePolicy, `per: org, max_usd: "1000"`, `per: org, max_usd: "500"`, 1))))
+		rep = must[*service.ReplayReport](t)(svc.Replay(ctx, f.Org, cand))
+		if len(rep.Changes) != 1 || rep.Stricter != 1 || rep.Changes[0].Was.Verdict != daoguard.VerdictAllow || rep.Changes[0].Would.Verdict != daoguard.VerdictNeedsApproval {
+			t.Fatalf("stricter candidate: %+v", rep)
+		}
+		// A candidate without the window lets the third and fourth through.
+		loose := must[*policy.Policy](t)(policy.Parse([]byte(strings.Replace(PipelinePolicy, "      windows:\n        - {period: 24h, per: org, max_usd: \"1000\"}\n", "", 1))))
+		rep = must[*service.ReplayReport](t)(svc.Replay(ctx, f.Org, loose))
+		if len(rep.Changes) != 2 || rep.Looser != 2 {
+			t.Fatalf("looser candidate: %+v", rep)
+		}
+	})
+
 	t.Run("OK_DryRunChangesNothing", func(t *testing.T) {
 		f := setup(t, h)
 		svc := policyService(f.Store, f.Clock)
