@@ -60,16 +60,7 @@ func (m *Main) runAction(ctx context.Context, args []string) error {
 	cred := m.credentialFlag(fs)
 	switch args[0] {
 	case "submit":
-		var in daoguard.Intent
-		fs.StringVar(&in.Account, "account", "", "account name, e.g. ops (required)")
-		fs.StringVar(&in.Kind, "kind", "transfer", "transfer or call")
-		fs.StringVar(&in.Asset, "asset", "", "asset symbol or token address (transfer)")
-		fs.StringVar(&in.To, "to", "", "recipient or call target (required)")
-		fs.StringVar(&in.Amount, "amount", "", "decimal amount in display units (transfer)")
-		fs.StringVar(&in.Value, "value", "", "wei, decimal (call)")
-		fs.StringVar(&in.Data, "data", "", "0x calldata (call)")
-		fs.StringVar(&in.Operation, "operation", "", "call or delegatecall (call)")
-		fs.StringVar(&in.Rationale, "rationale", "", "why (untrusted text; can only raise risk)")
+		in := intentFlags(fs)
 		idem := fs.String("idempotency-key", "", "makes a retry return the first answer")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
@@ -78,7 +69,7 @@ func (m *Main) runAction(ctx context.Context, args []string) error {
 			return usagef("action submit needs --account and --to")
 		}
 		return m.do(*cred, func(c *client.Client) (any, error) {
-			a, err := c.Submit(ctx, in, *idem)
+			a, err := c.Submit(ctx, *in, *idem)
 			return a, err
 		})
 	case "get":
@@ -327,4 +318,19 @@ func (m *Main) runPrincipals(ctx context.Context, args []string) error {
 		})
 	}
 	return usagef("unknown principals subcommand %q", args[0])
+}
+
+// intentFlags declares the flags of an intent.
+func intentFlags(fs *flag.FlagSet) *daoguard.Intent {
+	in := &daoguard.Intent{}
+	fs.StringVar(&in.Account, "account", "", "account name, e.g. ops (required)")
+	fs.StringVar(&in.Kind, "kind", "transfer", "transfer or call")
+	fs.StringVar(&in.Asset, "asset", "", "asset symbol or token address (transfer; a call may state what it moves)")
+	fs.StringVar(&in.To, "to", "", "recipient or call target (required)")
+	fs.StringVar(&in.Amount, "amount", "", "decimal amount in display units")
+	fs.StringVar(&in.Value, "value", "", "wei, decimal (call)")
+	fs.StringVar(&in.Data, "data", "", "0x calldata (call)")
+	fs.StringVar(&in.Operation, "operation", "", "call or delegatecall (call)")
+	fs.StringVar(&in.Rationale, "rationale", "", "why (untrusted text; can only raise risk)")
+	return in
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/httpapi"
+	"github.com/daoguard/daoguard/internal/pricefeed"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -31,6 +32,16 @@ type Config struct {
 	AuditKeyFile  string       `yaml:"audit_key_file"`
 	LogLevel      string       `yaml:"log_level"` // debug | info | warn | error
 	Auth          AuthConfig   `yaml:"auth"`
+	Prices        PricesConfig `yaml:"prices"`
+}
+
+// PricesConfig lists the HTTP JSON price endpoints the gateway polls for
+// USD rules. The policy decides which readings to trust (max age,
+// deviation, quorum); without sources every USD rule fails closed to
+// approval.
+type PricesConfig struct {
+	Every   time.Duration      `yaml:"every"` // poll interval; default 30s
+	Sources []pricefeed.Source `yaml:"sources"`
 }
 
 // AuthConfig tunes request authentication. Rate limits are per gateway
@@ -65,6 +76,7 @@ func DefaultConfig() Config {
 		MasterKeyFile: "master.key",
 		AuditKeyFile:  "audit.key",
 		LogLevel:      "info",
+		Prices:        PricesConfig{Every: pricefeed.DefaultEvery},
 		Auth: AuthConfig{SignatureWindow: auth.DefaultWindow, MaxBody: httpapi.DefaultMaxBody,
 			KeyRate: auth.DefaultKeyRate, KeyBurst: auth.DefaultKeyBurst, FailRate: auth.DefaultFailRate, FailBurst: auth.DefaultFailBurst},
 	}
@@ -154,6 +166,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Org.ID == "" {
 		bad("org.id", "is required")
+	}
+	if c.Prices.Every < time.Second || c.Prices.Every > time.Hour {
+		bad("prices.every", "must be between 1s and 1h, not %s", c.Prices.Every)
+	}
+	names := map[string]bool{}
+	for i, src := range c.Prices.Sources {
+		if err := src.Validate(); err != nil {
+			bad(fmt.Sprintf("prices.sources[%d]", i), "%v", err)
+		}
+		if names[src.Name] {
+			bad(fmt.Sprintf("prices.sources[%d].name", i), "%q is used twice: a source counts once towards the quorum", src.Name)
+		}
+		names[src.Name] = true
 	}
 	if c.MasterKeyFile == "" {
 		bad("master_key_file", "is required")

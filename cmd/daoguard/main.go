@@ -36,8 +36,12 @@ Usage:
   daoguard keys    create|list|rotate|revoke --credential FILE ...
   daoguard keys    scan PATH
   daoguard keys    rotate-master --data DIR [--retire]
-  daoguard policy  check FILE
-  daoguard policy  test [-v] DIR
+  daoguard policy  check FILE | test [-v] DIR | diff OLD NEW
+  daoguard policy  apply --data DIR FILE    (the first policy only)
+  daoguard policy  show --data DIR [--version N]
+  daoguard policy  replay --data DIR --candidate FILE
+  daoguard policy  propose --credential FILE [--rationale TEXT] FILE
+  daoguard policy  evaluate --credential FILE --account A --to ADDR ...
   daoguard version
 
 Run 'daoguard COMMAND -h' for a command's flags.
@@ -78,6 +82,12 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	fmt.Fprintf(m.Stderr, "daoguard: %s\n", oneLine(err))
+	var de *daoguard.Error
+	if errors.As(err, &de) {
+		for _, d := range de.Details {
+			fmt.Fprintf(m.Stderr, "  %s\n", d)
+		}
+	}
 	return exitFailed
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/httpapi"
 	"github.com/daoguard/daoguard/internal/postgres"
+	"github.com/daoguard/daoguard/internal/pricefeed"
 	"github.com/daoguard/daoguard/internal/secrets"
 	"github.com/daoguard/daoguard/internal/service"
 	"github.com/daoguard/daoguard/internal/sqlite"
@@ -95,9 +96,16 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		abs, _ := filepath.Abs(*dir)
 		node = host + ":" + abs
 	}
-	// No policy is loaded yet, so every action is denied (DenyAll), and no
-	// executor is configured, so nothing can move funds.
-	svc := service.New(st, daoguard.DenyAll{}, nil, node)
+	// The policy engine decides; until a policy is loaded ('daoguard policy
+	// apply') it denies everything. No executor is configured yet, so
+	// nothing can move funds.
+	prices := pricefeed.New(cfg.Prices.Sources)
+	prices.Every, prices.Logger = cfg.Prices.Every, log
+	decider := &service.PolicyDecider{}
+	if len(cfg.Prices.Sources) > 0 {
+		decider.Prices = prices
+	}
+	svc := service.New(st, decider, nil, node)
 	svc.Logger, svc.Keyring, svc.Environment = log, keyring, cfg.Environment
 	authn := auth.New(st, keyring, cfg.Environment)
 	authn.Logger, authn.Window = log, cfg.Auth.SignatureWindow
@@ -129,9 +137,15 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
 	go func() { svc.Run(runCtx); done <- struct{}{} }()
 	go func() { authn.Run(runCtx, auth.DefaultFlushEvery); done <- struct{}{} }()
+	go func() {
+		if len(cfg.Prices.Sources) > 0 {
+			prices.Run(runCtx)
+		}
+		done <- struct{}{}
+	}()
 	log.Info("daoguard serving", "url", scheme+"://"+ln.Addr().String(), "store", storeName(cfg), "environment", cfg.Environment, "node", node, "version", daoguard.Version)
 
 	errc := make(chan error, 1)
@@ -152,6 +166,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	defer scancel()
 	err = srv.Shutdown(sctx)
 	cancel()
+	<-done
 	<-done
 	<-done
 	if errors.Is(err, http.ErrServerClosed) {

@@ -25,6 +25,10 @@ import (
 // calldata for a large MultiSend batch stays well below this.
 const DefaultMaxBody = 64 << 10
 
+// MaxPolicyBody bounds the body of POST /v1/policy: a policy document (at
+// most 4 MiB, like the parser's own limit) in a JSON string.
+const MaxPolicyBody = 5 << 20
+
 // Server serves the HTTP API.
 type Server struct {
 	Store   daoguard.Store
@@ -147,7 +151,12 @@ func (s *Server) prepare(c *call, rt route) error {
 		return nil
 	}
 	r := c.r
-	body, err := readBody(c.w, r, s.MaxBody)
+	limit := s.MaxBody
+	if rt.method == "POST" && rt.path == "/v1/policy" {
+		// A policy with a large allowlist is far bigger than an intent.
+		limit = max(limit, MaxPolicyBody)
+	}
+	body, err := readBody(c.w, r, limit)
 	if err != nil {
 		return err
 	}
