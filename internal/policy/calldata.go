@@ -40,6 +40,14 @@ var (
 	selIncreaseAllowance = [4]byte{0x39, 0x50, 0x93, 0x51} // increaseAllowance(address,uint256)
 	selSetApprovalForAll = [4]byte{0xa2, 0x2c, 0xb4, 0x65} // setApprovalForAll(address,bool)
 	selMultiSend         = [4]byte{0x8d, 0x80, 0xff, 0x0a} // multiSend(bytes)
+	// Other ways tokens move or get delegated: each is judged as what it
+	// does, never as an opaque call that a rule about targets might allow.
+	selTransferAndCall   = [4]byte{0x40, 0x00, 0xae, 0xa0} // transferAndCall(address,uint256,bytes) (ERC-677)
+	selSend              = [4]byte{0x9b, 0xd9, 0xbb, 0xc6} // send(address,uint256,bytes) (ERC-777)
+	selPush              = [4]byte{0xb7, 0x53, 0xa9, 0x8c} // push(address,uint256) (DAI)
+	selMove              = [4]byte{0xbb, 0x35, 0x78, 0x3b} // move(address,address,uint256) (DAI)
+	selIncreaseApproval  = [4]byte{0xd7, 0x3d, 0xd6, 0x23} // increaseApproval(address,uint256) (older OpenZeppelin)
+	selAuthorizeOperator = [4]byte{0x95, 0x9b, 0x8c, 0x3f} // authorizeOperator(address) (ERC-777: every token)
 	// Permit-style signatures: an agent must never obtain or relay a
 	// signature that lets someone else move the treasury's tokens.
 	permitSelectors = map[[4]byte]string{
@@ -51,6 +59,11 @@ var (
 		{0xed, 0xd9, 0x44, 0x4b}: "permitTransferFrom(((address,uint256)[],uint256,uint256),(address,uint256)[],address,bytes)",                       // Permit2 batch signature transfer
 		{0x13, 0x7c, 0x29, 0xfe}: "permitWitnessTransferFrom(((address,uint256),uint256,uint256),(address,uint256),address,bytes32,string,bytes)",     // Permit2 witness
 		{0xfe, 0x8e, 0xc1, 0xa7}: "permitWitnessTransferFrom(((address,uint256)[],uint256,uint256),(address,uint256)[],address,bytes32,string,bytes)", // Permit2 batch witness
+		{0x9f, 0xd5, 0xa6, 0xcf}: "permit(address,address,uint256,uint256,bytes)",                                                                     // USDC v2.2 (signature as bytes)
+		{0xe3, 0xee, 0x16, 0x0e}: "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)",                  // EIP-3009
+		{0xcf, 0x09, 0x29, 0x95}: "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)",                                  // EIP-3009, bytes signature
+		{0xef, 0x55, 0xbe, 0xc6}: "receiveWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)",                   // EIP-3009
+		{0x87, 0x51, 0x7c, 0x45}: "approve(address,address,uint160,uint48)",                                                                           // Permit2 allowance: an approval by another name
 	}
 )
 
@@ -74,8 +87,11 @@ type item struct {
 	Decimals     int
 	ApprovalAll  bool // setApprovalForAll(operator, true)
 	Permit       string
-	SelfCall     bool
-	InBatch      bool
+	// UnknownTokenFn: a function policy does not recognise, called on a
+	// token of the catalogue.
+	UnknownTokenFn bool
+	SelfCall       bool
+	InBatch        bool
 }
 
 func (it *item) selector() ([4]byte, bool) {
@@ -179,7 +195,7 @@ func callItems(out *[]item, account string, kind daoguard.AccountKind, target st
 		}
 	}
 	switch {
-	case sel == selTransfer || sel == selApprove || sel == selIncreaseAllowance:
+	case sel == selTransfer || sel == selPush || sel == selApprove || sel == selIncreaseAllowance || sel == selIncreaseApproval:
 		to, amt, err := addrUint(data)
 		if err != nil {
 			return err
@@ -187,10 +203,32 @@ func callItems(out *[]item, account string, kind daoguard.AccountKind, target st
 		setToken()
 		it.Counterparty, it.Amount = to, amt
 		it.Type = ItemTransfer
-		if sel != selTransfer {
+		if sel == selApprove || sel == selIncreaseAllowance || sel == selIncreaseApproval {
 			it.Type = ItemApproval
 		}
-	case sel == selTransferFrom:
+	case sel == selTransferAndCall || sel == selSend:
+		// (address, uint256, bytes): the first two words move the tokens;
+		// the bytes go to the recipient's hook, which policy does not read.
+		if len(data) < 4+96 {
+			return &malformed{"transferAndCall/send calldata is shorter than three 32-byte words"}
+		}
+		to, amt, err := addrUint(data[:4+64])
+		if err != nil {
+			return err
+		}
+		setToken()
+		it.Type, it.Counterparty, it.Amount = ItemTransfer, to, amt
+	case sel == selAuthorizeOperator:
+		if len(data) != 4+32 {
+			return &malformed{"authorizeOperator calldata is not one 32-byte word"}
+		}
+		op, err := word(data[4:36])
+		if err != nil {
+			return err
+		}
+		setToken()
+		it.Type, it.Counterparty, it.ApprovalAll = ItemApproval, op, true
+	case sel == selTransferFrom || sel == selMove:
 		if len(data) != 4+96 {
 			return &malformed{"transferFrom calldata is not three 32-byte words"}
 		}
@@ -219,6 +257,11 @@ func callItems(out *[]item, account string, kind daoguard.AccountKind, target st
 	default:
 		if sig, ok := permitSelectors[sel]; ok {
 			it.Permit = sig
+		} else if tok != nil {
+			// Any other function of a token the treasury holds may move
+			// or delegate it in a way policy cannot see.
+			it.UnknownTokenFn = true
+			setToken()
 		}
 	}
 	*out = append(*out, it)

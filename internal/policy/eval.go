@@ -48,17 +48,18 @@ const (
 	ReasonEvaluationError      = "EVALUATION_ERROR"   // evaluation failed: deny (fail closed)
 	ReasonMalformedCalldata    = "MALFORMED_CALLDATA" // calldata a recognised selector cannot decode
 	ReasonDelegatecall         = "DELEGATECALL_NOT_ALLOWED"
-	ReasonSafeSelfCall         = "SAFE_SELF_CALL"       // a call to the Safe itself (owners, threshold, modules, guard, fallback handler)
-	ReasonUnlimitedApproval    = "UNLIMITED_APPROVAL"   // approve/increaseAllowance of (nearly) 2^256
-	ReasonApprovalAboveCap     = "APPROVAL_ABOVE_CAP"   // approve/increaseAllowance above the asset's cap
-	ReasonApprovalForAll       = "APPROVAL_FOR_ALL"     // setApprovalForAll(operator, true)
-	ReasonPermit               = "PERMIT_SIGNATURE"     // a permit-style signature is submitted
-	ReasonProtected            = "PROTECTED_ACTION"     // a human may do it, through the council and its timelock
-	ReasonLookAlike            = "LOOKALIKE_ADDRESS"    // the address imitates a known one
-	ReasonUnitsMismatch        = "UNITS_MISMATCH"       // the effect differs from what the intent states, or moves too much of the holdings
-	ReasonHoldingsUnavailable  = "HOLDINGS_UNAVAILABLE" // the units check could not see the account's holdings
-	ReasonPrice                = "PRICE"                // the price used and its sources
-	ReasonPriceUnavailable     = "PRICE_UNAVAILABLE"    // no trusted price: USD rules fail closed to approval
+	ReasonSafeSelfCall         = "SAFE_SELF_CALL"         // a call to the Safe itself (owners, threshold, modules, guard, fallback handler)
+	ReasonUnlimitedApproval    = "UNLIMITED_APPROVAL"     // approve/increaseAllowance of (nearly) 2^256
+	ReasonApprovalAboveCap     = "APPROVAL_ABOVE_CAP"     // approve/increaseAllowance above the asset's cap
+	ReasonApprovalForAll       = "APPROVAL_FOR_ALL"       // setApprovalForAll(operator, true)
+	ReasonPermit               = "PERMIT_SIGNATURE"       // a permit-style signature is submitted
+	ReasonUnknownTokenFunction = "UNKNOWN_TOKEN_FUNCTION" // a function policy does not recognise, on a token the treasury holds
+	ReasonProtected            = "PROTECTED_ACTION"       // a human may do it, through the council and its timelock
+	ReasonLookAlike            = "LOOKALIKE_ADDRESS"      // the address imitates a known one
+	ReasonUnitsMismatch        = "UNITS_MISMATCH"         // the effect differs from what the intent states, or moves too much of the holdings
+	ReasonHoldingsUnavailable  = "HOLDINGS_UNAVAILABLE"   // the units check could not see the account's holdings
+	ReasonPrice                = "PRICE"                  // the price used and its sources
+	ReasonPriceUnavailable     = "PRICE_UNAVAILABLE"      // no trusted price: USD rules fail closed to approval
 	ReasonGovernanceToken      = "GOVERNANCE_TOKEN_UNPRICED"
 	ReasonPerTxAmountExceeded  = "PER_TX_AMOUNT_EXCEEDED"
 	ReasonPerTxUSDExceeded     = "PER_TX_USD_EXCEEDED"
@@ -307,6 +308,9 @@ func (e *evaluation) protect(it *item) {
 		e.reason(ReasonDelegatecall, "", "only a Safe can delegatecall; a wallet account cannot", "")
 	case it.Operation == daoguard.OpDelegateCall && !e.p.dcAllow[it.Target]:
 		hit(ReasonDelegatecall, fmt.Sprintf("delegatecall to %s, which is not on the delegatecall allowlist: it would run foreign code with the Safe's storage and funds", it.Target))
+	}
+	if it.UnknownTokenFn {
+		hit(ReasonUnknownTokenFunction, fmt.Sprintf("function %x of token %s is not one policy can judge: it may move or delegate the token unseen", it.Data[:4], e.assetName(it)))
 	}
 	if it.SelfCall && e.in.Action.AccountKind == daoguard.AccountSafe {
 		hit(ReasonSafeSelfCall, "a call to the Safe itself changes its owners, threshold, modules, guard or fallback handler")

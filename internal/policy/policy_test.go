@@ -19,12 +19,18 @@ const goldenPolicy = "../../testdata/policy/golden/policy.yaml"
 // signature: a typo in a constant would silently disable a protection.
 func TestSelectors(t *testing.T) {
 	for sig, sel := range map[string][4]byte{
-		"transfer(address,uint256)":             selTransfer,
-		"transferFrom(address,address,uint256)": selTransferFrom,
-		"approve(address,uint256)":              selApprove,
-		"increaseAllowance(address,uint256)":    selIncreaseAllowance,
-		"setApprovalForAll(address,bool)":       selSetApprovalForAll,
-		"multiSend(bytes)":                      selMultiSend,
+		"transfer(address,uint256)":              selTransfer,
+		"transferFrom(address,address,uint256)":  selTransferFrom,
+		"approve(address,uint256)":               selApprove,
+		"increaseAllowance(address,uint256)":     selIncreaseAllowance,
+		"setApprovalForAll(address,bool)":        selSetApprovalForAll,
+		"multiSend(bytes)":                       selMultiSend,
+		"transferAndCall(address,uint256,bytes)": selTransferAndCall,
+		"send(address,uint256,bytes)":            selSend,
+		"push(address,uint256)":                  selPush,
+		"move(address,address,uint256)":          selMove,
+		"increaseApproval(address,uint256)":      selIncreaseApproval,
+		"authorizeOperator(address)":             selAuthorizeOperator,
 	} {
 		if got := [4]byte(crypto.Keccak256([]byte(sig))[:4]); got != sel {
 			t.Errorf("%s: constant %x, keccak %x", sig, sel, got)
