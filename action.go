@@ -1,6 +1,7 @@
 package daoguard
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -250,6 +251,11 @@ type Decision struct {
 	// Inputs are the figures the decision was made on, kept so that a
 	// replay under another policy sees the same world.
 	Inputs *DecisionInputs `json:"inputs,omitempty"`
+	// Record is the decider's bookkeeping for an action that goes ahead
+	// (the window ledger entry). The service runs it in the same unit once
+	// the action is written and only if it is not denied, so that nothing
+	// is counted for an action that never existed. Never stored.
+	Record func(ctx context.Context) error `json:"-"`
 }
 
 // DecisionInputs is the snapshot a policy decision saw.

@@ -108,11 +108,29 @@ func (s *Service) ExpireDue(ctx context.Context) (int, error) {
 // Policy actions are applied by the service itself, executor or not.
 func (s *Service) ExecuteDue(ctx context.Context) (int, error) {
 	var due []*daoguard.Action
-	err := s.Store.View(ctx, func(tx daoguard.Tx) (err error) {
-		due, err = tx.FindActions(ctx, daoguard.ActionFilter{
-			States: []daoguard.State{daoguard.StateQueued}, RunnableBy: tx.Now(), NotPaused: true, Limit: s.Batch,
-		})
-		return err
+	err := s.Store.View(ctx, func(tx daoguard.Tx) error {
+		f := daoguard.ActionFilter{States: []daoguard.State{daoguard.StateQueued}, RunnableBy: tx.Now(), NotPaused: true, Limit: s.Batch}
+		for {
+			page, err := tx.FindActions(ctx, f)
+			if err != nil {
+				return err
+			}
+			if s.Executor != nil {
+				due = page
+				return nil
+			}
+			// Without an executor only policy actions can run: look past the
+			// transfers that wait for one, or they would starve a change.
+			for _, a := range page {
+				if a.Decoded.Kind == daoguard.KindPolicy {
+					due = append(due, a)
+				}
+			}
+			if len(page) < f.Limit || len(due) >= s.Batch {
+				return nil
+			}
+			f.AfterID = page[len(page)-1].ID
+		}
 	})
 	if err != nil {
 		return 0, err

@@ -31,11 +31,15 @@ const counterpartyMemory = 30 * 24 * time.Hour
 const tailLimit = 10_000
 
 // PolicyDecider is the Decider backed by the policy engine. Per
-// organisation it keeps the compiled policy in force and the window ledger
-// in memory; each decision reads, in its own unit, the policy version and
-// the ledger entries committed since the ledger was last brought up to
-// date (under the ledger lock, so gateways sharing a database are
-// serialised on the budget), evaluates, and records what it let through.
+// organisation it keeps compiled policies by version and the window ledger
+// in memory. Each decision, in its own unit: reads the ledger entries
+// committed since the ledger was last brought up to date (in PostgreSQL
+// under the organisation's ledger lock, so decisions and policy changes
+// of every gateway on the database are serialised), then the policy
+// version in force, evaluates, and hands back the ledger entry to record
+// once the action is written. Nothing in memory changes until the unit
+// has committed (AfterCommit): a unit that is rolled back or rerun leaves
+// no trace.
 type PolicyDecider struct {
 	Prices   Prices   // nil: no prices, USD rules fail closed
 	Holdings Holdings // nil: holdings unknown
@@ -44,32 +48,31 @@ type PolicyDecider struct {
 	orgs map[string]*orgPolicy
 }
 
-// storeError marks a failure to read or write the store while deciding:
-// the unit is abandoned (and may be rerun), never turned into a denial.
-type storeError struct{ err error }
-
-func (e *storeError) Error() string { return e.err.Error() }
-func (e *storeError) Unwrap() error { return e.err }
-
-// stored wraps a store error; nil stays nil.
-func stored(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &storeError{err}
+// orgPolicy is one organisation's compiled policies and ledger. mu is
+// never held across a store call: a unit waiting for the ledger lock in
+// PostgreSQL while holding mu would deadlock with a unit of another batch
+// that holds the lock and wants mu.
+type orgPolicy struct {
+	mu       sync.Mutex
+	compiled map[int]*compiled // by version; the few most recent
+	win      *window           // the committed ledger
 }
 
-// orgPolicy is one organisation's policy and ledger.
-type orgPolicy struct {
-	mu      sync.Mutex
-	version int
-	pol     *policy.Policy
-	cat     *policy.Catalog
-	ledger  *policy.Ledger
-	seq     uint64        // the ledger holds every entry through seq
-	horizon time.Duration // how far back the ledger was loaded
+type compiled struct {
+	pol *policy.Policy
+	cat *policy.Catalog
+}
+
+// window is a ledger with every committed entry through seq.
+type window struct {
+	l       *policy.Ledger
+	seq     uint64
+	horizon time.Duration // loaded back this far
 	trimmed time.Time
 }
+
+// maxCompiled bounds the compiled versions kept per organisation.
+const maxCompiled = 4
 
 func (d *PolicyDecider) org(id string) *orgPolicy {
 	d.mu.Lock()
@@ -79,100 +82,64 @@ func (d *PolicyDecider) org(id string) *orgPolicy {
 	}
 	o := d.orgs[id]
 	if o == nil {
-		o = &orgPolicy{}
+		o = &orgPolicy{compiled: map[int]*compiled{}}
 		d.orgs[id] = o
 	}
 	return o
 }
 
-// Policy returns the compiled policy in force for the organisation, nil if
-// none is loaded.
+// Policy returns the compiled policy in force as tx sees it, nil if none
+// is loaded.
 func (d *PolicyDecider) Policy(ctx context.Context, tx daoguard.Tx, orgID string) (*policy.Policy, error) {
-	o := d.org(orgID)
-	if err := o.load(ctx, tx, orgID); err != nil {
+	v, err := tx.CurrentPolicy(ctx, orgID)
+	if err != nil || v == 0 {
+		return nil, stored(err)
+	}
+	c, err := d.org(orgID).version(ctx, tx, orgID, v)
+	if err != nil {
 		return nil, err
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.pol, nil
+	return c.pol, nil
 }
 
-// load brings the compiled policy and the catalogue up to the version in
-// force, and (re)builds the ledger when it was never loaded or the new
-// policy looks further back.
-//
-// o.mu is never held across a store call: a unit waiting for the ledger
-// lock in PostgreSQL while holding o.mu would deadlock with the unit of
-// another batch that holds the ledger lock and wants o.mu.
-func (o *orgPolicy) load(ctx context.Context, tx daoguard.Tx, orgID string) error {
-	v, err := tx.CurrentPolicy(ctx, orgID)
-	if err != nil {
-		return stored(err)
-	}
+// version returns policy version v compiled, with the catalogue as tx sees
+// it. Only stored (validated) documents are compiled; one that no longer
+// compiles (a newer document read by an older binary) fails closed.
+func (o *orgPolicy) version(ctx context.Context, tx daoguard.Tx, orgID string, v int) (*compiled, error) {
 	o.mu.Lock()
-	have, ledger, horizon := o.version, o.ledger, o.horizon
+	c := o.compiled[v]
 	o.mu.Unlock()
-	if v == 0 {
+	if c != nil {
+		return c, nil
+	}
+	pv, err := tx.Policy(ctx, orgID, v)
+	if err != nil {
+		return nil, stored(err)
+	}
+	pol, err := policy.Parse([]byte(pv.Source))
+	if err != nil {
+		return nil, daoguard.Errorf(daoguard.CodeInternal, "policy version %d does not compile: %v", v, err)
+	}
+	assets, err := tx.Assets(ctx, orgID)
+	if err != nil {
+		return nil, stored(err)
+	}
+	c = &compiled{pol: pol, cat: policy.NewCatalog(assets)}
+	// Cached only once committed: the version may belong to this batch.
+	tx.AfterCommit(func() {
 		o.mu.Lock()
-		o.version, o.pol = 0, nil
-		o.mu.Unlock()
-		return nil
-	}
-	if v == have && ledger != nil {
-		return nil
-	}
-	var pol *policy.Policy
-	var cat *policy.Catalog
-	if v != have {
-		pv, err := tx.Policy(ctx, orgID, v)
-		if err != nil {
-			return stored(err)
-		}
-		if pol, err = policy.Parse([]byte(pv.Source)); err != nil {
-			// Only valid documents are stored; one that no longer compiles
-			// (a newer document read by an older binary) must not be
-			// replaced by nothing: fail closed.
-			return daoguard.Errorf(daoguard.CodeInternal, "policy version %d does not compile: %v", v, err)
-		}
-		assets, err := tx.Assets(ctx, orgID)
-		if err != nil {
-			return stored(err)
-		}
-		cat = policy.NewCatalog(assets)
-		lead, trail := pol.LookAlikeDigits()
-		if ledger != nil && (horizonOf(pol) > horizon || !sameDigits(ledger, lead, trail)) {
-			ledger = nil
-		}
-	} else {
-		o.mu.Lock()
-		pol, cat = o.pol, o.cat
-		o.mu.Unlock()
-	}
-	var seq uint64
-	if ledger == nil {
-		horizon = horizonOf(pol)
-		ledger = pol.NewLedger()
-		for since := tx.Now().Add(-horizon); ; {
-			es, err := tx.LedgerTail(ctx, orgID, seq, since, tailLimit)
-			if err != nil {
-				return stored(err)
-			}
-			for _, e := range es {
-				ledger.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
-				seq = e.Seq
-			}
-			if len(es) < tailLimit {
-				break
+		defer o.mu.Unlock()
+		if len(o.compiled) >= maxCompiled {
+			for k := range o.compiled {
+				if k < v {
+					delete(o.compiled, k)
+					break
+				}
 			}
 		}
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.version, o.pol, o.cat = v, pol, cat
-	if ledger != o.ledger {
-		o.ledger, o.seq, o.horizon, o.trimmed = ledger, seq, horizon, tx.Now()
-	}
-	return nil
+		o.compiled[v] = c
+	})
+	return c, nil
 }
 
 func horizonOf(p *policy.Policy) time.Duration { return max(p.Horizon(), counterpartyMemory) }
@@ -182,44 +149,87 @@ func sameDigits(l *policy.Ledger, lead, trail int) bool {
 	return a == lead && b == trail
 }
 
+// readTail reads the organisation's entries after seq and since, all of
+// them, in seq order.
+func readTail(ctx context.Context, tx daoguard.Tx, orgID string, after uint64, since time.Time) ([]daoguard.LedgerEntry, error) {
+	var tail []daoguard.LedgerEntry
+	for {
+		es, err := tx.LedgerTail(ctx, orgID, after, since, tailLimit)
+		if err != nil {
+			return nil, stored(err)
+		}
+		tail = append(tail, es...)
+		if len(es) < tailLimit {
+			return tail, nil
+		}
+		after = es[len(es)-1].Seq
+	}
+}
+
 // Decide implements daoguard.Decider.
 func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (daoguard.Decision, error) {
-	tx, a := in.Tx, in.Action
-	o := d.org(in.Org.ID)
-	if err := o.load(ctx, tx, in.Org.ID); err != nil {
+	tx, a, orgID := in.Tx, in.Action, in.Org.ID
+	o := d.org(orgID)
+	now := tx.Now()
+	o.mu.Lock()
+	w := o.win
+	o.mu.Unlock()
+	var from uint64 // the tail covers every entry after from
+	since := now.Add(-counterpartyMemory)
+	if w != nil {
+		o.mu.Lock()
+		from, since = w.seq, now.Add(-w.horizon)
+		o.mu.Unlock()
+	}
+	// The tail first: in a write unit this takes the ledger lock, so the
+	// policy version read next is ordered with every other decision and
+	// policy change (applyPolicy takes the lock too).
+	tail, err := readTail(ctx, tx, orgID, from, since)
+	if err != nil {
 		return daoguard.Decision{}, err
 	}
-	o.mu.Lock()
-	pol, seq, horizon := o.pol, o.seq, o.horizon
-	o.mu.Unlock()
-	if pol == nil {
+	v, err := tx.CurrentPolicy(ctx, orgID)
+	if err != nil {
+		return daoguard.Decision{}, stored(err)
+	}
+	if v == 0 {
 		dec, _ := daoguard.DenyAll{}.Decide(ctx, in)
 		if a.Decoded.Kind == daoguard.KindPolicy {
 			dec.Reasons[0].WouldPass = "the operator loads the first policy with 'daoguard policy apply --data DIR FILE'"
 		}
 		return dec, nil
 	}
-	agent := in.Principal.Kind != daoguard.PrincipalHuman
-	if a.Decoded.Kind == daoguard.KindPolicy {
-		return pol.ChangeDecision(agent), nil
+	c, err := o.version(ctx, tx, orgID, v)
+	if err != nil {
+		return daoguard.Decision{}, err
 	}
-	now := tx.Now()
-	// Entries committed since the ledger was last brought up to date: by
-	// other gateways, or by earlier units of this unit's own batch (not yet
-	// committed, so they are stacked on the ledger for this decision and
-	// only folded in once committed). In a write unit, the ledger lock is
-	// held from here to the commit: nobody else adds entries meanwhile.
-	var tail []daoguard.LedgerEntry
-	for after := seq; ; {
-		es, err := tx.LedgerTail(ctx, in.Org.ID, after, now.Add(-horizon), tailLimit)
+	pol := c.pol
+	if a.Decoded.Kind == daoguard.KindPolicy {
+		return pol.ChangeDecision(in.Principal.Kind != daoguard.PrincipalHuman), nil
+	}
+	// A ledger that does not reach back as far as this policy looks, or
+	// compares other look-alike digits, is rebuilt privately from what this
+	// unit sees, and installed only once the unit has committed.
+	lead, trail := pol.LookAlikeDigits()
+	if w == nil || horizonOf(pol) > w.horizon || !sameDigits(w.l, lead, trail) {
+		nw := &window{l: pol.NewLedger(), horizon: horizonOf(pol), trimmed: now}
+		es, err := readTail(ctx, tx, orgID, 0, now.Add(-nw.horizon))
 		if err != nil {
-			return daoguard.Decision{}, stored(err)
+			return daoguard.Decision{}, err
 		}
-		tail = append(tail, es...)
-		if len(es) < tailLimit {
-			break
+		for _, e := range es {
+			nw.l.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
+			nw.seq = e.Seq
 		}
-		after = es[len(es)-1].Seq
+		old := w
+		tx.AfterCommit(func() {
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			if o.win == old {
+				o.win = nw
+			}
+		})
+		w, tail, from = nw, nil, nw.seq
 	}
 	var holdings map[string]*big.Int
 	if d.Holdings != nil {
@@ -229,21 +239,18 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 	if d.Prices != nil {
 		quotes = d.Prices.Quotes()
 	}
-	// Evaluate under o.mu (pure computation, no store call), so that no
-	// fold runs meanwhile: the tail is cut at the ledger's current seq and
+	// Evaluate under mu (pure computation, no store call), so that no fold
+	// into w runs meanwhile: the tail is cut at w's current seq and
 	// stacked on it, each entry counted exactly once.
 	o.mu.Lock()
-	if o.pol != pol { // a concurrent load installed another version: judge by the one in force
-		pol = o.pol
+	if now.Sub(w.trimmed) > time.Minute {
+		w.l.Trim(now.Add(-w.horizon))
+		w.trimmed = now
 	}
-	if now.Sub(o.trimmed) > time.Minute {
-		o.ledger.Trim(now.Add(-o.horizon))
-		o.trimmed = now
-	}
-	var hist policy.History = o.ledger
+	var hist policy.History = w.l
 	var recent *policy.Ledger
 	for _, e := range tail {
-		if e.Seq > o.seq {
+		if e.Seq > w.seq {
 			if recent == nil {
 				recent = pol.NewLedger()
 			}
@@ -251,10 +258,10 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 		}
 	}
 	if recent != nil {
-		hist = policy.Stack(o.ledger, recent)
+		hist = policy.Stack(w.l, recent)
 	}
 	res := pol.Evaluate(&policy.Input{
-		Now: now, Principal: in.Principal, Action: &a.Decoded, Catalog: o.cat,
+		Now: now, Principal: in.Principal, Action: &a.Decoded, Catalog: c.cat,
 		Prices: quotes, Holdings: holdings, History: hist,
 	})
 	o.mu.Unlock()
@@ -263,42 +270,48 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 	if in.DryRun {
 		return dec, nil
 	}
-	var entry *daoguard.LedgerEntry
-	if dec.Verdict != daoguard.VerdictDeny {
-		// What is let through counts against the windows from now on, also
-		// while it waits for approval: queueing many small requests must
-		// not get around a window.
-		entry = &daoguard.LedgerEntry{OrgID: in.Org.ID, ActionID: a.ID, PrincipalID: in.Principal.ID, Flows: dec.Inputs.Flows}
-		if err := tx.AddLedgerEntry(ctx, entry); err != nil {
-			return daoguard.Decision{}, stored(err)
-		}
+	// Once this unit commits, the tail it read is committed too: fold it
+	// in. Then, if the action goes ahead, its own entry (Record).
+	if len(tail) > 0 {
+		tx.AfterCommit(func() { o.fold(from, tail) })
 	}
-	if entry != nil || len(tail) > 0 {
-		// Once committed, the tail and this entry are every entry up to the
-		// newest: fold them into the ledger.
-		tx.AfterCommit(func() { o.fold(tail, entry) })
+	last := from
+	if len(tail) > 0 {
+		last = tail[len(tail)-1].Seq
+	}
+	if dec.Verdict != daoguard.VerdictDeny {
+		flows := dec.Inputs.Flows
+		dec.Record = func(ctx context.Context) error {
+			// What goes ahead counts against the windows from now on, also
+			// while it waits for approval: queueing many small requests
+			// must not get around a window.
+			e := &daoguard.LedgerEntry{OrgID: orgID, ActionID: a.ID, PrincipalID: in.Principal.ID, Flows: flows}
+			if err := tx.AddLedgerEntry(ctx, e); err != nil {
+				return err
+			}
+			tx.AfterCommit(func() { o.fold(last, []daoguard.LedgerEntry{*e}) })
+			return nil
+		}
 	}
 	return dec, nil
 }
 
-// fold adds committed entries, in seq order, that the ledger lacks.
-func (o *orgPolicy) fold(tail []daoguard.LedgerEntry, entry *daoguard.LedgerEntry) {
+// fold adds committed entries that the ledger lacks. They must cover every
+// entry after from: if the ledger is not up to from (another unit's fold
+// has not run, or was skipped), folding them would leave a gap, so they are
+// left for the next unit's tail, which reads everything after the ledger.
+func (o *orgPolicy) fold(from uint64, es []daoguard.LedgerEntry) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.ledger == nil {
+	w := o.win
+	if w == nil || w.seq < from {
 		return
 	}
-	add := func(e *daoguard.LedgerEntry) {
-		if e.Seq > o.seq {
-			o.ledger.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
-			o.seq = e.Seq
+	for i := range es {
+		if e := &es[i]; e.Seq > w.seq {
+			w.l.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
+			w.seq = e.Seq
 		}
-	}
-	for i := range tail {
-		add(&tail[i])
-	}
-	if entry != nil {
-		add(entry)
 	}
 }
 
@@ -333,4 +346,19 @@ func policyFlows(fs []daoguard.Flow) []policy.Flow {
 		out[i] = policy.Flow{Asset: f.Asset, Token: f.Token, Amount: amt, USD: f.USD, To: f.To}
 	}
 	return out
+}
+
+// storeError marks a failure to read or write the store while deciding:
+// the unit is abandoned (and may be rerun), never turned into a denial.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+// stored wraps a store error; nil stays nil.
+func stored(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &storeError{err}
 }

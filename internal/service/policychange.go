@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/policy"
@@ -26,6 +27,9 @@ func (s *Service) LoadFirstPolicy(ctx context.Context, orgID, source string) (*d
 	var out *daoguard.PolicyVersion
 	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
 		if _, err := tx.OrgForUpdate(ctx, orgID); err != nil {
+			return err
+		}
+		if err := lockLedger(ctx, tx, orgID); err != nil {
 			return err
 		}
 		cur, err := tx.CurrentPolicy(ctx, orgID)
@@ -75,6 +79,9 @@ func (s *Service) applyPolicy(ctx context.Context, actionID string) (bool, error
 		if err := transition(ctx, tx, a, daoguard.StateExecuting, daoguard.ActorSystem, "system", map[string]any{"attempt": a.Attempt, "node": s.Node}); err != nil {
 			return err
 		}
+		if err := lockLedger(ctx, tx, a.OrgID); err != nil {
+			return err
+		}
 		cur, err := tx.CurrentPolicy(ctx, a.OrgID)
 		if err != nil {
 			return err
@@ -107,6 +114,14 @@ func (s *Service) applyPolicy(ctx context.Context, actionID string) (bool, error
 	return done, err
 }
 
+// lockLedger takes the organisation's ledger lock (a tail read past every
+// entry): a policy change is then ordered with every decision, which reads
+// the version in force only once it holds the same lock.
+func lockLedger(ctx context.Context, tx daoguard.Tx, orgID string) error {
+	_, err := tx.LedgerTail(ctx, orgID, 1<<63-1, time.Time{}, 1)
+	return err
+}
+
 // CurrentPolicy returns the policy version in force. Errors: NOT_FOUND.
 func (s *Service) CurrentPolicy(ctx context.Context, orgID string) (*daoguard.PolicyVersion, error) {
 	var out *daoguard.PolicyVersion
@@ -124,18 +139,16 @@ func (s *Service) CurrentPolicy(ctx context.Context, orgID string) (*daoguard.Po
 //
 // Errors: as Submit's validation errors.
 func (s *Service) Evaluate(ctx context.Context, use func(daoguard.Tx) error, principalID string, in daoguard.Intent) (*daoguard.Action, error) {
+	// The decision is made on a read-only snapshot: a dry run must not take
+	// the ledger lock and hold up real submissions.
 	var out *daoguard.Action
 	var refused error
-	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
+	var p *daoguard.Principal
+	err := s.Store.View(ctx, func(tx daoguard.Tx) error {
 		out, refused = nil, nil
-		if use != nil {
-			if err := use(tx); err != nil {
-				return err
-			}
-		}
 		now := tx.Now()
-		p, err := tx.Principal(ctx, principalID)
-		if err != nil {
+		var err error
+		if p, err = tx.Principal(ctx, principalID); err != nil {
 			return err
 		}
 		org, err := tx.Org(ctx, p.OrgID)
@@ -145,19 +158,38 @@ func (s *Service) Evaluate(ctx context.Context, use func(daoguard.Tx) error, pri
 		dec, err := Decode(ctx, tx, org.ID, in)
 		if err != nil {
 			refused = err
-			return nil // the nonce stays used
+			return nil
 		}
 		a := &daoguard.Action{ID: daoguard.NewID("dry", now), OrgID: org.ID, PrincipalID: p.ID, Intent: in, Decoded: dec, State: daoguard.StatePending, Created: now}
 		if a.Decision, err = s.decide(ctx, daoguard.DecisionInput{Org: org, Principal: p, Action: a, Tx: tx, DryRun: true}); err != nil {
 			return err
 		}
+		a.Decision.Record = nil
 		out = a
-		detail := decisionDetail(a.Decision)
-		detail["request_hash"], detail["kind"] = in.Hash(), dec.Kind
-		return tx.Append(ctx, &daoguard.AuditEntry{Time: now, OrgID: org.ID, ActorID: p.ID, ActorKind: p.Kind.String(), Event: "policy.evaluated", Detail: mustJSON(detail)})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The nonce is used whatever the answer, and the question is audited.
+	err = s.Store.Update(ctx, func(tx daoguard.Tx) error {
+		if use != nil {
+			if err := use(tx); err != nil {
+				return err
+			}
+		}
+		if refused != nil {
+			return nil
+		}
+		detail := decisionDetail(out.Decision)
+		detail["request_hash"], detail["kind"] = in.Hash(), out.Decoded.Kind
+		return tx.Append(ctx, &daoguard.AuditEntry{Time: tx.Now(), OrgID: out.OrgID, ActorID: p.ID, ActorKind: p.Kind.String(), Event: "policy.evaluated", Detail: mustJSON(detail)})
 	})
 	if err == nil {
 		err = refused
 	}
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }

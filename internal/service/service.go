@@ -151,6 +151,8 @@ func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemK
 		if a.Decision, err = s.decide(ctx, daoguard.DecisionInput{Org: org, Principal: p, Action: a, Tx: tx}); err != nil {
 			return nil, false, err
 		}
+		record := a.Decision.Record
+		a.Decision.Record = nil
 		to := daoguard.StateDenied
 		switch a.Decision.Verdict {
 		case daoguard.VerdictAllow:
@@ -173,6 +175,11 @@ func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemK
 				return out, false, err
 			}
 			return nil, true, err
+		}
+		if record != nil && to != daoguard.StateDenied {
+			if err := record(ctx); err != nil {
+				return nil, true, err
+			}
 		}
 		if err := appendEntry(ctx, tx, p.ID, p.Kind.String(), a, "action.submitted", map[string]any{"request_hash": a.RequestHash, "kind": dec.Kind, "account": dec.Account}); err != nil {
 			return nil, true, err

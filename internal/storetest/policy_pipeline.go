@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"math/big"
 	"strings"
 	"sync"
@@ -177,6 +178,35 @@ func runPolicyPipeline(t *testing.T, h Harness) {
 		// 2 USD spent warming up: 9 payments of 100 fit in 1,000.
 		if n := allowed.Load(); n != 9 {
 			t.Fatalf("%d payments of 100 went through autonomously; the window allows 9", n)
+		}
+	})
+
+	// Concurrent retries with one idempotency key make one action and one
+	// ledger entry: a unit that loses the race must not count anything.
+	t.Run("OK_IdempotentRetriesCountOnce", func(t *testing.T) {
+		f := setup(t, h)
+		svc := policyService(f.Store, f.Clock)
+		load(t, f, svc)
+		var wg sync.WaitGroup
+		for k := range 5 {
+			for range 6 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := svc.Submit(ctx, f.Agent, fmt.Sprintf("key-%d", k), Transfer("10", Vendor)); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		var es []daoguard.LedgerEntry
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) {
+			es, err = tx.LedgerTail(ctx, f.Org, 0, time.Time{}, 1000)
+			return err
+		}))
+		if n := countActions(t, f.Store); n != 5 || len(es) != 5 {
+			t.Fatalf("%d actions, %d ledger entries; want 5 and 5", n, len(es))
 		}
 	})
 
