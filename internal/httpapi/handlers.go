@@ -40,15 +40,17 @@ func viewAction(a *daoguard.Action) client.Action {
 	return v
 }
 
-func (s *Server) submit(c *call) error {
-	in := c.in.(*daoguard.Intent)
+func (s *Server) submit(c *call) error { return s.submitIntent(c, *c.in.(*daoguard.Intent)) }
+
+// submitIntent runs one intent through the pipeline for a signed request.
+func (s *Server) submitIntent(c *call, in daoguard.Intent) error {
 	ctx := c.r.Context()
 	var use func(daoguard.Tx) error
 	if s.SkipVerification == "" {
 		// The nonce commits with the action (one durable commit, not two).
 		use = func(tx daoguard.Tx) error { return s.Auth.UseNonce(ctx, tx, c.id) }
 	}
-	a, err := s.Service.SubmitOnce(ctx, use, c.principal(), c.r.Header.Get("Idempotency-Key"), *in)
+	a, err := s.Service.SubmitOnce(ctx, use, c.principal(), c.r.Header.Get("Idempotency-Key"), in)
 	if daoguard.ErrorCode(err) == daoguard.CodeNonceReused {
 		s.Auth.Deny(c.r, c.id, err)
 	}
@@ -83,21 +85,7 @@ func (s *Server) evaluate(c *call) error {
 // proposePolicy submits a policy change: an action of kind policy.
 func (s *Server) proposePolicy(c *call) error {
 	req := c.in.(*client.PolicyRequest)
-	intent := daoguard.Intent{Kind: daoguard.KindPolicy.String(), Policy: req.Policy, Rationale: req.Rationale}
-	ctx := c.r.Context()
-	var use func(daoguard.Tx) error
-	if s.SkipVerification == "" {
-		use = func(tx daoguard.Tx) error { return s.Auth.UseNonce(ctx, tx, c.id) }
-	}
-	a, err := s.Service.SubmitOnce(ctx, use, c.principal(), c.r.Header.Get("Idempotency-Key"), intent)
-	if daoguard.ErrorCode(err) == daoguard.CodeNonceReused {
-		s.Auth.Deny(c.r, c.id, err)
-	}
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, http.StatusCreated, viewAction(a))
-	return nil
+	return s.submitIntent(c, daoguard.Intent{Kind: daoguard.KindPolicy.String(), Policy: req.Policy, Rationale: req.Rationale})
 }
 
 func (s *Server) getPolicy(c *call) error {
