@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/sqlrow"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -74,12 +75,9 @@ func (tx *Tx) Policy(ctx context.Context, orgID string, version int) (*daoguard.
 }
 
 func (tx *Tx) AddLedgerEntry(ctx context.Context, e *daoguard.LedgerEntry) error {
-	flows, err := json.Marshal(e.Flows)
+	flows, err := sqlrow.FlowsJSON(e.Flows)
 	if err != nil {
 		return err
-	}
-	if e.Flows == nil {
-		flows = []byte("[]")
 	}
 	s, at := e.Seq, e.At
 	tx.undo = append(tx.undo, func() { e.Seq, e.At = s, at })

@@ -88,20 +88,6 @@ func (d *PolicyDecider) org(id string) *orgPolicy {
 	return o
 }
 
-// Policy returns the compiled policy in force as tx sees it, nil if none
-// is loaded.
-func (d *PolicyDecider) Policy(ctx context.Context, tx daoguard.Tx, orgID string) (*policy.Policy, error) {
-	v, err := tx.CurrentPolicy(ctx, orgID)
-	if err != nil || v == 0 {
-		return nil, stored(err)
-	}
-	c, err := d.org(orgID).version(ctx, tx, orgID, v)
-	if err != nil {
-		return nil, err
-	}
-	return c.pol, nil
-}
-
 // version returns policy version v compiled, with the catalogue as tx sees
 // it. Only stored (validated) documents are compiled; one that no longer
 // compiles (a newer document read by an older binary) fails closed.

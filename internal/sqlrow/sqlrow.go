@@ -235,3 +235,12 @@ func CheckDataVersion(s string) error {
 	}
 	return nil
 }
+
+// FlowsJSON encodes a ledger entry's flows; none is an empty list, never
+// null.
+func FlowsJSON(fs []daoguard.Flow) ([]byte, error) {
+	if fs == nil {
+		return []byte("[]"), nil
+	}
+	return json.Marshal(fs)
+}
