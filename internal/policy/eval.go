@@ -743,9 +743,10 @@ func (e *evaluation) limits(r *rule, it *item) (exceeded, unpriced bool) {
 		if w.maxUSD >= 0 && !e.usdKnown {
 			continue
 		}
-		if e.window(r, w, it) {
-			exceeded = true
-		}
+		ex, unp := e.window(r, w, it)
+		exceeded = exceeded || ex
+		unpriced = unpriced || unp
+
 	}
 	return exceeded, unpriced
 }
@@ -794,7 +795,7 @@ func (e *evaluation) treasuryUSD() (int64, bool) {
 // window checks one rolling window: the total recorded in the period plus
 // this action's part must stay within the limit. The total comes from the
 // history's prefix sums: no scan, whatever the history's size.
-func (e *evaluation) window(r *rule, w *window, it *item) bool {
+func (e *evaluation) window(r *rule, w *window, it *item) (exceeded, unpriced bool) {
 	k := Key{Per: w.per}
 	to := ""
 	switch w.per {
@@ -826,7 +827,7 @@ func (e *evaluation) window(r *rule, w *window, it *item) bool {
 			excess := big.NewInt(int64(t.Count + 1 - w.maxCount))
 			e.reason(ReasonWindowCountExceeded, r.name, fmt.Sprintf("%s: %d actions so far + this one > %d", name, t.Count, w.maxCount),
 				"no more actions in this window"+frees(excess, true))
-			return true
+			return true, false
 		}
 		e.fig = append(e.fig, "; "...)
 		e.fig = append(e.fig, name...)
@@ -836,6 +837,14 @@ func (e *evaluation) window(r *rule, w *window, it *item) bool {
 		e.fig = strconv.AppendInt(e.fig, int64(w.maxCount), 10)
 		e.fig = append(e.fig, " actions"...)
 	case w.maxUSD >= 0:
+		if t.Unpriced > 0 {
+			// An action in this window moved an asset with no trusted price
+			// (a human approved it): its USD value is unknown, so this limit
+			// cannot be shown to hold until it leaves the window.
+			e.reason(ReasonPriceUnavailable, r.name, fmt.Sprintf("%s: %d action(s) in the window had no trusted price: the USD total is unknown", name, t.Unpriced),
+				"approval until the unpriced action(s) leave the "+fmtPeriod(w.period)+" window")
+			return false, true
+		}
 		mine := e.usdTo(to)
 		sum := addUSD(t.USD, mine)
 		if sum > w.maxUSD {
@@ -843,14 +852,14 @@ func (e *evaluation) window(r *rule, w *window, it *item) bool {
 			excess := big.NewInt(sum - w.maxUSD)
 			e.reason(ReasonWindowUSDExceeded, r.name, fmt.Sprintf("%s: %s USD so far + %s USD = %s USD > %s USD", name, FormatUSD(t.USD), FormatUSD(mine), FormatUSD(sum), FormatUSD(w.maxUSD)),
 				fmt.Sprintf("up to %s USD now%s", FormatUSD(left), frees(excess, false)))
-			return true
+			return true, false
 		}
 		e.figureUSD(name+": ", t.USD, mine, w.maxUSDText)
 	default:
 		a, ok := e.in.Catalog.Asset(w.asset)
 		if !ok {
 			e.reason(ReasonWindowAmountExceeded, r.name, fmt.Sprintf("%s: asset %s is not in the catalogue", name, w.asset), "")
-			return true
+			return true, false
 		}
 		k.Asset = w.asset
 		if e.in.History != nil {
@@ -859,7 +868,7 @@ func (e *evaluation) window(r *rule, w *window, it *item) bool {
 		limit, ok := e.in.Catalog.amount(w.maxAmount, a.Symbol, a.Decimals)
 		if !ok {
 			e.reason(ReasonWindowAmountExceeded, r.name, fmt.Sprintf("%s: the limit %s has more decimals than %s (%d)", name, w.maxAmount, a.Symbol, a.Decimals), "")
-			return true
+			return true, false
 		}
 		mine := e.moved(w.asset, to)
 		sum := new(big.Int).Add(t.Amount, mine)
@@ -870,11 +879,11 @@ func (e *evaluation) window(r *rule, w *window, it *item) bool {
 			}
 			e.reason(ReasonWindowAmountExceeded, r.name, fmt.Sprintf("%s: %s %s so far + %s = %s > %s %s", name, daoguard.FormatAmount(t.Amount, a.Decimals), a.Symbol, daoguard.FormatAmount(mine, a.Decimals), daoguard.FormatAmount(sum, a.Decimals), w.maxAmount, a.Symbol),
 				fmt.Sprintf("up to %s %s now%s", daoguard.FormatAmount(left, a.Decimals), a.Symbol, frees(new(big.Int).Sub(sum, limit), false)))
-			return true
+			return true, false
 		}
 		e.figure(fmt.Sprintf("%s: %s + %s ≤ %s %s", name, daoguard.FormatAmount(t.Amount, a.Decimals), daoguard.FormatAmount(mine, a.Decimals), w.maxAmount, a.Symbol))
 	}
-	return false
+	return false, false
 }
 
 func fmtPeriod(d time.Duration) string {

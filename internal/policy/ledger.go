@@ -44,6 +44,10 @@ type Total struct {
 	Amount *big.Int // base units; asset keys only
 	USD    int64    // micro-dollars; "" keys only (MaxUSD when saturated)
 	Count  int      // contributing actions
+	// Unpriced counts the contributing actions that moved an asset with no
+	// trusted price ("" keys only). Their USD value is unknown, so a USD
+	// limit over a window holding one cannot be shown to hold.
+	Unpriced int
 }
 
 // History is what evaluation knows about the past: running totals and the
@@ -79,8 +83,10 @@ type series struct {
 	t    []int64       // UnixNano of each entry, non-decreasing
 	amt  []uint256.Int // asset keys: cumulative base units through entry i
 	usd  []int64       // USD keys: cumulative micro-dollars through entry i
+	unp  []int32       // USD keys: cumulative unpriced entries through entry i
 	base uint256.Int   // cumulative amount before t[0] (after trimming)
 	usd0 int64         // cumulative micro-dollars before t[0]
+	unp0 int32         // cumulative unpriced entries before t[0]
 	// sat is the index from which the cumulative amount overflowed 2^256
 	// (or MaxUSD): any window reaching it is reported as saturated, which
 	// exceeds every limit. -1 when it never overflowed.
@@ -108,6 +114,7 @@ func (l *Ledger) Record(at time.Time, principal string, flows []Flow) {
 	type agg struct {
 		amt uint256.Int
 		usd int64
+		unp bool // a flow with no trusted price
 		ovf bool
 	}
 	sums := make(map[Key]*agg, 6)
@@ -126,6 +133,8 @@ func (l *Ledger) Record(at time.Time, principal string, flows []Flow) {
 			}
 		} else if f.USD > 0 {
 			a.usd = addUSD(a.usd, f.USD)
+		} else if f.USD < 0 {
+			a.unp = true
 		}
 	}
 	sums[Key{Per: PerAgent, Who: principal}] = &agg{}
@@ -148,7 +157,7 @@ func (l *Ledger) Record(at time.Time, principal string, flows []Flow) {
 			s = &series{sat: -1}
 			l.series[k] = s
 		}
-		s.append(ns, k.Asset != "", &a.amt, a.usd, a.ovf)
+		s.append(ns, k.Asset != "", &a.amt, a.usd, a.unp, a.ovf)
 	}
 	for _, f := range flows {
 		if f.To == "" {
@@ -171,7 +180,7 @@ func (l *Ledger) AddKnown(addr string) {
 	}
 }
 
-func (s *series) append(ns int64, asset bool, amt *uint256.Int, usd int64, ovf bool) {
+func (s *series) append(ns int64, asset bool, amt *uint256.Int, usd int64, unp, ovf bool) {
 	n := len(s.t)
 	if n > 0 && ns < s.t[n-1] {
 		// A clock step backwards: keep time order by recording at the
@@ -203,6 +212,14 @@ func (s *series) append(ns int64, asset bool, amt *uint256.Int, usd int64, ovf b
 			s.sat = n
 		}
 		s.usd = append(s.usd, next)
+		u := s.unp0
+		if n > 0 {
+			u = s.unp[n-1]
+		}
+		if unp {
+			u++
+		}
+		s.unp = append(s.unp, u)
 	}
 }
 
@@ -245,14 +262,15 @@ func (l *Ledger) Window(k Key, since time.Time) Total {
 	}
 	if saturated {
 		t.USD = MaxUSD
-		return t
+		return t // exceeds every USD limit: whether any entry was unpriced no longer matters
 	}
 	if i < n {
-		before := s.usd0
+		before, unp := s.usd0, s.unp0
 		if i > 0 {
-			before = s.usd[i-1]
+			before, unp = s.usd[i-1], s.unp[i-1]
 		}
 		t.USD = s.usd[n-1] - before
+		t.Unpriced = int(s.unp[n-1] - unp)
 	}
 	return t
 }
@@ -342,8 +360,9 @@ func (l *Ledger) Trim(horizon time.Time) {
 			s.base = s.amt[i-1]
 			s.amt = append([]uint256.Int(nil), s.amt[i:]...)
 		} else {
-			s.usd0 = s.usd[i-1]
+			s.usd0, s.unp0 = s.usd[i-1], s.unp[i-1]
 			s.usd = append([]int64(nil), s.usd[i:]...)
+			s.unp = append([]int32(nil), s.unp[i:]...)
 		}
 		s.t = append([]int64(nil), s.t[i:]...)
 		if s.sat >= 0 {
@@ -373,7 +392,7 @@ type stack struct{ old, new History }
 
 func (s stack) Window(k Key, since time.Time) Total {
 	a, b := s.old.Window(k, since), s.new.Window(k, since)
-	t := Total{USD: addUSD(a.USD, b.USD), Count: a.Count + b.Count}
+	t := Total{USD: addUSD(a.USD, b.USD), Count: a.Count + b.Count, Unpriced: a.Unpriced + b.Unpriced}
 	if a.Amount != nil || b.Amount != nil {
 		t.Amount = new(big.Int)
 		for _, x := range [...]*big.Int{a.Amount, b.Amount} {

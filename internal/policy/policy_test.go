@@ -208,6 +208,9 @@ func TestLedgerMatchesBruteForce(t *testing.T) {
 			step := rng.Int64N(600) - 30 // sometimes backwards
 			at := last + step*int64(time.Second)
 			e := entry{at: at, who: []string{"a", "b"}[rng.IntN(2)], to: []string{"0x01", "0x02", "0x03"}[rng.IntN(3)], asset: []string{"USDC", "ETH"}[rng.IntN(2)], amt: rng.Int64N(1000), usd: rng.Int64N(1000)}
+			if rng.IntN(10) == 0 {
+				e.usd = -1 // no trusted price when recorded
+			}
 			l.Record(t0.Add(time.Duration(at)), e.who, []Flow{{Asset: e.asset, Amount: big.NewInt(e.amt), USD: e.usd, To: e.to}})
 			last = max(last, at)
 			es = append(es, e)
@@ -246,17 +249,23 @@ func TestLedgerMatchesBruteForce(t *testing.T) {
 			}
 			for _, k := range []Key{{Per: PerOrg}, {Per: PerAgent, Who: "a"}, {Per: PerRecipient, Who: "0x02"}, {Per: PerOrg, Asset: "ETH"}, {Per: PerAgent, Who: "b", Asset: "USDC"}} {
 				var amt, usd int64
-				n := 0
+				n, unpriced := 0, 0
 				for _, e := range recorded(k) {
 					if t0.Add(time.Duration(e.at)).After(since) {
 						amt += e.amt
-						usd += e.usd
+						usd += max(e.usd, 0)
 						n++
+						if e.usd < 0 {
+							unpriced++
+						}
 					}
 				}
 				got := l.Window(k, since)
 				if got.Count != n {
 					t.Fatalf("round %d %+v since %v: count %d, want %d", round, k, since, got.Count, n)
+				}
+				if k.Asset == "" && got.Unpriced != unpriced {
+					t.Fatalf("round %d %+v since %v: unpriced %d, want %d", round, k, since, got.Unpriced, unpriced)
 				}
 				if k.Asset != "" && got.Amount.Int64() != amt || k.Asset == "" && got.USD != usd {
 					t.Fatalf("round %d %+v: got %v/%d, want %d/%d", round, k, got.Amount, got.USD, amt, usd)
@@ -273,7 +282,7 @@ func TestLedgerMatchesBruteForce(t *testing.T) {
 						if k.Asset != "" {
 							run += e.amt
 						} else {
-							run += e.usd
+							run += max(e.usd, 0)
 						}
 						if run >= excess {
 							want = t0.Add(time.Duration(e.at))
@@ -461,7 +470,8 @@ func TestStackMatchesOneLedger(t *testing.T) {
 		for i := 0; i < n; i++ {
 			at := t0.Add(time.Duration(i) * time.Minute)
 			who := []string{"a", "b"}[rng.IntN(2)]
-			fl := []Flow{{Asset: []string{"USDC", "ETH"}[rng.IntN(2)], Amount: big.NewInt(rng.Int64N(1000)), USD: rng.Int64N(1000), To: []string{"0x01", "0x02"}[rng.IntN(2)]}}
+			fl := []Flow{{Asset: []string{"USDC", "ETH"}[rng.IntN(2)], Amount: big.NewInt(rng.Int64N(1000)), USD: rng.Int64N(1000) - 100, To: []string{"0x01", "0x02"}[rng.IntN(2)]}}
+			fl[0].USD = max(fl[0].USD, -1) // about one in ten unpriced
 			all.Record(at, who, fl)
 			if i < split {
 				older.Record(at, who, fl)
@@ -474,7 +484,7 @@ func TestStackMatchesOneLedger(t *testing.T) {
 			since := t0.Add(time.Duration(rng.IntN(n*60)) * time.Second)
 			for _, k := range []Key{{Per: PerOrg}, {Per: PerAgent, Who: "a"}, {Per: PerRecipient, Who: "0x02", Asset: "USDC"}} {
 				got, want := s.Window(k, since), all.Window(k, since)
-				if got.Count != want.Count || got.USD != want.USD || (want.Amount != nil && got.Amount.Cmp(want.Amount) != 0) {
+				if got.Count != want.Count || got.USD != want.USD || got.Unpriced != want.Unpriced || (want.Amount != nil && got.Amount.Cmp(want.Amount) != 0) {
 					t.Fatalf("round %d %+v since %v: stack %+v, one ledger %+v", round, k, since, got, want)
 				}
 				for _, count := range []bool{true, false} {
