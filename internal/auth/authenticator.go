@@ -94,22 +94,37 @@ func New(store daoguard.Store, keyring *secrets.Keyring, env string) *Authentica
 // SIGNATURE_EXPIRED, SIGNATURE_FUTURE, UNKNOWN_KEY, KEY_REVOKED,
 // KEY_EXPIRED, ALG_MISMATCH; (403) WRONG_ENVIRONMENT,
 // MISSING_SCOPE, ED25519_REQUIRED; (429) RATE_LIMITED; UNAVAILABLE.
-func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, body []byte, need Need) (*Identity, error) {
-	id, keyID, err := a.authenticate(ctx, r, body, need)
+//
+// The body is read with read only once the signature has verified and the
+// key may call this endpoint: the signature covers the Content-Digest
+// field, so nobody without a key can make the gateway read (up to the
+// route's limit) a body it will refuse; the digest is then checked against
+// what was read. An error of read is returned as it is and not audited.
+func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, read func() ([]byte, error), need Need) (*Identity, []byte, error) {
+	id, keyID, err := a.authenticate(ctx, r, need)
+	var body []byte
+	if err == nil {
+		if body, err = read(); err != nil {
+			return nil, nil, err
+		}
+		err = CheckContentDigest(r.Header, body)
+	}
 	if err != nil {
 		var le *LimitError
 		if !errors.As(err, &le) && daoguard.ErrorCode(err) != daoguard.CodeUnavailable {
 			err = a.fail(r, id, keyID, err)
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	a.mu.Lock()
 	a.used[id.Credential.KeyID] = a.Now()
 	a.mu.Unlock()
-	return id, nil
+	return id, body, nil
 }
 
-func (a *Authenticator) authenticate(ctx context.Context, r *http.Request, body []byte, need Need) (id *Identity, keyID string, err error) {
+// authenticate checks everything but the body: the signature over the
+// covered fields, the key, its scope and its rate.
+func (a *Authenticator) authenticate(ctx context.Context, r *http.Request, need Need) (id *Identity, keyID string, err error) {
 	sig, err := ParseSignature(r.Header, Label)
 	if err != nil {
 		return nil, "", err
@@ -162,9 +177,6 @@ func (a *Authenticator) authenticate(ctx context.Context, r *http.Request, body 
 		return id, keyID, &daoguard.Error{Code: daoguard.CodeAlgMismatch, Message: fmt.Sprintf("the signature says alg %q but the key is %s", clip(sig.Alg), c.Alg)}
 	case c.Environment != a.Environment:
 		return id, keyID, &daoguard.Error{Code: daoguard.CodeWrongEnvironment, Message: "the key belongs to another environment"}
-	}
-	if err := CheckContentDigest(r.Header, body); err != nil {
-		return id, keyID, err
 	}
 	base, err := sig.Base(r)
 	if err != nil {

@@ -3,17 +3,23 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
 	"github.com/daoguard/daoguard/internal/auth"
+	"github.com/daoguard/daoguard/internal/httpapi"
 )
 
 // signCustom signs r with an arbitrary Signature-Input (for requests that
@@ -253,3 +259,69 @@ func TestRefusedRequests(t *testing.T) {
 }
 
 func b64(b []byte) string { return base64Std.EncodeToString(b) }
+
+// countingBody counts what the gateway's handler read of a request body.
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (c countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// TestBodyReadOnlyAfterAuthentication: the policy route takes bodies of up
+// to 5 MiB, but nobody without a valid key can make the gateway read one.
+// The signature covers Content-Digest, so it is verified before the body
+// is read: a streamed (chunked) body of almost 5 MiB under a forged
+// signature, or signed by a key without the scope, is refused with none of
+// it read.
+func TestBodyReadOnlyAfterAuthentication(t *testing.T) {
+	e := newSQLiteEnv(t)
+	var read atomic.Int64
+	h := (&httpapi.Server{Store: e.store, Service: e.svc, Auth: e.authn, Logger: slog.New(slog.DiscardHandler)}).Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = countingBody{r.Body, &read}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	at := func(cl *client.Client) *client.Client { c := *cl; c.URL = srv.URL; return &c }
+	human := at(e.key("human_1", daoguard.AlgEd25519, humanScopes, "test", nil))
+	agent := at(e.key("agent_1", daoguard.AlgEd25519, daoguard.AgentScopes, "test", nil))
+	forger := at(e.client(&client.Ed25519Signer{ID: human.Signer.KeyID(), Key: ed25519.NewKeyFromSeed(make([]byte, 32))}))
+	big := bytes.Repeat([]byte(" "), httpapi.MaxPolicyBody-1024)
+	for _, tc := range []struct {
+		name string
+		cl   *client.Client
+		code daoguard.Code
+	}{
+		{"forged signature", forger, daoguard.CodeSignatureInvalid},
+		{"key without the scope", agent, daoguard.CodeMissingScope},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			read.Store(0)
+			// Signed for a small body; a large one of unknown length is sent.
+			r := signed(t, tc.cl, "POST", "/v1/policy", []byte(`{}`))
+			r.Body, r.ContentLength = ioNop(big), -1
+			status, p, _ := send(t, r)
+			if status != 401 && status != 403 || p.Code != string(tc.code) {
+				t.Fatalf("got %d %s, want %s", status, p.Code, tc.code)
+			}
+			if n := read.Load(); n != 0 {
+				t.Fatalf("the gateway read %d bytes of a refused body", n)
+			}
+		})
+	}
+	// An authentic request's body is read, and checked against its digest.
+	read.Store(0)
+	r := signed(t, human, "POST", "/v1/policy", []byte(`{"document":"x"}`))
+	r.Body = ioNop([]byte(`{"document":"y"}`))
+	if status, p, _ := send(t, r); status != 401 || p.Code != string(daoguard.CodeDigestMismatch) {
+		t.Fatalf("swapped body: %d %s", status, p.Code)
+	}
+	if read.Load() == 0 {
+		t.Fatal("the authentic request's body was not read")
+	}
+}

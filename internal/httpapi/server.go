@@ -156,15 +156,22 @@ func (s *Server) prepare(c *call, rt route) error {
 		// A policy with a large allowlist is far bigger than an intent.
 		limit = max(limit, MaxPolicyBody)
 	}
-	body, err := readBody(c.w, r, limit)
-	if err != nil {
-		return err
+	if r.ContentLength > limit { // refused whole, before any work
+		return bodyTooLarge(limit)
 	}
-	c.body = body
-	if len(body) > 0 && !isJSON(r.Header.Get("Content-Type")) {
-		return &daoguard.Error{Code: daoguard.CodeUnsupportedMedia, Message: "the body must be application/json"}
+	read := func() ([]byte, error) {
+		body, err := readBody(c.w, r, limit)
+		if err == nil && len(body) > 0 && !isJSON(r.Header.Get("Content-Type")) {
+			err = &daoguard.Error{Code: daoguard.CodeUnsupportedMedia, Message: "the body must be application/json"}
+		}
+		return body, err
 	}
 	if s.SkipVerification != "" {
+		body, err := read()
+		if err != nil {
+			return err
+		}
+		c.body = body
 		p, err := s.principalFor(r.Context(), s.SkipVerification)
 		if err != nil {
 			return err
@@ -172,7 +179,10 @@ func (s *Server) prepare(c *call, rt route) error {
 		c.id = &auth.Identity{Principal: p, Credential: &daoguard.Credential{Alg: daoguard.AlgEd25519, Scopes: daoguard.Scopes}}
 		return s.decodeInto(c, rt)
 	}
-	c.id, err = s.Auth.Authenticate(r.Context(), r, body, rt.need)
+	// The body is read only once the signature and the key's scope check
+	// out: see Authenticate.
+	var err error
+	c.id, c.body, err = s.Auth.Authenticate(r.Context(), r, read, rt.need)
 	if err != nil {
 		return err
 	}
@@ -205,8 +215,12 @@ func (s *Server) principalFor(ctx context.Context, id string) (p *daoguard.Princ
 
 // readBody reads at most max bytes: a larger body is refused whole, before
 // any of it is parsed or verified.
+func bodyTooLarge(max int64) error {
+	return &daoguard.Error{Code: daoguard.CodeBodyTooLarge, Message: "the request body exceeds " + strconv.FormatInt(max, 10) + " bytes"}
+}
+
 func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
-	tooLarge := &daoguard.Error{Code: daoguard.CodeBodyTooLarge, Message: "the request body exceeds " + strconv.FormatInt(max, 10) + " bytes"}
+	tooLarge := bodyTooLarge(max)
 	if r.ContentLength > max {
 		return nil, tooLarge
 	}
