@@ -45,6 +45,13 @@ type Tx interface {
 	// and must not use the store: it updates in-memory caches of what was
 	// committed.
 	AfterCommit(fn func())
+	// OnUndo runs fn if this unit's writes are undone: the unit fails, or
+	// the batch holding it is rolled back (and perhaps run again). It runs
+	// before any other unit can see the database without those writes
+	// (in PostgreSQL, before the transaction's locks are released), newest
+	// first; never in a View. fn must be quick and must not use the store:
+	// it takes back in-memory state the unit staged.
+	OnUndo(fn func())
 }
 
 // OrgStore keeps organisations.

@@ -29,21 +29,24 @@ import (
 // verification cost (signature, digest, key lookup, nonce write). Reports
 // submissions/s, the server's CPU per submission, and the load generator's.
 //
+// SignedPolicy is Signed with the policy engine deciding
+// (storetest.BenchPolicy: three rolling windows, every submission judged in
+// full and written to the window ledger) instead of the fixed test decider.
+//
 //	go test ./internal/httpapi -run '^$' -bench 'Submit/' -benchtime 20000x
 func BenchmarkSubmit(b *testing.B) {
-	for _, verify := range []bool{true, false} {
-		name := "Signed"
-		if !verify {
-			name = "Unverified"
-		}
-		b.Run(name, func(b *testing.B) { benchSubmit(b, verify) })
+	for _, v := range []struct {
+		name           string
+		verify, policy bool
+	}{{"Signed", true, false}, {"Unverified", false, false}, {"SignedPolicy", true, true}} {
+		b.Run(v.name, func(b *testing.B) { benchSubmit(b, v.verify, v.policy) })
 	}
 }
 
-func benchSubmit(b *testing.B, verify bool) {
+func benchSubmit(b *testing.B, verify, withPolicy bool) {
 	e := newSQLiteEnvClock(b, storetest.NewRunningClock())
 	agent := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", nil)
-	srv := startBenchServer(b, e, verify)
+	srv := startBenchServer(b, e, verify, withPolicy)
 	agent.URL = srv.URL
 	reqs, bodies, hc := presign(b, agent)
 	before, cpu0 := srv.mark(b), cpuTime()
@@ -89,6 +92,11 @@ var benchClients = func() int {
 	return 64
 }()
 
+// queued is in every answer the benchmarks expect: each submission is
+// decided autonomous and queued, so a benchmark never times a shortcut
+// (a denial, say) instead of the whole path.
+var queued = []byte(`"state":"queued"`)
+
 // closedLoop sends reqs from benchClients concurrent clients, each sending
 // its next request when the last one is answered, and fails the benchmark
 // if any answer is not 201.
@@ -110,7 +118,7 @@ func closedLoop(b *testing.B, reqs []*http.Request, bodies [][]byte, hc *http.Cl
 			var buf bytes.Buffer
 			buf.ReadFrom(res.Body)
 			res.Body.Close()
-			if res.StatusCode != 201 {
+			if res.StatusCode != 201 || !bytes.Contains(buf.Bytes(), queued) {
 				if failed.Add(1) == 1 {
 					b.Errorf("status %d: %s", res.StatusCode, buf.String())
 				}
@@ -158,23 +166,22 @@ func cpuTime() time.Duration {
 //
 //	go test ./internal/httpapi -run '^$' -bench SubmitLatency -benchtime 10000x
 func BenchmarkSubmitLatency(b *testing.B) {
-	for _, verify := range []bool{true, false} {
-		name := "Signed"
-		if !verify {
-			name = "Unverified"
-		}
-		b.Run(name, func(b *testing.B) { benchLatency(b, verify) })
+	for _, v := range []struct {
+		name           string
+		verify, policy bool
+	}{{"Signed", true, false}, {"Unverified", false, false}, {"SignedPolicy", true, true}} {
+		b.Run(v.name, func(b *testing.B) { benchLatency(b, v.verify, v.policy) })
 	}
 }
 
-func benchLatency(b *testing.B, verify bool) {
+func benchLatency(b *testing.B, verify, withPolicy bool) {
 	rate := 2500
 	if n, err := strconv.Atoi(os.Getenv("DAOGUARD_BENCH_RATE")); err == nil && n > 0 {
 		rate = n
 	}
 	e := newSQLiteEnvClock(b, storetest.NewRunningClock())
 	agent := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", nil)
-	srv := startBenchServer(b, e, verify)
+	srv := startBenchServer(b, e, verify, withPolicy)
 	agent.URL = srv.URL
 	reqs, bodies, hc := presign(b, agent)
 	lat := make([]time.Duration, b.N)
@@ -207,7 +214,7 @@ func benchLatency(b *testing.B, verify bool) {
 			buf.ReadFrom(res.Body)
 			res.Body.Close()
 			lat[i] = time.Since(due)
-			if res.StatusCode != 201 {
+			if res.StatusCode != 201 || !bytes.Contains(buf.Bytes(), queued) {
 				failed.Add(1)
 			}
 		}(i)

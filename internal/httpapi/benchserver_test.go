@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,10 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/httpapi"
 	"github.com/daoguard/daoguard/internal/secrets"
@@ -30,7 +33,7 @@ import (
 // deployment. The child serves the SQLite store the parent prepared, prints
 // its URL, then answers each line on its standard input with its counters
 // (benchCounters as JSON) and exits when the input closes.
-const benchServerEnv = "DAOGUARD_BENCH_SERVER" // "DIR" or "DIR skip-verification"
+const benchServerEnv = "DAOGUARD_BENCH_SERVER" // "DIR [skip-verification] [policy]"
 
 func TestMain(m *testing.M) {
 	if v := os.Getenv(benchServerEnv); v != "" {
@@ -51,6 +54,7 @@ type benchCounters struct {
 
 func runBenchServer(arg string) error {
 	dir, mode, _ := strings.Cut(arg, " ")
+	modes := strings.Fields(mode)
 	text, err := os.ReadFile(filepath.Join(dir, "master.key"))
 	if err != nil {
 		return err
@@ -71,13 +75,23 @@ func runBenchServer(arg string) error {
 	defer logf.Close()
 	// Logged as serve logs: JSON at Info.
 	log := slog.New(slog.NewJSONHandler(logf, nil))
-	svc := service.New(db, storetest.NewDecider(), nil, "bench")
+	var decider daoguard.Decider = storetest.NewDecider()
+	if slices.Contains(modes, "policy") {
+		// The policy engine, with BenchPolicy loaded (once per store).
+		decider = storetest.NewPolicyDecider(storetest.NewRunningClock())
+	}
+	svc := service.New(db, decider, nil, "bench")
 	svc.Logger, svc.Keyring, svc.Environment = log, keyring, "test"
+	if slices.Contains(modes, "policy") {
+		if err := loadBenchPolicy(svc); err != nil {
+			return err
+		}
+	}
 	authn := auth.New(db, keyring, "test")
 	authn.Logger = log
 	authn.KeyLimit = auth.NewLimiter("key", 0, 0) // the benchmark is one key at full speed
 	srv := &httpapi.Server{Store: db, Service: svc, Auth: authn, Logger: log}
-	if mode == "skip-verification" {
+	if slices.Contains(modes, "skip-verification") {
 		srv.SkipVerification = "agent_1"
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -115,6 +129,16 @@ func runBenchServer(arg string) error {
 	return nil
 }
 
+// loadBenchPolicy loads storetest.BenchPolicy as the seeded
+// organisation's first policy, unless it has one.
+func loadBenchPolicy(svc *service.Service) error {
+	_, err := svc.LoadFirstPolicy(context.Background(), "org_test", storetest.BenchPolicy)
+	if daoguard.ErrorCode(err) == daoguard.CodeConflict {
+		return nil
+	}
+	return err
+}
+
 // benchServer is the parent's handle on a child gateway.
 type benchServer struct {
 	URL   string
@@ -125,8 +149,10 @@ type benchServer struct {
 
 // startBenchServer closes e's own store and server, and starts a child
 // gateway on the same SQLite file and master key; verify false serves it
-// with verification switched off (Server.SkipVerification).
-func startBenchServer(b *testing.B, e *env, verify bool) *benchServer {
+// with verification switched off (Server.SkipVerification), withPolicy
+// decides with the policy engine (storetest.BenchPolicy) instead of the
+// fixed test decider.
+func startBenchServer(b *testing.B, e *env, verify, withPolicy bool) *benchServer {
 	e.srv.Close()
 	if err := e.store.Close(); err != nil {
 		b.Fatal(err)
@@ -138,6 +164,9 @@ func startBenchServer(b *testing.B, e *env, verify bool) *benchServer {
 	arg := dir
 	if !verify {
 		arg += " skip-verification"
+	}
+	if withPolicy {
+		arg += " policy"
 	}
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), benchServerEnv+"="+arg)

@@ -33,13 +33,19 @@ const tailLimit = 10_000
 // PolicyDecider is the Decider backed by the policy engine. Per
 // organisation it keeps compiled policies by version and the window ledger
 // in memory. Each decision, in its own unit: reads the ledger entries
-// committed since the ledger was last brought up to date (in PostgreSQL
-// under the organisation's ledger lock, so decisions and policy changes
-// of every gateway on the database are serialised), then the policy
-// version in force, evaluates, and hands back the ledger entry to record
-// once the action is written. Nothing in memory changes until the unit
-// has committed (AfterCommit): a unit that is rolled back or rerun leaves
-// no trace.
+// added since those this gateway knows of (in PostgreSQL under the
+// organisation's ledger lock, so decisions and policy changes of every
+// gateway on the database are serialised), then the policy version in
+// force, evaluates, and hands back the ledger entry to record once the
+// action is written.
+//
+// The entries a gateway knows of are its committed ledger (window) and,
+// after it, the staged ones: those read from the tail, and those its own
+// units wrote, which may not have committed yet. The units of one batch
+// thus see each other's entries without reading them back: a unit whose
+// writes are undone takes its entry back (OnUndo) before any other unit can
+// see the database without it, and an entry moves into the ledger once its
+// unit has committed (AfterCommit).
 type PolicyDecider struct {
 	Prices   Prices   // nil: no prices, USD rules fail closed
 	Holdings Holdings // nil: holdings unknown
@@ -56,6 +62,19 @@ type orgPolicy struct {
 	mu       sync.Mutex
 	compiled map[int]*compiled // by version; the few most recent
 	win      *window           // the committed ledger
+	// staged are the entries after win.seq this gateway knows of, in seq
+	// order and with none missing: read from the tail, or written by its
+	// own units. Either may not have committed yet (a tail can hold entries
+	// of earlier units of the same transaction), so each is staged by a
+	// unit that takes it back if it is undone and moves it into the ledger
+	// once it has committed. Nothing can be added to the organisation's
+	// ledger meanwhile: a unit adds its entry under the ledger lock
+	// (PostgreSQL) or the single writer (SQLite), after reading everything
+	// before it.
+	staged []daoguard.LedgerEntry
+	// stagedL is staged recorded as a ledger, for evaluation; nil when it
+	// must be rebuilt (after an entry was taken back or moved out).
+	stagedL *policy.Ledger
 }
 
 type compiled struct {
@@ -152,25 +171,109 @@ func readTail(ctx context.Context, tx daoguard.Tx, orgID string, after uint64, s
 	}
 }
 
+// known returns the last entry this gateway knows of. Under o.mu.
+func (o *orgPolicy) known() uint64 {
+	if n := len(o.staged); n > 0 {
+		return o.staged[n-1].Seq
+	}
+	if o.win != nil {
+		return o.win.seq
+	}
+	return 0
+}
+
+// stage adds entries that follow what the gateway knows of (any it
+// already knows are skipped) and returns those it added. Under o.mu.
+func (o *orgPolicy) stage(es []daoguard.LedgerEntry) []uint64 {
+	var added []uint64
+	for _, e := range es {
+		if e.Seq <= o.known() {
+			continue
+		}
+		o.staged = append(o.staged, e)
+		added = append(added, e.Seq)
+		if o.stagedL != nil {
+			o.stagedL.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
+		}
+	}
+	return added
+}
+
+// unstage takes back an entry whose unit was undone. Under o.mu.
+func (o *orgPolicy) unstage(seq uint64) {
+	for i := len(o.staged) - 1; i >= 0; i-- {
+		if o.staged[i].Seq == seq {
+			o.staged = append(o.staged[:i], o.staged[i+1:]...)
+			o.stagedL = nil
+			return
+		}
+	}
+}
+
+// commit moves the staged entries through seq, now committed, into the
+// ledger. Under o.mu.
+func (o *orgPolicy) commit(seq uint64) {
+	w, n := o.win, 0
+	for n < len(o.staged) && o.staged[n].Seq <= seq {
+		if e := &o.staged[n]; w != nil && e.Seq > w.seq {
+			w.l.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
+			w.seq = e.Seq
+		}
+		n++
+	}
+	o.dropStaged(n)
+}
+
+// dropStaged drops the first n staged entries, and any others the ledger
+// now holds. Under o.mu.
+func (o *orgPolicy) dropStaged(n int) {
+	for o.win != nil && n < len(o.staged) && o.staged[n].Seq <= o.win.seq {
+		n++
+	}
+	if n > 0 {
+		o.staged = append(o.staged[:0], o.staged[n:]...)
+		o.stagedL = nil
+	}
+}
+
+// history returns the ledger with the staged entries on top. Under o.mu.
+func (o *orgPolicy) history(pol *policy.Policy) policy.History {
+	if len(o.staged) == 0 {
+		return o.win.l
+	}
+	lead, trail := pol.LookAlikeDigits()
+	if o.stagedL == nil || !sameDigits(o.stagedL, lead, trail) {
+		o.stagedL = pol.NewLedger()
+		for _, e := range o.staged {
+			o.stagedL.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
+		}
+	}
+	return policy.Stack(o.win.l, o.stagedL)
+}
+
+// fits reports whether w can judge under pol: it reaches back as far as
+// pol looks and compares the same look-alike digits.
+func fits(w *window, pol *policy.Policy) bool {
+	lead, trail := pol.LookAlikeDigits()
+	return w != nil && horizonOf(pol) <= w.horizon && sameDigits(w.l, lead, trail)
+}
+
 // Decide implements daoguard.Decider.
 func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (daoguard.Decision, error) {
 	tx, a, orgID := in.Tx, in.Action, in.Org.ID
 	o := d.org(orgID)
 	now := tx.Now()
 	o.mu.Lock()
-	w := o.win
-	o.mu.Unlock()
-	var from uint64 // the tail covers every entry after from
-	since := now.Add(-counterpartyMemory)
-	if w != nil {
-		o.mu.Lock()
-		from, since = w.seq, now.Add(-w.horizon)
-		o.mu.Unlock()
+	after, since := o.known(), now.Add(-counterpartyMemory)
+	if o.win != nil {
+		since = now.Add(-o.win.horizon)
 	}
+	o.mu.Unlock()
 	// The tail first: in a write unit this takes the ledger lock, so the
 	// policy version read next is ordered with every other decision and
-	// policy change (applyPolicy takes the lock too).
-	tail, err := readTail(ctx, tx, orgID, from, since)
+	// policy change (applyPolicy takes the lock too). Usually it is empty:
+	// only another gateway's entries are not known here already.
+	tail, err := readTail(ctx, tx, orgID, after, since)
 	if err != nil {
 		return daoguard.Decision{}, err
 	}
@@ -193,30 +296,6 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 	if a.Decoded.Kind == daoguard.KindPolicy {
 		return pol.ChangeDecision(in.Principal.Kind != daoguard.PrincipalHuman), nil
 	}
-	// A ledger that does not reach back as far as this policy looks, or
-	// compares other look-alike digits, is rebuilt privately from what this
-	// unit sees, and installed only once the unit has committed.
-	lead, trail := pol.LookAlikeDigits()
-	if w == nil || horizonOf(pol) > w.horizon || !sameDigits(w.l, lead, trail) {
-		nw := &window{l: pol.NewLedger(), horizon: horizonOf(pol), trimmed: now}
-		es, err := readTail(ctx, tx, orgID, 0, now.Add(-nw.horizon))
-		if err != nil {
-			return daoguard.Decision{}, err
-		}
-		for _, e := range es {
-			nw.l.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
-			nw.seq = e.Seq
-		}
-		old := w
-		tx.AfterCommit(func() {
-			o.mu.Lock()
-			defer o.mu.Unlock()
-			if o.win == old {
-				o.win = nw
-			}
-		})
-		w, tail, from = nw, nil, nw.seq
-	}
 	var holdings map[string]*big.Int
 	if d.Holdings != nil {
 		holdings = d.Holdings.Holdings(a.Decoded.ChainID, a.Decoded.From)
@@ -225,80 +304,141 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 	if d.Prices != nil {
 		quotes = d.Prices.Quotes()
 	}
-	// Evaluate under mu (pure computation, no store call), so that no fold
-	// into w runs meanwhile: the tail is cut at w's current seq and
-	// stacked on it, each entry counted exactly once.
-	o.mu.Lock()
-	if now.Sub(w.trimmed) > time.Minute {
-		w.l.Trim(now.Add(-w.horizon))
-		w.trimmed = now
-	}
-	var hist policy.History = w.l
-	var recent *policy.Ledger
-	for _, e := range tail {
-		if e.Seq > w.seq {
-			if recent == nil {
-				recent = pol.NewLedger()
-			}
-			recent.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
-		}
-	}
-	if recent != nil {
-		hist = policy.Stack(w.l, recent)
-	}
-	res := pol.Evaluate(&policy.Input{
+	input := &policy.Input{
 		Now: now, Principal: in.Principal, Action: &a.Decoded, Catalog: c.cat,
-		Prices: quotes, Holdings: holdings, History: hist,
-	})
-	o.mu.Unlock()
+		Prices: quotes, Holdings: holdings,
+	}
+
+	// Evaluate under mu (pure computation, no store call), so that the
+	// ledger and the staged entries do not change meanwhile.
+	o.mu.Lock()
+	var res policy.Result
+	var rebuilt *window
+	switch {
+	case !fits(o.win, pol):
+		old := o.win
+		o.mu.Unlock()
+		// A ledger that does not reach back as far as this policy looks, or
+		// compares other look-alike digits, is rebuilt privately from what
+		// this unit sees, and installed only once the unit has committed.
+		if rebuilt, err = rebuild(ctx, tx, orgID, pol, now); err != nil {
+			return daoguard.Decision{}, err
+		}
+		input.History = rebuilt.l
+		res = pol.Evaluate(input)
+		nw := rebuilt
+		tx.AfterCommit(func() {
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			// Not if another ledger was installed, or entries beyond
+			// what nw read were moved into the old one: the staged
+			// entries follow those, so nw would leave a gap.
+			if o.win == old && (old == nil || old.seq <= nw.seq) {
+				o.win = nw
+				o.dropStaged(0)
+			}
+		})
+	case in.DryRun:
+		// A read-only snapshot changes nothing known here; what it read
+		// beyond that is stacked for this evaluation only.
+		hist := o.history(pol)
+		var extra *policy.Ledger
+		for _, e := range tail {
+			if e.Seq > o.known() {
+				if extra == nil {
+					extra = pol.NewLedger()
+				}
+				extra.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
+			}
+		}
+		if extra != nil {
+			hist = policy.Stack(hist, extra)
+		}
+		input.History = hist
+		res = pol.Evaluate(input)
+		o.mu.Unlock()
+	default:
+		// The tail is staged by this unit: taken back if it is undone, in
+		// the ledger once it has committed.
+		if added := o.stage(tail); len(added) > 0 {
+			tx.OnUndo(func() {
+				o.mu.Lock()
+				defer o.mu.Unlock()
+				for i := len(added) - 1; i >= 0; i-- {
+					o.unstage(added[i])
+				}
+			})
+			last := added[len(added)-1]
+			tx.AfterCommit(func() { o.mu.Lock(); o.commit(last); o.mu.Unlock() })
+		}
+		if w := o.win; now.Sub(w.trimmed) > time.Minute {
+			w.l.Trim(now.Add(-w.horizon))
+			w.trimmed = now
+		}
+		input.History = o.history(pol)
+		res = pol.Evaluate(input)
+		o.mu.Unlock()
+	}
 	dec := res.Decision
 	dec.Inputs = decisionInputs(res, holdings)
-	if in.DryRun {
+	if in.DryRun || dec.Verdict == daoguard.VerdictDeny {
 		return dec, nil
 	}
-	// Once this unit commits, the tail it read is committed too: fold it
-	// in. Then, if the action goes ahead, its own entry (Record).
-	if len(tail) > 0 {
-		tx.AfterCommit(func() { o.fold(from, tail) })
-	}
-	last := from
-	if len(tail) > 0 {
-		last = tail[len(tail)-1].Seq
-	}
-	if dec.Verdict != daoguard.VerdictDeny {
-		flows := dec.Inputs.Flows
-		dec.Record = func(ctx context.Context) error {
-			// What goes ahead counts against the windows from now on, also
-			// while it waits for approval: queueing many small requests
-			// must not get around a window.
-			e := &daoguard.LedgerEntry{OrgID: orgID, ActionID: a.ID, PrincipalID: in.Principal.ID, Flows: flows}
-			if err := tx.AddLedgerEntry(ctx, e); err != nil {
-				return err
-			}
-			tx.AfterCommit(func() { o.fold(last, []daoguard.LedgerEntry{*e}) })
+	flows := dec.Inputs.Flows
+	dec.Record = func(ctx context.Context) error {
+		// What goes ahead counts against the windows from now on, also
+		// while it waits for approval: queueing many small requests must
+		// not get around a window.
+		e := &daoguard.LedgerEntry{OrgID: orgID, ActionID: a.ID, PrincipalID: in.Principal.ID, Flows: flows}
+		if err := tx.AddLedgerEntry(ctx, e); err != nil {
+			return err
+		}
+		if rebuilt != nil {
+			// Judged on a private ledger: the entry joins it once the unit
+			// has committed. If that ledger was not installed (another was,
+			// meanwhile), the entry is left for the next unit's tail.
+			tx.AfterCommit(func() {
+				o.mu.Lock()
+				defer o.mu.Unlock()
+				if e.Seq <= rebuilt.seq { // another unit's tail brought it in already
+					return
+				}
+				rebuilt.l.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
+				rebuilt.seq = e.Seq
+				if o.win == rebuilt {
+					o.dropStaged(0)
+				}
+			})
 			return nil
 		}
+		o.mu.Lock()
+		added := o.stage([]daoguard.LedgerEntry{*e})
+		o.mu.Unlock()
+		if len(added) == 0 {
+			// Cannot happen: nothing is added to the ledger after what this
+			// unit read but by this unit. Left to the next unit's tail.
+			return nil
+		}
+		tx.OnUndo(func() { o.mu.Lock(); o.unstage(e.Seq); o.mu.Unlock() })
+		tx.AfterCommit(func() { o.mu.Lock(); o.commit(e.Seq); o.mu.Unlock() })
+		return nil
 	}
 	return dec, nil
 }
 
-// fold adds committed entries that the ledger lacks. They must cover every
-// entry after from: if the ledger is not up to from (another unit's fold
-// has not run, or was skipped), folding them would leave a gap, so they are
-// left for the next unit's tail, which reads everything after the ledger.
-func (o *orgPolicy) fold(from uint64, es []daoguard.LedgerEntry) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	w := o.win
-	if w == nil || w.seq < from {
-		return
+// rebuild reads the ledger back as far as pol looks, into a new window
+// that is installed once tx has committed (if no other was meanwhile).
+func rebuild(ctx context.Context, tx daoguard.Tx, orgID string, pol *policy.Policy, now time.Time) (*window, error) {
+	nw := &window{l: pol.NewLedger(), horizon: horizonOf(pol), trimmed: now}
+	es, err := readTail(ctx, tx, orgID, 0, now.Add(-nw.horizon))
+	if err != nil {
+		return nil, err
 	}
-	for i := range es {
-		if e := &es[i]; e.Seq > w.seq {
-			w.l.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
-			w.seq = e.Seq
-		}
+	for _, e := range es {
+		nw.l.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
+		nw.seq = e.Seq
 	}
+	return nw, nil
 }
 
 // decisionInputs keeps what the decision saw, for the record and replays.

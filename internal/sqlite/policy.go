@@ -18,6 +18,12 @@ func (tx *Tx) AfterCommit(fn func()) {
 	}
 }
 
+func (tx *Tx) OnUndo(fn func()) {
+	if !tx.readonly {
+		tx.undo = append(tx.undo, fn)
+	}
+}
+
 func (tx *Tx) Assets(ctx context.Context, orgID string) ([]*daoguard.Asset, error) {
 	rows, err := tx.q.QueryContext(ctx, `SELECT org_id, symbol, chain_id, address, decimals FROM assets WHERE org_id = ? ORDER BY symbol`, orgID)
 	if err != nil {

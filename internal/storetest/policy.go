@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/big"
 	"reflect"
 	"slices"
@@ -124,6 +125,68 @@ func runPolicyStore(t *testing.T, h Harness) {
 		}))
 		if !slices.Equal(ran, []string{"committed"}) {
 			t.Fatalf("ran %v", ran)
+		}
+	})
+
+	// OnUndo runs for every unit whose writes are undone, also when it
+	// shares a batch with units that commit; AfterCommit for exactly the
+	// units that commit. A unit may be undone and run again (PostgreSQL
+	// reruns a batch with savepoints when one of its units fails): then its
+	// last run is the one that counts.
+	t.Run("OK_OnUndo", func(t *testing.T) {
+		f := setup(t, h)
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) error {
+			tx.OnUndo(func() { t.Error("OnUndo ran in a View") })
+			return nil
+		}))
+		const n = 24
+		var mu sync.Mutex
+		events := make([][]string, n)
+		note := func(i int, ev string) { mu.Lock(); events[i] = append(events[i], ev); mu.Unlock() }
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f.Store.Update(ctx, func(tx daoguard.Tx) error {
+					// A write, so that there is something to undo.
+					if err := tx.Append(ctx, &daoguard.AuditEntry{OrgID: f.Org, ActorID: "test", ActorKind: "system", Event: fmt.Sprintf("unit.%d", i)}); err != nil {
+						return err
+					}
+					note(i, "ran")
+					tx.OnUndo(func() { note(i, "undone") })
+					tx.AfterCommit(func() { note(i, "committed") })
+					if i%3 == 0 {
+						return errors.New("refused")
+					}
+					return nil
+				})
+			}()
+		}
+		wg.Wait()
+		for i, ev := range events {
+			// Every run ends undone, except a committing unit's last.
+			want := "undone"
+			if i%3 != 0 {
+				want = "committed"
+			}
+			runs := 0
+			for j, e := range ev {
+				switch e {
+				case "ran":
+					runs++
+					if j > 0 && ev[j-1] != "undone" {
+						t.Fatalf("unit %d: a run followed %q: %v", i, ev[j-1], ev)
+					}
+				case "committed":
+					if i%3 == 0 {
+						t.Fatalf("unit %d failed but committed: %v", i, ev)
+					}
+				}
+			}
+			if runs == 0 || ev[len(ev)-1] != want || slices.Index(ev, "committed") >= 0 && slices.Index(ev, "committed") != len(ev)-1 {
+				t.Fatalf("unit %d: events %v, want the last %q", i, ev, want)
+			}
 		}
 	})
 

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/big"
 	"strings"
@@ -45,27 +46,67 @@ rules:
     approval: {group: council, approvals: 2, timelock: 2h}
 `
 
-// clockPrices prices USDC at 1 USD from two sources, read just now: the
+// ClockPrices prices USDC at 1 USD from two sources, read just now: the
 // stand-in for the HTTP price poller (tested on its own over loopback).
-type clockPrices struct{ clock *Clock }
+type ClockPrices struct{ Clock *Clock }
 
-func (p clockPrices) Quotes() map[string]*policy.Quotes {
+func (p ClockPrices) Quotes() map[string]*policy.Quotes {
 	one, _ := policy.ParsePrice("1")
-	now := p.clock.Now()
+	now := p.Clock.Now()
 	return map[string]*policy.Quotes{"USDC": policy.NewQuotes(
 		policy.Reading{Source: "a", Price: one, At: now}, policy.Reading{Source: "b", Price: one, At: now})}
 }
 
-// fixedHoldings says every account holds 1,000,000 USDC.
-type fixedHoldings struct{}
+// FixedHoldings says every account holds 1,000,000,000 USDC.
+type FixedHoldings struct{}
 
-func (fixedHoldings) Holdings(uint64, string) map[string]*big.Int {
-	return map[string]*big.Int{"USDC": big.NewInt(1_000_000_000000)}
+func (FixedHoldings) Holdings(uint64, string) map[string]*big.Int {
+	return map[string]*big.Int{"USDC": big.NewInt(1_000_000_000_000000)}
 }
+
+// NewPolicyDecider returns the policy engine as decider, with ClockPrices
+// and FixedHoldings.
+func NewPolicyDecider(clock *Clock) *service.PolicyDecider {
+	return &service.PolicyDecider{Prices: ClockPrices{clock}, Holdings: FixedHoldings{}}
+}
+
+// BenchPolicy is the policy the end-to-end benchmarks load: the agents'
+// payments to the vendor pass autonomously through three rolling windows
+// (per agent in USD, per recipient in USDC, and a count over the whole
+// organisation), with limits the benchmark never reaches, so that every
+// submission is judged in full and recorded in the window ledger.
+const BenchPolicy = `version: 1
+name: bench
+lists:
+  vendors: ["` + Vendor + `"]
+groups:
+  council: {role: council}
+council: {group: council, approvals: 2, timelock: 1h}
+rules:
+  - name: agent-vendor-payments
+    principal_kinds: [agent]
+    accounts: [ops]
+    actions: [transfer]
+    assets: [USDC]
+    recipients: {lists: [vendors]}
+    tier: autonomous
+    limits:
+      max_usd: "1000"
+      windows:
+        - {period: 24h, per: agent, max_usd: "1000000000"}
+        - {period: 7d, per: recipient, asset: USDC, max_amount: "1000000000"}
+        - {period: 1h, per: org, max_count: 100000000}
+    over_limit: approval
+    approval: {group: council, approvals: 2, timelock: 1h}
+  - name: humans
+    principal_kinds: [human]
+    tier: approval
+    approval: {group: council, approvals: 2, timelock: 2h}
+`
 
 // policyService returns a service over s with the policy engine as decider.
 func policyService(s daoguard.Store, clock *Clock) *service.Service {
-	return service.New(s, &service.PolicyDecider{Prices: clockPrices{clock}, Holdings: fixedHoldings{}}, nil, "node-policy")
+	return service.New(s, NewPolicyDecider(clock), nil, "node-policy")
 }
 
 func runPolicyPipeline(t *testing.T, h Harness) {
@@ -178,6 +219,64 @@ func runPolicyPipeline(t *testing.T, h Harness) {
 		// 2 USD spent warming up: 9 payments of 100 fit in 1,000.
 		if n := allowed.Load(); n != 9 {
 			t.Fatalf("%d payments of 100 went through autonomously; the window allows 9", n)
+		}
+	})
+
+	// Units undone after their decision (here: every third, refused by the
+	// store after its work) take their ledger entries back: concurrent
+	// payments in shared batches let exactly the window's worth through
+	// autonomously among those that committed, and the gateway's in-memory
+	// ledger agrees with a fresh one read from the database.
+	t.Run("OK_UndoneUnitsCountNothing", func(t *testing.T) {
+		f := setup(t, h)
+		flaky := &undoingStore{Store: f.Store}
+		svc := service.New(flaky, NewPolicyDecider(f.Clock), nil, "node-policy")
+		load(t, f, svc)
+		var queued, committed atomic.Int64
+		var wg sync.WaitGroup
+		for range 45 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a, err := svc.Submit(ctx, f.Agent, "", Transfer("100", Vendor))
+				if errors.Is(err, errUndone) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				committed.Add(1)
+				if a.State == daoguard.StateQueued {
+					queued.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if flaky.undone.Load() == 0 || committed.Load() < 10 {
+			t.Fatalf("%d units undone, %d committed: the test needs both", flaky.undone.Load(), committed.Load())
+		}
+		if n := queued.Load(); n != 10 {
+			t.Fatalf("%d payments of 100 went through autonomously; the window allows 10", n)
+		}
+		// Every committed payment counts (approval ones too), no undone one.
+		probe := func(svc *service.Service) string {
+			ev, err := svc.Evaluate(ctx, nil, f.Agent, Transfer("1", Vendor))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range ev.Decision.Reasons {
+				if r.Code == policy.ReasonWindowUSDExceeded {
+					return r.Detail
+				}
+			}
+			t.Fatalf("probe: no window reason in %+v", ev.Decision.Reasons)
+			return ""
+		}
+		live, fresh := probe(svc), probe(policyService(f.Store, f.Clock))
+		want := fmt.Sprintf("%s USD so far", policy.FormatUSD(committed.Load()*100_000000))
+		if live != fresh || !strings.Contains(live, want) {
+			t.Fatalf("live ledger %q, fresh ledger %q, want %q", live, fresh, want)
 		}
 	})
 
@@ -366,4 +465,26 @@ func hasReason(d daoguard.Decision, code string) bool {
 		}
 	}
 	return false
+}
+
+// undoingStore refuses every third unit of work after it has done all its
+// work (as a failed write at the end would), so the store undoes it.
+type undoingStore struct {
+	daoguard.Store
+	n, undone atomic.Int64
+}
+
+var errUndone = errors.New("unit refused by the test after its work")
+
+func (s *undoingStore) Update(ctx context.Context, fn func(daoguard.Tx) error) error {
+	return s.Store.Update(ctx, func(tx daoguard.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if s.n.Add(1)%3 == 0 {
+			s.undone.Add(1)
+			return errUndone
+		}
+		return nil
+	})
 }
