@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"slices"
@@ -17,6 +18,8 @@ import (
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
 	"github.com/daoguard/daoguard/internal/auth"
+	"github.com/daoguard/daoguard/internal/httpapi"
+	"github.com/daoguard/daoguard/internal/service"
 	"github.com/daoguard/daoguard/internal/storetest"
 )
 
@@ -65,22 +68,44 @@ func benchSubmit(b *testing.B, verify, withPolicy bool) {
 }
 
 // BenchmarkSubmitPostgres is BenchmarkSubmit/Signed on the PostgreSQL
-// store (DAOGUARD_TEST_POSTGRES), the database sharing the 2 cores. The
-// gateway runs in this process: cpu-µs/op is gateway and load generator
+// store (DAOGUARD_TEST_POSTGRES), the database sharing the 2 cores, with the
+// fixed test decider and with the policy engine (storetest.BenchPolicy).
+// The gateway runs in this process: cpu-µs/op is gateway and load generator
 // together (PostgreSQL's own CPU is not in it).
+//
+//	go test ./internal/httpapi -run '^$' -bench SubmitPostgres -benchtime 10000x
 func BenchmarkSubmitPostgres(b *testing.B) {
-	e, _ := twoGatewaysClock(b, storetest.NewRunningClock())
-	agent := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", nil)
-	agent.URL = e.srv.URL
-	e.authn.KeyLimit = auth.NewLimiter("key", 0, 0)
-	reqs, bodies, hc := presign(b, agent)
-	cpu0 := cpuTime()
-	b.ResetTimer()
-	elapsed := closedLoop(b, reqs, bodies, hc)
-	b.StopTimer()
-	cpu := cpuTime() - cpu0
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "submits/s")
-	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+	for _, withPolicy := range []bool{false, true} {
+		name := "Signed"
+		if withPolicy {
+			name = "SignedPolicy"
+		}
+		b.Run(name, func(b *testing.B) {
+			e, _ := twoGatewaysClock(b, storetest.NewRunningClock())
+			agent := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", nil)
+			e.authn.KeyLimit = auth.NewLimiter("key", 0, 0)
+			url := e.srv.URL
+			if withPolicy {
+				svc := service.New(e.store, storetest.NewPolicyDecider(e.clock), nil, "bench")
+				svc.Logger, svc.Keyring, svc.Environment = e.svc.Logger, e.keyring, "test"
+				if err := loadBenchPolicy(svc); err != nil {
+					b.Fatal(err)
+				}
+				srv := httptest.NewServer((&httpapi.Server{Store: e.store, Service: svc, Auth: e.authn, Logger: e.svc.Logger}).Handler())
+				b.Cleanup(srv.Close)
+				url = srv.URL
+			}
+			agent.URL = url
+			reqs, bodies, hc := presign(b, agent)
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			elapsed := closedLoop(b, reqs, bodies, hc)
+			b.StopTimer()
+			cpu := cpuTime() - cpu0
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "submits/s")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+		})
+	}
 }
 
 // benchClients is the number of concurrent clients (DAOGUARD_BENCH_CLIENTS,

@@ -77,6 +77,7 @@ var unlimitedThreshold = new(big.Int).Lsh(big.NewInt(1), 255)
 type evaluation struct {
 	p       *Policy
 	in      *Input
+	its     []item
 	agent   bool
 	reasons []daoguard.Reason
 	prices  []symPrice
@@ -114,6 +115,7 @@ func (p *Policy) Evaluate(in *Input) (res Result) {
 	if err != nil {
 		return e.deny(ReasonMalformedCalldata, "", err.Error())
 	}
+	e.its = its
 	e.flows = flows(its, in.Catalog)
 	e.value()
 	for i := range its {
@@ -204,7 +206,25 @@ func (e *evaluation) result() Result {
 			prices[sp.sym] = sp.p.Value
 		}
 	}
-	return Result{Tier: e.tier, Decision: d, Flows: e.flows, Prices: prices}
+	return Result{Tier: e.tier, Decision: d, Flows: e.recorded(), Prices: prices}
+}
+
+// recorded returns the flows to record for the action: its own, and a
+// zero flow to each counterparty that has none (a call, an approval), so
+// that per-recipient counts see every action, not only those moving funds.
+func (e *evaluation) recorded() []Flow {
+	fs := e.flows
+	for i := range e.its {
+		to := e.its[i].Counterparty
+		if to == "" || slices.ContainsFunc(fs, func(f Flow) bool { return f.To == to }) {
+			continue
+		}
+		if len(fs) == len(e.flows) {
+			fs = slices.Clip(fs) // never append into e.flows' array
+		}
+		fs = append(fs, Flow{Amount: new(big.Int), To: to})
+	}
+	return fs
 }
 
 // price returns the trusted price of an asset, aggregating once per

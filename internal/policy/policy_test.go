@@ -527,3 +527,44 @@ func TestDecimalGrammar(t *testing.T) {
 		t.Error("a zero price accepted")
 	}
 }
+
+// TestRecipientCountSeesCalls: a per-recipient count limits calls that move
+// no funds as well as payments: each decision's recorded flows name every
+// counterparty, with a zero amount where nothing moves.
+func TestRecipientCountSeesCalls(t *testing.T) {
+	src := `version: 1
+name: t
+groups: {c: {role: r}}
+council: {group: c, approvals: 1, timelock: 1h}
+rules:
+  - name: poke
+    principal_kinds: [agent]
+    actions: [call]
+    tier: autonomous
+    limits:
+      windows: [{period: 1h, per: recipient, max_count: 2}]
+    over_limit: deny
+`
+	p, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := fixture(t, p)
+	l := in.History.(*Ledger)
+	target := "0xe592427a0aece92de3edee1f18e0157c05861564"
+	in.Action = &daoguard.Decoded{Kind: daoguard.KindCall, Account: "ops", AccountKind: daoguard.AccountWallet, From: in.Action.From,
+		To: target, Data: []byte{0x12, 0x34, 0x56, 0x78, 1}, Operation: daoguard.OpCall}
+	for i, want := range []daoguard.Verdict{daoguard.VerdictAllow, daoguard.VerdictAllow, daoguard.VerdictDeny} {
+		res := p.Evaluate(in)
+		if res.Decision.Verdict != want {
+			t.Fatalf("call %d: %s %+v", i, res.Decision.Verdict, res.Decision.Reasons)
+		}
+		if want == daoguard.VerdictAllow {
+			if len(res.Flows) != 1 || res.Flows[0].To != target || res.Flows[0].Amount.Sign() != 0 || res.Flows[0].USD != 0 {
+				t.Fatalf("call %d: recorded flows %+v", i, res.Flows)
+			}
+			l.Record(in.Now, in.Principal.ID, res.Flows)
+			in.Now = in.Now.Add(time.Minute)
+		}
+	}
+}
