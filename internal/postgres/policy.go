@@ -51,6 +51,7 @@ func (tx *Tx) AddPolicy(ctx context.Context, p *daoguard.PolicyVersion) error {
 	c := p.Created
 	tx.undo = append(tx.undo, func() { p.Created = c })
 	p.Created = tx.now
+	delete(tx.policyOf, p.OrgID)
 	_, err := tx.q.Exec(tx.c(ctx), `INSERT INTO policies (org_id, version, source, digest, action_id, created_by, created) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		p.OrgID, p.Version, p.Source, p.Digest, p.ActionID, p.By, p.Created)
 	var pe *pgconn.PgError
@@ -60,9 +61,14 @@ func (tx *Tx) AddPolicy(ctx context.Context, p *daoguard.PolicyVersion) error {
 	return err
 }
 
+const currentPolicyQuery = `SELECT COALESCE(MAX(version), 0) FROM policies WHERE org_id = $1`
+
 func (tx *Tx) CurrentPolicy(ctx context.Context, orgID string) (int, error) {
+	if v, ok := tx.policyOf[orgID]; ok {
+		return v, nil
+	}
 	var v int
-	err := tx.q.QueryRow(tx.c(ctx), `SELECT COALESCE(MAX(version), 0) FROM policies WHERE org_id = $1`, orgID).Scan(&v)
+	err := tx.q.QueryRow(tx.c(ctx), currentPolicyQuery, orgID).Scan(&v)
 	return v, err
 }
 
@@ -101,6 +107,10 @@ func (tx *Tx) AddLedgerEntry(ctx context.Context, e *daoguard.LedgerEntry) error
 // (its statement's snapshot is taken after the lock is granted) everything
 // this one added. Without it, two gateways could each see the budget left
 // and both spend it — salami splitting across replicas.
+//
+// The same round trip reads the policy version in force (CurrentPolicy
+// then answers from it): a decision reads it right after the tail, and
+// under the lock it cannot change (applyPolicy takes the lock too).
 func (tx *Tx) LedgerTail(ctx context.Context, orgID string, after uint64, since time.Time, limit int) ([]daoguard.LedgerEntry, error) {
 	const q = `SELECT seq, org_id, action_id, principal_id, at, flows FROM ledger
 		WHERE org_id = $1 AND seq > $2 AND at > $3 ORDER BY seq LIMIT $4`
@@ -110,12 +120,22 @@ func (tx *Tx) LedgerTail(ctx context.Context, orgID string, after uint64, since 
 	if tx.write {
 		b := &pgx.Batch{}
 		b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, int32(lockLedger), orgID)
+		b.Queue(currentPolicyQuery, orgID)
 		b.Queue(q, args...)
 		br = tx.q.SendBatch(tx.c(ctx), b)
 		if _, err := br.Exec(); err != nil {
 			br.Close()
 			return nil, err
 		}
+		var v int
+		if err := br.QueryRow().Scan(&v); err != nil {
+			br.Close()
+			return nil, err
+		}
+		if tx.policyOf == nil {
+			tx.policyOf = map[string]int{}
+		}
+		tx.policyOf[orgID] = v
 		var err error
 		if rows, err = br.Query(); err != nil {
 			br.Close()

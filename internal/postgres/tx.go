@@ -30,6 +30,10 @@ type Tx struct {
 	undo []func()
 	// after runs once the unit's writes have committed (AfterCommit).
 	after []func()
+	// policyOf is the policy version in force, read with the ledger lock
+	// (see LedgerTail), by organisation: under that lock it cannot change
+	// but through this unit's own AddPolicy, which drops it.
+	policyOf map[string]int
 }
 
 // undoAll runs undo functions, newest first.
