@@ -144,7 +144,10 @@ func items(d *daoguard.Decoded, cat *Catalog) ([]item, error) {
 		it := item{Type: ItemTransfer, Counterparty: d.To, Target: d.To, Operation: daoguard.OpCall,
 			Asset: d.Asset, Token: d.Token, Amount: d.Amount.Int(), Decimals: d.Decimals, Value: new(big.Int)}
 		if d.Token != "" {
-			it.Target = d.Token
+			// The call that will run, so that function and parameter rules
+			// (and CEL's selector) judge a token transfer however it was
+			// asked for: as a transfer intent or as its calldata.
+			it.Target, it.Data = d.Token, transferCalldata(d.To, it.Amount)
 		} else {
 			it.Value = d.Amount.Int()
 		}
@@ -159,6 +162,20 @@ func items(d *daoguard.Decoded, cat *Catalog) ([]item, error) {
 	// checksummed.
 	err := callItems(&out, strings.ToLower(d.From), d.AccountKind, d.To, value, d.Data, d.Operation, cat, 0)
 	return out, err
+}
+
+// transferCalldata encodes transfer(to, amount); nil if either does not
+// fit its ABI word (the intent is refused elsewhere).
+func transferCalldata(to string, amount *big.Int) []byte {
+	addr, err := hex.DecodeString(strings.TrimPrefix(strings.ToLower(to), "0x"))
+	if err != nil || len(addr) != 20 || amount == nil || amount.Sign() < 0 || amount.BitLen() > 256 {
+		return nil
+	}
+	data := make([]byte, 4+64)
+	copy(data, selTransfer[:])
+	copy(data[4+12:], addr)
+	amount.FillBytes(data[4+32:])
+	return data
 }
 
 func callItems(out *[]item, account string, kind daoguard.AccountKind, target string, value *big.Int, data []byte, op daoguard.Operation, cat *Catalog, depth int) error {

@@ -5,6 +5,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -565,6 +566,48 @@ rules:
 			}
 			l.Record(in.Now, in.Principal.ID, res.Flows)
 			in.Now = in.Now.Add(time.Minute)
+		}
+	}
+}
+
+// TestFunctionRulesSeeTransferIntents: a token transfer asked for as a
+// transfer intent is judged as the call it becomes, so a function or
+// parameter rule (here a deny) cannot be bypassed by asking for the
+// transfer instead of sending its calldata.
+func TestFunctionRulesSeeTransferIntents(t *testing.T) {
+	src := `version: 1
+name: t
+groups: {c: {role: r}}
+council: {group: c, approvals: 1, timelock: 1h}
+rules:
+  - {name: payments, principal_kinds: [agent], actions: [transfer], tier: autonomous}
+  - name: big-token-transfers
+    function: "transfer(address,uint256)"
+    params: [{arg: "1", op: gt, value: "1000000000"}]
+    tier: deny
+  - {name: selector-seen, principal_kinds: [agent], cel: 'selector == "0xa9059cbb" && amount > 1500.0', tier: deny}
+`
+	p, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		amount int64 // USDC base units
+		want   daoguard.Verdict
+		rule   string
+	}{
+		{500_000000, daoguard.VerdictAllow, ""},
+		{1200_000000, daoguard.VerdictDeny, "big-token-transfers"},
+		{2000_000000, daoguard.VerdictDeny, "selector-seen"},
+	} {
+		in := fixture(t, p)
+		in.Action.Amount = daoguard.NewBigInt(big.NewInt(tc.amount))
+		d := p.Evaluate(in).Decision
+		if d.Verdict != tc.want {
+			t.Fatalf("%d: %s %+v", tc.amount, d.Verdict, d.Reasons)
+		}
+		if tc.rule != "" && !slices.ContainsFunc(d.Reasons, func(r daoguard.Reason) bool { return r.Code == ReasonDenyRule && r.Rule == tc.rule }) {
+			t.Fatalf("%d: rule %s did not deny: %+v", tc.amount, tc.rule, d.Reasons)
 		}
 	}
 }
