@@ -5,16 +5,25 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/daoguard/daoguard.Version=$(VERSION) -X github.com/daoguard/daoguard.Commit=$(COMMIT)
 BIN      := bin/daoguard
 
-.PHONY: all build test vet staticcheck fmt-check interop-deps race policy-test bench fuzz demo clean
+.PHONY: all build contracts test vet staticcheck fmt-check interop-deps race policy-test bench fuzz demo clean
 
 all: build
 
-build:
+build: contracts
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/daoguard
 
 # Everything CI checks: formatting, vet, staticcheck, every test with the race
 # detector, and a short run of every fuzz target.
-test: fmt-check vet staticcheck interop-deps race policy-test fuzz
+test: fmt-check contracts vet staticcheck interop-deps race policy-test fuzz
+
+# The dev chain's and the tests' contracts, compiled from contracts/src with
+# the solc pinned in contracts/package.json into internal/evm/artifacts
+# (generated, embedded in the binary, never committed).
+ARTIFACTS := internal/evm/artifacts/DevToken.json internal/evm/artifacts/DevAggregator.json
+contracts: $(ARTIFACTS)
+$(ARTIFACTS) &: contracts/build.js contracts/package-lock.json $(wildcard contracts/src/*.sol)
+	@command -v npm >/dev/null 2>&1 || { echo "node and npm are needed to compile the contracts (apt-get install nodejs npm)"; exit 1; }
+	cd contracts && npm ci --no-audit --no-fund --silent && node build.js
 
 # The npm package the interop test signs with: an independent RFC 9421
 # implementation (skipped when node is not installed, unless .ci/run).
@@ -64,4 +73,4 @@ demo: build
 	./scripts/demo.sh $(BIN)
 
 clean:
-	rm -rf bin
+	rm -rf bin contracts/node_modules internal/evm/artifacts/*.json

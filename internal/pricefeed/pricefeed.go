@@ -1,5 +1,6 @@
-// Package pricefeed polls HTTP JSON price endpoints in the background and
-// hands the policy engine a snapshot of their readings. Deciding never
+// Package pricefeed polls price sources in the background — HTTP JSON
+// endpoints and on-chain aggregators (Chainlink's AggregatorV3 read side)
+// — and hands the policy engine a snapshot of their readings. Deciding never
 // waits on the network: it reads the last snapshot, and the policy's price
 // rules (freshness, deviation from the median, quorum) decide which
 // readings count.
@@ -23,6 +24,8 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard/internal/policy"
+	ethereum "github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
 )
 
 // Defaults copied into a new Poller.
@@ -32,7 +35,9 @@ const (
 	maxBody        = 1 << 20
 )
 
-// Source is one HTTP JSON endpoint and where its prices are in the body.
+// Source is one price source: an HTTP JSON endpoint and where its prices
+// are in the body (URL, Prices, Time), or on-chain aggregators read through
+// the chain's JSON-RPC (Aggregators).
 type Source struct {
 	Name string `yaml:"name"`
 	URL  string `yaml:"url"`
@@ -46,12 +51,30 @@ type Source struct {
 	// reading is as old as the response. A source that states its time
 	// lets a frozen upstream show as stale instead of fresh.
 	Time string `yaml:"time"`
+	// Aggregators maps an asset symbol to the address of an on-chain feed
+	// with Chainlink's AggregatorV3 read side (decimals, latestRoundData)
+	// quoting it in USD. A reading is as old as the round's updatedAt.
+	Aggregators map[string]string `yaml:"aggregators"`
 }
 
 // Validate checks a source's fields.
 func (s *Source) Validate() error {
 	if s.Name == "" {
 		return errors.New("name is required")
+	}
+	if len(s.Aggregators) > 0 {
+		if s.URL != "" || len(s.Prices) > 0 || s.Time != "" {
+			return errors.New("a source is either an HTTP endpoint (url, prices, time) or on-chain aggregators, not both")
+		}
+		for sym, addr := range s.Aggregators {
+			if sym == "" {
+				return errors.New("aggregators: symbols must not be empty")
+			}
+			if !common.IsHexAddress(addr) {
+				return fmt.Errorf("aggregators.%s: %q is not an address", sym, addr)
+			}
+		}
+		return nil
 	}
 	u, err := url.Parse(s.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -72,6 +95,9 @@ func (s *Source) Validate() error {
 type Poller struct {
 	Sources []Source
 	Client  *http.Client
+	// Chain reads the aggregators (ethclient.Client, or the dev chain's
+	// simulated client); nil fails every aggregator source.
+	Chain ethereum.ContractCaller
 	Every   time.Duration
 	Logger  *slog.Logger
 	Now     func() time.Time
@@ -130,7 +156,13 @@ func (p *Poller) Poll(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := p.fetch(ctx, &p.Sources[i])
+			var got map[string]policy.Reading
+			var err error
+			if len(p.Sources[i].Aggregators) > 0 {
+				got, err = p.readAggregators(ctx, &p.Sources[i])
+			} else {
+				got, err = p.fetch(ctx, &p.Sources[i])
+			}
 			results[i] = result{&p.Sources[i], got, err}
 		}()
 	}
