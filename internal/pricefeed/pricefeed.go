@@ -97,10 +97,10 @@ type Poller struct {
 	Client  *http.Client
 	// Chain reads the aggregators (ethclient.Client, or the dev chain's
 	// simulated client); nil fails every aggregator source.
-	Chain ethereum.ContractCaller
-	Every   time.Duration
-	Logger  *slog.Logger
-	Now     func() time.Time
+	Chain  ethereum.ContractCaller
+	Every  time.Duration
+	Logger *slog.Logger
+	Now    func() time.Time
 
 	mu     sync.Mutex
 	latest map[string]map[string]policy.Reading // symbol → source → reading
