@@ -90,6 +90,8 @@ type CatalogStore interface {
 	PutAsset(ctx context.Context, a *Asset) error
 	// Assets lists an organisation's assets by symbol.
 	Assets(ctx context.Context, orgID string) ([]*Asset, error)
+	// Accounts lists an organisation's accounts by name.
+	Accounts(ctx context.Context, orgID string) ([]*Account, error)
 }
 
 // ErrIdempotencyKeyUsed is returned by CreateAction when the principal has

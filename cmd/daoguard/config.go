@@ -33,6 +33,16 @@ type Config struct {
 	LogLevel      string       `yaml:"log_level"` // debug | info | warn | error
 	Auth          AuthConfig   `yaml:"auth"`
 	Prices        PricesConfig `yaml:"prices"`
+	Chain         ChainConfig  `yaml:"chain"`
+}
+
+// ChainConfig is the Ethereum node the gateway reads over JSON-RPC: the
+// treasury's balances (for the units check and holdings-based limits) and
+// the on-chain price aggregators. Without it, holdings are unknown and an
+// agent's transfers go to approval (HOLDINGS_UNAVAILABLE).
+type ChainConfig struct {
+	RPC     string `yaml:"rpc"`      // http(s):// or ws(s):// URL of the node
+	ChainID uint64 `yaml:"chain_id"` // the chain the accounts are on; checked against the node at start
 }
 
 // PricesConfig lists the HTTP JSON price endpoints the gateway polls for
@@ -170,10 +180,24 @@ func (c *Config) Validate() error {
 	if c.Prices.Every < time.Second || c.Prices.Every > time.Hour {
 		bad("prices.every", "must be between 1s and 1h, not %s", c.Prices.Every)
 	}
+	if c.Chain.RPC != "" {
+		u, err := url.Parse(c.Chain.RPC)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "ws" && u.Scheme != "wss") {
+			bad("chain.rpc", "must be an http(s):// or ws(s):// URL")
+		} else if u.User != nil {
+			bad("chain.rpc", "must not hold credentials: daoguard.yaml never holds a secret")
+		}
+		if c.Chain.ChainID == 0 {
+			bad("chain.chain_id", "is required with chain.rpc")
+		}
+	}
 	names := map[string]bool{}
 	for i, src := range c.Prices.Sources {
 		if err := src.Validate(); err != nil {
 			bad(fmt.Sprintf("prices.sources[%d]", i), "%v", err)
+		}
+		if len(src.Aggregators) > 0 && c.Chain.RPC == "" {
+			bad(fmt.Sprintf("prices.sources[%d].aggregators", i), "need chain.rpc: on-chain feeds are read through the node")
 		}
 		if names[src.Name] {
 			bad(fmt.Sprintf("prices.sources[%d].name", i), "%q is used twice: a source counts once towards the quorum", src.Name)

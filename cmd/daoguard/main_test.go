@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -225,4 +227,54 @@ func TestServe(t *testing.T) {
 			t.Errorf("%v: exit %d %q, want %d containing %q", tc.args, code, errs, tc.code, tc.want)
 		}
 	}
+}
+
+// TestChainConfig: a node URL must be a plain http(s)/ws(s) URL with a chain
+// id; on-chain price feeds need it; and a node of another chain is refused
+// at start (its balances would be another chain's).
+func TestChainConfig(t *testing.T) {
+	agg := "prices: {sources: [{name: feeds, aggregators: {ETH: '0x5f4ec3df9cbd43714fe2740f5e3616155c5b8419'}}]}\n"
+	for _, tc := range []struct {
+		yaml, field string
+	}{
+		{"chain: {rpc: 'ftp://node:8545', chain_id: 1}\n", "chain.rpc"},
+		{"chain: {rpc: 'https://user:pw@node:8545', chain_id: 1}\n", "chain.rpc"},
+		{"chain: {rpc: 'http://127.0.0.1:8545'}\n", "chain.chain_id"},
+		{agg, "prices.sources[0].aggregators"},
+	} {
+		c, err := ParseConfig(strings.NewReader("org: {id: org_x}\n" + tc.yaml))
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.field+":") {
+			t.Errorf("%q: want an error naming %s, got %v", tc.yaml, tc.field, err)
+		}
+	}
+	c, err := ParseConfig(strings.NewReader("org: {id: org_x}\nchain: {rpc: 'http://127.0.0.1:8545', chain_id: 1337}\n" + agg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// A JSON-RPC endpoint on loopback that says it is chain 1.
+	node := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		json.NewDecoder(r.Body).Decode(&req)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":"0x1"}`, req.ID)
+	}))
+	defer node.Close()
+	_, err = dialChain(context.Background(), ChainConfig{RPC: node.URL, ChainID: 1337})
+	if daoguard.ErrorCode(err) != daoguard.CodeConfig || !strings.Contains(err.Error(), "chain 1, but chain.chain_id is 1337") {
+		t.Fatalf("another chain's node: %v", err)
+	}
+	eth, err := dialChain(context.Background(), ChainConfig{RPC: node.URL, ChainID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eth.Close()
 }

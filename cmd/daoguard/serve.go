@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,12 +15,14 @@ import (
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/auth"
+	"github.com/daoguard/daoguard/internal/evm"
 	"github.com/daoguard/daoguard/internal/httpapi"
 	"github.com/daoguard/daoguard/internal/postgres"
 	"github.com/daoguard/daoguard/internal/pricefeed"
 	"github.com/daoguard/daoguard/internal/secrets"
 	"github.com/daoguard/daoguard/internal/service"
 	"github.com/daoguard/daoguard/internal/sqlite"
+	"github.com/ethereum/go-ethereum/ethclient"
 )
 
 // runServe loads the configuration (defaults → daoguard.yaml → environment
@@ -105,6 +108,28 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if len(cfg.Prices.Sources) > 0 {
 		decider.Prices = prices
 	}
+	var holdings *evm.HoldingsPoller
+	if cfg.Chain.RPC != "" {
+		eth, err := dialChain(ctx, cfg.Chain)
+		if err != nil {
+			return err
+		}
+		defer eth.Close()
+		prices.Chain = eth
+		orgID := cfg.Org.ID
+		holdings = evm.NewHoldingsPoller(eth, cfg.Chain.ChainID, func(ctx context.Context) (acc []*daoguard.Account, as []*daoguard.Asset, err error) {
+			err = st.View(ctx, func(tx daoguard.Tx) error {
+				if acc, err = tx.Accounts(ctx, orgID); err != nil {
+					return err
+				}
+				as, err = tx.Assets(ctx, orgID)
+				return err
+			})
+			return acc, as, err
+		})
+		holdings.Logger = log
+		decider.Holdings = holdings
+	}
 	svc := service.New(st, decider, nil, node)
 	svc.Logger, svc.Keyring, svc.Environment = log, keyring, cfg.Environment
 	authn := auth.New(st, keyring, cfg.Environment)
@@ -146,6 +171,9 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		}
 		done <- struct{}{}
 	}()
+	if holdings != nil {
+		go holdings.Run(runCtx) // stops with runCtx; reads only
+	}
 	log.Info("daoguard serving", "url", scheme+"://"+ln.Addr().String(), "store", storeName(cfg), "environment", cfg.Environment, "node", node, "version", daoguard.Version)
 
 	errc := make(chan error, 1)
@@ -214,4 +242,23 @@ func newLogger(m *Main, level string) *slog.Logger {
 	var l slog.Level
 	l.UnmarshalText([]byte(level)) // validated already
 	return slog.New(slog.NewJSONHandler(m.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// dialChain connects to the configured node. A node that answers with
+// another chain id is refused: balances read there would be another
+// chain's. A node that does not answer yet is only logged, by the pollers:
+// holdings stay unknown (approval) until it does.
+func dialChain(ctx context.Context, c ChainConfig) (*ethclient.Client, error) {
+	node, err := ethclient.DialContext(ctx, c.RPC)
+	if err != nil {
+		return nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: "chain.rpc: " + err.Error()}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if id, err := node.ChainID(cctx); err == nil && id.Uint64() != c.ChainID {
+		node.Close()
+		return nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: fmt.Sprintf("chain.rpc is chain %s, but chain.chain_id is %d", id, c.ChainID),
+			Hint: "point chain.rpc at a node of the accounts' chain"}
+	}
+	return node, nil
 }

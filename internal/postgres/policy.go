@@ -28,6 +28,29 @@ func (tx *Tx) OnUndo(fn func()) {
 	}
 }
 
+func (tx *Tx) Accounts(ctx context.Context, orgID string) ([]*daoguard.Account, error) {
+	rows, err := tx.q.Query(tx.c(ctx), `SELECT org_id, name, chain_id, address, kind FROM accounts WHERE org_id = $1 ORDER BY name`, orgID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*daoguard.Account
+	for rows.Next() {
+		var a daoguard.Account
+		var kind string
+		var chain int64
+		if err := rows.Scan(&a.OrgID, &a.Name, &chain, &a.Address, &kind); err != nil {
+			return nil, err
+		}
+		a.ChainID = uint64(chain)
+		if a.Kind, err = daoguard.ParseAccountKind(kind); err != nil {
+			return nil, err
+		}
+		out = append(out, &a)
+	}
+	return out, rows.Err()
+}
+
 func (tx *Tx) Assets(ctx context.Context, orgID string) ([]*daoguard.Asset, error) {
 	rows, err := tx.q.Query(tx.c(ctx), `SELECT org_id, symbol, chain_id, address, decimals FROM assets WHERE org_id = $1 ORDER BY symbol`, orgID)
 	if err != nil {

@@ -62,6 +62,20 @@ func runPolicyStore(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("OK_Accounts", func(t *testing.T) {
+		f := setup(t, h)
+		var got []*daoguard.Account
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) { got, err = tx.Accounts(ctx, f.Org); return err }))
+		if len(got) != 2 || got[0].Name != "ops" || got[1].Name != "treasury" || got[1].Kind != daoguard.AccountSafe || got[0].ChainID != 1337 ||
+			got[0].Address != "0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+			t.Fatalf("accounts = %+v", got)
+		}
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) { got, err = tx.Accounts(ctx, "org_none"); return err }))
+		if len(got) != 0 {
+			t.Fatalf("another organisation's accounts: %+v", got)
+		}
+	})
+
 	t.Run("OK_LedgerTail", func(t *testing.T) {
 		f := setup(t, h)
 		add := func(action string, flows []daoguard.Flow) *daoguard.LedgerEntry {
