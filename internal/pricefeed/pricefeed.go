@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -235,7 +236,13 @@ func (p *Poller) fetch(ctx context.Context, s *Source) (map[string]policy.Readin
 	}
 	got := make(map[string]policy.Reading, len(s.Prices))
 	var errs []error
-	for sym, path := range s.Prices {
+	syms := make([]string, 0, len(s.Prices))
+	for sym := range s.Prices {
+		syms = append(syms, sym)
+	}
+	sort.Strings(syms) // errors in a stable order
+	for _, sym := range syms {
+		path := s.Prices[sym]
 		v, err := lookup(doc, path)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", sym, err))

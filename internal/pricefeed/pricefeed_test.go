@@ -79,7 +79,7 @@ func TestPollAggregatesLoopbackSources(t *testing.T) {
 	a.set(200, `{"ethereum": {"usd": "0x10"}}`)
 	now = now.Add(6 * time.Minute)
 	err := p.Poll(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "b: HTTP 502") || !strings.Contains(err.Error(), "a: ETH") {
+	if err == nil || !strings.Contains(err.Error(), "b: HTTP 502") || !strings.Contains(err.Error(), `ETH: price "0x10"`) {
 		t.Fatalf("errors: %v", err)
 	}
 	got = policy.Aggregate(p.Quotes()["ETH"].Readings(), now, cfg())
