@@ -302,7 +302,10 @@ func (a *Authenticator) fail(r *http.Request, id *Identity, keyID string, err er
 	// before that, anyone who knows a key id (not a secret) could put
 	// entries under the key owner's name. A replay verifies too, but was
 	// sent by whoever captured it.
-	attributable := id != nil && id.Principal != nil && id.verified && code != daoguard.CodeNonceReused
+	// A body that does not match its signed digest verifies too (the
+	// signature covers the digest, not the body): anyone holding a captured
+	// request can send it with another body.
+	attributable := id != nil && id.Principal != nil && id.verified && code != daoguard.CodeNonceReused && code != daoguard.CodeDigestMismatch
 	if attributable || code == daoguard.CodeWrongEnvironment {
 		e.Event = "auth.denied" // authentic (or of the wrong environment), but not allowed
 	}

@@ -182,6 +182,13 @@ func TestRefusedRequests(t *testing.T) {
 			if d["reason"] != string(tc.code) || d["source"] == "" {
 				t.Fatalf("audit detail %v", d)
 			}
+			// Only a refusal that the key's owner must have sent speaks
+			// for them; a swapped body or a bad signature is anyone's.
+			if tc.code == daoguard.CodeDigestMismatch || tc.code == daoguard.CodeSignatureInvalid {
+				if es[0].ActorKind != "anonymous" || es[0].Event != "auth.failed" {
+					t.Fatalf("%s attributed: %s by %s (%s)", tc.code, es[0].Event, es[0].ActorID, es[0].ActorKind)
+				}
+			}
 			if status == 401 && tc.code == daoguard.CodeSignatureMissing && h.Get("Accept-Signature") == "" {
 				t.Fatal("no Accept-Signature on a missing signature")
 			}

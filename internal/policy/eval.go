@@ -279,6 +279,10 @@ func (e *evaluation) value() {
 	e.usdKnown = true
 	for i := range e.flows {
 		f := &e.flows[i]
+		if f.Amount.Sign() == 0 {
+			f.USD = 0 // nothing moves: worth nothing, whatever the price
+			continue
+		}
 		a, ok := e.in.Catalog.Asset(f.Asset)
 		if f.Asset == "" || !ok {
 			e.usdKnown = false
@@ -857,16 +861,17 @@ func (e *evaluation) window(r *rule, w *window, it *item) (exceeded, unpriced bo
 		e.fig = strconv.AppendInt(e.fig, int64(w.maxCount), 10)
 		e.fig = append(e.fig, " actions"...)
 	case w.maxUSD >= 0:
-		if t.Unpriced > 0 {
-			// An action in this window moved an asset with no trusted price
-			// (a human approved it): its USD value is unknown, so this limit
-			// cannot be shown to hold until it leaves the window.
+		mine := e.usdTo(to)
+		sum := addUSD(t.USD, mine)
+		if sum <= w.maxUSD && t.Unpriced > 0 {
+			// An action in this window moved an asset with no trusted price:
+			// its USD value is unknown, so this limit cannot be shown to hold
+			// until it leaves the window. (What is priced already exceeding
+			// the limit is decided below, as exceeded.)
 			e.reason(ReasonPriceUnavailable, r.name, fmt.Sprintf("%s: %d action(s) in the window had no trusted price: the USD total is unknown", name, t.Unpriced),
 				"approval until the unpriced action(s) leave the "+fmtPeriod(w.period)+" window")
 			return false, true
 		}
-		mine := e.usdTo(to)
-		sum := addUSD(t.USD, mine)
 		if sum > w.maxUSD {
 			left := max(w.maxUSD-t.USD, 0)
 			excess := big.NewInt(sum - w.maxUSD)

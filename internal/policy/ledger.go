@@ -160,7 +160,10 @@ func (l *Ledger) Record(at time.Time, principal string, flows []Flow) {
 		s.append(ns, k.Asset != "", &a.amt, a.usd, a.unp, a.ovf)
 	}
 	for _, f := range flows {
-		if f.To == "" {
+		// Only a counterparty that received something becomes known: a
+		// call or an approval (a zero flow) must not make an address look
+		// familiar to the new-recipient rule and the look-alike check.
+		if f.To == "" || f.Amount == nil || f.Amount.Sign() == 0 {
 			continue
 		}
 		if _, ok := l.known[f.To]; !ok {

@@ -568,6 +568,12 @@ rules:
 			in.Now = in.Now.Add(time.Minute)
 		}
 	}
+	// Calls that moved nothing do not make the target a known
+	// counterparty (it would pass new-recipient rules and the look-alike
+	// check as if it had been paid).
+	if l.Known(target) {
+		t.Fatal("a zero flow made its counterparty known")
+	}
 }
 
 // TestFunctionRulesSeeTransferIntents: a token transfer asked for as a

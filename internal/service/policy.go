@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"math/big"
 	"sync"
 	"time"
@@ -75,6 +76,9 @@ type orgPolicy struct {
 	// stagedL is staged recorded as a ledger, for evaluation; nil when it
 	// must be rebuilt (after an entry was taken back or moved out).
 	stagedL *policy.Ledger
+	// gen counts the times staged entries were taken back: a unit that read
+	// the tail after what was known then must read again (see catchUp).
+	gen uint64
 }
 
 type compiled struct {
@@ -199,15 +203,42 @@ func (o *orgPolicy) stage(es []daoguard.LedgerEntry) []uint64 {
 	return added
 }
 
-// unstage takes back an entry whose unit was undone. Under o.mu.
+// unstage takes back an entry whose unit was undone, and every staged
+// entry after it: the staged entries must stay a run with none missing, and
+// those after it are read again from the store by the next unit (they are
+// there if they committed). Under o.mu.
 func (o *orgPolicy) unstage(seq uint64) {
 	for i := len(o.staged) - 1; i >= 0; i-- {
 		if o.staged[i].Seq == seq {
-			o.staged = append(o.staged[:i], o.staged[i+1:]...)
+			o.staged = o.staged[:i]
 			o.stagedL = nil
+			o.gen++
 			return
 		}
 	}
+}
+
+// catchUp makes tail, read after `after` when the take-back count was gen,
+// follow what is known now. If entries were taken back since (a unit of
+// another batch undone, perhaps after this unit read the tail), what is
+// known may end before `after`: the tail is then read again from there, so
+// that no committed entry is left out. Called and returns with o.mu held;
+// releases it while reading.
+func (o *orgPolicy) catchUp(ctx context.Context, tx daoguard.Tx, orgID string, tail []daoguard.LedgerEntry, after, gen uint64, since time.Time) ([]daoguard.LedgerEntry, error) {
+	for range 8 {
+		if o.gen == gen && o.known() >= after {
+			return tail, nil
+		}
+		after, gen = o.known(), o.gen
+		o.mu.Unlock()
+		var err error
+		tail, err = readTail(ctx, tx, orgID, after, since)
+		o.mu.Lock()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return nil, stored(errors.New("the ledger kept changing under this unit"))
 }
 
 // commit moves the staged entries through seq, now committed, into the
@@ -264,7 +295,7 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 	o := d.org(orgID)
 	now := tx.Now()
 	o.mu.Lock()
-	after, since := o.known(), now.Add(-counterpartyMemory)
+	after, gen, since := o.known(), o.gen, now.Add(-counterpartyMemory)
 	if o.win != nil {
 		since = now.Add(-o.win.horizon)
 	}
@@ -341,6 +372,10 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 	case in.DryRun:
 		// A read-only snapshot changes nothing known here; what it read
 		// beyond that is stacked for this evaluation only.
+		if tail, err = o.catchUp(ctx, tx, orgID, tail, after, gen, since); err != nil {
+			o.mu.Unlock()
+			return daoguard.Decision{}, err
+		}
 		hist := o.history(pol)
 		var extra *policy.Ledger
 		for _, e := range tail {
@@ -360,14 +395,12 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 	default:
 		// The tail is staged by this unit: taken back if it is undone, in
 		// the ledger once it has committed.
+		if tail, err = o.catchUp(ctx, tx, orgID, tail, after, gen, since); err != nil {
+			o.mu.Unlock()
+			return daoguard.Decision{}, err
+		}
 		if added := o.stage(tail); len(added) > 0 {
-			tx.OnUndo(func() {
-				o.mu.Lock()
-				defer o.mu.Unlock()
-				for i := len(added) - 1; i >= 0; i-- {
-					o.unstage(added[i])
-				}
-			})
+			tx.OnUndo(func() { o.mu.Lock(); o.unstage(added[0]); o.mu.Unlock() })
 			last := added[len(added)-1]
 			tx.AfterCommit(func() { o.mu.Lock(); o.commit(last); o.mu.Unlock() })
 		}

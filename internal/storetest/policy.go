@@ -149,10 +149,13 @@ func runPolicyStore(t *testing.T, h Harness) {
 	// last run is the one that counts.
 	t.Run("OK_OnUndo", func(t *testing.T) {
 		f := setup(t, h)
-		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) error {
+		viewFailed := errors.New("view refused")
+		if err := f.Store.View(ctx, func(tx daoguard.Tx) error {
 			tx.OnUndo(func() { t.Error("OnUndo ran in a View") })
-			return nil
-		}))
+			return viewFailed
+		}); !errors.Is(err, viewFailed) {
+			t.Fatalf("view: %v", err)
+		}
 		const n = 24
 		var mu sync.Mutex
 		events := make([][]string, n)
@@ -191,6 +194,10 @@ func runPolicyStore(t *testing.T, h Harness) {
 					runs++
 					if j > 0 && ev[j-1] != "undone" {
 						t.Fatalf("unit %d: a run followed %q: %v", i, ev[j-1], ev)
+					}
+				case "undone":
+					if j == 0 || ev[j-1] != "ran" || j+1 < len(ev) && ev[j+1] != "ran" {
+						t.Fatalf("unit %d: undone out of turn (only a run is undone, and only a rerun follows): %v", i, ev)
 					}
 				case "committed":
 					if i%3 == 0 {
