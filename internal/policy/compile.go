@@ -617,6 +617,26 @@ func (c *compiler) addrSet(path []any, d *AddrSetDoc, p *Policy) *addrSet {
 	return s
 }
 
+// signatureShape is what ParseSelector lets through to go-ethereum's
+// parser: a name, then everything between one pair of outer parentheses.
+var signatureShape = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*\(.*\)$`)
+
+// ParseSelector is abi.ParseSelector on text of the right shape, with any
+// panic of the parser turned into an error: it indexes past the end of some
+// inputs (a bare name such as "s", found by FuzzParsePolicy), and a policy
+// document must never crash the gateway or the CLI.
+func ParseSelector(sig string) (m abi.SelectorMarshaling, err error) {
+	if !signatureShape.MatchString(sig) {
+		return m, fmt.Errorf("not name(types)")
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("unparsable signature")
+		}
+	}()
+	return abi.ParseSelector(sig)
+}
+
 func (c *compiler) function(path []any, sig string, r *rule) {
 	// Bounded before parsing: ABI type construction is superlinear in
 	// tuple nesting, and a policy must not be a way to burn CPU.
@@ -624,7 +644,7 @@ func (c *compiler) function(path []any, sig string, r *rule) {
 		c.errf(path, "a function signature is at most 1024 bytes with at most 15 nested tuples")
 		return
 	}
-	m, err := abi.ParseSelector(sig)
+	m, err := ParseSelector(sig)
 	if err != nil || m.Name == "" {
 		c.errf(path, "%q is not a function signature like transfer(address,uint256)", clipText(sig))
 		return

@@ -617,3 +617,17 @@ rules:
 		}
 	}
 }
+
+// TestParseSelectorNeverPanics: go-ethereum's selector parser indexes past
+// the end of some inputs; a policy's function field is checked first and
+// any panic becomes an error.
+func TestParseSelectorNeverPanics(t *testing.T) {
+	for _, sig := range []string{"s", "(", ")", "f(", "f)", "f((", "f(,)", "f(uint256", "(uint256)", "f()x", ""} {
+		if _, err := ParseSelector(sig); err == nil && sig != "f(,)" {
+			t.Errorf("%q parsed", sig)
+		}
+	}
+	if m, err := ParseSelector("transfer(address,uint256)"); err != nil || m.Name != "transfer" || len(m.Inputs) != 2 {
+		t.Fatalf("transfer: %+v %v", m, err)
+	}
+}

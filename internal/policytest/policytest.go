@@ -486,7 +486,7 @@ func build(fx *Fixture, c Case) (*policy.Input, error) {
 
 // encodeCall ABI-encodes a call from its signature and string arguments.
 func encodeCall(sig string, args []any) ([]byte, error) {
-	m, err := abi.ParseSelector(sig)
+	m, err := policy.ParseSelector(sig)
 	if err != nil {
 		return nil, err
 	}
