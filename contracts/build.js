@@ -1,6 +1,8 @@
 // Compiles src/*.sol with the pinned solc (package.json) and writes one
 // artifact per contract to ../internal/evm/artifacts/<Name>.json:
 // {"contractName", "abi", "bytecode", "deployedBytecode", "compiler"}.
+// It also copies Safe v1.4.1's own build artifacts (the contracts as the
+// Safe team compiled and deployed them) from the pinned npm package.
 // The output depends only on the sources and the compiler version: the
 // same inputs give the same bytes (no timestamps, no absolute paths).
 'use strict';
@@ -46,4 +48,33 @@ for (const file of Object.keys(out.contracts).sort()) {
     fs.writeFileSync(path.join(outDir, name + '.json'), JSON.stringify(art, null, 1) + '\n');
     console.log('built ' + name + ' (' + (c.evm.deployedBytecode.object.length / 2) + ' bytes)');
   }
+}
+
+// Safe v1.4.1: the singleton, its proxy factory, the batch libraries and
+// the fallback handler, exactly as published.
+const safePkg = path.join(__dirname, 'node_modules', '@safe-global', 'safe-contracts');
+const safeVersion = require(path.join(safePkg, 'package.json')).version;
+if (safeVersion !== '1.4.1') {
+  console.error('expected @safe-global/safe-contracts 1.4.1, found ' + safeVersion);
+  process.exit(1);
+}
+const safeArtifacts = {
+  Safe: 'Safe.sol/Safe.json',
+  SafeL2: 'SafeL2.sol/SafeL2.json',
+  SafeProxyFactory: 'proxies/SafeProxyFactory.sol/SafeProxyFactory.json',
+  MultiSend: 'libraries/MultiSend.sol/MultiSend.json',
+  MultiSendCallOnly: 'libraries/MultiSendCallOnly.sol/MultiSendCallOnly.json',
+  CompatibilityFallbackHandler: 'handler/CompatibilityFallbackHandler.sol/CompatibilityFallbackHandler.json',
+};
+for (const name of Object.keys(safeArtifacts)) {
+  const a = JSON.parse(fs.readFileSync(path.join(safePkg, 'build', 'artifacts', 'contracts', safeArtifacts[name]), 'utf8'));
+  const art = {
+    contractName: name,
+    compiler: '@safe-global/safe-contracts ' + safeVersion,
+    abi: a.abi,
+    bytecode: a.bytecode,
+    deployedBytecode: a.deployedBytecode,
+  };
+  fs.writeFileSync(path.join(outDir, name + '.json'), JSON.stringify(art, null, 1) + '\n');
+  console.log('copied ' + name + ' (Safe ' + safeVersion + ')');
 }
