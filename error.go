@@ -12,27 +12,31 @@ type Code string
 
 // Error codes. Append only: a published code never changes meaning.
 const (
-	CodeInvalid             Code = "INVALID_ARGUMENT"         // a field is malformed or missing
-	CodeInvalidAmount       Code = "INVALID_AMOUNT"           // an amount is not a decimal string the asset can hold
-	CodeAddressChecksum     Code = "ADDRESS_CHECKSUM"         // a mixed-case address fails its EIP-55 checksum (a typo or a tampered address)
-	CodeUnknownAccount      Code = "UNKNOWN_ACCOUNT"          // the account name is not configured
-	CodeUnknownAsset        Code = "UNKNOWN_ASSET"            // the asset symbol or address is not configured
-	CodeNotFound            Code = "NOT_FOUND"                // the object does not exist or is not visible to the caller
-	CodeConflict            Code = "CONFLICT"                 // a concurrent change won; retry with fresh state
-	CodeIllegalTransition   Code = "ILLEGAL_TRANSITION"       // the action's state does not allow this operation
-	CodeIdempotencyMismatch Code = "IDEMPOTENCY_MISMATCH"     // an Idempotency-Key was reused with a different request
-	CodeDuplicateApproval   Code = "DUPLICATE_APPROVAL"       // this human already approved or rejected the action
-	CodeNotHuman            Code = "NOT_HUMAN"                // only a human principal may do this
-	CodeForbidden           Code = "FORBIDDEN"                // the principal lacks the role or permission
-	CodeOrgPaused           Code = "ORG_PAUSED"               // the kill switch is on: no agent submissions, no execution
-	CodeAgentSuspended      Code = "AGENT_SUSPENDED"          // the agent's autonomy is suspended
-	CodeAutonomyRaise       Code = "AUTONOMY_RAISE_FORBIDDEN" // only a human may raise an agent's autonomy
-	CodeExpired             Code = "ACTION_EXPIRED"           // the action's approval or execution window has passed
-	CodeIncompatibleStore   Code = "INCOMPATIBLE_STORE"       // the store's data version is not one this binary reads
-	CodeConfig              Code = "INVALID_CONFIG"           // the configuration failed validation
-	CodeUnavailable         Code = "UNAVAILABLE"              // a dependency is down; safe to retry
-	CodeInternal            Code = "INTERNAL"                 // a bug or an unexpected failure; details are logged, not shown
-	CodeInvalidPolicy       Code = "INVALID_POLICY"           // a policy document failed validation; Details lists every problem with its line
+	CodeInvalid             Code = "INVALID_ARGUMENT"          // a field is malformed or missing
+	CodeInvalidAmount       Code = "INVALID_AMOUNT"            // an amount is not a decimal string the asset can hold
+	CodeAddressChecksum     Code = "ADDRESS_CHECKSUM"          // a mixed-case address fails its EIP-55 checksum (a typo or a tampered address)
+	CodeUnknownAccount      Code = "UNKNOWN_ACCOUNT"           // the account name is not configured
+	CodeUnknownAsset        Code = "UNKNOWN_ASSET"             // the asset symbol or address is not configured
+	CodeNotFound            Code = "NOT_FOUND"                 // the object does not exist or is not visible to the caller
+	CodeConflict            Code = "CONFLICT"                  // a concurrent change won; retry with fresh state
+	CodeIllegalTransition   Code = "ILLEGAL_TRANSITION"        // the action's state does not allow this operation
+	CodeIdempotencyMismatch Code = "IDEMPOTENCY_MISMATCH"      // an Idempotency-Key was reused with a different request
+	CodeDuplicateApproval   Code = "DUPLICATE_APPROVAL"        // this human already approved or rejected the action
+	CodeNotHuman            Code = "NOT_HUMAN"                 // only a human principal may do this
+	CodeForbidden           Code = "FORBIDDEN"                 // the principal lacks the role or permission
+	CodeOrgPaused           Code = "ORG_PAUSED"                // the kill switch is on: no agent submissions, no execution
+	CodeAgentSuspended      Code = "AGENT_SUSPENDED"           // the agent's autonomy is suspended
+	CodeAutonomyRaise       Code = "AUTONOMY_RAISE_FORBIDDEN"  // only a human may raise an agent's autonomy
+	CodeExpired             Code = "ACTION_EXPIRED"            // the action's approval or execution window has passed
+	CodeIncompatibleStore   Code = "INCOMPATIBLE_STORE"        // the store's data version is not one this binary reads
+	CodeConfig              Code = "INVALID_CONFIG"            // the configuration failed validation
+	CodeUnavailable         Code = "UNAVAILABLE"               // a dependency is down; safe to retry
+	CodeInternal            Code = "INTERNAL"                  // a bug or an unexpected failure; details are logged, not shown
+	CodeOwnerSignature      Code = "OWNER_SIGNATURE_INVALID"   // a Safe owner's signature is malformed or does not sign this Safe transaction
+	CodeNotSafeOwner        Code = "NOT_SAFE_OWNER"            // the signer is not an owner of the Safe
+	CodeDuplicateSignature  Code = "DUPLICATE_OWNER_SIGNATURE" // two signatures of one owner
+	CodeThresholdNotMet     Code = "THRESHOLD_NOT_MET"         // fewer valid owner signatures than the Safe's threshold
+	CodeInvalidPolicy       Code = "INVALID_POLICY"            // a policy document failed validation; Details lists every problem with its line
 
 	// Authentication (401) and authorization (403) of signed requests.
 	CodeSignatureMissing Code = "SIGNATURE_MISSING" // no Signature / Signature-Input for label sig1
@@ -60,6 +64,7 @@ var Codes = []Code{
 	CodeDuplicateApproval, CodeNotHuman, CodeForbidden, CodeOrgPaused,
 	CodeAgentSuspended, CodeAutonomyRaise, CodeExpired, CodeIncompatibleStore,
 	CodeConfig, CodeUnavailable, CodeInternal, CodeInvalidPolicy,
+	CodeOwnerSignature, CodeNotSafeOwner, CodeDuplicateSignature, CodeThresholdNotMet,
 	CodeSignatureMissing, CodeSignatureInvalid, CodeDigestMismatch, CodeSignatureExpired,
 	CodeSignatureFuture, CodeNonceReused, CodeUnknownKey, CodeKeyRevoked, CodeKeyExpired,
 	CodeAlgMismatch, CodeWrongEnvironment, CodeMissingScope, CodeEd25519Required,
