@@ -29,7 +29,6 @@ type Artifact struct {
 	Name     string
 	ABI      abi.ABI
 	Bytecode []byte // creation code, without constructor arguments
-	Runtime  []byte // deployed code
 }
 
 // LoadArtifact returns the contract built from contracts/src/<name>.sol.
@@ -41,9 +40,8 @@ func LoadArtifact(name string) (*Artifact, error) {
 		return nil, err
 	}
 	var raw struct {
-		ABI              json.RawMessage `json:"abi"`
-		Bytecode         string          `json:"bytecode"`
-		DeployedBytecode string          `json:"deployedBytecode"`
+		ABI      json.RawMessage `json:"abi"`
+		Bytecode string          `json:"bytecode"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("artifact %s: %w", name, err)
@@ -54,9 +52,6 @@ func LoadArtifact(name string) (*Artifact, error) {
 	}
 	if a.Bytecode, err = hexutil.Decode(raw.Bytecode); err != nil || len(a.Bytecode) == 0 {
 		return nil, fmt.Errorf("artifact %s: bytecode: %v", name, err)
-	}
-	if a.Runtime, err = hexutil.Decode(raw.DeployedBytecode); err != nil {
-		return nil, fmt.Errorf("artifact %s: deployed bytecode: %v", name, err)
 	}
 	return a, nil
 }

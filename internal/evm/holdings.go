@@ -49,9 +49,8 @@ type HoldingsReader interface {
 }
 
 type holdingsSnap struct {
-	at    time.Time
-	block uint64
-	by    map[string]map[string]*big.Int // account (lower case) → symbol → base units
+	at time.Time
+	by map[string]map[string]*big.Int // account (lower case) → symbol → base units
 }
 
 // Defaults of a new HoldingsPoller.
@@ -105,7 +104,7 @@ func (h *HoldingsPoller) Poll(ctx context.Context) error {
 		return fmt.Errorf("block number: %w", err)
 	}
 	num := new(big.Int).SetUint64(block)
-	snap := &holdingsSnap{at: at, block: block, by: map[string]map[string]*big.Int{}}
+	snap := &holdingsSnap{at: at, by: map[string]map[string]*big.Int{}}
 	var errs []error
 	for _, acc := range accounts {
 		if acc.ChainID != h.ChainID || !common.IsHexAddress(acc.Address) {

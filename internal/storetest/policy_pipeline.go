@@ -70,39 +70,21 @@ func NewPolicyDecider(clock *Clock) *service.PolicyDecider {
 	return &service.PolicyDecider{Prices: ClockPrices{clock}, Holdings: FixedHoldings{}}
 }
 
-// BenchPolicy is the policy the end-to-end benchmarks load: the agents'
-// payments to the vendor pass autonomously through three rolling windows
-// (per agent in USD, per recipient in USDC, and a count over the whole
-// organisation), with limits the benchmark never reaches, so that every
-// submission is judged in full and recorded in the window ledger.
-const BenchPolicy = `version: 1
-name: bench
-lists:
-  vendors: ["` + Vendor + `"]
-groups:
-  council: {role: council}
-council: {group: council, approvals: 2, timelock: 1h}
-rules:
-  - name: agent-vendor-payments
-    principal_kinds: [agent]
-    accounts: [ops]
-    actions: [transfer]
-    assets: [USDC]
-    recipients: {lists: [vendors]}
-    tier: autonomous
-    limits:
-      max_usd: "1000"
-      windows:
-        - {period: 24h, per: agent, max_usd: "1000000000"}
+// BenchPolicy is the policy the end-to-end benchmarks load: PipelinePolicy
+// with three rolling windows (per agent in USD, per recipient in USDC, and
+// a count over the whole organisation) whose limits the benchmark never
+// reaches, so that every submission is judged in full, passes
+// autonomously, and is recorded in the window ledger.
+var BenchPolicy = func() string {
+	const one = "        - {period: 24h, per: org, max_usd: \"1000\"}\n"
+	if !strings.Contains(PipelinePolicy, one) {
+		panic("storetest: PipelinePolicy no longer has its daily window")
+	}
+	return strings.Replace(PipelinePolicy, one, `        - {period: 24h, per: agent, max_usd: "1000000000"}
         - {period: 7d, per: recipient, asset: USDC, max_amount: "1000000000"}
         - {period: 1h, per: org, max_count: 100000000}
-    over_limit: approval
-    approval: {group: council, approvals: 2, timelock: 1h}
-  - name: humans
-    principal_kinds: [human]
-    tier: approval
-    approval: {group: council, approvals: 2, timelock: 2h}
-`
+`, 1)
+}()
 
 // policyService returns a service over s with the policy engine as decider.
 func policyService(s daoguard.Store, clock *Clock) *service.Service {
