@@ -161,6 +161,72 @@ type Decoded struct {
 	Stated *Stated `json:"stated,omitempty"`
 	// Policy is a policy change: the version it replaces and the diff.
 	Policy *PolicyChange `json:"policy,omitempty"`
+	// Simulation is what the action did when simulated on the chain before
+	// it was decided: policy judges it, approvers see it, and execution
+	// re-simulates and compares. Nil when no chain is configured.
+	Simulation *Simulation `json:"simulation,omitempty"`
+	// SafeTx is the Safe transaction a Safe account's owners sign: its
+	// nonce is the Safe's at decision time.
+	SafeTx *SafeTxRef `json:"safe_tx,omitempty"`
+}
+
+// Simulation is an action run with eth_call at one block, as the account
+// would run it (a Safe through its own simulateAndRevert).
+type Simulation struct {
+	Block   uint64 `json:"block"`
+	Success bool   `json:"success"`
+	Revert  string `json:"revert,omitempty"` // why it reverted
+	// Error says the simulation could not run at all (the node is down):
+	// nothing else is set, and policy fails closed to approval.
+	Error string `json:"error,omitempty"`
+	// Changes are the account's balances of catalogue assets that the
+	// action changes; Allowances are those it sets, as they are afterwards.
+	Changes    []BalanceChange `json:"changes,omitempty"`
+	Allowances []Allowance     `json:"allowances,omitempty"`
+	// Code binds every contract the action runs to its code: execution
+	// re-reads it and refuses any change (CODE_CHANGED).
+	Code []CodeBinding `json:"code,omitempty"`
+}
+
+// BalanceChange is one balance of the account before and after.
+type BalanceChange struct {
+	Asset  string  `json:"asset"`
+	Token  string  `json:"token,omitempty"` // empty for native
+	Before *BigInt `json:"before"`
+	After  *BigInt `json:"after"`
+}
+
+// Spent is how much the balance fell (0 if it did not).
+func (c BalanceChange) Spent() *big.Int {
+	d := new(big.Int).Sub(c.Before.Int(), c.After.Int())
+	if d.Sign() < 0 {
+		return d.SetInt64(0)
+	}
+	return d
+}
+
+// Allowance is an ERC-20 allowance the account has granted.
+type Allowance struct {
+	Asset   string  `json:"asset,omitempty"` // empty for a token outside the catalogue
+	Token   string  `json:"token"`
+	Spender string  `json:"spender"`
+	Amount  *BigInt `json:"amount"`
+}
+
+// CodeBinding is the code at an address (keccak-256 of it, as EXTCODEHASH
+// gives for a contract) and, for an ERC-1967 proxy, the implementation's.
+type CodeBinding struct {
+	Address                string `json:"address"`
+	CodeHash               string `json:"code_hash"`
+	Implementation         string `json:"implementation,omitempty"`
+	ImplementationCodeHash string `json:"implementation_code_hash,omitempty"`
+}
+
+// SafeTxRef is the Safe transaction of an action on a Safe account.
+type SafeTxRef struct {
+	Safe  string `json:"safe"`
+	Nonce uint64 `json:"nonce"`
+	Hash  string `json:"hash"` // the EIP-712 SafeTx hash the owners sign
 }
 
 // PolicyChange is a decoded policy action. The new document itself is the
@@ -278,8 +344,10 @@ type Approval struct {
 // ExecResult is what an executor reports about an attempt.
 type ExecResult struct {
 	Success bool   `json:"success"`
+	Code    string `json:"code,omitempty"` // why it failed unsent, e.g. CODE_CHANGED
 	TxHash  string `json:"tx_hash,omitempty"`
 	Block   uint64 `json:"block,omitempty"`
+	GasUsed uint64 `json:"gas_used,omitempty"`
 	Detail  string `json:"detail,omitempty"` // e.g. the revert reason
 }
 

@@ -38,6 +38,7 @@ fs.mkdirSync(outDir, { recursive: true });
 for (const file of Object.keys(out.contracts).sort()) {
   for (const name of Object.keys(out.contracts[file]).sort()) {
     const c = out.contracts[file][name];
+    if (c.evm.bytecode.object === '') continue; // an interface: nothing to deploy
     const art = {
       contractName: name,
       compiler: 'solc ' + solc.version(),

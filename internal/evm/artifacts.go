@@ -29,6 +29,7 @@ type Artifact struct {
 	Name     string
 	ABI      abi.ABI
 	Bytecode []byte // creation code, without constructor arguments
+	Runtime  []byte // deployed code: what a state override places at an address
 }
 
 // LoadArtifact returns the contract built from contracts/src/<name>.sol.
@@ -42,6 +43,7 @@ func LoadArtifact(name string) (*Artifact, error) {
 	var raw struct {
 		ABI      json.RawMessage `json:"abi"`
 		Bytecode string          `json:"bytecode"`
+		Runtime  string          `json:"deployedBytecode"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("artifact %s: %w", name, err)
@@ -52,6 +54,9 @@ func LoadArtifact(name string) (*Artifact, error) {
 	}
 	if a.Bytecode, err = hexutil.Decode(raw.Bytecode); err != nil || len(a.Bytecode) == 0 {
 		return nil, fmt.Errorf("artifact %s: bytecode: %v", name, err)
+	}
+	if a.Runtime, err = hexutil.Decode(raw.Runtime); err != nil {
+		return nil, fmt.Errorf("artifact %s: deployed bytecode: %v", name, err)
 	}
 	return a, nil
 }

@@ -59,22 +59,11 @@ func deploySafe(t *testing.T, chain *evm.SimChain, owners []common.Address, thre
 		return addr
 	}
 	singleton, factory, handler := deploy(safeArt), deploy(factoryArt), deploy(handlerArt)
-	setup, err := safeArt.ABI.Pack("setup", owners, big.NewInt(threshold), common.Address{}, []byte{}, handler, common.Address{}, new(big.Int), common.Address{})
+	safe, err := evm.CreateSafe(ctx, chain.Client, chain.Mine, chain.Deployer, factoryArt, factory, safeArt, singleton, handler, owners, threshold, big.NewInt(1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := evm.Send(ctx, chain.Client, chain.Mine, chain.Deployer, factoryArt, factory, "createProxyWithNonce", singleton, setup, big.NewInt(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := factoryArt.ABI.Events["ProxyCreation"]
-	for _, l := range rc.Logs {
-		if len(l.Topics) == 2 && l.Topics[0] == ev.ID {
-			return common.BytesToAddress(l.Topics[1].Bytes()), safeArt
-		}
-	}
-	t.Fatal("no ProxyCreation event")
-	return common.Address{}, nil
+	return safe, safeArt
 }
 
 // TestSafeTxHashMatchesSafe: daoguard's SafeTx hash equals the deployed

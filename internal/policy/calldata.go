@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"sync"
 
@@ -127,6 +128,12 @@ func NewCatalog(assets []*daoguard.Asset) *Catalog {
 func (c *Catalog) Asset(s string) (*daoguard.Asset, bool) {
 	a, ok := c.bySymbol[s]
 	return a, ok
+}
+
+// ByAddress returns the token at address a (any case).
+func (c *Catalog) ByAddress(a string) (*daoguard.Asset, bool) {
+	t, ok := c.byAddress[strings.ToLower(a)]
+	return t, ok
 }
 
 // malformed is calldata that a recognised selector cannot decode. The
@@ -383,4 +390,28 @@ func flows(its []item, cat *Catalog) []Flow {
 		}
 	}
 	return fs
+}
+
+// Touches lists what an action's calls reach: every address whose code
+// runs (each call's target, so that approval binds it) and every
+// (token, spender) pair it approves, for the simulation to read the
+// allowance that results. Addresses are lower-case hex, without repeats.
+func Touches(d *daoguard.Decoded, cat *Catalog) (targets []string, approvals [][2]string, err error) {
+	its, err := items(d, cat)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range its {
+		it := &its[i]
+		if it.Target != "" && !slices.Contains(targets, it.Target) {
+			targets = append(targets, it.Target)
+		}
+		if it.Type == ItemApproval && it.Token != "" && !it.ApprovalAll {
+			p := [2]string{it.Token, it.Counterparty}
+			if !slices.Contains(approvals, p) {
+				approvals = append(approvals, p)
+			}
+		}
+	}
+	return targets, approvals, nil
 }
