@@ -70,7 +70,9 @@ func newDevWorld(t *testing.T) *devWorld {
 	return w
 }
 
-func (w *devWorld) walletAddr() string { return strings.ToLower(crypto.PubkeyToAddress(w.wallet.PublicKey).Hex()) }
+func (w *devWorld) walletAddr() string {
+	return strings.ToLower(crypto.PubkeyToAddress(w.wallet.PublicKey).Hex())
+}
 
 func (w *devWorld) transfer(kind daoguard.AccountKind, from, asset, to string, amount int64) *daoguard.Decoded {
 	d := &daoguard.Decoded{Kind: daoguard.KindTransfer, ChainID: 1337, AccountKind: kind, From: from, To: to, Asset: asset, Amount: daoguard.NewBigInt(big.NewInt(amount)), Operation: daoguard.OpCall}
