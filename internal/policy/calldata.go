@@ -93,6 +93,9 @@ type item struct {
 	UnknownTokenFn bool
 	SelfCall       bool
 	InBatch        bool
+	// Resulting: Amount is the allowance the simulation saw afterwards,
+	// larger than the call's argument (increaseAllowance).
+	Resulting bool
 }
 
 func (it *item) selector() ([4]byte, bool) {

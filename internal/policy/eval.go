@@ -68,6 +68,10 @@ const (
 	ReasonWindowUSDExceeded    = "WINDOW_USD_EXCEEDED"
 	ReasonWindowCountExceeded  = "WINDOW_COUNT_EXCEEDED"
 	ReasonDenyRule             = "DENIED_BY_RULE" // a rule whose tier is deny matched
+	// Simulation (eth_call before deciding).
+	ReasonSimulationReverted    = "SIMULATION_REVERTED"    // the action reverts when simulated: deny
+	ReasonSimulationUnavailable = "SIMULATION_UNAVAILABLE" // it could not be simulated: approval
+	ReasonSimulatedOutflow      = "SIMULATED_OUTFLOW"      // it moves more than its calldata says: the difference counts
 )
 
 // unlimitedThreshold: an allowance at or above 2^255 is "unlimited" in
@@ -117,6 +121,8 @@ func (p *Policy) Evaluate(in *Input) (res Result) {
 	}
 	e.its = its
 	e.flows = flows(its, in.Catalog)
+	e.simulated()
+	its = e.its
 	e.value()
 	for i := range its {
 		e.protect(&its[i])
@@ -312,6 +318,65 @@ func rejectedText(p *Price) string {
 	return "; rejected: " + strings.Join(p.Rejected, "; ")
 }
 
+// simulated applies what the simulation saw. A revert denies: it would
+// fail on chain, and a failure is no one's intent. An outflow beyond what
+// the calldata says (a contract that pulls more, a fee, a hook) is added as
+// a flow to the call's target, so that limits and windows count what really
+// leaves. An approval is judged on the allowance that results: after
+// increaseAllowance that is the old allowance plus the increase.
+func (e *evaluation) simulated() {
+	s := e.in.Action.Simulation
+	if s == nil {
+		return // no chain configured: judged on the calldata alone
+	}
+	if s.Error != "" {
+		t := TierApproval
+		if !e.agent {
+			t = TierVote
+		}
+		e.raise(t, e.p.council)
+		e.reason(ReasonSimulationUnavailable, "", "the action could not be simulated ("+s.Error+"): its effect is unknown", "")
+		return
+	}
+	if !s.Success {
+		e.raise(TierDeny, approval{})
+		e.reason(ReasonSimulationReverted, "", fmt.Sprintf("simulated at block %d, the action reverts: %s", s.Block, s.Revert), "")
+		return
+	}
+	for _, c := range s.Changes {
+		out := c.Spent()
+		if out.Sign() == 0 {
+			continue
+		}
+		if said := e.moved(c.Asset, ""); out.Cmp(said) > 0 {
+			extra := out.Sub(out, said)
+			to := strings.ToLower(e.in.Action.To)
+			e.flows = append(e.flows, Flow{Asset: c.Asset, Token: c.Token, Amount: extra, To: to, USD: -1})
+			a, _ := e.in.Catalog.Asset(c.Asset)
+			dec := 0
+			if a != nil {
+				dec = a.Decimals
+			}
+			// Judged as a transfer of its own to the target: a rule must
+			// allow sending that asset there, whatever the call claims to be.
+			e.its = append(e.its, item{Type: ItemTransfer, Target: to, Counterparty: to, Operation: daoguard.OpCall,
+				Value: new(big.Int), Asset: c.Asset, Token: c.Token, Amount: extra, Decimals: dec})
+			e.reason(ReasonSimulatedOutflow, "", fmt.Sprintf("simulated at block %d, %s %s more leaves the account than the calldata says; it counts as sent to %s", s.Block, daoguard.FormatAmount(extra, dec), c.Asset, e.in.Action.To), "")
+		}
+	}
+	for i := range e.its {
+		it := &e.its[i]
+		if it.Type != ItemApproval || it.ApprovalAll || it.Amount == nil {
+			continue
+		}
+		for _, al := range s.Allowances {
+			if al.Token == it.Token && al.Spender == it.Counterparty && al.Amount.Int().Cmp(it.Amount) > 0 {
+				it.Amount, it.Resulting = new(big.Int).Set(al.Amount.Int()), true
+			}
+		}
+	}
+}
+
 // protect applies the protections no policy can switch off. For an agent
 // they deny; a human may go ahead only through the council tier, with its
 // timelock.
@@ -345,20 +410,28 @@ func (e *evaluation) protect(it *item) {
 			hit(ReasonApprovalForAll, fmt.Sprintf("setApprovalForAll gives %s every token of the collection", it.Counterparty))
 		case it.Amount == nil:
 		case it.Amount.Cmp(unlimitedThreshold) >= 0:
-			hit(ReasonUnlimitedApproval, fmt.Sprintf("an unlimited allowance of %s for %s", e.assetName(it), it.Counterparty))
+			hit(ReasonUnlimitedApproval, fmt.Sprintf("an unlimited %sallowance of %s for %s", resulting(it), e.assetName(it), it.Counterparty))
 		default:
 			if capv, ok := e.approvalCap(it); !ok || it.Amount.Cmp(capv) > 0 {
 				capText := "0 (no cap configured)"
 				if ok {
 					capText = daoguard.FormatAmount(capv, it.Decimals)
 				}
-				hit(ReasonApprovalAboveCap, fmt.Sprintf("an allowance of %s %s for %s is above the cap %s", daoguard.FormatAmount(it.Amount, it.Decimals), e.assetName(it), it.Counterparty, capText))
+				hit(ReasonApprovalAboveCap, fmt.Sprintf("a %sallowance of %s %s for %s is above the cap %s", resulting(it), daoguard.FormatAmount(it.Amount, it.Decimals), e.assetName(it), it.Counterparty, capText))
 			}
 		}
 	}
 	if it.Permit != "" {
 		hit(ReasonPermit, "a permit signature ("+it.Permit+") lets its holder move the account's tokens without a transaction from it")
 	}
+}
+
+// resulting qualifies an allowance the simulation saw, not the argument.
+func resulting(it *item) string {
+	if it.Resulting {
+		return "resulting "
+	}
+	return ""
 }
 
 func (e *evaluation) assetName(it *item) string {

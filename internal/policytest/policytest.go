@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -86,7 +87,24 @@ type Case struct {
 	Now       string   `yaml:"now"`
 	Action    Action   `yaml:"action"`
 	Fixture   *Fixture `yaml:"fixture"` // merged over the file's: maps by key, history and known appended
-	Want      Want     `yaml:"want"`
+	// Simulation is what simulating the action on the chain showed; none:
+	// no chain (judged on the calldata alone).
+	Simulation *SimFixture `yaml:"simulation"`
+	Want       Want        `yaml:"want"`
+}
+
+// SimFixture is a simulation's outcome, in display units.
+type SimFixture struct {
+	Unavailable string             `yaml:"unavailable"` // the simulation could not run, and why
+	Reverts     string             `yaml:"reverts"`     // the action reverts, with this reason
+	Spent       map[string]string  `yaml:"spent"`       // symbol → how much left the account
+	Allowances  []AllowanceFixture `yaml:"allowances"`  // allowances afterwards
+}
+
+type AllowanceFixture struct {
+	Token   string `yaml:"token"`
+	Spender string `yaml:"spender"`
+	Amount  string `yaml:"amount"` // base units
 }
 
 // Action is an intent as submitted, plus helpers that build calldata.
@@ -420,6 +438,9 @@ func build(fx *Fixture, c Case) (*policy.Input, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.Simulation, err = simulation(c.Simulation, cat.assets); err != nil {
+		return nil, fmt.Errorf("simulation: %v", err)
+	}
 	in := &policy.Input{Now: now, Principal: pr, Action: &d, Catalog: policy.NewCatalog(assets), Prices: map[string]*policy.Quotes{}, Holdings: map[string]*big.Int{}}
 	for sym, rs := range fx.Prices {
 		var readings []policy.Reading
@@ -635,4 +656,36 @@ func encodeBatch(calls []BatchCall) ([]byte, error) {
 		packed = append(packed, data...)
 	}
 	return encodeCall("multiSend(bytes)", []any{"0x" + hex.EncodeToString(packed)})
+}
+
+// simulation builds the Simulation a case states.
+func simulation(f *SimFixture, assets map[string]*daoguard.Asset) (*daoguard.Simulation, error) {
+	if f == nil {
+		return nil, nil
+	}
+	s := &daoguard.Simulation{Block: 1, Success: f.Reverts == "", Revert: f.Reverts, Error: f.Unavailable}
+	if f.Unavailable != "" {
+		s.Success = false
+	}
+	for _, sym := range slices.Sorted(maps.Keys(f.Spent)) {
+		a, ok := assets[sym]
+		if !ok {
+			return nil, fmt.Errorf("spent: unknown asset %s", sym)
+		}
+		amt, err := daoguard.ParseAmount(f.Spent[sym], a.Decimals)
+		if err != nil {
+			return nil, err
+		}
+		// Any balance will do: only the fall is judged.
+		before := new(big.Int).Lsh(big.NewInt(1), 200)
+		s.Changes = append(s.Changes, daoguard.BalanceChange{Asset: sym, Token: a.Address, Before: daoguard.NewBigInt(before), After: daoguard.NewBigInt(new(big.Int).Sub(before, amt))})
+	}
+	for _, al := range f.Allowances {
+		amt, err := daoguard.ParseBaseUnits(al.Amount)
+		if err != nil {
+			return nil, err
+		}
+		s.Allowances = append(s.Allowances, daoguard.Allowance{Token: strings.ToLower(al.Token), Spender: strings.ToLower(al.Spender), Amount: daoguard.NewBigInt(amt)})
+	}
+	return s, nil
 }
