@@ -39,6 +39,7 @@ type Tx interface {
 	AuditLog
 	PolicyStore
 	LedgerStore
+	ChainStore
 	// AfterCommit runs fn once this unit's writes have committed, before
 	// any later unit of this store runs and before the caller of Update
 	// returns; never if they do not commit, nor in a View. fn must be quick
@@ -166,6 +167,54 @@ type AuditLog interface {
 	ActionAudit(ctx context.Context, actionID string) ([]AuditEntry, error)
 	// AuditSize returns the number of committed entries.
 	AuditSize(ctx context.Context) (uint64, error)
+}
+
+// ChainStore keeps what the EVM executor must never lose: its signing
+// keys, sealed, and every transaction it signed, recorded before it is
+// broadcast, so that after a crash it is looked up and sent again rather
+// than signed anew.
+type ChainStore interface {
+	// Signer returns the named key. Errors: NOT_FOUND.
+	Signer(ctx context.Context, orgID, name string) (*Signer, error)
+	// AddSigner stores a new key. Errors: CONFLICT if the name is taken.
+	AddSigner(ctx context.Context, s *Signer) error
+	// AddBroadcast records a signed transaction before it is sent.
+	// Errors: CONFLICT if the attempt already has one, or if the sender's
+	// nonce is already used on that chain (another process signed first).
+	AddBroadcast(ctx context.Context, b *Broadcast) error
+	// Broadcast returns the transaction signed for an attempt.
+	// Errors: NOT_FOUND.
+	Broadcast(ctx context.Context, attempt string) (*Broadcast, error)
+	// NextNonce returns one past the highest nonce recorded for sender on
+	// the chain; 0 if none.
+	NextNonce(ctx context.Context, chainID uint64, sender string) (uint64, error)
+}
+
+// Signer is a key daoguard generated and holds: a hot wallet's, or the
+// relayer (and optional Safe owner) key. The private key is sealed with the
+// master keyring; only its address is ever shown.
+type Signer struct {
+	OrgID     string    `json:"org_id"`
+	Name      string    `json:"name"`
+	Address   string    `json:"address"` // EIP-55
+	SealedKey []byte    `json:"-"`
+	Created   time.Time `json:"created"`
+}
+
+// SignerAD is the additional data a signer's key is sealed with: a sealed
+// key moved to another signer's row does not open.
+func SignerAD(orgID, name string) []byte { return []byte("daoguard signer\x00" + orgID + "\x00" + name) }
+
+// Broadcast is one signed transaction, recorded before it is sent.
+type Broadcast struct {
+	Attempt  string    `json:"attempt"`
+	ActionID string    `json:"action_id"`
+	ChainID  uint64    `json:"chain_id"`
+	Sender   string    `json:"sender"` // lower-case hex
+	Nonce    uint64    `json:"nonce"`
+	TxHash   string    `json:"tx_hash"`
+	Raw      []byte    `json:"-"` // the signed transaction, RLP (EIP-2718)
+	Created  time.Time `json:"created"`
 }
 
 // IsNotFound reports whether err carries NOT_FOUND.

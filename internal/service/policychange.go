@@ -141,6 +141,7 @@ func (s *Service) CurrentPolicy(ctx context.Context, orgID string) (*daoguard.Po
 func (s *Service) Evaluate(ctx context.Context, use func(daoguard.Tx) error, principalID string, in daoguard.Intent) (*daoguard.Action, error) {
 	// The decision is made on a read-only snapshot: a dry run must not take
 	// the ledger lock and hold up real submissions.
+	pre := s.presimulate(ctx, principalID, in)
 	var out *daoguard.Action
 	var refused error
 	var p *daoguard.Principal
@@ -160,6 +161,7 @@ func (s *Service) Evaluate(ctx context.Context, use func(daoguard.Tx) error, pri
 			refused = err
 			return nil
 		}
+		s.attach(&dec, pre)
 		a := &daoguard.Action{ID: daoguard.NewID("dry", now), OrgID: org.ID, PrincipalID: p.ID, Intent: in, Decoded: dec, State: daoguard.StatePending, Created: now}
 		if a.Decision, err = s.decide(ctx, daoguard.DecisionInput{Org: org, Principal: p, Action: a, Tx: tx, DryRun: true}); err != nil {
 			return err

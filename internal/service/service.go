@@ -33,6 +33,11 @@ type Service struct {
 	Node     string            // this process's name in execution leases; unique per process
 	Logger   *slog.Logger
 
+	// Simulator, if set, runs every transfer and call on the chain before
+	// it is decided; policy judges what the simulation saw.
+	Simulator       Simulator
+	SimulateTimeout time.Duration
+
 	Keyring     *secrets.Keyring // seals hmac secrets of new credentials
 	Environment string           // "test" | "live": the environment of new credentials
 
@@ -50,14 +55,15 @@ type Service struct {
 func New(store daoguard.Store, decider daoguard.Decider, exec daoguard.Executor, node string) *Service {
 	return &Service{
 		Store: store, Decider: decider, Executor: exec, Node: node,
-		Logger:         slog.Default(),
-		ApprovalTTL:    DefaultApprovalTTL,
-		ExecutionGrace: DefaultExecutionGrace,
-		Lease:          DefaultLease,
-		ExecTimeout:    DefaultExecTimeout,
-		Interval:       DefaultInterval,
-		Batch:          DefaultBatch,
-		wake:           make(chan struct{}, 1),
+		Logger:          slog.Default(),
+		ApprovalTTL:     DefaultApprovalTTL,
+		ExecutionGrace:  DefaultExecutionGrace,
+		Lease:           DefaultLease,
+		ExecTimeout:     DefaultExecTimeout,
+		SimulateTimeout: DefaultSimulateTimeout,
+		Interval:        DefaultInterval,
+		Batch:           DefaultBatch,
+		wake:            make(chan struct{}, 1),
 	}
 }
 
@@ -84,6 +90,7 @@ func (s *Service) SubmitOnce(ctx context.Context, use func(daoguard.Tx) error, p
 	if err := checkIdempotencyKey(idemKey); err != nil {
 		return nil, err
 	}
+	pre := s.presimulate(ctx, principalID, in)
 	var out *daoguard.Action
 	var refused error
 	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
@@ -93,7 +100,7 @@ func (s *Service) SubmitOnce(ctx context.Context, use func(daoguard.Tx) error, p
 				return err
 			}
 		}
-		a, wrote, err := s.submit(ctx, tx, principalID, idemKey, in)
+		a, wrote, err := s.submit(ctx, tx, principalID, idemKey, in, pre)
 		if err != nil && use != nil && !wrote && daoguard.ErrorCode(err) != daoguard.CodeInternal && daoguard.ErrorCode(err) != daoguard.CodeUnavailable {
 			refused = err
 			return nil
@@ -115,7 +122,7 @@ func (s *Service) SubmitOnce(ctx context.Context, use func(daoguard.Tx) error, p
 
 // submit is Submit's unit of work. wrote reports whether it wrote anything
 // before failing.
-func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemKey string, in daoguard.Intent) (out *daoguard.Action, wrote bool, err error) {
+func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemKey string, in daoguard.Intent, pre *presim) (out *daoguard.Action, wrote bool, err error) {
 	{
 		now := tx.Now()
 		p, err := tx.Principal(ctx, principalID)
@@ -143,6 +150,7 @@ func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemK
 		if err != nil {
 			return nil, false, err
 		}
+		s.attach(&dec, pre)
 		a := &daoguard.Action{
 			ID: daoguard.NewID("act", now), OrgID: org.ID, PrincipalID: p.ID,
 			IdempotencyKey: idemKey, RequestHash: in.Hash(),
