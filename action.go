@@ -305,6 +305,17 @@ const (
 	ReasonInvalidDecision = "INVALID_DECISION" // the decider returned something unusable
 )
 
+// Codes of an execution that failed before anything was sent: the checks
+// right before broadcast (ExecResult.Code).
+const (
+	ResultCodeChanged       = "CODE_CHANGED"        // a bound contract's code or proxy implementation changed since approval
+	ResultSimulationDrift   = "SIMULATION_DRIFT"    // the effect now differs from the approved one beyond the tolerance
+	ResultSimulationRevert  = "SIMULATION_REVERTED" // it would revert now
+	ResultSafeNonceUsed     = "SAFE_NONCE_USED"     // the Safe executed another transaction with the nonce the owners signed
+	ResultSignaturesRefused = "SIGNATURES_REFUSED"  // the owners' signatures no longer meet the Safe's owners or threshold
+	ResultNoSigner          = "NO_SIGNER"           // daoguard holds no key for the account
+)
+
 // Decision is the verdict on one action with its explanation.
 type Decision struct {
 	Verdict           Verdict       `json:"verdict"`

@@ -11,6 +11,7 @@ import (
 	"github.com/daoguard/daoguard"
 	ethereum "github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
 )
 
@@ -63,6 +64,23 @@ func VerifyOwnerSignature(hash common.Hash, s OwnerSignature, owners []common.Ad
 	return nil
 }
 
+// RecoverOwner returns who signed hash with sig (65 bytes, v 27/28, low s),
+// for an approval that carries a signature without naming its owner.
+//
+// Errors: OWNER_SIGNATURE_INVALID.
+func RecoverOwner(hash common.Hash, sig []byte) (common.Address, error) {
+	if len(sig) != 65 || (sig[64] != 27 && sig[64] != 28) {
+		return common.Address{}, daoguard.Errorf(daoguard.CodeOwnerSignature, "the signature is not 65 bytes r‖s‖v with v 27 or 28")
+	}
+	rsv := slices.Clone(sig)
+	rsv[64] -= 27
+	pub, err := crypto.SigToPub(hash[:], rsv)
+	if err != nil {
+		return common.Address{}, daoguard.Errorf(daoguard.CodeOwnerSignature, "the signature does not recover: %v", err)
+	}
+	return crypto.PubkeyToAddress(*pub), nil
+}
+
 // PackSafeSignatures checks every signature against hash and the Safe's
 // current owners, refuses a second signature of one owner, and requires at
 // least threshold of them; it returns them as execTransaction takes them:
@@ -112,4 +130,50 @@ func SafeOwners(ctx context.Context, c ethereum.ContractCaller, safe *Artifact, 
 		return nil, 0, fmt.Errorf("not a set-up Safe: owners %v, threshold %v", owners, out[0])
 	}
 	return owners, int(th.Int64()), nil
+}
+
+// SafeApprovals checks the EIP-712 signature an approver gives with an
+// approval of a Safe action (service.OwnerSignatures).
+type SafeApprovals struct {
+	Eth  Client
+	safe *Artifact
+}
+
+// NewSafeApprovals returns a checker over a node.
+func NewSafeApprovals(eth Client) (*SafeApprovals, error) {
+	safe, err := LoadArtifact("Safe")
+	if err != nil {
+		return nil, err
+	}
+	return &SafeApprovals{Eth: eth, safe: safe}, nil
+}
+
+// Owner returns who signed the action's Safe transaction with sig (hex).
+// Errors: OWNER_SIGNATURE_INVALID.
+func (s *SafeApprovals) Owner(a *daoguard.Action, sig string) (string, error) {
+	b, err := hexutil.Decode(sig)
+	if err != nil {
+		return "", daoguard.FieldError(daoguard.CodeOwnerSignature, "signature", "the signature is not 0x-prefixed hex")
+	}
+	owner, err := RecoverOwner(common.HexToHash(a.Decoded.SafeTx.Hash), b)
+	if err != nil {
+		return "", err
+	}
+	if new(big.Int).SetBytes(b[32:64]).Cmp(secp256k1HalfN) > 0 {
+		return "", daoguard.Errorf(daoguard.CodeOwnerSignature, "the signature has a high s (a malleated twin)")
+	}
+	return owner.Hex(), nil
+}
+
+// IsOwner checks owner against the Safe's current owners.
+// Errors: NOT_SAFE_OWNER.
+func (s *SafeApprovals) IsOwner(ctx context.Context, a *daoguard.Action, owner string) error {
+	owners, _, err := SafeOwners(ctx, s.Eth, s.safe, common.HexToAddress(a.Decoded.SafeTx.Safe))
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(owners, common.HexToAddress(owner)) {
+		return daoguard.Errorf(daoguard.CodeNotSafeOwner, "%s, who signed, is not an owner of the Safe %s", owner, a.Decoded.SafeTx.Safe)
+	}
+	return nil
 }

@@ -37,6 +37,9 @@ type Service struct {
 	// it is decided; policy judges what the simulation saw.
 	Simulator       Simulator
 	SimulateTimeout time.Duration
+	// Signatures, if set, checks the owner signature an approval of a Safe
+	// action must carry.
+	Signatures OwnerSignatures
 
 	Keyring     *secrets.Keyring // seals hmac secrets of new credentials
 	Environment string           // "test" | "live": the environment of new credentials
@@ -292,6 +295,13 @@ func (s *Service) Reject(ctx context.Context, principalID, actionID, comment str
 }
 
 func (s *Service) vote(ctx context.Context, principalID, actionID string, approve bool, signature, comment string) (*daoguard.Action, error) {
+	owner := ""
+	if approve {
+		var err error
+		if owner, err = s.checkOwnerSignature(ctx, principalID, actionID, signature); err != nil {
+			return nil, err
+		}
+	}
 	var out *daoguard.Action
 	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
 		now := tx.Now()
@@ -311,6 +321,19 @@ func (s *Service) vote(ctx context.Context, principalID, actionID string, approv
 		if r := a.Decision.ApproverRole; r != "" && !p.HasRole(r) {
 			return daoguard.Errorf(daoguard.CodeForbidden, "approvers of this action must hold role %q", r)
 		}
+		if owner != "" {
+			// One owner, one signature: a second human presenting the same
+			// owner's signature adds nothing the Safe would count.
+			prev, err := tx.Approvals(ctx, a.ID)
+			if err != nil {
+				return err
+			}
+			for _, ap := range prev {
+				if o, err := s.Signatures.Owner(a, ap.Signature); ap.Approve && err == nil && o == owner {
+					return daoguard.Errorf(daoguard.CodeDuplicateSignature, "owner %s has already signed this Safe transaction", owner)
+				}
+			}
+		}
 		ap := &daoguard.Approval{ActionID: a.ID, PrincipalID: p.ID, Approve: approve, Signature: signature, Comment: comment, Created: now}
 		if err := tx.AddApproval(ctx, ap); err != nil {
 			return err
@@ -319,7 +342,11 @@ func (s *Service) vote(ctx context.Context, principalID, actionID string, approv
 		if !approve {
 			event = "action.rejection"
 		}
-		if err := appendEntry(ctx, tx, p.ID, "human", a, event, map[string]any{"signed": signature != ""}); err != nil {
+		detail := map[string]any{"signed": signature != ""}
+		if owner != "" {
+			detail["owner"] = owner
+		}
+		if err := appendEntry(ctx, tx, p.ID, "human", a, event, detail); err != nil {
 			return err
 		}
 		switch {

@@ -89,3 +89,45 @@ func sameCall(a, b *daoguard.Decoded) bool {
 		a.To == b.To && a.Token == b.Token && eq(a.Amount, b.Amount) && eq(a.Value, b.Value) &&
 		bytes.Equal(a.Data, b.Data) && a.Operation == b.Operation
 }
+
+// OwnerSignatures checks the EIP-712 signature that a human gives with an
+// approval of a Safe action (evm.SafeApprovals): the Safe's owners sign
+// exactly the transaction that will run.
+type OwnerSignatures interface {
+	// Owner recovers who signed the action's Safe transaction (pure).
+	Owner(a *daoguard.Action, sig string) (string, error)
+	// IsOwner checks that owner is one of the Safe's owners now.
+	IsOwner(ctx context.Context, a *daoguard.Action, owner string) error
+}
+
+// checkOwnerSignature checks, before the unit that records an approval,
+// that an approval of a Safe action carries a current owner's signature of
+// its Safe transaction. It returns the owner ("" if the action is not a
+// Safe transaction).
+func (s *Service) checkOwnerSignature(ctx context.Context, principalID, actionID, sig string) (string, error) {
+	if s.Signatures == nil {
+		return "", nil
+	}
+	var a *daoguard.Action
+	err := s.Store.View(ctx, func(tx daoguard.Tx) error {
+		p, err := tx.Principal(ctx, principalID)
+		if err != nil {
+			return err
+		}
+		a, err = actionOf(ctx, tx, p, actionID)
+		return err
+	})
+	if err != nil || a.Decoded.SafeTx == nil {
+		return "", err // the unit reports a missing action itself
+	}
+	if sig == "" {
+		return "", &daoguard.Error{Code: daoguard.CodeOwnerSignature, Field: "signature",
+			Message: "approving a Safe action needs your EIP-712 signature of its Safe transaction (decoded.safe_tx.hash " + a.Decoded.SafeTx.Hash + ")",
+			Hint:    "sign the SafeTx typed data with your owner key and pass it as signature"}
+	}
+	owner, err := s.Signatures.Owner(a, sig)
+	if err != nil {
+		return "", err
+	}
+	return owner, s.Signatures.IsOwner(ctx, a, owner)
+}
