@@ -229,13 +229,12 @@ func (x *Executor) prepare(ctx context.Context, a *daoguard.Action) (signer *dao
 
 // compare checks the fresh simulation against the approved one.
 func (x *Executor) compare(d *daoguard.Decoded, now *daoguard.Simulation, ref *daoguard.SafeTxRef) *daoguard.ExecResult {
-	if !now.Success {
-		r := failed(daoguard.ResultSimulationRevert, "simulated at block %d before broadcast, it reverts: %s", now.Block, now.Revert)
-		return &r
-	}
+	// Changed code first: it is the cause whatever else now differs.
 	was := d.Simulation
 	if was == nil || was.Error != "" {
-		return nil // decided without a simulation (approvers saw that): nothing to compare
+		// Decided without a simulation (the approvers saw that): nothing to
+		// compare, but it must still not revert.
+		was = &daoguard.Simulation{}
 	}
 	for _, c := range was.Code {
 		var cur *daoguard.CodeBinding
@@ -255,6 +254,13 @@ func (x *Executor) compare(d *daoguard.Decoded, now *daoguard.Simulation, ref *d
 			r := failed(daoguard.ResultCodeChanged, "the proxy at %s now runs %s (code %s); approved was %s (code %s)", c.Address, cur.Implementation, cur.ImplementationCodeHash, c.Implementation, c.ImplementationCodeHash)
 			return &r
 		}
+	}
+	if !now.Success {
+		r := failed(daoguard.ResultSimulationRevert, "simulated at block %d before broadcast, it reverts: %s", now.Block, now.Revert)
+		return &r
+	}
+	if d.Simulation == nil || d.Simulation.Error != "" {
+		return nil
 	}
 	approved := map[string]*big.Int{}
 	for _, c := range was.Changes {
