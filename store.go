@@ -203,7 +203,9 @@ type Signer struct {
 
 // SignerAD is the additional data a signer's key is sealed with: a sealed
 // key moved to another signer's row does not open.
-func SignerAD(orgID, name string) []byte { return []byte("daoguard signer\x00" + orgID + "\x00" + name) }
+func SignerAD(orgID, name string) []byte {
+	return []byte("daoguard signer\x00" + orgID + "\x00" + name)
+}
 
 // Broadcast is one signed transaction, recorded before it is sent.
 type Broadcast struct {

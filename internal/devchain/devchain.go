@@ -24,10 +24,10 @@ import (
 type Env struct {
 	ChainID    uint64
 	Contracts  *evm.DevContracts
-	Ops        *daoguard.Signer            // the hot wallet (account ops)
-	Relayer    *daoguard.Signer            // daoguard's signer: Safe owner and relayer
+	Ops        *daoguard.Signer             // the hot wallet (account ops)
+	Relayer    *daoguard.Signer             // daoguard's signer: Safe owner and relayer
 	Humans     map[string]*ecdsa.PrivateKey // the human owners' keys, by principal name
-	Recipients []common.Address            // the default policy's allowlisted recipients
+	Recipients []common.Address             // the default policy's allowlisted recipients
 }
 
 // HumanNames are the dev humans, in owner order.
