@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/daoguard/daoguard/internal/evm"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/crypto"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,16 +118,25 @@ func (m *Main) runVote(ctx context.Context, verb string, args []string) error {
 	cred := m.credentialFlag(fs)
 	id := fs.String("id", "", "action id (required)")
 	comment := fs.String("comment", "", "a note for the record")
-	sig := fs.String("signature", "", "approve: an EIP-712 signature over the bound transaction")
+	sig := fs.String("signature", "", "approve: your EIP-712 signature (hex) of the action's Safe transaction (decoded.safe_tx.hash)")
+	ownerKey := fs.String("owner-key", "", "approve: sign the action's Safe transaction with the owner key in FILE (hex secp256k1 key)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *id == "" {
 		return usagef("%s needs --id", verb)
 	}
+	if *ownerKey != "" && (*sig != "" || verb != "approve") {
+		return usagef("--owner-key signs an approval; give it or --signature, not both")
+	}
 	c, err := m.loadClient(*cred)
 	if err != nil {
 		return err
+	}
+	if *ownerKey != "" {
+		if *sig, err = signSafeTx(ctx, c, *id, *ownerKey); err != nil {
+			return err
+		}
 	}
 	var a *client.Action
 	switch verb {
@@ -333,4 +346,26 @@ func intentFlags(fs *flag.FlagSet) *daoguard.Intent {
 	fs.StringVar(&in.Operation, "operation", "", "call or delegatecall (call)")
 	fs.StringVar(&in.Rationale, "rationale", "", "why (untrusted text; can only raise risk)")
 	return in
+}
+
+// signSafeTx signs the Safe transaction of action id with the owner key in
+// file. The hash signed is the one daoguard shows; the key never leaves
+// this process.
+func signSafeTx(ctx context.Context, c *client.Client, id, file string) (string, error) {
+	a, err := c.Action(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if a.Decoded.SafeTx == nil {
+		return "", &daoguard.Error{Code: daoguard.CodeInvalid, Message: "action " + id + " is not a Safe transaction: there is nothing for an owner to sign"}
+	}
+	key, err := crypto.LoadECDSA(file)
+	if err != nil {
+		return "", &daoguard.Error{Code: daoguard.CodeInvalid, Message: "owner key " + file + ": " + err.Error()}
+	}
+	sig, err := evm.SignSafeTx(common.HexToHash(a.Decoded.SafeTx.Hash), key)
+	if err != nil {
+		return "", err
+	}
+	return hexutil.Encode(sig), nil
 }

@@ -100,24 +100,35 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		node = host + ":" + abs
 	}
 	// The policy engine decides; until a policy is loaded ('daoguard policy
-	// apply') it denies everything. No executor is configured yet, so
-	// nothing can move funds.
+	// apply') it denies everything. With a chain (chain.rpc, or --dev's
+	// in-process one) actions are simulated before they are decided and
+	// executed once due; without one, nothing can move funds.
 	prices := pricefeed.New(cfg.Prices.Sources)
 	prices.Every, prices.Logger = cfg.Prices.Every, log
 	decider := &service.PolicyDecider{}
 	if len(cfg.Prices.Sources) > 0 {
 		decider.Prices = prices
 	}
-	var holdings *evm.HoldingsPoller
-	if cfg.Chain.RPC != "" {
-		eth, err := dialChain(ctx, cfg.Chain)
-		if err != nil {
+	var chain *chainNode
+	switch {
+	case *dev:
+		if cfg.Chain.RPC != "" {
+			log.Warn("--dev runs its own in-process chain; chain.rpc is not used")
+		}
+		if chain, err = startDev(ctx, log, st, keyring, cfg.Org.ID, *dir); err != nil {
 			return err
 		}
-		defer eth.Close()
-		prices.Chain = eth
+	case cfg.Chain.RPC != "":
+		if chain, err = connect(ctx, cfg.Chain); err != nil {
+			return err
+		}
+		prices.Chain = chain.eth
+	}
+	var holdings *evm.HoldingsPoller
+	if chain != nil {
+		defer chain.close()
 		orgID := cfg.Org.ID
-		holdings = evm.NewHoldingsPoller(eth, cfg.Chain.ChainID, func(ctx context.Context) (acc []*daoguard.Account, as []*daoguard.Asset, err error) {
+		holdings = evm.NewHoldingsPoller(chain.eth, chain.chainID, func(ctx context.Context) (acc []*daoguard.Account, as []*daoguard.Asset, err error) {
 			err = st.View(ctx, func(tx daoguard.Tx) error {
 				if acc, err = tx.Accounts(ctx, orgID); err != nil {
 					return err
@@ -128,6 +139,9 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 			return acc, as, err
 		})
 		holdings.Logger = log
+		if chain.dev != nil {
+			holdings.Every = 2 * time.Second
+		}
 		decider.Holdings = holdings
 	}
 	svc := service.New(st, decider, nil, node)
@@ -140,11 +154,19 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if useTLS {
 		scheme = "https"
 	}
+	if chain != nil {
+		if err := chain.wire(ctx, log, st, keyring, cfg.Org.ID, svc); err != nil {
+			return err
+		}
+	}
 	if *dev {
 		if err := writeDevCredentials(ctx, st, keyring, cfg, *dir, scheme+"://"+cfg.Addr); err != nil {
 			return err
 		}
-		log.Warn("development mode: dev credentials are in DIR/credentials; the in-process EVM chain is not built yet, so nothing executes")
+		if err := loadDevPolicy(ctx, svc, cfg.Org.ID, chain.dev); err != nil {
+			return err
+		}
+		log.Warn("development mode: dev credentials and owner keys are in DIR/credentials, the dev chain's addresses in DIR/dev.json")
 	}
 	srv := &http.Server{
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},

@@ -53,6 +53,10 @@ type SimOptions struct {
 	HTTP string
 	// Fund lists addresses given 10^24 wei (a million ETH) at genesis.
 	Fund []common.Address
+	// Deployer is the funded deployer's key; nil: a fresh one. A fixed
+	// deployer deploys the same contracts at the same addresses on every
+	// new chain.
+	Deployer *ecdsa.PrivateKey
 }
 
 // NewSimChain starts a chain whose genesis funds the deployer and every
@@ -63,9 +67,12 @@ func NewSimChain(fund ...common.Address) (*SimChain, error) {
 
 // StartSimChain starts a chain with opts.
 func StartSimChain(opts SimOptions) (*SimChain, error) {
-	key, err := crypto.GenerateKey()
-	if err != nil {
-		return nil, err
+	key := opts.Deployer
+	if key == nil {
+		var err error
+		if key, err = crypto.GenerateKey(); err != nil {
+			return nil, err
+		}
 	}
 	rich := new(big.Int).Exp(big.NewInt(10), big.NewInt(24), nil)
 	alloc := core.SystemContractAllocs() // the forks' system contracts, present from genesis
