@@ -57,8 +57,8 @@ got=$(code_of -X POST -H 'Content-Type: application/json' -d '{}' "http://127.0.
 [ "$got" = SIGNATURE_MISSING ] || fail "got $got"
 ok "401 $got"
 
-step "6. signed agent intent is validated (no accounts yet)"
-expect 'no account named "ops"' action submit --credential "$c/agent.json" --account ops --asset USDC \
+step "6. signed agent intent is validated"
+expect 'no account named "payroll"' action submit --credential "$c/agent.json" --account payroll --asset USDC \
   --to 0x1111111111111111111111111111111111111111 --amount 12.50
 ok "422 UNKNOWN_ACCOUNT"
 
@@ -72,7 +72,40 @@ expect "paused" action submit --credential "$c/agent.json" --account ops --to 0x
 "$bin" resume --credential "$c/human2.json" >/dev/null || fail "resume"
 ok "423 ORG_PAUSED, then resumed"
 
-step "9. admin issues a key; it works; rotation; revocation"
+step "9. an agent's small payment executes on the dev chain"
+rcpt=$(tr -d ' \n' < "$dir/dev.json" | sed 's/.*"allowlisted_recipients":\["\([^"]*\)".*/\1/')
+[ -n "$rcpt" ] || fail "no recipient in dev.json"
+# wait_state ID STATE: polls the action until it reaches STATE (15 s at most).
+wait_state() {
+  for _ in $(seq 150); do
+    "$bin" action get --credential "$c/human1.json" --id "$1" 2>/dev/null | grep -q "\"state\": \"$2\"" && return 0
+    sleep 0.1
+  done
+  fail "action $1 never reached $2: $("$bin" action get --credential "$c/human1.json" --id "$1" 2>&1 | grep -E '"state"|"code"|"detail"' | head -5)"
+}
+out=$("$bin" action submit --credential "$c/agent.json" --account ops --asset USDC --to "$rcpt" --amount 100) || fail "submit"
+id=$(echo "$out" | sed -n 's/.*"id": "\(act_[a-z0-9]*\)".*/\1/p' | head -1)
+echo "$out" | grep -q '"success": true' || fail "not simulated: $out"
+wait_state "$id" executed
+ok "simulated, allowed, executed: $("$bin" action get --credential "$c/human1.json" --id "$id" | grep -m1 '"tx_hash"' | tr -d ' ,')"
+
+step "10. a treasury payment needs both owners' signatures"
+out=$("$bin" action submit --credential "$c/agent.json" --account treasury --asset USDC --to "$rcpt" --amount 2500) || fail "submit"
+id=$(echo "$out" | sed -n 's/.*"id": "\(act_[a-z0-9]*\)".*/\1/p' | head -1)
+echo "$out" | grep -q '"state": "awaiting_approval"' || fail "not escalated: $out"
+expect "EIP-712 signature" approve --credential "$c/human1.json" --id "$id"
+"$bin" approve --credential "$c/human1.json" --id "$id" --owner-key "$c/human1.owner.key" >/dev/null || fail "human1 approve"
+expect "already signed" approve --credential "$c/human2.json" --id "$id" --owner-key "$c/human1.owner.key"
+"$bin" approve --credential "$c/human2.json" --id "$id" --owner-key "$c/human2.owner.key" >/dev/null || fail "human2 approve"
+wait_state "$id" executed
+ok "unsigned and reused signatures refused; Safe executed after the timelock"
+
+step "11. a payment the chain would revert is denied"
+out=$("$bin" action submit --credential "$c/agent.json" --account ops --asset USDC --to "$rcpt" --amount 50000) || fail "submit"
+echo "$out" | grep -q '"state": "denied"' && echo "$out" | grep -q SIMULATION_REVERTED || fail "not denied: $out"
+ok "denied: SIMULATION_REVERTED"
+
+step "12. admin issues a key; it works; rotation; revocation"
 agent_id=$("$bin" principals list --credential "$c/admin.json" | sed -n 's/.*"id": "\(agt_[a-z0-9]*\)".*/\1/p' | head -1)
 [ -n "$agent_id" ] || fail "no agent principal"
 "$bin" keys create --credential "$c/admin.json" --principal "$agent_id" --alg hmac-sha256 --out "$c/bot.json" >/dev/null 2>&1 || fail "keys create"
@@ -85,35 +118,35 @@ bot2_id=$(sed -n 's/.*"key_id": "\([^"]*\)".*/\1/p' "$c/bot2.json")
 expect "revoked" action list --credential "$c/bot2.json"
 ok "201, KEY_EXPIRED after rotation, KEY_REVOKED"
 
-step "10. every refusal is logged for alerting"
+step "13. every refusal is logged for alerting"
 fails=$(grep -c '"msg":"authentication failed"' "$log" || true)
 [ "$fails" -ge 4 ] || fail "only $fails refusals logged"
 ok "$fails refusals logged with reason codes"
 
-step "11. keys scan finds credential files"
+step "14. keys scan finds credential files"
 set +e; out=$("$bin" keys scan "$c" 2>&1); code=$?; set -e
 [ "$code" = 1 ] && echo "$out" | grep -q "secret or private key" || fail "scan: exit $code $out"
 ok "exit 1, $(echo "$out" | grep -c dg_test_) keys"
 
-step "12. bad usage exits 2"
+step "15. bad usage exits 2"
 set +e; "$bin" serve 2>/dev/null; code=$?; set -e
 [ "$code" = 2 ] || fail "exit $code"
 ok "exit 2"
 
-step "13. graceful shutdown on SIGTERM"
+step "16. graceful shutdown on SIGTERM"
 kill -TERM "$pid"; wait "$pid"; code=$?; pid=""
 [ "$code" = 0 ] || fail "exit $code"
 ok "exit 0"
 
-step "14. the policy engine on the golden cases"
+step "17. the policy engine on the golden cases"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=$("$bin" policy test "$repo/testdata/policy" 2>&1) || fail "policy test: $out"
 ok "$(echo "$out" | tail -n1)"
 
-step "15. an invalid policy is refused, line by line"
+step "18. an invalid policy is refused, line by line"
 printf 'version: 1\nname: x\nrules:\n  - {name: r, tier: sometimes}\n' > "$dir/bad.yaml"
 set +e; out=$("$bin" policy check "$dir/bad.yaml" 2>&1); code=$?; set -e
 [ "$code" != 0 ] && echo "$out" | grep -q "line 4" || fail "policy check: exit $code $out"
 ok "exit $code, $(echo "$out" | grep -c 'line ') problem(s) located"
 echo
-echo "demo passed. The dev chain, so that the gateway's submissions execute, and audit proofs arrive with the next issues (README: Known limits)."
+echo "demo passed. Audit proofs and text screening arrive with the next issues (README: Known limits)."
