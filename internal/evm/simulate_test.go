@@ -11,6 +11,7 @@ import (
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/evm"
 	"github.com/daoguard/daoguard/internal/evm/evmtest"
+	"github.com/daoguard/daoguard/internal/policy"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 )
@@ -26,7 +27,7 @@ type devWorld struct {
 	sim    *evm.Simulator
 }
 
-func newDevWorld(t *testing.T) *devWorld {
+func newDevWorld(t testing.TB) *devWorld {
 	t.Helper()
 	ctx := context.Background()
 	evmtest.Artifact(t, "DaoguardProbe") // skips without make contracts
@@ -86,7 +87,7 @@ func (w *devWorld) call(kind daoguard.AccountKind, from string, to common.Addres
 	return &daoguard.Decoded{Kind: daoguard.KindCall, ChainID: 1337, AccountKind: kind, From: from, To: strings.ToLower(to.Hex()), Value: daoguard.NewBigInt(new(big.Int)), Data: data, Operation: op}
 }
 
-func tokenCall(t *testing.T, method string, args ...any) []byte {
+func tokenCall(t testing.TB, method string, args ...any) []byte {
 	a := evmtest.Artifact(t, "DevToken")
 	data, err := a.ABI.Pack(method, args...)
 	if err != nil {
@@ -97,7 +98,7 @@ func tokenCall(t *testing.T, method string, args ...any) []byte {
 
 // multiSend encodes Safe's MultiSend batch: operation, to, value, data
 // length, data, packed.
-func multiSend(t *testing.T, txs ...evm.TxCall) []byte {
+func multiSend(t testing.TB, txs ...evm.TxCall) []byte {
 	var packed []byte
 	for _, c := range txs {
 		packed = append(packed, c.Operation)
@@ -232,4 +233,44 @@ func TestSimulate(t *testing.T) {
 			t.Fatalf("%+v %v", code, err)
 		}
 	})
+}
+
+// BenchmarkSimulate: the latency of decoding an action (policy's decoder,
+// MultiSend included) and of decoding plus simulating it on the in-process
+// chain (one eth_call with the probe, the code reads, for a Safe its nonce).
+func BenchmarkSimulate(b *testing.B) {
+	ctx := context.Background()
+	w := newDevWorld(b)
+	safe := strings.ToLower(w.dev.Safe.Hex())
+	bob := common.HexToAddress("0x00000000000000000000000000000000000b0b00")
+	batch := multiSend(b,
+		evm.TxCall{To: bob, Value: big.NewInt(1e18)},
+		evm.TxCall{To: w.dev.Token, Value: new(big.Int), Data: tokenCall(b, "transfer", bob, big.NewInt(100e6))},
+		evm.TxCall{To: w.dev.Token, Value: new(big.Int), Data: tokenCall(b, "approve", bob, big.NewInt(5e6))},
+	)
+	cases := []struct {
+		name string
+		d    *daoguard.Decoded
+	}{
+		{"WalletUSDC", w.transfer(daoguard.AccountWallet, w.walletAddr(), "USDC", strings.ToLower(bob.Hex()), 1e6)},
+		{"SafeMultiSend3", w.call(daoguard.AccountSafe, safe, w.dev.MultiSend, daoguard.OpDelegateCall, batch)},
+	}
+	cat := policy.NewCatalog(w.assets)
+	for _, c := range cases {
+		b.Run("Decode/"+c.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, _, err := policy.Touches(c.d, cat); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("DecodeSimulate/"+c.name, func(b *testing.B) {
+			for b.Loop() {
+				s, _, err := w.sim.Simulate(ctx, c.d, w.assets)
+				if err != nil || !s.Success {
+					b.Fatal(s, err)
+				}
+			}
+		})
+	}
 }
