@@ -314,15 +314,15 @@ func SafeNonce(ctx context.Context, c Client, safe *Artifact, at common.Address,
 	data, _ := safe.ABI.Pack("nonce")
 	out, err := c.CallContract(ctx, callMsg(at, data), block)
 	if err != nil {
-		return 0, fmt.Errorf("Safe nonce: %w", err)
+		return 0, fmt.Errorf("the Safe nonce: %w", err)
 	}
 	v, err := safe.ABI.Unpack("nonce", out)
 	if err != nil || len(v) != 1 {
-		return 0, fmt.Errorf("Safe nonce: %v (is %s a Safe?)", err, at.Hex())
+		return 0, fmt.Errorf("the Safe nonce: %v (is %s a Safe?)", err, at.Hex())
 	}
 	n, _ := v[0].(*big.Int)
 	if n == nil || !n.IsUint64() {
-		return 0, fmt.Errorf("Safe nonce out of range")
+		return 0, fmt.Errorf("the Safe nonce is out of range")
 	}
 	return n.Uint64(), nil
 }
