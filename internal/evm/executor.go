@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 
@@ -229,14 +230,14 @@ func (x *Executor) prepare(ctx context.Context, a *daoguard.Action) (signer *dao
 
 // compare checks the fresh simulation against the approved one.
 func (x *Executor) compare(d *daoguard.Decoded, now *daoguard.Simulation, ref *daoguard.SafeTxRef) *daoguard.ExecResult {
-	// Changed code first: it is the cause whatever else now differs.
+	// Decided without a simulation (the approvers saw that), there is
+	// nothing to compare; it must still not revert.
 	was := d.Simulation
-	if was == nil || was.Error != "" {
-		// Decided without a simulation (the approvers saw that): nothing to
-		// compare, but it must still not revert.
-		was = &daoguard.Simulation{}
+	if was != nil && was.Error != "" {
+		was = nil
 	}
-	for _, c := range was.Code {
+	// Changed code first: it is the cause whatever else now differs.
+	for _, c := range codeOf(was) {
 		var cur *daoguard.CodeBinding
 		for i := range now.Code {
 			if now.Code[i].Address == c.Address {
@@ -259,7 +260,7 @@ func (x *Executor) compare(d *daoguard.Decoded, now *daoguard.Simulation, ref *d
 		r := failed(daoguard.ResultSimulationRevert, "simulated at block %d before broadcast, it reverts: %s", now.Block, now.Revert)
 		return &r
 	}
-	if d.Simulation == nil || d.Simulation.Error != "" {
+	if was == nil {
 		return nil
 	}
 	approved := map[string]*big.Int{}
@@ -296,6 +297,13 @@ func (x *Executor) compare(d *daoguard.Decoded, now *daoguard.Simulation, ref *d
 	return nil
 }
 
+func codeOf(s *daoguard.Simulation) []daoguard.CodeBinding {
+	if s == nil {
+		return nil
+	}
+	return s.Code
+}
+
 // execTransaction builds the Safe's execTransaction for the action: the
 // approvers' signatures, checked against the Safe's owners right now, plus
 // the relayer's own where it is an owner and more are needed.
@@ -329,7 +337,7 @@ func (x *Executor) execTransaction(ctx context.Context, a *daoguard.Action, rela
 		sigs = append(sigs, OwnerSignature{Owner: owner, Sig: sig})
 	}
 	relayerAddr := common.HexToAddress(relayer.Address)
-	if len(sigs) < threshold && !seen[relayerAddr] && containsAddr(owners, relayerAddr) {
+	if len(sigs) < threshold && !seen[relayerAddr] && slices.Contains(owners, relayerAddr) {
 		key, err := x.key(relayer)
 		if err != nil {
 			return nil, nil, err
@@ -347,15 +355,6 @@ func (x *Executor) execTransaction(ctx context.Context, a *daoguard.Action, rela
 	}
 	data, err := x.safe.ABI.Pack("execTransaction", call.To, call.Value, call.Data, call.Operation, new(big.Int), new(big.Int), new(big.Int), common.Address{}, common.Address{}, packed)
 	return data, nil, err
-}
-
-func containsAddr(list []common.Address, a common.Address) bool {
-	for _, x := range list {
-		if x == a {
-			return true
-		}
-	}
-	return false
 }
 
 // sign builds, signs and records an EIP-1559 transaction from signer. The

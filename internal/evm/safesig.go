@@ -43,19 +43,11 @@ func SignSafeTx(hash common.Hash, key *ecdsa.PrivateKey) ([]byte, error) {
 //
 // Errors: OWNER_SIGNATURE_INVALID, NOT_SAFE_OWNER.
 func VerifyOwnerSignature(hash common.Hash, s OwnerSignature, owners []common.Address) error {
-	if len(s.Sig) != 65 || (s.Sig[64] != 27 && s.Sig[64] != 28) {
-		return daoguard.Errorf(daoguard.CodeOwnerSignature, "the signature of %s is not 65 bytes r‖s‖v with v 27 or 28", s.Owner.Hex())
-	}
-	if new(big.Int).SetBytes(s.Sig[32:64]).Cmp(secp256k1HalfN) > 0 {
-		return daoguard.Errorf(daoguard.CodeOwnerSignature, "the signature of %s has a high s (a malleated twin)", s.Owner.Hex())
-	}
-	rsv := slices.Clone(s.Sig)
-	rsv[64] -= 27
-	pub, err := crypto.SigToPub(hash[:], rsv)
+	signer, err := RecoverOwner(hash, s.Sig)
 	if err != nil {
-		return daoguard.Errorf(daoguard.CodeOwnerSignature, "the signature of %s does not recover: %v", s.Owner.Hex(), err)
+		return daoguard.Errorf(daoguard.CodeOwnerSignature, "%s: %s", s.Owner.Hex(), daoguard.ErrorMessage(err))
 	}
-	if signer := crypto.PubkeyToAddress(*pub); signer != s.Owner {
+	if signer != s.Owner {
 		return daoguard.Errorf(daoguard.CodeOwnerSignature, "the signature said to be %s's does not sign this Safe transaction (it recovers to %s)", s.Owner.Hex(), signer.Hex())
 	}
 	if !slices.Contains(owners, s.Owner) {
@@ -64,13 +56,17 @@ func VerifyOwnerSignature(hash common.Hash, s OwnerSignature, owners []common.Ad
 	return nil
 }
 
-// RecoverOwner returns who signed hash with sig (65 bytes, v 27/28, low s),
-// for an approval that carries a signature without naming its owner.
+// RecoverOwner returns who signed hash with sig: 65 bytes r‖s‖v, v 27 or
+// 28, s in the lower half (its high-s twin is refused, so one owner's
+// approval has one encoding).
 //
 // Errors: OWNER_SIGNATURE_INVALID.
 func RecoverOwner(hash common.Hash, sig []byte) (common.Address, error) {
 	if len(sig) != 65 || (sig[64] != 27 && sig[64] != 28) {
 		return common.Address{}, daoguard.Errorf(daoguard.CodeOwnerSignature, "the signature is not 65 bytes r‖s‖v with v 27 or 28")
+	}
+	if new(big.Int).SetBytes(sig[32:64]).Cmp(secp256k1HalfN) > 0 {
+		return common.Address{}, daoguard.Errorf(daoguard.CodeOwnerSignature, "the signature has a high s (a malleated twin)")
 	}
 	rsv := slices.Clone(sig)
 	rsv[64] -= 27
@@ -158,9 +154,6 @@ func (s *SafeApprovals) Owner(a *daoguard.Action, sig string) (string, error) {
 	owner, err := RecoverOwner(common.HexToHash(a.Decoded.SafeTx.Hash), b)
 	if err != nil {
 		return "", err
-	}
-	if new(big.Int).SetBytes(b[32:64]).Cmp(secp256k1HalfN) > 0 {
-		return "", daoguard.Errorf(daoguard.CodeOwnerSignature, "the signature has a high s (a malleated twin)")
 	}
 	return owner.Hex(), nil
 }

@@ -3,6 +3,7 @@ package evm
 import (
 	"context"
 	"crypto/ecdsa"
+	"errors"
 	"fmt"
 	"maps"
 	"math/big"
@@ -167,7 +168,7 @@ func (s *SimChain) Close() error {
 	}
 	s.closed = true
 	s.RPC.Close()
-	return errorsJoin(s.beacon.Stop(), s.stack.Close())
+	return errors.Join(s.beacon.Stop(), s.stack.Close())
 }
 
 func splitHostPort(hp string) (string, int, error) {
@@ -180,13 +181,4 @@ func splitHostPort(hp string) (string, int, error) {
 		return "", 0, fmt.Errorf("bad port in %q", hp)
 	}
 	return host, p, nil
-}
-
-func errorsJoin(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return fmt.Errorf("closing the chain: %w", e)
-		}
-	}
-	return nil
 }
