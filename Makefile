@@ -5,7 +5,7 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/daoguard/daoguard.Version=$(VERSION) -X github.com/daoguard/daoguard.Commit=$(COMMIT)
 BIN      := bin/daoguard
 
-.PHONY: all build contracts test vet staticcheck fmt-check interop-deps race policy-test bench fuzz demo clean
+.PHONY: all build contracts test vet staticcheck fmt-check interop-deps ganache-deps race policy-test bench fuzz demo clean
 
 all: build
 
@@ -14,7 +14,7 @@ build: contracts
 
 # Everything CI checks: formatting, vet, staticcheck, every test with the race
 # detector, and a short run of every fuzz target.
-test: fmt-check contracts vet staticcheck interop-deps race policy-test fuzz
+test: fmt-check contracts vet staticcheck interop-deps ganache-deps race policy-test fuzz
 
 # The dev chain's and the tests' contracts, compiled from contracts/src with
 # the solc pinned in contracts/package.json, and Safe v1.4.1's published
@@ -33,6 +33,14 @@ interop-deps:
 	@if command -v npm >/dev/null 2>&1; then \
 	  [ -d $(INTEROP)/node_modules/http-message-signatures ] || (cd $(INTEROP) && npm ci --no-audit --no-fund --silent); \
 	else echo "npm not found: the RFC 9421 interop test will be skipped"; fi
+
+# The real node of the end-to-end test (cmd/daoguard TestRealNode): ganache
+# from npm, pinned (skipped when node is not installed, unless .ci/run).
+GANACHE := testdata/ganache
+ganache-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+	  [ -x $(GANACHE)/node_modules/.bin/ganache ] || (cd $(GANACHE) && npm ci --no-audit --no-fund --silent); \
+	else echo "npm not found: the real-node end-to-end test will be skipped"; fi
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -74,4 +82,4 @@ demo: build
 	./scripts/demo.sh $(BIN)
 
 clean:
-	rm -rf bin contracts/node_modules internal/evm/artifacts/*.json
+	rm -rf bin contracts/node_modules $(INTEROP)/node_modules $(GANACHE)/node_modules internal/evm/artifacts/*.json

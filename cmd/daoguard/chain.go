@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ecdsa"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"github.com/daoguard/daoguard/internal/service"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/rpc"
 )
 
 // node is the chain serve works on: a node over JSON-RPC, or the
@@ -66,12 +69,15 @@ func connect(ctx context.Context, c ChainConfig) (*chainNode, error) {
 	return &chainNode{eth: eth, sim: sim, chainID: c.ChainID, close: eth.Close}, nil
 }
 
-// startDev starts the in-process chain of API.md's --dev environment,
-// serves its JSON-RPC on a loopback port, and provisions it. The deployer
-// and the humans' owner keys are kept in DIR, so that each restart deploys
-// the same contracts at the same addresses and the humans keep their keys;
-// the chain itself starts empty each time.
-func startDev(ctx context.Context, log *slog.Logger, st daoguard.Store, keyring *secrets.Keyring, orgID, dir string) (*chainNode, error) {
+// startDev starts the chain of API.md's --dev environment and provisions
+// it. Without rpcURL it is the in-process chain, serving JSON-RPC on a
+// loopback port; with one it is a local development node (anvil, hardhat
+// node, ganache) over JSON-RPC, whose first unlocked account funds the
+// deployer. The deployer and the humans' owner keys are kept in DIR, so
+// that each restart deploys the same contracts at the same addresses on an
+// empty chain and the humans keep their keys; on a node that still has the
+// contracts of DIR/dev.json, they are used as they are.
+func startDev(ctx context.Context, log *slog.Logger, st daoguard.Store, keyring *secrets.Keyring, orgID, dir, rpcURL string) (*chainNode, error) {
 	deployer, err := loadOrCreateKey(filepath.Join(dir, "dev", "deployer.key"))
 	if err != nil {
 		return nil, err
@@ -82,29 +88,61 @@ func startDev(ctx context.Context, log *slog.Logger, st daoguard.Store, keyring 
 			return nil, err
 		}
 	}
-	chain, err := evm.StartSimChain(evm.SimOptions{HTTP: "127.0.0.1:0", Deployer: deployer})
+	n := &chainNode{}
+	var rpcc *rpc.Client
+	var endpoint string
+	if rpcURL == "" {
+		chain, err := evm.StartSimChain(evm.SimOptions{HTTP: "127.0.0.1:0", Deployer: deployer})
+		if err != nil {
+			return nil, err
+		}
+		mctx, stop := context.WithCancel(ctx)
+		go chain.AutoMine(mctx, 100*time.Millisecond)
+		n.eth, n.mine, n.close = chain.Client, chain.Mine, func() { stop(); chain.Close() }
+		rpcc, endpoint = chain.RPC, chain.HTTPEndpoint()
+	} else {
+		eth, err := ethclient.DialContext(ctx, rpcURL)
+		if err != nil {
+			return nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: "--dev-rpc: " + err.Error()}
+		}
+		n.eth, n.close, rpcc, endpoint = eth, eth.Close, eth.Client(), rpcURL
+	}
+	env, err := provisionDev(ctx, st, keyring, orgID, dir, n.eth, rpcc, n.mine, deployer, humans, rpcURL != "")
 	if err != nil {
+		n.close()
 		return nil, err
 	}
-	mctx, stop := context.WithCancel(ctx)
-	go chain.AutoMine(mctx, 100*time.Millisecond)
-	closeAll := func() { stop(); chain.Close() }
-	env, err := devchain.Provision(ctx, st, keyring, orgID, chain.Client, chain.Mine, deployer, humans)
-	if err != nil {
-		closeAll()
+	if n.sim, err = evm.NewSimulator(n.eth, rpcc); err != nil {
+		n.close()
 		return nil, err
 	}
-	sim, err := evm.NewSimulator(chain.Client, chain.RPC)
-	if err != nil {
-		closeAll()
+	if err := writeDevJSON(filepath.Join(dir, "dev.json"), env, endpoint); err != nil {
+		n.close()
 		return nil, err
 	}
-	if err := writeDevJSON(filepath.Join(dir, "dev.json"), env, chain.HTTPEndpoint()); err != nil {
-		closeAll()
-		return nil, err
+	n.chainID, n.dev = env.ChainID, env
+	log.Info("dev chain ready", "rpc", endpoint, "chain_id", env.ChainID, "treasury", env.Contracts.Safe.Hex(), "ops", env.Ops.Address, "usdc", env.Contracts.Token.Hex())
+	return n, nil
+}
+
+// provisionDev reattaches to the contracts of DIR/dev.json on an external
+// node that still has them, and otherwise funds the deployer from the
+// node's unlocked account (external node) and provisions anew.
+func provisionDev(ctx context.Context, st daoguard.Store, keyring *secrets.Keyring, orgID, dir string, eth evm.Client, rpcc *rpc.Client, mine evm.Miner, deployer *ecdsa.PrivateKey, humans map[string]*ecdsa.PrivateKey, external bool) (*devchain.Env, error) {
+	if !external {
+		return devchain.Provision(ctx, st, keyring, orgID, eth, mine, deployer, humans)
 	}
-	log.Info("dev chain ready", "rpc", chain.HTTPEndpoint(), "chain_id", env.ChainID, "treasury", env.Contracts.Safe.Hex(), "ops", env.Ops.Address, "usdc", env.Contracts.Token.Hex())
-	return &chainNode{eth: chain.Client, sim: sim, mine: chain.Mine, chainID: env.ChainID, dev: env, close: closeAll}, nil
+	if c, ok := readDevContracts(filepath.Join(dir, "dev.json")); ok {
+		env, err := devchain.Reattach(ctx, st, keyring, orgID, eth, c, humans)
+		if !errors.Is(err, devchain.ErrGone) {
+			return env, err
+		}
+	}
+	if err := devchain.FundFromNode(ctx, rpcc, eth, crypto.PubkeyToAddress(deployer.PublicKey), devchain.DeployerFunds); err != nil {
+		return nil, &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "--dev-rpc: " + err.Error(),
+			Hint: "--dev-rpc is for a local development node (anvil, hardhat node, ganache) with a funded, unlocked account"}
+	}
+	return devchain.Provision(ctx, st, keyring, orgID, eth, mine, deployer, humans)
 }
 
 // loadOrCreateKey reads a hex secp256k1 key from path, creating it (mode
@@ -138,12 +176,37 @@ type devJSON struct {
 	Recipients []string          `json:"allowlisted_recipients"`
 }
 
+// readDevContracts reads the contracts of an earlier dev.json.
+func readDevContracts(path string) (*evm.DevContracts, bool) {
+	var d devJSON
+	b, err := os.ReadFile(path)
+	if err != nil || json.Unmarshal(b, &d) != nil {
+		return nil, false
+	}
+	c := &evm.DevContracts{}
+	for _, f := range []struct {
+		dst *common.Address
+		v   string
+	}{
+		{&c.Singleton, d.Contracts["safe_singleton"]}, {&c.Factory, d.Contracts["safe_proxy_factory"]}, {&c.Handler, d.Contracts["fallback_handler"]},
+		{&c.MultiSend, d.Contracts["multisend"]}, {&c.MultiSendCallOnly, d.Contracts["multisend_call_only"]},
+		{&c.Safe, d.Accounts["treasury"]}, {&c.Token, d.Assets["USDC"]},
+	} {
+		if !common.IsHexAddress(f.v) {
+			return nil, false
+		}
+		*f.dst = common.HexToAddress(f.v)
+	}
+	return c, true
+}
+
 func writeDevJSON(path string, env *devchain.Env, rpc string) error {
 	d := devJSON{
 		ChainID: env.ChainID, RPC: rpc,
 		Accounts:  map[string]string{"treasury": env.Contracts.Safe.Hex(), "ops": common.HexToAddress(env.Ops.Address).Hex()},
 		Assets:    map[string]string{"USDC": env.Contracts.Token.Hex()},
-		Contracts: map[string]string{"multisend": env.Contracts.MultiSend.Hex(), "multisend_call_only": env.Contracts.MultiSendCallOnly.Hex(), "safe_singleton": env.Contracts.Singleton.Hex()},
+		Contracts: map[string]string{"multisend": env.Contracts.MultiSend.Hex(), "multisend_call_only": env.Contracts.MultiSendCallOnly.Hex(),
+			"safe_singleton": env.Contracts.Singleton.Hex(), "safe_proxy_factory": env.Contracts.Factory.Hex(), "fallback_handler": env.Contracts.Handler.Hex()},
 		Humans:    map[string]string{}, OwnerKeys: map[string]string{},
 	}
 	for _, h := range devchain.HumanNames {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -33,7 +34,8 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	dir := fs.String("data", "", "data directory made by 'daoguard init' (required)")
 	addr := fs.String("addr", "", "listen address (default from daoguard.yaml, 127.0.0.1:8787)")
 	store := fs.String("store", "", "sqlite, or a postgres:// URL (default from daoguard.yaml)")
-	dev := fs.Bool("dev", false, "development mode: writes dev credentials (loopback only)")
+	dev := fs.Bool("dev", false, "development mode: the in-process chain and dev credentials (loopback only)")
+	devRPC := fs.String("dev-rpc", "", "with --dev: provision the dev environment on this local node (anvil, hardhat node, ganache; loopback URL) instead of the in-process chain")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM)")
 	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
 	insecure := fs.Bool("insecure-listen", false, "allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy only)")
@@ -58,6 +60,17 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	}
 	if *dev && !isLoopback(cfg.Addr) {
 		return usagef("--dev listens on loopback addresses only, not %s", cfg.Addr)
+	}
+	if *devRPC != "" {
+		if !*dev {
+			return usagef("--dev-rpc goes with --dev")
+		}
+		// The node's unlocked account pays for the dev environment: only a
+		// development node on this machine may be used that way.
+		u, err := url.Parse(*devRPC)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "ws") || u.User != nil || !isLoopback(u.Host) {
+			return usagef("--dev-rpc takes a loopback http:// or ws:// URL of a local development node, not %q", *devRPC)
+		}
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return usagef("--tls-cert and --tls-key go together")
@@ -115,7 +128,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		if cfg.Chain.RPC != "" {
 			log.Warn("--dev runs its own in-process chain; chain.rpc is not used")
 		}
-		if chain, err = startDev(ctx, log, st, keyring, cfg.Org.ID, *dir); err != nil {
+		if chain, err = startDev(ctx, log, st, keyring, cfg.Org.ID, *dir, *devRPC); err != nil {
 			return err
 		}
 	case cfg.Chain.RPC != "":

@@ -9,6 +9,7 @@ package devchain
 import (
 	"context"
 	"crypto/ecdsa"
+	"errors"
 	"fmt"
 	"math/big"
 	"strings"
@@ -17,7 +18,10 @@ import (
 	"github.com/daoguard/daoguard/internal/evm"
 	"github.com/daoguard/daoguard/internal/secrets"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/rpc"
 )
 
 // Env is a provisioned dev environment.
@@ -39,24 +43,8 @@ var HumanNames = []string{"human1", "human2"}
 // with 100 ETH and 1,000,000 USDC, the wallet with 10 ETH and 10,000 USDC,
 // and the relayer with 10 ETH for gas.
 func Provision(ctx context.Context, st daoguard.Store, keyring *secrets.Keyring, orgID string, eth evm.Client, mine evm.Miner, deployer *ecdsa.PrivateKey, humans map[string]*ecdsa.PrivateKey) (*Env, error) {
-	id, err := eth.ChainID(ctx)
+	env, err := newEnv(ctx, st, keyring, orgID, eth, humans)
 	if err != nil {
-		return nil, err
-	}
-	env := &Env{ChainID: id.Uint64(), Humans: map[string]*ecdsa.PrivateKey{}}
-	for _, n := range HumanNames {
-		k := humans[n]
-		if k == nil {
-			if k, err = crypto.GenerateKey(); err != nil {
-				return nil, err
-			}
-		}
-		env.Humans[n] = k
-	}
-	if env.Ops, err = evm.EnsureSigner(ctx, st, keyring, orgID, "ops"); err != nil {
-		return nil, err
-	}
-	if env.Relayer, err = evm.EnsureSigner(ctx, st, keyring, orgID, evm.RelayerName); err != nil {
 		return nil, err
 	}
 	owners := []common.Address{crypto.PubkeyToAddress(env.Humans["human1"].PublicKey), crypto.PubkeyToAddress(env.Humans["human2"].PublicKey), common.HexToAddress(env.Relayer.Address)}
@@ -82,21 +70,78 @@ func Provision(ctx context.Context, st daoguard.Store, keyring *secrets.Keyring,
 			return nil, err
 		}
 	}
+	return env, env.record(ctx, st, orgID)
+}
+
+// ErrGone is Reattach's answer when the node no longer has the
+// environment's contracts (a dev node restarted empty).
+var ErrGone = errors.New("the dev contracts are not on this node")
+
+// Reattach is the environment an earlier Provision deployed on this node,
+// at the contracts' recorded addresses, if they are all still there: a
+// restart against a long-running dev node keeps its treasury and history.
+// Otherwise it returns ErrGone and the caller provisions anew.
+func Reattach(ctx context.Context, st daoguard.Store, keyring *secrets.Keyring, orgID string, eth evm.Client, c *evm.DevContracts, humans map[string]*ecdsa.PrivateKey) (*Env, error) {
+	for _, a := range []common.Address{c.Singleton, c.Factory, c.Handler, c.MultiSend, c.MultiSendCallOnly, c.Safe, c.Token} {
+		code, err := eth.CodeAt(ctx, a, nil)
+		if err != nil {
+			return nil, err
+		}
+		if len(code) == 0 {
+			return nil, ErrGone
+		}
+	}
+	env, err := newEnv(ctx, st, keyring, orgID, eth, humans)
+	if err != nil {
+		return nil, err
+	}
+	env.Contracts = c
+	return env, env.record(ctx, st, orgID)
+}
+
+// newEnv is the environment without contracts: the chain id, the humans'
+// keys, daoguard's signers (created on first use) and the recipients.
+func newEnv(ctx context.Context, st daoguard.Store, keyring *secrets.Keyring, orgID string, eth evm.Client, humans map[string]*ecdsa.PrivateKey) (*Env, error) {
+	id, err := eth.ChainID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	env := &Env{ChainID: id.Uint64(), Humans: map[string]*ecdsa.PrivateKey{}}
+	for _, n := range HumanNames {
+		k := humans[n]
+		if k == nil {
+			if k, err = crypto.GenerateKey(); err != nil {
+				return nil, err
+			}
+		}
+		env.Humans[n] = k
+	}
+	if env.Ops, err = evm.EnsureSigner(ctx, st, keyring, orgID, "ops"); err != nil {
+		return nil, err
+	}
+	if env.Relayer, err = evm.EnsureSigner(ctx, st, keyring, orgID, evm.RelayerName); err != nil {
+		return nil, err
+	}
 	for i := 1; i <= 3; i++ {
 		env.Recipients = append(env.Recipients, common.BigToAddress(big.NewInt(int64(0xbeef0000+i))))
 	}
-	err = st.Update(ctx, func(tx daoguard.Tx) error {
+	return env, nil
+}
+
+// record writes the organisation's accounts and assets.
+func (e *Env) record(ctx context.Context, st daoguard.Store, orgID string) error {
+	return st.Update(ctx, func(tx daoguard.Tx) error {
 		for _, a := range []*daoguard.Account{
-			{OrgID: orgID, Name: "treasury", ChainID: env.ChainID, Address: env.Contracts.Safe.Hex(), Kind: daoguard.AccountSafe},
-			{OrgID: orgID, Name: "ops", ChainID: env.ChainID, Address: env.Ops.Address, Kind: daoguard.AccountWallet},
+			{OrgID: orgID, Name: "treasury", ChainID: e.ChainID, Address: e.Contracts.Safe.Hex(), Kind: daoguard.AccountSafe},
+			{OrgID: orgID, Name: "ops", ChainID: e.ChainID, Address: e.Ops.Address, Kind: daoguard.AccountWallet},
 		} {
 			if err := tx.PutAccount(ctx, a); err != nil {
 				return err
 			}
 		}
 		for _, a := range []*daoguard.Asset{
-			{OrgID: orgID, Symbol: "ETH", ChainID: env.ChainID, Decimals: 18},
-			{OrgID: orgID, Symbol: "USDC", ChainID: env.ChainID, Address: strings.ToLower(env.Contracts.Token.Hex()), Decimals: 6},
+			{OrgID: orgID, Symbol: "ETH", ChainID: e.ChainID, Decimals: 18},
+			{OrgID: orgID, Symbol: "USDC", ChainID: e.ChainID, Address: strings.ToLower(e.Contracts.Token.Hex()), Decimals: 6},
 		} {
 			if err := tx.PutAsset(ctx, a); err != nil {
 				return err
@@ -104,7 +149,6 @@ func Provision(ctx context.Context, st daoguard.Store, keyring *secrets.Keyring,
 		}
 		return nil
 	})
-	return env, err
 }
 
 // Policy is the default dev policy: an agent's small transfers from ops to
@@ -176,4 +220,44 @@ rules:
     approval: {group: council, approvals: 2, timelock: 5s}
 `, strings.ToLower(e.Contracts.MultiSendCallOnly.Hex()), strings.ToLower(e.Contracts.MultiSend.Hex()))
 	return b.String()
+}
+
+// DeployerFunds is what Provision spends from the deployer (funding and
+// gas), with room to spare: FundFromNode tops the deployer up to it.
+var DeployerFunds = new(big.Int).Mul(big.NewInt(200), big.NewInt(1e18))
+
+// FundFromNode tops `to` up to want wei from the first account a local
+// development node unlocks (anvil, hardhat node and ganache each start
+// with funded, unlocked accounts), with eth_sendTransaction, and waits for
+// the receipt. A node that unlocks no account, or whose first account is
+// short of funds, is an error that says so. Only for dev nodes: a real
+// node never holds keys for daoguard.
+func FundFromNode(ctx context.Context, rpcc *rpc.Client, eth evm.Client, to common.Address, want *big.Int) error {
+	have, err := eth.BalanceAt(ctx, to, nil)
+	if err != nil {
+		return err
+	}
+	if have.Cmp(want) >= 0 {
+		return nil
+	}
+	var accounts []common.Address
+	if err := rpcc.CallContext(ctx, &accounts, "eth_accounts"); err != nil {
+		return fmt.Errorf("eth_accounts: %w", err)
+	}
+	if len(accounts) == 0 {
+		return fmt.Errorf("the node unlocks no account to fund the dev deployer %s from", to.Hex())
+	}
+	var hash common.Hash
+	tx := map[string]any{"from": accounts[0], "to": to, "value": (*hexutil.Big)(new(big.Int).Sub(want, have))}
+	if err := rpcc.CallContext(ctx, &hash, "eth_sendTransaction", tx); err != nil {
+		return fmt.Errorf("fund the dev deployer %s from %s: %w", to.Hex(), accounts[0].Hex(), err)
+	}
+	rc, err := evm.WaitReceipt(ctx, eth, hash)
+	if err != nil {
+		return err
+	}
+	if rc.Status != types.ReceiptStatusSuccessful {
+		return fmt.Errorf("funding the dev deployer %s failed (transaction %s)", to.Hex(), hash.Hex())
+	}
+	return nil
 }
