@@ -203,11 +203,11 @@ func readDevContracts(path string) (*evm.DevContracts, bool) {
 func writeDevJSON(path string, env *devchain.Env, rpc string) error {
 	d := devJSON{
 		ChainID: env.ChainID, RPC: rpc,
-		Accounts:  map[string]string{"treasury": env.Contracts.Safe.Hex(), "ops": common.HexToAddress(env.Ops.Address).Hex()},
-		Assets:    map[string]string{"USDC": env.Contracts.Token.Hex()},
+		Accounts: map[string]string{"treasury": env.Contracts.Safe.Hex(), "ops": common.HexToAddress(env.Ops.Address).Hex()},
+		Assets:   map[string]string{"USDC": env.Contracts.Token.Hex()},
 		Contracts: map[string]string{"multisend": env.Contracts.MultiSend.Hex(), "multisend_call_only": env.Contracts.MultiSendCallOnly.Hex(),
 			"safe_singleton": env.Contracts.Singleton.Hex(), "safe_proxy_factory": env.Contracts.Factory.Hex(), "fallback_handler": env.Contracts.Handler.Hex()},
-		Humans:    map[string]string{}, OwnerKeys: map[string]string{},
+		Humans: map[string]string{}, OwnerKeys: map[string]string{},
 	}
 	for _, h := range devchain.HumanNames {
 		d.Humans[h] = crypto.PubkeyToAddress(env.Humans[h].PublicKey).Hex()
