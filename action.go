@@ -168,6 +168,35 @@ type Decoded struct {
 	// SafeTx is the Safe transaction a Safe account's owners sign: its
 	// nonce is the Safe's at decision time.
 	SafeTx *SafeTxRef `json:"safe_tx,omitempty"`
+	// Calls are the calls a call action makes, each decoded by the ABI
+	// registry for the humans who approve it: the action itself, then
+	// each transaction of a MultiSend batch.
+	Calls []Call `json:"calls,omitempty"`
+}
+
+// Call is one call an action makes, decoded with a known ABI: a configured
+// contract's, or a standard one (ERC-20, ERC-721, ERC-1155, Safe,
+// MultiSend). Calldata that no known ABI decodes exactly is opaque, and
+// policy never lets it run autonomously under a rule that does not name
+// its function (OPAQUE_CALLDATA).
+type Call struct {
+	Target    string    `json:"target"`
+	Operation Operation `json:"operation"`
+	Value     *BigInt   `json:"value,omitempty"`    // wei
+	Batched   bool      `json:"batched,omitempty"`  // inside a MultiSend batch
+	Contract  string    `json:"contract,omitempty"` // the configured contract, the catalogue token, or the standard
+	Function  string    `json:"function,omitempty"` // its signature, e.g. transfer(address,uint256)
+	Args      []CallArg `json:"args,omitempty"`
+	Selector  string    `json:"selector,omitempty"` // 0x + 4 bytes
+	Opaque    bool      `json:"opaque,omitempty"`
+}
+
+// CallArg is one decoded argument, as text: addresses EIP-55, integers in
+// decimal, bytes in hex.
+type CallArg struct {
+	Name  string `json:"name,omitempty"`
+	Type  string `json:"type"`
+	Value string `json:"value"`
 }
 
 // Simulation is an action run with eth_call at one block, as the account

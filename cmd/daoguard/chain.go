@@ -36,12 +36,12 @@ type chainNode struct {
 // signatures checked at approval, and the executor; the relayer key is
 // created on first start and its address logged (fund it; add it as a
 // Safe owner where it should sign).
-func (n *chainNode) wire(ctx context.Context, log *slog.Logger, st daoguard.Store, keyring *secrets.Keyring, orgID string, svc *service.Service) error {
+func (n *chainNode) wire(ctx context.Context, log *slog.Logger, st daoguard.Store, keyring *secrets.Keyring, orgID string, c ChainConfig, svc *service.Service) error {
 	exec, err := evm.NewExecutor(st, keyring, n.eth, n.sim)
 	if err != nil {
 		return err
 	}
-	exec.Mine = n.mine
+	exec.Mine, exec.Confirmations, exec.DriftTolerance = n.mine, c.Confirmations, c.DriftToleranceBPS
 	signatures, err := evm.NewSafeApprovals(n.eth)
 	if err != nil {
 		return err

@@ -14,8 +14,11 @@ import (
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/auth"
+	"github.com/daoguard/daoguard/internal/evm"
 	"github.com/daoguard/daoguard/internal/httpapi"
+	"github.com/daoguard/daoguard/internal/policy"
 	"github.com/daoguard/daoguard/internal/pricefeed"
+	"github.com/ethereum/go-ethereum/common"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -34,6 +37,18 @@ type Config struct {
 	Auth          AuthConfig   `yaml:"auth"`
 	Prices        PricesConfig `yaml:"prices"`
 	Chain         ChainConfig  `yaml:"chain"`
+	// Contracts are the contracts whose ABIs decode calls to them, for
+	// approvers (decoded.calls) and for policy: calldata that no known ABI
+	// decodes exactly never runs autonomously under a rule that names no
+	// function (OPAQUE_CALLDATA).
+	Contracts []ContractConfig `yaml:"contracts"`
+}
+
+// ContractConfig is one contract of the ABI registry.
+type ContractConfig struct {
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"`
+	ABI     string `yaml:"abi"` // a JSON ABI file (or a Hardhat/Foundry artifact), relative to the data directory
 }
 
 // ChainConfig is the Ethereum node the gateway reads over JSON-RPC: the
@@ -43,6 +58,12 @@ type Config struct {
 type ChainConfig struct {
 	RPC     string `yaml:"rpc"`      // http(s):// or ws(s):// URL of the node
 	ChainID uint64 `yaml:"chain_id"` // the chain the accounts are on; checked against the node at start
+	// Confirmations is how deep an execution's receipt must be before the
+	// action counts as executed or failed (1: its own block).
+	Confirmations uint64 `yaml:"confirmations"`
+	// DriftToleranceBPS is how far, in basis points, the outflow simulated
+	// right before broadcast may exceed the approved one.
+	DriftToleranceBPS int64 `yaml:"drift_tolerance_bps"`
 }
 
 // PricesConfig lists the HTTP JSON price endpoints the gateway polls for
@@ -87,6 +108,7 @@ func DefaultConfig() Config {
 		AuditKeyFile:  "audit.key",
 		LogLevel:      "info",
 		Prices:        PricesConfig{Every: pricefeed.DefaultEvery},
+		Chain:         ChainConfig{Confirmations: evm.DefaultConfirmations, DriftToleranceBPS: evm.DefaultDriftTolerance},
 		Auth: AuthConfig{SignatureWindow: auth.DefaultWindow, MaxBody: httpapi.DefaultMaxBody,
 			KeyRate: auth.DefaultKeyRate, KeyBurst: auth.DefaultKeyBurst, FailRate: auth.DefaultFailRate, FailBurst: auth.DefaultFailBurst},
 	}
@@ -191,6 +213,17 @@ func (c *Config) Validate() error {
 			bad("chain.chain_id", "is required with chain.rpc")
 		}
 	}
+	if c.Chain.Confirmations < 1 || c.Chain.Confirmations > 128 {
+		bad("chain.confirmations", "must be between 1 and 128, not %d", c.Chain.Confirmations)
+	}
+	if c.Chain.DriftToleranceBPS < 0 || c.Chain.DriftToleranceBPS > 10_000 {
+		bad("chain.drift_tolerance_bps", "must be between 0 and 10000, not %d", c.Chain.DriftToleranceBPS)
+	}
+	for i, k := range c.Contracts {
+		if k.Name == "" || k.ABI == "" || !common.IsHexAddress(k.Address) || !strings.HasPrefix(k.Address, "0x") {
+			bad(fmt.Sprintf("contracts[%d]", i), "needs name, a 0x address and abi (a JSON ABI file)")
+		}
+	}
 	names := map[string]bool{}
 	for i, src := range c.Prices.Sources {
 		if err := src.Validate(); err != nil {
@@ -235,4 +268,29 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// loadContracts reads the ABI files of the configured contracts and builds
+// the registry (nil when none is configured).
+func loadContracts(dir string, cs []ContractConfig) (*policy.Registry, error) {
+	if len(cs) == 0 {
+		return nil, nil
+	}
+	in := make([]policy.ContractABI, len(cs))
+	for i, c := range cs {
+		path := c.ABI
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(dir, path)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, daoguard.FieldError(daoguard.CodeConfig, fmt.Sprintf("contracts[%d].abi", i), "%v", err)
+		}
+		in[i] = policy.ContractABI{Name: c.Name, Address: c.Address, ABI: b}
+	}
+	r, err := policy.NewRegistry(in)
+	if err != nil {
+		return nil, &daoguard.Error{Code: daoguard.CodeConfig, Field: "contracts", Message: err.Error()}
+	}
+	return r, nil
 }

@@ -241,6 +241,10 @@ func TestChainConfig(t *testing.T) {
 		{"chain: {rpc: 'https://user:pw@node:8545', chain_id: 1}\n", "chain.rpc"},
 		{"chain: {rpc: 'http://127.0.0.1:8545'}\n", "chain.chain_id"},
 		{agg, "prices.sources[0].aggregators"},
+		{"chain: {confirmations: 0}\n", "chain.confirmations"},
+		{"chain: {drift_tolerance_bps: 10001}\n", "chain.drift_tolerance_bps"},
+		{"contracts: [{name: grants, address: '0x1234', abi: grants.json}]\n", "contracts[0]"},
+		{"contracts: [{address: '0x6a7e000000000000000000000000000000006a7e', abi: grants.json}]\n", "contracts[0]"},
 	} {
 		c, err := ParseConfig(strings.NewReader("org: {id: org_x}\n" + tc.yaml))
 		if err == nil {
@@ -277,4 +281,39 @@ func TestChainConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	eth.Close()
+}
+
+// TestContractsConfig: the ABI registry is read from files named in
+// daoguard.yaml; a missing or unreadable ABI stops serve with the field.
+func TestContractsConfig(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if code, _, stderr := run(t, nil, "init", "--data", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	good := `[{"type":"function","name":"award","inputs":[{"name":"recipient","type":"address"}],"outputs":[]}]`
+	os.WriteFile(filepath.Join(dir, "grants.json"), []byte(good), 0o644)
+	os.WriteFile(filepath.Join(dir, "bad.json"), []byte(`{"bytecode":"0x"}`), 0o644)
+	cs := func(abi string) []ContractConfig {
+		return []ContractConfig{{Name: "grants", Address: "0x6a7e000000000000000000000000000000006a7e", ABI: abi}}
+	}
+	if r, err := loadContracts(dir, cs("grants.json")); err != nil || r.Len() != 1 {
+		t.Fatalf("%v", err)
+	}
+	if r, err := loadContracts(dir, nil); err != nil || r != nil {
+		t.Fatalf("no contracts: %v %v", r, err)
+	}
+	for abi, want := range map[string]string{"missing.json": "contracts[0].abi", "bad.json": "artifact"} {
+		if _, err := loadContracts(dir, cs(abi)); daoguard.ErrorCode(err) != daoguard.CodeConfig || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", abi, err)
+		}
+	}
+	// serve refuses to start on a broken registry, naming the field.
+	y, _ := os.ReadFile(filepath.Join(dir, "daoguard.yaml"))
+	y = append(y, "contracts: [{name: grants, address: '0x6a7e000000000000000000000000000000006a7e', abi: missing.json}]\n"...)
+	y = []byte(strings.Replace(string(y), "contracts: []\n", "", 1))
+	os.WriteFile(filepath.Join(dir, "daoguard.yaml"), y, 0o600)
+	code, _, stderr := run(t, nil, "serve", "--data", dir, "--addr", freeAddr(t))
+	if code != exitFailed || !strings.Contains(stderr, "contracts[0].abi") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
 }

@@ -290,3 +290,31 @@ func waitNoEarlier(t *testing.T, a *client.Action, until time.Time) string {
 	}
 	return ""
 }
+
+// TestDevRPCRefused: --dev-rpc spends a node's unlocked account, so it is
+// for a development node on this machine only, and a node that does not
+// answer is a clear error.
+func TestDevRPCRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if code, _, stderr := run(t, nil, "init", "--data", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	dead := "http://" + freeAddr(t) // nothing listens there
+	for _, tc := range []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{"--dev-rpc", dead}, exitUsage, "--dev-rpc goes with --dev"},
+		{[]string{"--dev", "--dev-rpc", "http://10.1.2.3:8545"}, exitUsage, "loopback"},
+		{[]string{"--dev", "--dev-rpc", "https://127.0.0.1:8545"}, exitUsage, "loopback http://"},
+		{[]string{"--dev", "--dev-rpc", "http://user:pw@127.0.0.1:8545"}, exitUsage, "loopback"},
+		{[]string{"--dev", "--dev-rpc", "127.0.0.1:8545"}, exitUsage, "loopback"},
+		{[]string{"--dev", "--dev-rpc", dead, "--addr", freeAddr(t)}, exitFailed, "local development node"},
+	} {
+		code, _, stderr := run(t, nil, append([]string{"serve", "--data", dir}, tc.args...)...)
+		if code != tc.code || !strings.Contains(stderr, tc.err) {
+			t.Errorf("%v: exit %d %q, want %d containing %q", tc.args, code, stderr, tc.code, tc.err)
+		}
+	}
+}

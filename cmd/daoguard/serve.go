@@ -118,7 +118,11 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	// executed once due; without one, nothing can move funds.
 	prices := pricefeed.New(cfg.Prices.Sources)
 	prices.Every, prices.Logger = cfg.Prices.Every, log
-	decider := &service.PolicyDecider{}
+	contracts, err := loadContracts(*dir, cfg.Contracts)
+	if err != nil {
+		return err
+	}
+	decider := &service.PolicyDecider{Contracts: contracts}
 	if len(cfg.Prices.Sources) > 0 {
 		decider.Prices = prices
 	}
@@ -158,7 +162,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		decider.Holdings = holdings
 	}
 	svc := service.New(st, decider, nil, node)
-	svc.Logger, svc.Keyring, svc.Environment = log, keyring, cfg.Environment
+	svc.Logger, svc.Keyring, svc.Environment, svc.Contracts = log, keyring, cfg.Environment, contracts
 	authn := auth.New(st, keyring, cfg.Environment)
 	authn.Logger, authn.Window = log, cfg.Auth.SignatureWindow
 	authn.KeyLimit = auth.NewLimiter("key", cfg.Auth.KeyRate, cfg.Auth.KeyBurst)
@@ -168,7 +172,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		scheme = "https"
 	}
 	if chain != nil {
-		if err := chain.wire(ctx, log, st, keyring, cfg.Org.ID, svc); err != nil {
+		if err := chain.wire(ctx, log, st, keyring, cfg.Org.ID, cfg.Chain, svc); err != nil {
 			return err
 		}
 	}

@@ -338,6 +338,50 @@ func TestDevChain(t *testing.T) {
 			t.Fatalf("simulation %+v", s)
 		}
 	})
+	t.Run("CallsDecodedForApprovers", func(t *testing.T) {
+		// A configured contract (its Hardhat-style artifact) and the
+		// standard ABIs decode every call of a batch; what nothing decodes
+		// is marked opaque.
+		proxy, err := evm.Deploy(ctx, w.eth, chain.Mine, chain.Deployer, evmtest.Artifact(t, "DevProxy"), w.env.Contracts.Token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		art, err := os.ReadFile("../evm/artifacts/DevProxy.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg, err := policy.NewRegistry([]policy.ContractABI{{Name: "Upgradeable", Address: proxy.Hex(), ABI: art}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.svc.Contracts, w.svc.Decider.(*service.PolicyDecider).Contracts = reg, reg
+		defer func() { w.svc.Contracts, w.svc.Decider.(*service.PolicyDecider).Contracts = nil, nil }()
+		ms := evmtest.Artifact(t, "MultiSendCallOnly")
+		transfer, _ := w.token.ABI.Pack("transfer", rcpt, big.NewInt(1))
+		upgrade, _ := evmtest.Artifact(t, "DevProxy").ABI.Pack("upgradeTo", w.env.Contracts.Token)
+		var packed []byte
+		for _, c := range []struct {
+			to   common.Address
+			data []byte
+		}{{w.env.Contracts.Token, transfer}, {proxy, upgrade}, {proxy, []byte{0xca, 0xfe, 0xba, 0xbe}}} {
+			packed = append(packed, 0)
+			packed = append(packed, c.to.Bytes()...)
+			packed = append(packed, make([]byte, 32)...)
+			packed = append(packed, common.LeftPadBytes(big.NewInt(int64(len(c.data))).Bytes(), 32)...)
+			packed = append(packed, c.data...)
+		}
+		a := w.submit(w.agent, daoguard.Intent{Account: "treasury", Kind: "call", To: w.env.Contracts.MultiSendCallOnly.Hex(), Operation: "delegatecall", Data: w.calldata(ms, "multiSend", packed)})
+		got := a.Decoded.Calls
+		if len(got) != 4 || got[0].Function != "multiSend(bytes)" || got[1].Contract != "USDC (ERC-20)" || got[1].Function != "transfer(address,uint256)" ||
+			got[1].Args[0].Value != rcpt.Hex() || got[2].Contract != "Upgradeable" || got[2].Function != "upgradeTo(address)" ||
+			got[2].Args[0].Name != "implementation" || got[2].Args[0].Value != w.env.Contracts.Token.Hex() || !got[3].Opaque || got[3].Selector != "0xcafebabe" {
+			t.Fatalf("%s %+v", a.State, got)
+		}
+		// The calls are stored with the action: approvers read them back.
+		if back := w.state(a.ID); len(back.Decoded.Calls) != 4 || back.Decoded.Calls[2].Function != "upgradeTo(address)" {
+			t.Fatalf("stored calls %+v", back.Decoded.Calls)
+		}
+	})
 	t.Run("DelegatecallToUnknownCode", func(t *testing.T) {
 		a := w.submit(w.agent, daoguard.Intent{Account: "treasury", Kind: "call", To: w.env.Contracts.Token.Hex(), Operation: "delegatecall", Data: w.calldata(w.token, "transfer", rcpt, big.NewInt(1))})
 		if a.State != daoguard.StateDenied || !hasReason(a, policy.ReasonDelegatecall) {

@@ -29,6 +29,10 @@ type Input struct {
 	// of Prices for their symbols; the governance token is still never
 	// priced.
 	Trusted map[string]*big.Int
+	// Contracts decodes calls (nil: the standard interfaces only). An
+	// autonomous rule that names no function lets a call run on its own
+	// only if its calldata decodes exactly.
+	Contracts *Registry
 }
 
 // Result is an evaluation's outcome: the decision and the flows, valued,
@@ -72,6 +76,7 @@ const (
 	ReasonSimulationReverted    = "SIMULATION_REVERTED"    // the action reverts when simulated: deny
 	ReasonSimulationUnavailable = "SIMULATION_UNAVAILABLE" // it could not be simulated: approval
 	ReasonSimulatedOutflow      = "SIMULATED_OUTFLOW"      // it moves more than its calldata says: the difference counts
+	ReasonOpaqueCalldata        = "OPAQUE_CALLDATA"        // calldata no known ABI decodes, under a rule that names no function: never autonomous
 )
 
 // unlimitedThreshold: an allowance at or above 2^255 is "unlimited" in
@@ -733,6 +738,7 @@ func (e *evaluation) apply(r *rule, it *item) {
 	mark := len(e.fig)
 	e.fig = append(e.fig, r.tier.String()...)
 	exceeded, unpriced := e.limits(r, it)
+	given := r.over // the tier the rule gave, if not its own
 	switch {
 	case exceeded:
 		e.raise(r.over, r.approval)
@@ -745,12 +751,28 @@ func (e *evaluation) apply(r *rule, it *item) {
 			a = e.p.council
 		}
 		e.raise(t, a)
+	case r.tier == TierAutonomous && it.Type == ItemCall && !r.hasFunction && e.in.Contracts.opaque(it):
+		// Nobody, human or policy, can say what opaque calldata does: a
+		// rule that names no function may let a call through only with
+		// approval.
+		a := r.approval
+		if a.approvals == 0 {
+			a = e.p.council
+		}
+		e.raise(TierApproval, a)
+		exceeded, given = true, TierApproval
+		sel := "none"
+		if s, ok := it.selector(); ok {
+			sel = "0x" + hex.EncodeToString(s[:])
+		}
+		e.reason(ReasonOpaqueCalldata, r.name, fmt.Sprintf("calldata to %s (selector %s) is in no known ABI", it.Target, sel),
+			"configure the contract's ABI (contracts in daoguard.yaml), or name the function in the rule")
 	default:
 		e.raise(r.tier, r.approval)
 	}
 	detail := string(e.fig)
 	if exceeded { // the tier the rule gave
-		detail = detail[:mark] + r.over.String() + detail[mark+len(r.tier.String()):]
+		detail = detail[:mark] + given.String() + detail[mark+len(r.tier.String()):]
 	}
 	e.reason(ReasonRuleMatched, r.name, detail, "")
 }

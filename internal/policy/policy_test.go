@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 )
 
@@ -553,8 +554,15 @@ rules:
 	in := fixture(t, p)
 	l := in.History.(*Ledger)
 	target := "0xe592427a0aece92de3edee1f18e0157c05861564"
+	// The target's ABI is configured, so that its calldata is not opaque.
+	reg, err := NewRegistry([]ContractABI{{Name: "Poker", Address: target, ABI: []byte(`[{"type":"function","name":"poke","inputs":[{"name":"n","type":"uint8"}],"outputs":[]}]`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Contracts = reg
+	poke := append(crypto.Keccak256([]byte("poke(uint8)"))[:4], common.LeftPadBytes([]byte{1}, 32)...)
 	in.Action = &daoguard.Decoded{Kind: daoguard.KindCall, Account: "ops", AccountKind: daoguard.AccountWallet, From: in.Action.From,
-		To: target, Data: []byte{0x12, 0x34, 0x56, 0x78, 1}, Operation: daoguard.OpCall}
+		To: target, Data: poke, Operation: daoguard.OpCall}
 	for i, want := range []daoguard.Verdict{daoguard.VerdictAllow, daoguard.VerdictAllow, daoguard.VerdictDeny} {
 		res := p.Evaluate(in)
 		if res.Decision.Verdict != want {

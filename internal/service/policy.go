@@ -50,6 +50,10 @@ const tailLimit = 10_000
 type PolicyDecider struct {
 	Prices   Prices   // nil: no prices, USD rules fail closed
 	Holdings Holdings // nil: holdings unknown
+	// Contracts decodes calldata (nil: the standard ABIs only): an
+	// autonomous rule naming no function lets opaque calldata through
+	// only with approval.
+	Contracts *policy.Registry
 
 	mu   sync.Mutex
 	orgs map[string]*orgPolicy
@@ -337,7 +341,7 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 	}
 	input := &policy.Input{
 		Now: now, Principal: in.Principal, Action: &a.Decoded, Catalog: c.cat,
-		Prices: quotes, Holdings: holdings,
+		Prices: quotes, Holdings: holdings, Contracts: d.Contracts,
 	}
 
 	// Evaluate under mu (pure computation, no store call), so that the

@@ -54,7 +54,7 @@ func (s *Service) Replay(ctx context.Context, orgID string, cand *policy.Policy)
 					}
 					principals[p.ID] = p
 				}
-				in := &policy.Input{Now: a.Created, Principal: p, Action: &a.Decoded, Catalog: cat, History: ledger}
+				in := &policy.Input{Now: a.Created, Principal: p, Action: &a.Decoded, Catalog: cat, History: ledger, Contracts: s.Contracts}
 				if r := a.Decision.Inputs; r != nil {
 					in.Trusted, in.Holdings = map[string]*big.Int{}, map[string]*big.Int{}
 					for sym, text := range r.Prices {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/policy"
 	"github.com/daoguard/daoguard/internal/secrets"
 )
 
@@ -40,6 +41,10 @@ type Service struct {
 	// Signatures, if set, checks the owner signature an approval of a Safe
 	// action must carry.
 	Signatures OwnerSignatures
+	// Contracts are the configured contracts' ABIs: each call action's
+	// calls are decoded with them (and the standard ones) for approvers.
+	// The PolicyDecider needs the same registry to judge opaque calldata.
+	Contracts *policy.Registry
 
 	Keyring     *secrets.Keyring // seals hmac secrets of new credentials
 	Environment string           // "test" | "live": the environment of new credentials
@@ -154,6 +159,9 @@ func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemK
 			return nil, false, err
 		}
 		s.attach(&dec, pre)
+		if err := s.describe(ctx, tx, org.ID, &dec); err != nil {
+			return nil, false, err
+		}
 		a := &daoguard.Action{
 			ID: daoguard.NewID("act", now), OrgID: org.ID, PrincipalID: p.ID,
 			IdempotencyKey: idemKey, RequestHash: in.Hash(),
@@ -230,6 +238,19 @@ func replay(ctx context.Context, tx daoguard.Tx, principalID, key string, in dao
 		return nil, &daoguard.Error{Code: daoguard.CodeIdempotencyMismatch, Message: "this Idempotency-Key was used for a different request", Hint: "use a new key for a new request"}
 	}
 	return a, nil
+}
+
+// describe decodes a call action's calls for its approvers.
+func (s *Service) describe(ctx context.Context, tx daoguard.Tx, orgID string, dec *daoguard.Decoded) error {
+	if dec.Kind != daoguard.KindCall {
+		return nil
+	}
+	assets, err := tx.Assets(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	dec.Calls = policy.DescribeCalls(dec, policy.NewCatalog(assets), s.Contracts)
+	return nil
 }
 
 // decide asks the decider and makes its answer safe to act on: an error or
