@@ -329,6 +329,20 @@ func (m *Main) runPrincipals(ctx context.Context, args []string) error {
 			ps, err := c.Principals(ctx)
 			return map[string]any{"principals": ps}, err
 		})
+	case "autonomy":
+		id := fs.String("id", "", "the agent's principal id (required)")
+		level := fs.String("level", "", "autonomous, supervised or suspended (required)")
+		reason := fs.String("reason", "", "why (audited)")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		l, err := daoguard.ParseAutonomy(*level)
+		if err != nil || *id == "" {
+			return usagef("principals autonomy needs --id and --level autonomous|supervised|suspended")
+		}
+		return m.do(*cred, func(c *client.Client) (any, error) {
+			return c.SetAutonomy(ctx, *id, l, *reason)
+		})
 	}
 	return usagef("unknown principals subcommand %q", args[0])
 }

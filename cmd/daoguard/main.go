@@ -27,12 +27,15 @@ const (
 
 Usage:
   daoguard init    --data DIR [--org-name NAME] [--environment test|live] [--store URL]
-  daoguard serve   --data DIR [--addr 127.0.0.1:8787] [--store URL] [--dev]
+  daoguard serve   --data DIR [--addr 127.0.0.1:8787] [--store URL] [--dev [--dev-rpc URL]]
                    [--tls-cert FILE --tls-key FILE] [--insecure-listen]
+  daoguard accounts add --data DIR --name N --kind safe --address 0x… | --kind wallet
+  daoguard assets  add --data DIR --symbol S [--address 0x…] --decimals D
+  daoguard accounts|assets list --data DIR
   daoguard action  submit|get|list        --credential FILE ...
   daoguard approve|reject|veto --id ID    --credential FILE
   daoguard pause|resume                   --credential FILE [--reason TEXT]
-  daoguard principals create|list         --credential FILE ...
+  daoguard principals create|list|autonomy --credential FILE ...
   daoguard keys    create|list|rotate|revoke --credential FILE ...
   daoguard keys    scan PATH
   daoguard keys    rotate-master --data DIR [--retire]
@@ -113,6 +116,10 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		return m.runPrincipals(ctx, args[1:])
 	case "policy":
 		return m.runPolicy(ctx, args[1:])
+	case "accounts":
+		return m.runAccounts(ctx, args[1:])
+	case "assets":
+		return m.runAssets(ctx, args[1:])
 	case "version", "--version":
 		return m.runVersion(args[1:])
 	case "-h", "--help", "help":

@@ -54,6 +54,17 @@ func TestUsage(t *testing.T) {
 		{[]string{"veto", "--id", "act_1"}, exitUsage, "DAOGUARD_CREDENTIAL"},
 		{[]string{"pause", "--credential", "/nonexistent"}, exitFailed, "cannot read credential file"},
 		{[]string{"principals", "create", "--name", "x", "--kind", "robot"}, exitUsage, "unknown principal kind"},
+		{[]string{"principals", "autonomy", "--id", "agt_1", "--level", "godlike"}, exitUsage, "--level autonomous|supervised|suspended"},
+		{[]string{"accounts"}, exitUsage, "subcommand"},
+		{[]string{"accounts", "frob"}, exitUsage, "unknown accounts subcommand"},
+		{[]string{"accounts", "add", "--name", "vault"}, exitUsage, "--kind safe|wallet"},
+		{[]string{"accounts", "add", "--name", "vault", "--kind", "safe"}, exitUsage, "needs --address"},
+		{[]string{"accounts", "add", "--name", "ops", "--kind", "wallet", "--address", "0x5afe00000000000000000000000000000000cafe"}, exitUsage, "no --address"},
+		{[]string{"accounts", "add", "--name", "daoguard", "--kind", "wallet"}, exitUsage, "relayer"},
+		{[]string{"accounts", "add", "--name", "ops", "--kind", "wallet"}, exitUsage, "--data"},
+		{[]string{"assets"}, exitUsage, "subcommand"},
+		{[]string{"assets", "add", "--symbol", "USDC"}, exitUsage, "--decimals"},
+		{[]string{"assets", "list"}, exitUsage, "--data"},
 	} {
 		code, _, stderr := run(t, nil, tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.err) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 && tc.code != exitUsage {

@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard/client"
+	"github.com/daoguard/daoguard/internal/devchain"
 	"github.com/daoguard/daoguard/internal/evm"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
 )
 
@@ -316,5 +318,210 @@ func TestDevRPCRefused(t *testing.T) {
 		if code != tc.code || !strings.Contains(stderr, tc.err) {
 			t.Errorf("%v: exit %d %q, want %d containing %q", tc.args, code, stderr, tc.code, tc.err)
 		}
+	}
+}
+
+// TestRealDeployment follows the README's quickstart for a real deployment
+// against a real node (ganache): a Safe owned 2-of-2 by two humans exists
+// on chain; the operator initialises a data directory pointed at the node
+// (chain.rpc), names the Safe and a new hot wallet (accounts add), the
+// assets (assets add, decimals checked against the token), loads a policy,
+// and serves; an admin creates an agent and two council members; then an
+// agent's payment from the wallet runs on its own, and one from the Safe
+// runs after both owners' EIP-712 approvals and the timelock.
+func TestRealDeployment(t *testing.T) {
+	node := startGanache(t)
+	ctx := context.Background()
+	eth, err := ethclient.Dial(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eth.Close()
+	// The DAO's contracts, deployed by someone else beforehand.
+	deployer, _ := crypto.GenerateKey()
+	if err := devchain.FundFromNode(ctx, eth.Client(), eth, crypto.PubkeyToAddress(deployer.PublicKey), devchain.DeployerFunds); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	keys := map[string]string{}
+	var owners []common.Address
+	for _, h := range []string{"alice", "bob"} {
+		k, _ := crypto.GenerateKey()
+		keys[h] = filepath.Join(t.TempDir(), h+".owner.key")
+		crypto.SaveECDSA(keys[h], k)
+		owners = append(owners, crypto.PubkeyToAddress(k.PublicKey))
+	}
+	c, err := evm.DeployDev(ctx, eth, nil, deployer, owners, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := evm.Mint(ctx, eth, nil, deployer, c.Token, c.Safe, big.NewInt(50_000_000_000)); err != nil {
+		t.Fatal(err)
+	}
+	fund := func(to common.Address, usdc int64) {
+		t.Helper()
+		if _, err := evm.Transact(ctx, eth, nil, deployer, &to, big.NewInt(1e18), nil); err != nil {
+			t.Fatal(err)
+		}
+		if usdc > 0 {
+			if err := evm.Mint(ctx, eth, nil, deployer, c.Token, to, big.NewInt(usdc)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	addr := freeAddr(t)
+	cli := func(args ...string) string {
+		t.Helper()
+		code, out, stderr := run(t, nil, args...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", strings.Join(args, " "), code, stderr)
+		}
+		return out
+	}
+	cli("init", "--data", dir, "--url", "http://"+addr)
+	y, _ := os.ReadFile(filepath.Join(dir, "daoguard.yaml"))
+	y = []byte(strings.Replace(string(y), "    rpc: \"\"\n    chain_id: 0\n", "    rpc: "+node+"\n    chain_id: 1337\n", 1))
+	if err := os.WriteFile(filepath.Join(dir, "daoguard.yaml"), y, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var safeOut struct {
+		Owners    []string `json:"owners"`
+		Threshold uint64   `json:"threshold"`
+		Relayer   string   `json:"relayer"`
+	}
+	json.Unmarshal([]byte(cli("accounts", "add", "--data", dir, "--name", "treasury", "--kind", "safe", "--address", c.Safe.Hex())), &safeOut)
+	if safeOut.Threshold != 2 || len(safeOut.Owners) != 2 || safeOut.Owners[0] != owners[0].Hex() || !common.IsHexAddress(safeOut.Relayer) {
+		t.Fatalf("accounts add (safe) said %+v", safeOut)
+	}
+	var walletOut struct {
+		Account struct{ Address string } `json:"account"`
+	}
+	json.Unmarshal([]byte(cli("accounts", "add", "--data", dir, "--name", "ops", "--kind", "wallet")), &walletOut)
+	ops := common.HexToAddress(walletOut.Account.Address)
+	fund(common.HexToAddress(safeOut.Relayer), 0)
+	fund(ops, 1_000_000_000)
+	if code, _, stderr := run(t, nil, "assets", "add", "--data", dir, "--symbol", "USDC", "--address", c.Token.Hex(), "--decimals", "18"); code != exitFailed || !strings.Contains(stderr, "has 6 decimals, not 18") {
+		t.Fatalf("wrong decimals: exit %d %s", code, stderr)
+	}
+	cli("assets", "add", "--data", dir, "--symbol", "USDC", "--address", c.Token.Hex(), "--decimals", "6")
+	cli("assets", "add", "--data", dir, "--symbol", "ETH", "--decimals", "18")
+	rcpt := common.HexToAddress("0x00000000000000000000000000000000c0ffee01")
+	pol := filepath.Join(t.TempDir(), "policy.yaml")
+	os.WriteFile(pol, []byte(`version: 1
+name: quickstart
+lists:
+  vendors: ["`+strings.ToLower(rcpt.Hex())+`"]
+groups:
+  council: {role: council}
+council: {group: council, approvals: 2, timelock: 2s}
+rules:
+  - name: ops-small
+    principal_kinds: [agent]
+    accounts: [ops]
+    actions: [transfer]
+    assets: [USDC]
+    recipients: {lists: [vendors]}
+    tier: autonomous
+    limits: {max_amount: "500"}
+    over_limit: approval
+    approval: {group: council, approvals: 2, timelock: 2s}
+  - name: treasury
+    accounts: [treasury]
+    tier: approval
+    approval: {group: council, approvals: 2, timelock: 2s}
+`), 0o644)
+	cli("policy", "apply", "--data", dir, pol)
+
+	logs := &lockedBuffer{}
+	startServe(t, logs, nil, "--data", dir, "--addr", addr)
+	waitHealthy(t, addr, logs)
+	admin := filepath.Join(dir, "credentials", "admin.json")
+	creds := map[string]string{}
+	for _, p := range []struct{ name, kind, alg, scopes string }{
+		{"bot", "agent", "hmac-sha256", ""},
+		{"alice", "human", "ed25519", "actions:read,approvals:write"},
+		{"bob", "human", "ed25519", "actions:read,approvals:write"},
+	} {
+		args := []string{"principals", "create", "--credential", admin, "--kind", p.kind, "--name", p.name}
+		if p.kind == "human" {
+			args = append(args, "--roles", "council")
+		}
+		var pr struct{ ID string }
+		json.Unmarshal([]byte(cli(args...)), &pr)
+		if p.kind == "agent" { // new agents start supervised: a human trusts them
+			cli("principals", "autonomy", "--credential", admin, "--id", pr.ID, "--level", "autonomous", "--reason", "vendor payments")
+		}
+		creds[p.name] = filepath.Join(t.TempDir(), p.name+".json")
+		args = []string{"keys", "create", "--credential", admin, "--principal", pr.ID, "--alg", p.alg, "--out", creds[p.name]}
+		if p.scopes != "" {
+			args = append(args, "--scopes", p.scopes)
+		}
+		cli(args...)
+	}
+	action := func(args ...string) *client.Action {
+		t.Helper()
+		var a client.Action
+		if out := cli(args...); json.Unmarshal([]byte(out), &a) != nil {
+			t.Fatalf("%s", out)
+		}
+		return &a
+	}
+	wait := func(id string) *client.Action {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if a := action("action", "get", "--credential", creds["alice"], "--id", id); a.State == "executed" {
+				return a
+			} else if a.State == "failed" {
+				t.Fatalf("failed: %+v\n%s", a.Result, logs.String())
+			}
+		}
+		t.Fatalf("%s never executed:\n%s", id, logs.String())
+		return nil
+	}
+	token, _ := evm.LoadArtifact("DevToken")
+	balance := func(who common.Address) int64 {
+		out, err := evm.Call(ctx, eth, token, c.Token, "balanceOf", who)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out[0].(*big.Int).Int64()
+	}
+
+	// Holdings are read from the node in the background: until the first
+	// reading the units check cannot run, and the payment would wait for
+	// approval (HOLDINGS_UNAVAILABLE) instead of running.
+	var a *client.Action
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		a = action("action", "submit", "--credential", creds["bot"], "--account", "ops", "--asset", "USDC", "--to", rcpt.Hex(), "--amount", "120")
+		if a.State == "queued" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if a.State != "queued" || a.Decision.Verdict != "allow" {
+		t.Fatalf("%s %+v", a.State, a.Decision.Reasons)
+	}
+	wait(a.ID)
+	if got := balance(rcpt); got != 120_000_000 {
+		t.Fatalf("the vendor has %d", got)
+	}
+	a = action("action", "submit", "--credential", creds["bot"], "--account", "treasury", "--asset", "USDC", "--to", rcpt.Hex(), "--amount", "4000")
+	if a.State != "awaiting_approval" || a.Decoded.SafeTx == nil {
+		t.Fatalf("%s %+v", a.State, a.Decision.Reasons)
+	}
+	action("approve", "--credential", creds["alice"], "--id", a.ID, "--owner-key", keys["alice"])
+	if code, _, stderr := run(t, nil, "approve", "--credential", creds["bob"], "--id", a.ID, "--owner-key", keys["alice"]); code != exitFailed || !strings.Contains(stderr, "already") {
+		t.Fatalf("bob with alice's owner key: exit %d %s", code, stderr)
+	}
+	action("approve", "--credential", creds["bob"], "--id", a.ID, "--owner-key", keys["bob"])
+	done := wait(a.ID)
+	if rc, err := eth.TransactionReceipt(ctx, common.HexToHash(done.Result.TxHash)); err != nil || rc.Status != types.ReceiptStatusSuccessful {
+		t.Fatalf("receipt %+v %v", rc, err)
+	}
+	if got := balance(rcpt); got != 4_120_000_000 {
+		t.Fatalf("the vendor has %d", got)
+	}
+	if got := balance(c.Safe); got != 46_000_000_000 {
+		t.Fatalf("the Safe has %d", got)
 	}
 }
