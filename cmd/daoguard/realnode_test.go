@@ -194,6 +194,7 @@ func TestRealNode(t *testing.T) {
 			err != nil || sender != from || tx.To() == nil || *tx.To() != to || tx.Type() != types.DynamicFeeTxType {
 			t.Fatalf("receipt %+v, recorded %+v; sender %s (want %s), to %v (want %s), type %d", rc, a.Result, sender.Hex(), from.Hex(), tx.To(), to.Hex(), tx.Type())
 		}
+		t.Logf("%s: block %d, gas used %d", h.Hex(), rc.BlockNumber, rc.GasUsed)
 		return rc
 	}
 

@@ -32,7 +32,7 @@ const org = "org_dev"
 // engine with holdings read from the chain, the simulator, the executor,
 // and the principals of API.md.
 type world struct {
-	t       *testing.T
+	t       testing.TB
 	chain   *evm.SimChain
 	eth     evm.Client
 	store   *sqlite.DB
@@ -47,7 +47,7 @@ type world struct {
 	token   *evm.Artifact
 }
 
-func newWorld(t *testing.T, dsn string, chain *evm.SimChain, eth evm.Client, keyring *secrets.Keyring, provision bool) *world {
+func newWorld(t testing.TB, dsn string, chain *evm.SimChain, eth evm.Client, keyring *secrets.Keyring, provision bool) *world {
 	t.Helper()
 	evmtest.Artifact(t, "DaoguardProbe")
 	w := &world{t: t, chain: chain, eth: eth, clock: storetest.NewRunningClock(), keyring: keyring, token: evmtest.Artifact(t, "DevToken")}
@@ -196,7 +196,7 @@ func (w *world) calldata(a *evm.Artifact, method string, args ...any) string {
 	return hexutil.Encode(b)
 }
 
-func newKeyring(t *testing.T) *secrets.Keyring {
+func newKeyring(t testing.TB) *secrets.Keyring {
 	k, err := secrets.ParseKeyring(secrets.NewKeyringFile())
 	if err != nil {
 		t.Fatal(err)
@@ -246,6 +246,11 @@ func TestDevChain(t *testing.T) {
 		got := w.state(a.ID)
 		if got.State != daoguard.StateExecuted || got.Result.TxHash == "" || got.Result.Block == 0 || got.Result.GasUsed == 0 {
 			t.Fatalf("%s %+v", got.State, got.Result)
+		}
+		// Mainnet's gas schedule: an ERC-20 transfer costs about 51k (the
+		// same transfer on ganache in cmd/daoguard's TestRealNode: 51,382).
+		if got.Result.GasUsed > 70_000 {
+			t.Fatalf("a token transfer used %d gas: the dev chain does not run mainnet's rules", got.Result.GasUsed)
 		}
 		if d := new(big.Int).Sub(w.balance("USDC", rcpt), before); d.Cmp(usdc(100)) != 0 {
 			t.Fatalf("recipient got %s", d)
@@ -555,4 +560,32 @@ func crashChild(t *testing.T) {
 	w.clock.Advance(time.Minute)
 	n, err := w.svc.ExecuteDue(ctx)
 	t.Fatalf("still alive after executing %d: %v", n, err)
+}
+
+// BenchmarkSubmitSimulated: agents' payments submitted through the service
+// with the policy engine deciding and every action simulated on the
+// in-process chain first (no HTTP; see docs/PERFORMANCE.md for the signed
+// API without a chain).
+func BenchmarkSubmitSimulated(b *testing.B) {
+	chain, err := evm.NewSimChain()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer chain.Close()
+	w := newWorld(b, filepath.Join(b.TempDir(), "data.db"), chain, chain.Client, newKeyring(b), true)
+	if err := w.hold.Poll(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	rcpt := w.env.Recipients[0].Hex()
+	b.SetParallelism(4) // 4 × GOMAXPROCS submitters: batches form as in the gateway
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			a, err := w.svc.Submit(context.Background(), w.agent, "", daoguard.Intent{Account: "ops", Kind: "transfer", Asset: "USDC", To: rcpt, Amount: "1"})
+			if err != nil || a.State != daoguard.StateQueued || a.Decoded.Simulation == nil || !a.Decoded.Simulation.Success {
+				b.Fatal(a, err)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "submits/s")
 }

@@ -94,8 +94,13 @@ func StartSimChain(opts SimOptions) (*SimChain, error) {
 		nodeConf.HTTPHost, nodeConf.HTTPPort = host, port
 		nodeConf.HTTPVirtualHosts = []string{"*"}
 	}
+	// Mainnet's rules: every fork up to the current one. go-ethereum's dev
+	// config also enables a fork still in development (Bogota), whose gas
+	// schedule made an ERC-20 transfer cost ~146k gas instead of ~51k.
+	chainConf := *params.AllDevChainProtocolChanges
+	chainConf.BogotaTime = nil
 	ethConf := ethconfig.Defaults
-	ethConf.Genesis = &core.Genesis{Config: params.AllDevChainProtocolChanges, GasLimit: ethconfig.Defaults.Miner.GasCeil, Alloc: alloc}
+	ethConf.Genesis = &core.Genesis{Config: &chainConf, GasLimit: ethconfig.Defaults.Miner.GasCeil, Alloc: alloc}
 	ethConf.SyncMode = ethconfig.FullSync
 	ethConf.TxPool.NoLocals = true
 	ethConf.LogNoHistory = true

@@ -264,6 +264,16 @@ func BenchmarkSimulate(b *testing.B) {
 				}
 			}
 		})
+		if c.d.Kind == daoguard.KindCall {
+			// Every call decoded by ABI for approvers (decoded.calls).
+			b.Run("DescribeCalls/"+c.name, func(b *testing.B) {
+				for b.Loop() {
+					if calls := policy.DescribeCalls(c.d, cat, nil); len(calls) != 4 || calls[3].Function != "approve(address,uint256)" {
+						b.Fatal(calls)
+					}
+				}
+			})
+		}
 		b.Run("DecodeSimulate/"+c.name, func(b *testing.B) {
 			for b.Loop() {
 				s, _, err := w.sim.Simulate(ctx, c.d, w.assets)
