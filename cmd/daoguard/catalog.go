@@ -169,7 +169,8 @@ func (m *Main) catalogChange(ctx context.Context, dir string, chainID uint64, ch
 	defer st.Close()
 	unlock, err := lockDir(dir)
 	if err != nil {
-		return err
+		return &daoguard.Error{Code: daoguard.CodeConflict, Message: "daoguard serve is running with " + dir,
+			Hint: "accounts and assets change with serve stopped; start it again afterwards"}
 	}
 	defer unlock()
 	keyring, err := secrets.LoadKeyring(filepath.Join(dir, cfg.MasterKeyFile), "DAOGUARD_MASTER_KEY", m.Getenv)
