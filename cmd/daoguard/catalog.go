@@ -78,16 +78,7 @@ func (m *Main) runAccounts(ctx context.Context, args []string) error {
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
-		cfg, st, err := m.openData(*dir)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		var out []*daoguard.Account
-		if err := st.View(ctx, func(tx daoguard.Tx) (err error) { out, err = tx.Accounts(ctx, cfg.Org.ID); return err }); err != nil {
-			return err
-		}
-		return m.print(nonNil(out))
+		return listData(ctx, m, *dir, daoguard.Tx.Accounts)
 	}
 	return usagef("unknown accounts subcommand %q (add or list)", args[0])
 }
@@ -135,25 +126,28 @@ func (m *Main) runAssets(ctx context.Context, args []string) error {
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
-		cfg, st, err := m.openData(*dir)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		var out []*daoguard.Asset
-		if err := st.View(ctx, func(tx daoguard.Tx) (err error) { out, err = tx.Assets(ctx, cfg.Org.ID); return err }); err != nil {
-			return err
-		}
-		return m.print(nonNil(out))
+		return listData(ctx, m, *dir, daoguard.Tx.Assets)
 	}
 	return usagef("unknown assets subcommand %q (add or list)", args[0])
 }
 
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
+// listData prints what list reads of the organisation from the store.
+func listData[T any](ctx context.Context, m *Main, dir string, list func(daoguard.Tx, context.Context, string) ([]T, error)) error {
+	cfg, st, err := m.openData(dir)
+	if err != nil {
+		return err
 	}
-	return s
+	defer st.Close()
+	out := []T{}
+	err = st.View(ctx, func(tx daoguard.Tx) error {
+		got, err := list(tx, ctx, cfg.Org.ID)
+		out = append(out, got...)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return m.print(out)
 }
 
 // catalogChange runs an operator change of accounts or assets with serve

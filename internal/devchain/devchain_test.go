@@ -322,19 +322,11 @@ func TestDevChain(t *testing.T) {
 		}
 	})
 	t.Run("MultiSendHidingUnlimitedApprove", func(t *testing.T) {
-		ms := evmtest.Artifact(t, "MultiSend")
 		unlimited := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1))
 		approve, _ := w.token.ABI.Pack("approve", common.HexToAddress("0x000000000000000000000000000000000000dead"), unlimited)
 		transfer, _ := w.token.ABI.Pack("transfer", rcpt, big.NewInt(1))
-		var packed []byte
-		for _, c := range [][]byte{transfer, approve} {
-			packed = append(packed, 0)
-			packed = append(packed, w.env.Contracts.Token.Bytes()...)
-			packed = append(packed, make([]byte, 32)...)
-			packed = append(packed, common.LeftPadBytes(big.NewInt(int64(len(c))).Bytes(), 32)...)
-			packed = append(packed, c...)
-		}
-		a := w.submit(w.agent, daoguard.Intent{Account: "treasury", Kind: "call", To: w.env.Contracts.MultiSend.Hex(), Operation: "delegatecall", Data: w.calldata(ms, "multiSend", packed)})
+		batch := evm.PackMultiSend(evm.TxCall{To: w.env.Contracts.Token, Data: transfer}, evm.TxCall{To: w.env.Contracts.Token, Data: approve})
+		a := w.submit(w.agent, daoguard.Intent{Account: "treasury", Kind: "call", To: w.env.Contracts.MultiSend.Hex(), Operation: "delegatecall", Data: hexutil.Encode(batch)})
 		if a.State != daoguard.StateDenied || !hasReason(a, policy.ReasonUnlimitedApproval) {
 			t.Fatalf("%s %+v", a.State, a.Decision.Reasons)
 		}
@@ -361,21 +353,10 @@ func TestDevChain(t *testing.T) {
 		}
 		w.svc.Contracts, w.svc.Decider.(*service.PolicyDecider).Contracts = reg, reg
 		defer func() { w.svc.Contracts, w.svc.Decider.(*service.PolicyDecider).Contracts = nil, nil }()
-		ms := evmtest.Artifact(t, "MultiSendCallOnly")
 		transfer, _ := w.token.ABI.Pack("transfer", rcpt, big.NewInt(1))
 		upgrade, _ := evmtest.Artifact(t, "DevProxy").ABI.Pack("upgradeTo", w.env.Contracts.Token)
-		var packed []byte
-		for _, c := range []struct {
-			to   common.Address
-			data []byte
-		}{{w.env.Contracts.Token, transfer}, {proxy, upgrade}, {proxy, []byte{0xca, 0xfe, 0xba, 0xbe}}} {
-			packed = append(packed, 0)
-			packed = append(packed, c.to.Bytes()...)
-			packed = append(packed, make([]byte, 32)...)
-			packed = append(packed, common.LeftPadBytes(big.NewInt(int64(len(c.data))).Bytes(), 32)...)
-			packed = append(packed, c.data...)
-		}
-		a := w.submit(w.agent, daoguard.Intent{Account: "treasury", Kind: "call", To: w.env.Contracts.MultiSendCallOnly.Hex(), Operation: "delegatecall", Data: w.calldata(ms, "multiSend", packed)})
+		batch := evm.PackMultiSend(evm.TxCall{To: w.env.Contracts.Token, Data: transfer}, evm.TxCall{To: proxy, Data: upgrade}, evm.TxCall{To: proxy, Data: []byte{0xca, 0xfe, 0xba, 0xbe}})
+		a := w.submit(w.agent, daoguard.Intent{Account: "treasury", Kind: "call", To: w.env.Contracts.MultiSendCallOnly.Hex(), Operation: "delegatecall", Data: hexutil.Encode(batch)})
 		got := a.Decoded.Calls
 		if len(got) != 4 || got[0].Function != "multiSend(bytes)" || got[1].Contract != "USDC (ERC-20)" || got[1].Function != "transfer(address,uint256)" ||
 			got[1].Args[0].Value != rcpt.Hex() || got[2].Contract != "Upgradeable" || got[2].Function != "upgradeTo(address)" ||

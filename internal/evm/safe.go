@@ -89,3 +89,32 @@ func TypedDataHash(td apitypes.TypedData) (common.Hash, error) {
 	}
 	return common.BytesToHash(h), nil
 }
+
+// PackMultiSend encodes calls as Safe's multiSend(bytes) calldata: each
+// call packed as operation (1 byte), to (20), value (32), data length (32)
+// and data. A Safe runs the batch by delegatecall to MultiSend, or to
+// MultiSendCallOnly, which refuses delegatecalls inside it.
+func PackMultiSend(calls ...TxCall) []byte {
+	var packed []byte
+	for _, c := range calls {
+		packed = append(packed, c.Operation)
+		packed = append(packed, c.To.Bytes()...)
+		v := new(big.Int)
+		if c.Value != nil {
+			v = c.Value
+		}
+		packed = append(packed, common.LeftPadBytes(v.Bytes(), 32)...)
+		packed = append(packed, common.LeftPadBytes(new(big.Int).SetInt64(int64(len(c.Data))).Bytes(), 32)...)
+		packed = append(packed, c.Data...)
+	}
+	// multiSend(bytes): the selector, the offset of the bytes (32), their
+	// length, and the bytes padded to a whole word.
+	out := append([]byte{}, multiSendSelector...)
+	out = append(out, common.LeftPadBytes([]byte{32}, 32)...)
+	out = append(out, common.LeftPadBytes(new(big.Int).SetInt64(int64(len(packed))).Bytes(), 32)...)
+	out = append(out, packed...)
+	return append(out, make([]byte, (32-len(packed)%32)%32)...)
+}
+
+// multiSendSelector is keccak256("multiSend(bytes)")[:4].
+var multiSendSelector = []byte{0x8d, 0x80, 0xff, 0x0a}

@@ -1,6 +1,7 @@
 package evm_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"encoding/binary"
@@ -96,8 +97,8 @@ func tokenCall(t testing.TB, method string, args ...any) []byte {
 	return data
 }
 
-// multiSend encodes Safe's MultiSend batch: operation, to, value, data
-// length, data, packed.
+// multiSend is evm.PackMultiSend, checked against the MultiSend
+// contract's own ABI encoding.
 func multiSend(t testing.TB, txs ...evm.TxCall) []byte {
 	var packed []byte
 	for _, c := range txs {
@@ -114,11 +115,14 @@ func multiSend(t testing.TB, txs ...evm.TxCall) []byte {
 		packed = append(packed, c.Data...)
 	}
 	a := evmtest.Artifact(t, "MultiSend")
-	data, err := a.ABI.Pack("multiSend", packed)
+	want, err := a.ABI.Pack("multiSend", packed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return data
+	if got := evm.PackMultiSend(txs...); !bytes.Equal(got, want) {
+		t.Fatalf("PackMultiSend %x, the ABI %x", got, want)
+	}
+	return want
 }
 
 func spent(t *testing.T, s *daoguard.Simulation, asset string) int64 {
