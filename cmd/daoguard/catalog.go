@@ -47,6 +47,12 @@ func (m *Main) runAccounts(ctx context.Context, args []string) error {
 		return m.catalogChange(ctx, *dir, *chainID, func(cfg Config, st daoguard.Store, keyring *secrets.Keyring, eth *ethclient.Client, chain uint64) (any, error) {
 			a := &daoguard.Account{OrgID: cfg.Org.ID, Name: *name, ChainID: chain, Address: *address, Kind: k}
 			out := map[string]any{"account": a}
+			svc := service.New(st, daoguard.DenyAll{}, nil, "cli")
+			// A refused account leaves no key behind: checked before the
+			// wallet's key is generated.
+			if err := svc.CheckAccount(ctx, a, *replace); err != nil {
+				return nil, err
+			}
 			if k == daoguard.AccountWallet {
 				s, err := evm.EnsureSigner(ctx, st, keyring, cfg.Org.ID, *name)
 				if err != nil {
@@ -61,7 +67,7 @@ func (m *Main) runAccounts(ctx context.Context, args []string) error {
 				}
 				out["owners"], out["threshold"] = owners, threshold
 			}
-			if err := service.New(st, daoguard.DenyAll{}, nil, "cli").AddAccount(ctx, a, *replace); err != nil {
+			if err := svc.AddAccount(ctx, a, *replace); err != nil {
 				return nil, err
 			}
 			if k == daoguard.AccountSafe {

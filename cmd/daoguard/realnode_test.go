@@ -15,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
 	"github.com/daoguard/daoguard/internal/devchain"
 	"github.com/daoguard/daoguard/internal/evm"
+	"github.com/daoguard/daoguard/internal/sqlite"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
@@ -400,6 +402,19 @@ func TestRealDeployment(t *testing.T) {
 	}
 	json.Unmarshal([]byte(cli("accounts", "add", "--data", dir, "--name", "ops", "--kind", "wallet")), &walletOut)
 	ops := common.HexToAddress(walletOut.Account.Address)
+	// A wallet under a name taken is refused, and leaves no key behind.
+	if code, _, stderr := run(t, nil, "accounts", "add", "--data", dir, "--name", "treasury", "--kind", "wallet"); code != exitFailed || !strings.Contains(stderr, "exists") {
+		t.Fatalf("a wallet named treasury: exit %d %s", code, stderr)
+	}
+	db := sqlite.NewDB(filepath.Join(dir, "data.db"))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(ctx, func(tx daoguard.Tx) error { _, err := tx.Signer(ctx, readOrg(t, dir), "treasury"); return err })
+	db.Close()
+	if !daoguard.IsNotFound(err) {
+		t.Fatalf("a key was generated for the refused wallet: %v", err)
+	}
 	fund(common.HexToAddress(safeOut.Relayer), 0)
 	fund(ops, 1_000_000_000)
 	if code, _, stderr := run(t, nil, "assets", "add", "--data", dir, "--symbol", "USDC", "--address", c.Token.Hex(), "--decimals", "18"); code != exitFailed || !strings.Contains(stderr, "has 6 decimals, not 18") {
@@ -525,4 +540,14 @@ rules:
 	if got := balance(c.Safe); got != 46_000_000_000 {
 		t.Fatalf("the Safe has %d", got)
 	}
+}
+
+// readOrg reads the organisation id of a data directory.
+func readOrg(t *testing.T, dir string) string {
+	t.Helper()
+	cfg, err := loadConfig(dir, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Org.ID
 }

@@ -30,6 +30,45 @@ const maxDecimals = 77
 // ADDRESS_CHECKSUM, CONFLICT (the name exists, or another account has the
 // address).
 func (s *Service) AddAccount(ctx context.Context, a *daoguard.Account, replace bool) error {
+	if a.Address == "" {
+		return daoguard.FieldError(daoguard.CodeInvalid, "address", "an account needs an address")
+	}
+	if err := validAccount(a); err != nil {
+		return err
+	}
+	return s.Store.Update(ctx, func(tx daoguard.Tx) error {
+		old, err := existingAccount(ctx, tx, a, replace)
+		if err != nil {
+			return err
+		}
+		event := "account.added"
+		if old != nil {
+			event = "account.replaced"
+		}
+		if err := tx.PutAccount(ctx, a); err != nil {
+			return err
+		}
+		return tx.Append(ctx, &daoguard.AuditEntry{Time: tx.Now(), OrgID: a.OrgID, ActorID: ActorOperator, ActorKind: "operator", Event: event,
+			Detail: mustJSON(map[string]any{"account": a, "was": old})})
+	})
+}
+
+// CheckAccount tells whether AddAccount would take a, without writing:
+// before a wallet's key is generated, so that a refused account leaves no
+// key behind. An empty address is not checked (the key does not exist yet).
+func (s *Service) CheckAccount(ctx context.Context, a *daoguard.Account, replace bool) error {
+	if err := validAccount(a); err != nil {
+		return err
+	}
+	return s.Store.View(ctx, func(tx daoguard.Tx) error {
+		_, err := existingAccount(ctx, tx, a, replace)
+		return err
+	})
+}
+
+// validAccount checks an account's fields, and normalises its address to
+// EIP-55.
+func validAccount(a *daoguard.Account) error {
 	if !accountName.MatchString(a.Name) {
 		return daoguard.FieldError(daoguard.CodeInvalid, "name", "an account name is 1 to 64 lower-case letters, digits, - or _, starting with a letter, not %q", truncate(a.Name, 64))
 	}
@@ -39,39 +78,37 @@ func (s *Service) AddAccount(ctx context.Context, a *daoguard.Account, replace b
 	if a.ChainID == 0 {
 		return daoguard.FieldError(daoguard.CodeInvalid, "chain_id", "a chain id is required")
 	}
-	addr, err := parseAddress(a.Address)
-	if err != nil {
-		return fieldOf(err, "address")
-	}
-	a.Address = common.HexToAddress(addr).Hex()
-	return s.Store.Update(ctx, func(tx daoguard.Tx) error {
-		accounts, err := tx.Accounts(ctx, a.OrgID)
+	if a.Address != "" {
+		addr, err := parseAddress(a.Address)
 		if err != nil {
-			return err
+			return fieldOf(err, "address")
 		}
-		var old *daoguard.Account
-		for _, o := range accounts {
-			switch {
-			case o.Name == a.Name:
-				old = o
-			case strings.EqualFold(o.Address, a.Address) && o.ChainID == a.ChainID:
-				return daoguard.FieldError(daoguard.CodeConflict, "address", "account %q already has address %s", o.Name, a.Address)
-			}
+		a.Address = common.HexToAddress(addr).Hex()
+	}
+	return nil
+}
+
+// existingAccount returns the account a replaces (nil: none), or why a
+// may not be written.
+func existingAccount(ctx context.Context, tx daoguard.Tx, a *daoguard.Account, replace bool) (*daoguard.Account, error) {
+	accounts, err := tx.Accounts(ctx, a.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	var old *daoguard.Account
+	for _, o := range accounts {
+		switch {
+		case o.Name == a.Name:
+			old = o
+		case a.Address != "" && strings.EqualFold(o.Address, a.Address) && o.ChainID == a.ChainID:
+			return nil, daoguard.FieldError(daoguard.CodeConflict, "address", "account %q already has address %s", o.Name, a.Address)
 		}
-		event := "account.added"
-		if old != nil {
-			if !replace {
-				return &daoguard.Error{Code: daoguard.CodeConflict, Field: "name",
-					Message: "account " + a.Name + " exists (" + old.Kind.String() + " " + old.Address + ")", Hint: "--replace changes it"}
-			}
-			event = "account.replaced"
-		}
-		if err := tx.PutAccount(ctx, a); err != nil {
-			return err
-		}
-		return tx.Append(ctx, &daoguard.AuditEntry{Time: tx.Now(), OrgID: a.OrgID, ActorID: ActorOperator, ActorKind: "operator", Event: event,
-			Detail: mustJSON(map[string]any{"account": a, "was": old})})
-	})
+	}
+	if old != nil && !replace {
+		return nil, &daoguard.Error{Code: daoguard.CodeConflict, Field: "name",
+			Message: "account " + a.Name + " exists (" + old.Kind.String() + " " + old.Address + ")", Hint: "--replace changes it"}
+	}
+	return old, nil
 }
 
 // AddAsset records an asset of the organisation's catalogue as the
