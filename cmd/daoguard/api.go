@@ -289,7 +289,7 @@ func (m *Main) deliverKey(c *client.Client, nk *client.NewKey, out string) error
 // runPrincipals: daoguard principals create|list.
 func (m *Main) runPrincipals(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usagef("principals needs a subcommand: create or list")
+		return usagef("principals needs a subcommand: create, list or autonomy")
 	}
 	fs := m.newFlagSet("principals " + args[0])
 	cred := m.credentialFlag(fs)

@@ -102,8 +102,9 @@ func startDev(ctx context.Context, log *slog.Logger, st daoguard.Store, keyring 
 		rpcc, endpoint = chain.RPC, chain.HTTPEndpoint()
 	} else {
 		eth, err := ethclient.DialContext(ctx, rpcURL)
-		if err != nil {
-			return nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: "--dev-rpc: " + err.Error()}
+		if err != nil { // a ws:// node that does not answer
+			return nil, &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "--dev-rpc: " + err.Error(),
+				Hint: "--dev-rpc is for a local development node (anvil, hardhat node, ganache) with a funded, unlocked account"}
 		}
 		n.eth, n.close, rpcc, endpoint = eth, eth.Close, eth.Client(), rpcURL
 	}
@@ -132,7 +133,12 @@ func provisionDev(ctx context.Context, st daoguard.Store, keyring *secrets.Keyri
 	if !external {
 		return devchain.Provision(ctx, st, keyring, orgID, eth, mine, deployer, humans)
 	}
-	if c, ok := readDevContracts(filepath.Join(dir, "dev.json")); ok {
+	id, err := eth.ChainID(ctx)
+	if err != nil {
+		return nil, &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "--dev-rpc: " + err.Error(),
+			Hint: "--dev-rpc is for a local development node (anvil, hardhat node, ganache) with a funded, unlocked account"}
+	}
+	if c, chainID, ok := readDevContracts(filepath.Join(dir, "dev.json")); ok && chainID == id.Uint64() {
 		env, err := devchain.Reattach(ctx, st, keyring, orgID, eth, c, humans)
 		if !errors.Is(err, devchain.ErrGone) {
 			return env, err
@@ -177,11 +183,11 @@ type devJSON struct {
 }
 
 // readDevContracts reads the contracts of an earlier dev.json.
-func readDevContracts(path string) (*evm.DevContracts, bool) {
+func readDevContracts(path string) (*evm.DevContracts, uint64, bool) {
 	var d devJSON
 	b, err := os.ReadFile(path)
 	if err != nil || json.Unmarshal(b, &d) != nil {
-		return nil, false
+		return nil, 0, false
 	}
 	c := &evm.DevContracts{}
 	for _, f := range []struct {
@@ -193,11 +199,11 @@ func readDevContracts(path string) (*evm.DevContracts, bool) {
 		{&c.Safe, d.Accounts["treasury"]}, {&c.Token, d.Assets["USDC"]},
 	} {
 		if !common.IsHexAddress(f.v) {
-			return nil, false
+			return nil, 0, false
 		}
 		*f.dst = common.HexToAddress(f.v)
 	}
-	return c, true
+	return c, d.ChainID, true
 }
 
 func writeDevJSON(path string, env *devchain.Env, rpc string) error {

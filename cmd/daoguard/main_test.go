@@ -302,8 +302,11 @@ func TestContractsConfig(t *testing.T) {
 		t.Fatal(stderr)
 	}
 	good := `[{"type":"function","name":"award","inputs":[{"name":"recipient","type":"address"}],"outputs":[]}]`
-	os.WriteFile(filepath.Join(dir, "grants.json"), []byte(good), 0o644)
-	os.WriteFile(filepath.Join(dir, "bad.json"), []byte(`{"bytecode":"0x"}`), 0o644)
+	for name, body := range map[string]string{"grants.json": good, "bad.json": `{"bytecode":"0x"}`} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cs := func(abi string) []ContractConfig {
 		return []ContractConfig{{Name: "grants", Address: "0x6a7e000000000000000000000000000000006a7e", ABI: abi}}
 	}
@@ -322,7 +325,9 @@ func TestContractsConfig(t *testing.T) {
 	y, _ := os.ReadFile(filepath.Join(dir, "daoguard.yaml"))
 	y = append(y, "contracts: [{name: grants, address: '0x6a7e000000000000000000000000000000006a7e', abi: missing.json}]\n"...)
 	y = []byte(strings.Replace(string(y), "contracts: []\n", "", 1))
-	os.WriteFile(filepath.Join(dir, "daoguard.yaml"), y, 0o600)
+	if err := os.WriteFile(filepath.Join(dir, "daoguard.yaml"), y, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	code, _, stderr := run(t, nil, "serve", "--data", dir, "--addr", freeAddr(t))
 	if code != exitFailed || !strings.Contains(stderr, "contracts[0].abi") {
 		t.Fatalf("exit %d: %s", code, stderr)

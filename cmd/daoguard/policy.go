@@ -231,7 +231,13 @@ func (m *Main) runPolicyReplay(ctx context.Context, args []string) error {
 		return err
 	}
 	defer st.Close()
-	rep, err := service.New(st, daoguard.DenyAll{}, nil, "cli").Replay(ctx, cfg.Org.ID, cand)
+	// The registry serve decides with: calls a configured ABI decodes
+	// must not look opaque to the replay.
+	svc := service.New(st, daoguard.DenyAll{}, nil, "cli")
+	if svc.Contracts, err = loadContracts(*dir, cfg.Contracts); err != nil {
+		return err
+	}
+	rep, err := svc.Replay(ctx, cfg.Org.ID, cand)
 	if err != nil {
 		return err
 	}

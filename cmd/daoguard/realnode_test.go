@@ -315,7 +315,9 @@ func TestDevRPCRefused(t *testing.T) {
 		{[]string{"--dev", "--dev-rpc", "https://127.0.0.1:8545"}, exitUsage, "loopback http://"},
 		{[]string{"--dev", "--dev-rpc", "http://user:pw@127.0.0.1:8545"}, exitUsage, "loopback"},
 		{[]string{"--dev", "--dev-rpc", "127.0.0.1:8545"}, exitUsage, "loopback"},
+		{[]string{"--dev", "--dev-rpc", "http://localhost.example.org:8545"}, exitUsage, "loopback"},
 		{[]string{"--dev", "--dev-rpc", dead, "--addr", freeAddr(t)}, exitFailed, "local development node"},
+		{[]string{"--dev", "--dev-rpc", "ws" + strings.TrimPrefix(dead, "http"), "--addr", freeAddr(t)}, exitFailed, "local development node"},
 	} {
 		code, _, stderr := run(t, nil, append([]string{"serve", "--data", dir}, tc.args...)...)
 		if code != tc.code || !strings.Contains(stderr, tc.err) {

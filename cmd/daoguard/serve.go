@@ -68,7 +68,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		// The node's unlocked account pays for the dev environment: only a
 		// development node on this machine may be used that way.
 		u, err := url.Parse(*devRPC)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "ws") || u.User != nil || !isLoopback(u.Host) {
+		if err != nil || (u.Scheme != "http" && u.Scheme != "ws") || u.User != nil || !isLoopback(net.JoinHostPort(u.Hostname(), "0")) {
 			return usagef("--dev-rpc takes a loopback http:// or ws:// URL of a local development node, not %q", *devRPC)
 		}
 	}
@@ -130,7 +130,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	switch {
 	case *dev:
 		if cfg.Chain.RPC != "" {
-			log.Warn("--dev runs its own in-process chain; chain.rpc is not used")
+			log.Warn("--dev provisions its own chain (in process, or the --dev-rpc node); chain.rpc is not used")
 		}
 		if chain, err = startDev(ctx, log, st, keyring, cfg.Org.ID, *dir, *devRPC); err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 
 	"github.com/daoguard/daoguard"
@@ -78,8 +79,9 @@ func Provision(ctx context.Context, st daoguard.Store, keyring *secrets.Keyring,
 var ErrGone = errors.New("the dev contracts are not on this node")
 
 // Reattach is the environment an earlier Provision deployed on this node,
-// at the contracts' recorded addresses, if they are all still there: a
-// restart against a long-running dev node keeps its treasury and history.
+// at the contracts' recorded addresses, if they are all still there and the
+// Safe is still owned by the relayer and the humans: a restart against a
+// long-running dev node keeps its treasury and history.
 // Otherwise it returns ErrGone and the caller provisions anew.
 func Reattach(ctx context.Context, st daoguard.Store, keyring *secrets.Keyring, orgID string, eth evm.Client, c *evm.DevContracts, humans map[string]*ecdsa.PrivateKey) (*Env, error) {
 	for _, a := range []common.Address{c.Singleton, c.Factory, c.Handler, c.MultiSend, c.MultiSendCallOnly, c.Safe, c.Token} {
@@ -94,6 +96,22 @@ func Reattach(ctx context.Context, st daoguard.Store, keyring *secrets.Keyring, 
 	env, err := newEnv(ctx, st, keyring, orgID, eth, humans)
 	if err != nil {
 		return nil, err
+	}
+	// The Safe must still be the one these keys own: a store made anew
+	// has a new relayer (and an unfunded wallet), so provision again.
+	safe, err := evm.LoadArtifact("Safe")
+	if err != nil {
+		return nil, err
+	}
+	out, err := evm.Call(ctx, eth, safe, c.Safe, "getOwners")
+	if err != nil {
+		return nil, ErrGone
+	}
+	owners := out[0].([]common.Address)
+	for _, o := range []common.Address{common.HexToAddress(env.Relayer.Address), crypto.PubkeyToAddress(env.Humans["human1"].PublicKey), crypto.PubkeyToAddress(env.Humans["human2"].PublicKey)} {
+		if !slices.Contains(owners, o) {
+			return nil, ErrGone
+		}
 	}
 	env.Contracts = c
 	return env, env.record(ctx, st, orgID)

@@ -3,6 +3,7 @@ package devchain_test
 import (
 	"context"
 	"crypto/ecdsa"
+	"errors"
 	"math/big"
 	"os"
 	"os/exec"
@@ -569,4 +570,37 @@ func BenchmarkSubmitSimulated(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "submits/s")
+}
+
+// TestReattach: a restart against a node that still has the environment
+// reuses it; a store made anew (a new relayer, whom the Safe does not
+// list) or a node without the contracts provisions again.
+func TestReattach(t *testing.T) {
+	ctx := context.Background()
+	chain, err := evm.NewSimChain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chain.Close()
+	w := newWorld(t, filepath.Join(t.TempDir(), "data.db"), chain, chain.Client, newKeyring(t), true)
+	env, err := devchain.Reattach(ctx, w.store, w.keyring, org, w.eth, w.env.Contracts, w.env.Humans)
+	if err != nil || env.Contracts.Safe != w.env.Contracts.Safe || env.Relayer.Address != w.env.Relayer.Address {
+		t.Fatalf("the same store and node: %v %+v", err, env)
+	}
+	fresh := sqlite.NewDB(filepath.Join(t.TempDir(), "fresh.db"))
+	if err := fresh.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if err := fresh.Update(ctx, func(tx daoguard.Tx) error { return tx.PutOrg(ctx, &daoguard.Organisation{ID: org, Name: "Dev DAO"}) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := devchain.Reattach(ctx, fresh, w.keyring, org, w.eth, w.env.Contracts, w.env.Humans); !errors.Is(err, devchain.ErrGone) {
+		t.Fatalf("a new store's relayer does not own the Safe: %v", err)
+	}
+	gone := *w.env.Contracts
+	gone.Token = common.HexToAddress("0x00000000000000000000000000000000000000aa")
+	if _, err := devchain.Reattach(ctx, w.store, w.keyring, org, w.eth, &gone, w.env.Humans); !errors.Is(err, devchain.ErrGone) {
+		t.Fatalf("no code at the token: %v", err)
+	}
 }

@@ -25,11 +25,17 @@ type ContractABI struct {
 }
 
 // Registry is the ABIs calls are decoded with: each configured contract's
-// own at its address, and the standard interfaces policy knows (ERC-20,
-// ERC-721, ERC-1155, Safe, MultiSend, the permit family) at any address.
-// Decoding is exact: the arguments must re-encode to the very calldata, so
-// that nothing trails or hides behind what approvers are shown. A nil
-// *Registry is the standard interfaces only.
+// own at its address, and the standard interfaces (ERC-20, ERC-721,
+// ERC-1155, the permit family, Safe, MultiSend) at any address. Decoding is
+// exact: the arguments must re-encode to the very calldata, so that nothing
+// trails or hides behind what approvers are shown. A nil *Registry is the
+// standard interfaces only.
+//
+// The functions policy itself classifies (transfers, approvals, permits,
+// MultiSend batches) are always decoded with their standard ABI, even at a
+// configured address, so that approvers see them as policy judges them. A
+// configured address decodes only with its own ABI otherwise: a selector
+// its ABI lacks is opaque there, never a standard function by chance.
 type Registry struct {
 	byAddress map[string]*registered // lower-case address
 }
@@ -37,6 +43,12 @@ type Registry struct {
 type registered struct {
 	name string
 	abi  *abi.ABI
+}
+
+// stdMethod is a standard function and the standard it belongs to.
+type stdMethod struct {
+	standard string
+	m        *abi.Method
 }
 
 // standardFunctions are the functions decoded at any address, with their
@@ -75,9 +87,10 @@ var standardFunctions = []struct{ standard, sig string }{
 	{"MultiSend", "multiSend(bytes transactions)"},
 }
 
-// standard maps a selector to its standard function.
-var standard = func() map[[4]byte]*registered {
-	out := map[[4]byte]*registered{}
+// standard maps a selector to its standard function: the named list
+// above, then the permit family policy recognises (unnamed parameters).
+var standard = func() map[[4]byte]stdMethod {
+	out := map[[4]byte]stdMethod{}
 	for _, f := range standardFunctions {
 		a, err := abi.JSON(strings.NewReader(signatureJSON(f.sig)))
 		if err != nil {
@@ -85,12 +98,52 @@ var standard = func() map[[4]byte]*registered {
 		}
 		for _, m := range a.Methods {
 			if _, dup := out[[4]byte(m.ID)]; !dup {
-				out[[4]byte(m.ID)] = &registered{name: f.standard, abi: &a}
+				out[[4]byte(m.ID)] = stdMethod{f.standard, &m}
 			}
 		}
 	}
+	for sel, sig := range permitSelectors {
+		if _, dup := out[sel]; dup {
+			continue
+		}
+		m, err := methodOf(sig)
+		if err != nil || [4]byte(m.ID) != sel {
+			panic(fmt.Sprintf("permit function %s: %v", sig, err))
+		}
+		out[sel] = stdMethod{"permit", m}
+	}
 	return out
 }()
+
+// methodOf builds a function from its signature, with unnamed parameters.
+func methodOf(sig string) (*abi.Method, error) {
+	sm, err := ParseSelector(sig)
+	if err != nil {
+		return nil, err
+	}
+	var args abi.Arguments
+	for _, in := range sm.Inputs {
+		t, err := abi.NewType(in.Type, "", in.Components)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, abi.Argument{Type: t})
+	}
+	m := abi.NewMethod(sm.Name, sm.Name, abi.Function, "nonpayable", false, false, args, nil)
+	return &m, nil
+}
+
+// classified are the selectors policy itself takes apart (calldata.go):
+// their meaning is policy's, whatever a configured ABI calls them.
+func classified(sel [4]byte) bool {
+	switch sel {
+	case selTransfer, selTransferFrom, selApprove, selIncreaseAllowance, selSetApprovalForAll, selMultiSend,
+		selTransferAndCall, selSend, selPush, selMove, selIncreaseApproval, selAuthorizeOperator:
+		return true
+	}
+	_, permit := permitSelectors[sel]
+	return permit
+}
 
 // signatureJSON turns "name(type a,type b)" (no tuples) into a one-function
 // JSON ABI.
@@ -166,49 +219,71 @@ func (r *Registry) Len() int {
 	return len(r.byAddress)
 }
 
-// decode decodes calldata to target: the contract's name, the function and
-// its arguments. ok is false for calldata that no known ABI decodes
-// exactly (opaque); empty calldata decodes to nothing, and is not opaque.
-func (r *Registry) decode(target string, data []byte) (name string, m *abi.Method, args []any, ok bool) {
-	if len(data) == 0 {
-		return "", nil, nil, true
-	}
-	if len(data) < 4 {
-		return "", nil, nil, false
-	}
-	sel := [4]byte(data[:4])
-	var reg *registered
-	if r != nil {
-		if c := r.byAddress[strings.ToLower(target)]; c != nil {
-			if _, err := c.abi.MethodById(sel[:]); err == nil {
-				reg = c
-			}
-		}
-	}
-	if reg == nil {
-		if reg = standard[sel]; reg == nil {
-			return "", nil, nil, false
-		}
-	}
-	m, err := reg.abi.MethodById(sel[:])
-	if err != nil {
-		return "", nil, nil, false
-	}
-	args, err = m.Inputs.Unpack(data[4:])
-	if err != nil {
-		return "", nil, nil, false
-	}
-	// Exact: what was decoded must be all the calldata says.
-	if again, err := m.Inputs.Pack(args...); err != nil || !bytes.Equal(again, data[4:]) {
-		return "", nil, nil, false
-	}
-	return reg.name, m, args, true
+// decoding is what decode makes of one call's calldata.
+type decoding struct {
+	contract string      // the configured contract's name, or the standard
+	m        *abi.Method // nil: no calldata, or opaque
+	args     []any
+	ok       bool // decoded exactly (or no calldata at all)
+	// vouched: a configured ABI, or policy's own classification, says
+	// what the call does; a standard ABI matched by selector alone at an
+	// unconfigured address does not (execTransaction on another Safe
+	// carries a whole call inside).
+	vouched bool
 }
 
-// opaque reports whether an item's calldata is beyond every known ABI.
+// decode decodes calldata to target. Empty calldata decodes to nothing and
+// is not opaque; calldata that no ABI decodes exactly is.
+func (r *Registry) decode(target string, data []byte) decoding {
+	if len(data) == 0 {
+		return decoding{ok: true, vouched: true}
+	}
+	if len(data) < 4 {
+		return decoding{}
+	}
+	sel := [4]byte(data[:4])
+	var conf *registered
+	if r != nil {
+		conf = r.byAddress[strings.ToLower(target)]
+	}
+	var d decoding
+	switch {
+	case classified(sel):
+		std := standard[sel]
+		d = decoding{contract: std.standard, m: std.m, vouched: true}
+		if conf != nil {
+			d.contract = conf.name
+		}
+	case conf != nil:
+		m, err := conf.abi.MethodById(sel[:])
+		if err != nil {
+			return decoding{}
+		}
+		d = decoding{contract: conf.name, m: m, vouched: true}
+	default:
+		std, ok := standard[sel]
+		if !ok {
+			return decoding{}
+		}
+		d = decoding{contract: std.standard, m: std.m}
+	}
+	args, err := d.m.Inputs.Unpack(data[4:])
+	if err != nil {
+		return decoding{}
+	}
+	// Exact: what was decoded must be all the calldata says.
+	if again, err := d.m.Inputs.Pack(args...); err != nil || !bytes.Equal(again, data[4:]) {
+		return decoding{}
+	}
+	d.args, d.ok = args, true
+	return d
+}
+
+// opaque reports whether nothing vouches for an item's calldata: no
+// configured ABI decodes it exactly, and policy does not classify it.
 func (r *Registry) opaque(it *item) bool {
-	_, _, _, ok := r.decode(it.Target, it.Data)
-	return !ok
+	d := r.decode(it.Target, it.Data)
+	return !d.ok || !d.vouched
 }
 
 // DescribeCalls decodes the calls a call action makes (the action, then
@@ -233,15 +308,15 @@ func DescribeCalls(d *daoguard.Decoded, cat *Catalog, r *Registry) []daoguard.Ca
 		if len(it.Data) >= 4 {
 			c.Selector = "0x" + hex.EncodeToString(it.Data[:4])
 		}
-		name, m, args, ok := r.decode(it.Target, it.Data)
-		c.Opaque = !ok
-		if m != nil {
-			c.Contract, c.Function = name, m.Sig
+		d := r.decode(it.Target, it.Data)
+		c.Opaque = !d.ok
+		if d.ok && d.m != nil {
+			c.Contract, c.Function = d.contract, d.m.Sig
 			if t, ok := cat.ByAddress(it.Target); ok {
-				c.Contract = t.Symbol + " (" + name + ")"
+				c.Contract = t.Symbol + " (" + d.contract + ")"
 			}
-			for j, in := range m.Inputs {
-				c.Args = append(c.Args, daoguard.CallArg{Name: in.Name, Type: in.Type.String(), Value: argText(args[j])})
+			for j, in := range d.m.Inputs {
+				c.Args = append(c.Args, daoguard.CallArg{Name: in.Name, Type: in.Type.String(), Value: argText(d.args[j])})
 			}
 		}
 		out = append(out, c)

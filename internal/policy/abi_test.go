@@ -125,6 +125,22 @@ func TestDescribeCalls(t *testing.T) {
 			t.Errorf("call %d: batched %v", i, c.Batched)
 		}
 	}
+	// At a configured address, a function its ABI lacks is opaque (never a
+	// standard one by chance), and a function policy classifies is shown
+	// with its standard names, whatever the configured ABI calls them.
+	erc721M, _ := methodOf("safeTransferFrom(address,address,uint256)")
+	erc721Args, _ := erc721M.Inputs.Pack(common.Address{1}, common.Address{2}, big.NewInt(3))
+	swapped, err := NewRegistry([]ContractABI{{Name: "Grants", Address: grantsAddr, ABI: []byte(grantsABI)},
+		{Name: "USD Coin", Address: usdcAddr, ABI: []byte(`[{"type":"function","name":"transfer","inputs":[{"name":"amount","type":"address"},{"name":"to","type":"uint256"}]}]`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2 := &daoguard.Decoded{Kind: daoguard.KindCall, AccountKind: daoguard.AccountSafe, From: d.From, To: d.To, Operation: daoguard.OpDelegateCall,
+		Data: multiSend([]batchCall{{to: grantsAddr, data: append(append([]byte{}, erc721M.ID...), erc721Args...)}, {to: usdcAddr, data: transfer}})}
+	got2 := DescribeCalls(d2, cat, swapped)
+	if !got2[1].Opaque || got2[1].Contract != "" || got2[2].Contract != "USDC (USD Coin)" || got2[2].Args[0].Name != "to" || got2[2].Args[1].Name != "amount" {
+		t.Errorf("%+v", got2)
+	}
 	if got[0].Operation != daoguard.OpDelegateCall || got[7].Value == nil || got[7].Value.Int().Int64() != 3 || got[6].Selector != "0xdeadbeef" {
 		t.Errorf("%+v %+v %+v", got[0], got[6], got[7])
 	}
@@ -192,6 +208,11 @@ rules:
     targets: {addresses: ["0x00000000000000000000000000000000000000c1"]}
     function: "poke(uint8)"
     tier: autonomous
+  - name: subsafe-any
+    principal_kinds: [agent]
+    actions: [call]
+    targets: {addresses: ["0x00000000000000000000000000000000000005af"]}
+    tier: autonomous
 `
 	p, err := Parse([]byte(src))
 	if err != nil {
@@ -200,6 +221,19 @@ rules:
 	reg, grants := grantsRegistry(t)
 	award := pack(t, grants, "award", common.HexToAddress("0x9f3a11111111111111111111111111111111c0de"), big.NewInt(5000), "grant #7")
 	poke, _ := abi.JSON(strings.NewReader(`[{"type":"function","name":"poke","inputs":[{"name":"n","type":"uint8"}]}]`))
+	execM, err := methodOf("execTransaction(address,uint256,bytes,uint8,uint256,uint256,uint256,address,address,bytes)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := new(big.Int)
+	execArgs, err := execM.Inputs.Pack(common.HexToAddress(grantsAddr), zero, []byte{1, 2, 3, 4}, uint8(1), zero, zero, zero, common.Address{}, common.Address{}, []byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	execTx := append(append([]byte{}, execM.ID...), execArgs...)
+	erc721M, _ := methodOf("safeTransferFrom(address,address,uint256)")
+	erc721Args, _ := erc721M.Inputs.Pack(common.Address{1}, common.Address{2}, big.NewInt(3))
+	erc721 := append(append([]byte{}, erc721M.ID...), erc721Args...)
 	for _, tc := range []struct {
 		name     string
 		reg      *Registry
@@ -217,6 +251,12 @@ rules:
 		{"ErrUnknownSelector", reg, grantsAddr, []byte{1, 2, 3, 4}, daoguard.VerdictNeedsApproval, ReasonOpaqueCalldata, true},
 		{"ErrShortCalldata", reg, grantsAddr, []byte{1, 2}, daoguard.VerdictNeedsApproval, ReasonOpaqueCalldata, true},
 		{"ErrTruncatedArgs", reg, grantsAddr, award[:len(award)-32], daoguard.VerdictNeedsApproval, ReasonOpaqueCalldata, true},
+		// A standard function at an unconfigured address: shown decoded,
+		// but it carries a whole call (here a delegatecall) inside.
+		{"ErrExecTransactionOnAnotherSafe", reg, "0x00000000000000000000000000000000000005af", execTx, daoguard.VerdictNeedsApproval, ReasonOpaqueCalldata, true},
+		{"ErrConfiguredABILacksSelector", reg, grantsAddr, erc721, daoguard.VerdictNeedsApproval, ReasonOpaqueCalldata, true},
+		// A rule naming the function decodes exactly too.
+		{"ErrFunctionRuleTrailingByte", nil, "0x00000000000000000000000000000000000000c1", append(pack(t, poke, "poke", uint8(3)), 0), daoguard.VerdictDeny, ReasonNoMatchingRule, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := fixture(t, p)
@@ -234,8 +274,44 @@ rules:
 	}
 }
 
+// TestOpaqueOverLimit: a rule's over-limit tier is no way around
+// OPAQUE_CALLDATA: an opaque call needs approval under the limit and over it.
+func TestOpaqueOverLimit(t *testing.T) {
+	p, err := Parse([]byte(`version: 1
+name: t
+groups: {c: {role: r}}
+council: {group: c, approvals: 1, timelock: 1h}
+rules:
+  - name: capped
+    principal_kinds: [agent]
+    actions: [call]
+    tier: autonomous
+    limits:
+      windows: [{period: 1h, per: org, max_count: 1}]
+    over_limit: autonomous
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := fixture(t, p)
+	in.Action = &daoguard.Decoded{Kind: daoguard.KindCall, Account: "ops", AccountKind: daoguard.AccountWallet, From: in.Action.From,
+		To: "0x00000000000000000000000000000000000000c3", Data: []byte{0xde, 0xad, 0xbe, 0xef}, Operation: daoguard.OpCall}
+	for i := range 2 {
+		res := p.Evaluate(in)
+		opaque := false
+		for _, r := range res.Decision.Reasons {
+			opaque = opaque || r.Code == ReasonOpaqueCalldata
+		}
+		if res.Decision.Verdict != daoguard.VerdictNeedsApproval || !opaque {
+			t.Fatalf("call %d: %s %+v", i, res.Decision.Verdict, res.Decision.Reasons)
+		}
+		in.History.(*Ledger).Record(in.Now, in.Principal.ID, res.Flows)
+	}
+}
+
 // FuzzDescribeCalls: any calldata to any target decodes without panicking,
-// and what decodes re-encodes to exactly the calldata.
+// and a call shown decoded is one whose decoding re-encodes to its
+// calldata.
 func FuzzDescribeCalls(f *testing.F) {
 	reg, grants := grantsRegistry(f)
 	f.Add(grantsAddr, pack(f, grants, "award", common.Address{1}, big.NewInt(5), "x"))
@@ -250,16 +326,58 @@ func FuzzDescribeCalls(f *testing.F) {
 		to = strings.ToLower(common.HexToAddress(to).Hex())
 		d := &daoguard.Decoded{Kind: daoguard.KindCall, AccountKind: daoguard.AccountSafe, From: "0x5afe000000000000000000000000000000005afe", To: to, Data: data, Operation: daoguard.OpCall}
 		for _, c := range DescribeCalls(d, cat, reg) {
-			if c.Opaque && c.Function != "" {
-				t.Fatalf("opaque yet decoded: %+v", c)
+			if c.Opaque == (c.Function != "") {
+				t.Fatalf("opaque and decoded disagree: %+v", c)
 			}
 		}
-		name, m, args, ok := reg.decode(to, data)
-		if ok && m != nil {
-			again, err := m.Inputs.Pack(args...)
-			if err != nil || !bytes.Equal(append(append([]byte{}, m.ID...), again...), data) || name == "" {
-				t.Fatalf("%s decoded inexactly: %x", m.Sig, data)
+		if dec := reg.decode(to, data); dec.ok && dec.m != nil {
+			again, err := dec.m.Inputs.Pack(dec.args...)
+			if err != nil || !bytes.Equal(append(append([]byte{}, dec.m.ID...), again...), data) {
+				t.Fatalf("%s decoded inexactly: %x", dec.m.Sig, data)
 			}
 		}
 	})
+}
+
+// TestExactDecoding: change any one byte of a valid call, or add one, and
+// the call is either opaque or decodes to other arguments: no byte of
+// calldata goes unshown (padding, offsets, trailing data).
+func TestExactDecoding(t *testing.T) {
+	reg, grants := grantsRegistry(t)
+	rcpt := common.HexToAddress("0x9f3a11111111111111111111111111111111c0de")
+	for _, data := range [][]byte{
+		pack(t, grants, "award", rcpt, big.NewInt(5000), "grant #7"),
+		pack(t, grants, "batch", []struct {
+			To  common.Address
+			Cap *big.Int
+		}{{rcpt, big.NewInt(7)}}),
+		transferCalldata(strings.ToLower(rcpt.Hex()), big.NewInt(1_000_000)),
+	} {
+		to := grantsAddr
+		if bytes.Equal(data[:4], selTransfer[:]) {
+			to = usdcAddr
+		}
+		want := reg.decode(to, data)
+		if !want.ok {
+			t.Fatalf("%x does not decode", data)
+		}
+		shown := func(d decoding) string {
+			var parts []string
+			for _, a := range d.args {
+				parts = append(parts, argText(a))
+			}
+			return d.m.Sig + strings.Join(parts, ",")
+		}
+		for i := 4; i <= len(data); i++ {
+			mutated := append([]byte{}, data...)
+			if i == len(data) {
+				mutated = append(mutated, 0) // one trailing byte
+			} else {
+				mutated[i] ^= 0x01
+			}
+			if got := reg.decode(to, mutated); got.ok && shown(got) == shown(want) {
+				t.Fatalf("%s: byte %d changed, still shown as %s", want.m.Sig, i, shown(got))
+			}
+		}
+	}
 }

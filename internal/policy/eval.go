@@ -738,41 +738,34 @@ func (e *evaluation) apply(r *rule, it *item) {
 	mark := len(e.fig)
 	e.fig = append(e.fig, r.tier.String()...)
 	exceeded, unpriced := e.limits(r, it)
-	given := r.over // the tier the rule gave, if not its own
+	t, a := r.tier, r.approval
 	switch {
 	case exceeded:
-		e.raise(r.over, r.approval)
+		t = r.over
 	case unpriced:
 		// A USD rule that cannot see a trusted price: never autonomous,
 		// never denied on a number it does not have.
-		t := max(r.tier, TierApproval)
-		a := r.approval
-		if a.approvals == 0 {
-			a = e.p.council
-		}
-		e.raise(t, a)
-	case r.tier == TierAutonomous && it.Type == ItemCall && !r.hasFunction && e.in.Contracts.opaque(it):
-		// Nobody, human or policy, can say what opaque calldata does: a
-		// rule that names no function may let a call through only with
-		// approval.
-		a := r.approval
-		if a.approvals == 0 {
-			a = e.p.council
-		}
-		e.raise(TierApproval, a)
-		exceeded, given = true, TierApproval
+		t = max(r.tier, TierApproval)
+	}
+	// Nobody, human or policy, can say what opaque calldata does: a rule
+	// that names no function lets it through only with approval, whichever
+	// of its tiers applies.
+	if t == TierAutonomous && it.Type == ItemCall && !r.hasFunction && e.in.Contracts.opaque(it) {
+		t = TierApproval
 		sel := "none"
 		if s, ok := it.selector(); ok {
 			sel = "0x" + hex.EncodeToString(s[:])
 		}
-		e.reason(ReasonOpaqueCalldata, r.name, fmt.Sprintf("calldata to %s (selector %s) is in no known ABI", it.Target, sel),
+		e.reason(ReasonOpaqueCalldata, r.name, fmt.Sprintf("calldata to %s (selector %s) is in no configured contract's ABI, and policy does not classify it", it.Target, sel),
 			"configure the contract's ABI (contracts in daoguard.yaml), or name the function in the rule")
-	default:
-		e.raise(r.tier, r.approval)
 	}
+	if t == TierApproval && a.approvals == 0 {
+		a = e.p.council
+	}
+	e.raise(t, a)
 	detail := string(e.fig)
-	if exceeded { // the tier the rule gave
-		detail = detail[:mark] + given.String() + detail[mark+len(r.tier.String()):]
+	if t != r.tier { // the tier given, not the rule's own
+		detail = detail[:mark] + t.String() + detail[mark+len(r.tier.String()):]
 	}
 	e.reason(ReasonRuleMatched, r.name, detail, "")
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"math/big"
@@ -138,10 +139,15 @@ func (c *compiler) param(path []any, d *ParamDoc, r *rule) (paramCond, bool) {
 }
 
 // matchParams decodes data with the rule's arguments and checks every
-// condition. Calldata that does not decode never matches.
+// condition. Calldata that does not decode exactly (the arguments must
+// re-encode to it: no trailing bytes, no dirty padding) never matches, so
+// nothing rides along unjudged behind what the rule inspected.
 func matchParams(r *rule, data []byte) bool {
 	vals, err := r.args.UnpackValues(data[4:])
 	if err != nil {
+		return false
+	}
+	if again, err := r.args.Pack(vals...); err != nil || !bytes.Equal(again, data[4:]) {
 		return false
 	}
 	for i := range r.params {

@@ -43,6 +43,14 @@ type Fixture struct {
 	Holdings   map[string]map[string]string `yaml:"holdings"` // account → symbol → display units
 	History    []SpendFixture               `yaml:"history"`
 	Known      []string                     `yaml:"known"` // counterparties seen before
+	// Contracts are configured contracts (daoguard.yaml's contracts), by
+	// name: their ABIs decode calls, as in the gateway.
+	Contracts map[string]ContractFixture `yaml:"contracts"`
+}
+
+type ContractFixture struct {
+	Address string `yaml:"address"`
+	ABI     string `yaml:"abi"` // the JSON ABI itself
 }
 
 type PrincipalFixture struct {
@@ -362,6 +370,7 @@ func merge(base, over *Fixture) *Fixture {
 	cp(&out.Assets, over.Assets)
 	cp(&out.Prices, over.Prices)
 	cp(&out.Holdings, over.Holdings)
+	cp(&out.Contracts, over.Contracts)
 	out.History = append(slices.Clip(base.History), over.History...)
 	out.Known = append(slices.Clip(base.Known), over.Known...)
 	if over.Now != "" {
@@ -441,7 +450,15 @@ func build(fx *Fixture, c Case) (*policy.Input, error) {
 	if d.Simulation, err = simulation(c.Simulation, cat.assets); err != nil {
 		return nil, fmt.Errorf("simulation: %v", err)
 	}
-	in := &policy.Input{Now: now, Principal: pr, Action: &d, Catalog: policy.NewCatalog(assets), Prices: map[string]*policy.Quotes{}, Holdings: map[string]*big.Int{}}
+	var contracts []policy.ContractABI
+	for name, c := range fx.Contracts {
+		contracts = append(contracts, policy.ContractABI{Name: name, Address: c.Address, ABI: []byte(c.ABI)})
+	}
+	reg, err := policy.NewRegistry(contracts)
+	if err != nil {
+		return nil, fmt.Errorf("contracts: %v", err)
+	}
+	in := &policy.Input{Now: now, Principal: pr, Action: &d, Catalog: policy.NewCatalog(assets), Prices: map[string]*policy.Quotes{}, Holdings: map[string]*big.Int{}, Contracts: reg}
 	for sym, rs := range fx.Prices {
 		var readings []policy.Reading
 		for _, r := range rs {

@@ -91,6 +91,9 @@ func validAccount(a *daoguard.Account) error {
 // existingAccount returns the account a replaces (nil: none), or why a
 // may not be written.
 func existingAccount(ctx context.Context, tx daoguard.Tx, a *daoguard.Account, replace bool) (*daoguard.Account, error) {
+	if err := oneChain(ctx, tx, a.OrgID, a.ChainID); err != nil {
+		return nil, err
+	}
 	accounts, err := tx.Accounts(ctx, a.OrgID)
 	if err != nil {
 		return nil, err
@@ -135,6 +138,9 @@ func (s *Service) AddAsset(ctx context.Context, a *daoguard.Asset, replace bool)
 		a.Address = addr // lower case, as the catalogue keeps token addresses
 	}
 	return s.Store.Update(ctx, func(tx daoguard.Tx) error {
+		if err := oneChain(ctx, tx, a.OrgID, a.ChainID); err != nil {
+			return err
+		}
 		assets, err := tx.Assets(ctx, a.OrgID)
 		if err != nil {
 			return err
@@ -171,4 +177,32 @@ func nativeOr(addr string) string {
 		return "native"
 	}
 	return addr
+}
+
+// oneChain refuses a chain other than the one the organisation's accounts
+// and assets are on: the catalogue is one per organisation, keyed by
+// symbol, with one native coin, so a second chain's ETH or token would be
+// valued and limited as the first chain's.
+func oneChain(ctx context.Context, tx daoguard.Tx, orgID string, chainID uint64) error {
+	accounts, err := tx.Accounts(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	assets, err := tx.Assets(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	chains := map[uint64]bool{}
+	for _, a := range accounts {
+		chains[a.ChainID] = true
+	}
+	for _, a := range assets {
+		chains[a.ChainID] = true
+	}
+	for c := range chains {
+		if c != chainID {
+			return daoguard.FieldError(daoguard.CodeConflict, "chain_id", "the organisation's accounts and assets are on chain %d, not %d: daoguard keeps one chain per organisation", c, chainID)
+		}
+	}
+	return nil
 }

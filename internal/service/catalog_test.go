@@ -58,6 +58,8 @@ func TestCatalogChanges(t *testing.T) {
 		{"ErrAssetAddress", svc.AddAsset(ctx, asset("DAI", "dddd", 18), false), daoguard.CodeInvalid, "address"},
 		{"ErrAssetExists", svc.AddAsset(ctx, asset("USDC", "0xdddddddddddddddddddddddddddddddddddddddd", 6), false), daoguard.CodeConflict, "symbol"},
 		{"ErrSecondNative", svc.AddAsset(ctx, asset("WEI", "", 18), false), daoguard.CodeConflict, "address"},
+		{"ErrAccountOtherChain", svc.AddAccount(ctx, &daoguard.Account{OrgID: org, Name: "vault", ChainID: 100, Address: safe, Kind: daoguard.AccountSafe}, false), daoguard.CodeConflict, "chain_id"},
+		{"ErrAssetOtherChain", svc.AddAsset(ctx, &daoguard.Asset{OrgID: org, Symbol: "XDAI", ChainID: 100, Decimals: 18}, false), daoguard.CodeConflict, "chain_id"},
 		{"ErrTokenAddressTaken", svc.AddAsset(ctx, asset("USDC2", "0xCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC", 6), false), daoguard.CodeConflict, "address"},
 	} {
 		var e *daoguard.Error

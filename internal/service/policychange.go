@@ -162,6 +162,9 @@ func (s *Service) Evaluate(ctx context.Context, use func(daoguard.Tx) error, pri
 			return nil
 		}
 		s.attach(&dec, pre)
+		if err := s.describe(ctx, tx, org.ID, &dec); err != nil {
+			return err
+		}
 		a := &daoguard.Action{ID: daoguard.NewID("dry", now), OrgID: org.ID, PrincipalID: p.ID, Intent: in, Decoded: dec, State: daoguard.StatePending, Created: now}
 		if a.Decision, err = s.decide(ctx, daoguard.DecisionInput{Org: org, Principal: p, Action: a, Tx: tx, DryRun: true}); err != nil {
 			return err
