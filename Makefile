@@ -20,7 +20,7 @@ test: fmt-check contracts vet staticcheck interop-deps ganache-deps race policy-
 # the solc pinned in contracts/package.json, and Safe v1.4.1's published
 # artifacts from its npm package, into internal/evm/artifacts (generated,
 # embedded in the binary, never committed).
-ARTIFACTS := $(addprefix internal/evm/artifacts/,$(addsuffix .json,DevToken DevAggregator DevProxy DaoguardProbe Safe SafeL2 SafeProxyFactory MultiSend MultiSendCallOnly CompatibilityFallbackHandler))
+ARTIFACTS := $(addprefix internal/evm/artifacts/,$(addsuffix .json,DevToken DevAggregator DevProxy DevSwitch DaoguardProbe Safe SafeL2 SafeProxyFactory MultiSend MultiSendCallOnly CompatibilityFallbackHandler))
 contracts: $(ARTIFACTS)
 $(ARTIFACTS) &: contracts/build.js contracts/package-lock.json $(wildcard contracts/src/*.sol)
 	@command -v npm >/dev/null 2>&1 || { echo "node and npm are needed to compile the contracts (apt-get install nodejs npm)"; exit 1; }

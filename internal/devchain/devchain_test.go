@@ -321,6 +321,29 @@ func TestDevChain(t *testing.T) {
 		if got := w.state(a.ID); got.State != daoguard.StateAwaitingApproval {
 			t.Fatalf("one approval of two queued it: %s", got.State)
 		}
+		if _, err := w.svc.Cancel(ctx, w.humans[0], a.ID); err != nil {
+			t.Fatal(err)
+		}
+		// An agent's native transfer from the Safe: both owners sign, the
+		// Safe's execTransaction moves the ETH.
+		before, safeBefore := w.balance("ETH", rcpt), w.balance("ETH", w.env.Contracts.Safe)
+		b := w.submit(w.agent, daoguard.Intent{Account: "treasury", Kind: "transfer", Asset: "ETH", To: rcpt.Hex(), Amount: "3"})
+		for i, h := range w.humans {
+			if _, err := w.svc.Approve(ctx, h, b.ID, w.sign(b, w.env.Humans[devchain.HumanNames[i]]), ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.run()
+		if got := w.state(b.ID); got.State != daoguard.StateExecuted {
+			t.Fatalf("%s %+v", got.State, got.Result)
+		}
+		three := new(big.Int).Mul(big.NewInt(3), big.NewInt(1e18))
+		if d := new(big.Int).Sub(w.balance("ETH", rcpt), before); d.Cmp(three) != 0 {
+			t.Fatalf("recipient got %s wei", d)
+		}
+		if d := new(big.Int).Sub(safeBefore, w.balance("ETH", w.env.Contracts.Safe)); d.Cmp(three) != 0 {
+			t.Fatalf("the Safe paid %s wei (the relayer pays the gas)", d)
+		}
 	})
 	t.Run("MultiSendHidingUnlimitedApprove", func(t *testing.T) {
 		unlimited := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1))
@@ -415,6 +438,39 @@ func TestDevChain(t *testing.T) {
 		got := w.state(a.ID)
 		if got.State != daoguard.StateFailed || got.Result.Code != daoguard.ResultCodeChanged || got.Result.TxHash != "" {
 			t.Fatalf("%s %+v", got.State, got.Result)
+		}
+	})
+	t.Run("RevertOnChainRecordedWithReason", func(t *testing.T) {
+		// Simulated twice successfully (to decide, and again right before
+		// signing), then the world changes before the transaction lands:
+		// it reverts on chain, and the action ends failed with the reason.
+		sw := evmtest.Artifact(t, "DevSwitch")
+		at, err := evm.Deploy(ctx, w.eth, chain.Mine, chain.Deployer, sw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := w.submit(w.agent, daoguard.Intent{Account: "ops", Kind: "call", To: at.Hex(), Data: w.calldata(sw, "poke")})
+		if a.State != daoguard.StateAwaitingApproval || !a.Decoded.Simulation.Success {
+			t.Fatalf("%s %+v %+v", a.State, a.Decision.Reasons, a.Decoded.Simulation)
+		}
+		approveBoth(a)
+		w.exec.AfterRecord = func() {
+			if _, err := evm.Send(ctx, w.eth, chain.Mine, chain.Deployer, sw, at, "set", true); err != nil {
+				t.Error(err)
+			}
+		}
+		defer func() { w.exec.AfterRecord = nil }()
+		w.run()
+		got := w.state(a.ID)
+		if got.State != daoguard.StateFailed || got.Result.TxHash == "" || got.Result.GasUsed == 0 || got.Result.Block == 0 || got.Result.Detail != "reverted: switched off" {
+			t.Fatalf("%s %+v", got.State, got.Result)
+		}
+		rc, err := w.eth.TransactionReceipt(ctx, common.HexToHash(got.Result.TxHash))
+		if err != nil || rc.Status != 0 {
+			t.Fatalf("the chain's receipt: %+v %v", rc, err)
+		}
+		if out, err := evm.Call(ctx, w.eth, sw, at, "pokes"); err != nil || out[0].(*big.Int).Sign() != 0 {
+			t.Fatalf("pokes %v %v", out, err)
 		}
 	})
 	t.Run("CodeDeployedAfterApproval", func(t *testing.T) {
