@@ -1,0 +1,206 @@
+// Package audit makes the audit log verifiable: each entry is a leaf of an
+// RFC 6962 Merkle tree (golang.org/x/mod/sumdb/tlog, as the Go checksum
+// database keeps its log), whose hashes the stores write in the same
+// transaction as the entries themselves. Anyone holding the entries and
+// the hashes can recompute the tree and find the first entry that was
+// changed, removed or moved.
+//
+// The package does no I/O: the stores and the verifier pass what they
+// read.
+package audit
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/daoguard/daoguard"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// leafVersion prefixes every leaf: a later encoding gets a new version,
+// and a verifier never mistakes one for the other.
+const leafVersion = "daoguard-audit-v1\n"
+
+// Leaf is the canonical encoding of an entry: the bytes the tree commits
+// to. Every field is length-prefixed, so no two entries share an encoding
+// (a field cannot borrow bytes from its neighbour); the time is in UNIX
+// microseconds, the precision both stores keep; the detail is its stored
+// bytes, exactly.
+func Leaf(e *daoguard.AuditEntry) []byte {
+	b := make([]byte, 0, len(leafVersion)+16+len(e.OrgID)+len(e.ActorKind)+len(e.ActorID)+len(e.ActionID)+len(e.Event)+len(e.Detail)+6*binary.MaxVarintLen64)
+	b = append(b, leafVersion...)
+	b = binary.BigEndian.AppendUint64(b, e.Seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Time.UnixMicro()))
+	for _, f := range []string{e.OrgID, e.ActorKind, e.ActorID, e.ActionID, e.Event} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(e.Detail)))
+	return append(b, e.Detail...)
+}
+
+// RightEdge lists the stored-hash indexes of the complete subtrees on the
+// right edge of a tree of n leaves, largest first: all that appending leaf
+// n (and the ones after it) reads of the tree so far.
+func RightEdge(n int64) []int64 {
+	var out []int64
+	start := int64(0)
+	for level := 62; level >= 0; level-- {
+		if n&(1<<level) != 0 {
+			out = append(out, tlog.StoredHashIndex(level, start>>level))
+			start += 1 << level
+		}
+	}
+	return out
+}
+
+// Append computes the hashes to store for entries, which are the leaves
+// first, first+1, … of the tree; edge holds the hashes of RightEdge(first),
+// in that order. It returns the new hashes with their stored-hash indexes,
+// in index order: from first's StoredHashIndex(0, first) on, contiguous.
+func Append(first int64, edge []tlog.Hash, entries []*daoguard.AuditEntry) (start int64, hashes []tlog.Hash, err error) {
+	idx := RightEdge(first)
+	if len(idx) != len(edge) {
+		return 0, nil, fmt.Errorf("audit: %d right-edge hashes for a tree of %d, want %d", len(edge), first, len(idx))
+	}
+	known := make(map[int64]tlog.Hash, len(idx)+2*len(entries))
+	for i, x := range idx {
+		known[x] = edge[i]
+	}
+	start = tlog.StoredHashIndex(0, first)
+	r := hashReader(func(indexes []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(indexes))
+		for i, x := range indexes {
+			h, ok := known[x]
+			if !ok {
+				return nil, fmt.Errorf("audit: hash %d is not on the right edge", x)
+			}
+			out[i] = h
+		}
+		return out, nil
+	})
+	for i, e := range entries {
+		n := first + int64(i)
+		if e.Seq != uint64(n) {
+			return 0, nil, fmt.Errorf("audit: entry %d is at position %d", e.Seq, n)
+		}
+		hs, err := tlog.StoredHashes(n, Leaf(e), r)
+		if err != nil {
+			return 0, nil, err
+		}
+		base := tlog.StoredHashIndex(0, n)
+		for j, h := range hs {
+			known[base+int64(j)] = h
+		}
+		hashes = append(hashes, hs...)
+	}
+	return start, hashes, nil
+}
+
+type hashReader func([]int64) ([]tlog.Hash, error)
+
+func (f hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) { return f(indexes) }
+
+// ErrTampered is wrapped by the error Verify returns for a log whose
+// entries and stored hashes disagree.
+var ErrTampered = errors.New("audit log tampered")
+
+// TamperError names the first entry at which the log stops verifying.
+type TamperError struct {
+	Index int64  // the first bad entry (or hash position) in the log
+	Why   string // what is wrong there
+}
+
+func (e *TamperError) Error() string {
+	return fmt.Sprintf("audit log: entry %d: %s", e.Index, e.Why)
+}
+
+func (e *TamperError) Unwrap() error { return ErrTampered }
+
+// Verifier recomputes the tree entry by entry and compares every hash with
+// the stored one. Feed it the entries in log order with Next, then call
+// Done with the number of stored hashes; the first disagreement is a
+// *TamperError. Memory stays O(log n): only the right edge is kept.
+type Verifier struct {
+	n     int64
+	edge  map[int64]tlog.Hash
+	bad   error
+	check func(index int64) (tlog.Hash, error) // the stored hash at index
+}
+
+// NewVerifier verifies against stored, which returns the stored hash at an
+// index (an error if there is none).
+func NewVerifier(stored func(index int64) (tlog.Hash, error)) *Verifier {
+	return &Verifier{edge: map[int64]tlog.Hash{}, check: stored}
+}
+
+// Next checks the next entry. It returns the verification error, once the
+// log has failed, for every later call too.
+func (v *Verifier) Next(e *daoguard.AuditEntry) error {
+	if v.bad != nil {
+		return v.bad
+	}
+	if e.Seq != uint64(v.n) {
+		v.bad = &TamperError{Index: v.n, Why: fmt.Sprintf("the entry here says it is entry %d: entries are missing or moved", e.Seq)}
+		return v.bad
+	}
+	hs, err := tlog.StoredHashes(v.n, Leaf(e), hashReader(v.read))
+	if err != nil {
+		v.bad = &TamperError{Index: v.n, Why: err.Error()}
+		return v.bad
+	}
+	base := tlog.StoredHashIndex(0, v.n)
+	for j, h := range hs {
+		got, err := v.check(base + int64(j))
+		if err != nil {
+			v.bad = &TamperError{Index: v.n, Why: "its stored hash is missing: " + err.Error()}
+			return v.bad
+		}
+		if got != h {
+			v.bad = &TamperError{Index: v.n, Why: "it does not hash to the stored tree: its content was changed"}
+			return v.bad
+		}
+		v.edge[base+int64(j)] = h
+	}
+	// Keep only the right edge of the tree so far.
+	keep := map[int64]bool{}
+	for _, x := range RightEdge(v.n + 1) {
+		keep[x] = true
+	}
+	for x := range v.edge {
+		if !keep[x] {
+			delete(v.edge, x)
+		}
+	}
+	v.n++
+	return nil
+}
+
+func (v *Verifier) read(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		h, ok := v.edge[x]
+		if !ok {
+			return nil, fmt.Errorf("hash %d is not on the right edge", x)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// Done ends the verification: the entries seen must account for every
+// stored hash. It returns the tree's size and root hash.
+func (v *Verifier) Done(storedHashes int64) (int64, tlog.Hash, error) {
+	if v.bad != nil {
+		return 0, tlog.Hash{}, v.bad
+	}
+	if want := tlog.StoredHashCount(v.n); storedHashes != want {
+		return 0, tlog.Hash{}, &TamperError{Index: v.n, Why: fmt.Sprintf("%d stored hashes for %d entries (want %d): entries after %d were removed", storedHashes, v.n, want, v.n-1)}
+	}
+	root, err := tlog.TreeHash(v.n, hashReader(v.read))
+	if err != nil {
+		return 0, tlog.Hash{}, err
+	}
+	return v.n, root, nil
+}
