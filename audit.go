@@ -22,3 +22,9 @@ type AuditEntry struct {
 // ActorSystem is the actor of entries written by daoguard itself (expiry,
 // execution, reconciliation).
 const ActorSystem = "system"
+
+// AuditHash is one stored hash of the audit log's Merkle tree.
+type AuditHash struct {
+	Index int64
+	Hash  [32]byte
+}

@@ -167,6 +167,13 @@ type AuditLog interface {
 	ActionAudit(ctx context.Context, actionID string) ([]AuditEntry, error)
 	// AuditSize returns the number of committed entries.
 	AuditSize(ctx context.Context) (uint64, error)
+	// AuditHashes returns up to limit stored hashes of the log's Merkle
+	// tree with index from or more, in index order (RFC 6962, in
+	// golang.org/x/mod/sumdb/tlog's stored-hash layout). The stores write
+	// them in the same transaction as the entries they hash.
+	AuditHashes(ctx context.Context, from int64, limit int) ([]AuditHash, error)
+	// AuditHashCount returns how many tree hashes are stored.
+	AuditHashCount(ctx context.Context) (int64, error)
 }
 
 // ChainStore keeps what the EVM executor must never lose: its signing

@@ -5,11 +5,12 @@
 // the hashes can recompute the tree and find the first entry that was
 // changed, removed or moved.
 //
-// The package does no I/O: the stores and the verifier pass what they
-// read.
+// Apart from VerifyStore, which reads a store through its interface, the
+// package does no I/O: the stores pass what they read.
 package audit
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -203,4 +204,110 @@ func (v *Verifier) Done(storedHashes int64) (int64, tlog.Hash, error) {
 		return 0, tlog.Hash{}, err
 	}
 	return v.n, root, nil
+}
+
+// pageSize is how many entries or hashes VerifyStore reads at once.
+const pageSize = 10_000
+
+// VerifyStore verifies the whole log of a store in one read transaction:
+// every entry against the stored tree, and the tree's size against the
+// entries. It returns the tree's size and root hash; a log that does not
+// verify is a *TamperError naming the first bad entry.
+func VerifyStore(ctx context.Context, st daoguard.Store) (size int64, root tlog.Hash, err error) {
+	err = st.View(ctx, func(tx daoguard.Tx) error {
+		var buf []daoguard.AuditHash
+		next := int64(0) // the next hash index to read
+		v := NewVerifier(func(index int64) (tlog.Hash, error) {
+			for len(buf) == 0 || buf[len(buf)-1].Index < index {
+				page, err := tx.AuditHashes(ctx, next, pageSize)
+				if err != nil {
+					return tlog.Hash{}, err
+				}
+				if len(page) == 0 {
+					return tlog.Hash{}, fmt.Errorf("no hash %d", index)
+				}
+				buf, next = page, page[len(page)-1].Index+1
+			}
+			for len(buf) > 0 && buf[0].Index < index {
+				buf = buf[1:]
+			}
+			if len(buf) == 0 || buf[0].Index != index {
+				return tlog.Hash{}, fmt.Errorf("no hash %d", index)
+			}
+			return tlog.Hash(buf[0].Hash), nil
+		})
+		for from := uint64(0); ; {
+			page, err := tx.AuditEntries(ctx, from, pageSize) // the store may return fewer
+			if err != nil {
+				return err
+			}
+			if len(page) == 0 {
+				break
+			}
+			for i := range page {
+				if err := v.Next(&page[i]); err != nil {
+					return err
+				}
+			}
+			from = page[len(page)-1].Seq + 1
+		}
+		count, err := tx.AuditHashCount(ctx)
+		if err != nil {
+			return err
+		}
+		size, root, err = v.Done(count)
+		return err
+	})
+	return size, root, err
+}
+
+// Backfill writes the tree of a log whose entries predate it (a store
+// upgraded from before the tree): when no hash is stored yet, it hashes
+// every entry in log order and passes the hashes to insert, from index 0
+// on, contiguous. It is a no-op for a store that has its tree. The store
+// runs it in a write transaction that holds the log's lock, so that no
+// entry is appended meanwhile.
+func Backfill(ctx context.Context, tx daoguard.Tx, insert func(start int64, hashes []tlog.Hash) error) error {
+	count, err := tx.AuditHashCount(ctx)
+	if err != nil || count > 0 {
+		return err
+	}
+	known := map[int64]tlog.Hash{}
+	n := int64(0)
+	for {
+		page, err := tx.AuditEntries(ctx, uint64(n), pageSize)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		batch := make([]*daoguard.AuditEntry, len(page))
+		for i := range page {
+			batch[i] = &page[i]
+		}
+		edge := make([]tlog.Hash, 0, 64)
+		for _, x := range RightEdge(n) {
+			edge = append(edge, known[x])
+		}
+		start, hashes, err := Append(n, edge, batch)
+		if err != nil {
+			return fmt.Errorf("audit tree of the existing log: %w", err)
+		}
+		if err := insert(start, hashes); err != nil {
+			return err
+		}
+		n += int64(len(page))
+		// The next page reads the right edge of the tree so far: hashes of
+		// this page, or of earlier ones still on the edge.
+		next := map[int64]tlog.Hash{}
+		for _, x := range RightEdge(n) {
+			if x >= start {
+				next[x] = hashes[x-start]
+			} else {
+				next[x] = known[x]
+			}
+		}
+		known = next
+	}
 }

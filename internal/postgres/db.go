@@ -13,6 +13,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"github.com/daoguard/daoguard/internal/audit"
+	"golang.org/x/mod/sumdb/tlog"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -104,6 +106,28 @@ func (db *DB) Open() error {
 	for range max(1, db.Batchers) {
 		db.wg.Add(1)
 		go db.batcher()
+	}
+	// A log written before its Merkle tree existed gets its tree now, under
+	// the audit head's lock (another replica starting at once waits, then
+	// finds the tree there).
+	err = db.Update(ctx, func(t daoguard.Tx) error {
+		tx := t.(*Tx)
+		if _, err := tx.q.Exec(tx.c(ctx), `SELECT next FROM audit_head FOR UPDATE`); err != nil {
+			return err
+		}
+		return audit.Backfill(ctx, tx, func(start int64, hashes []tlog.Hash) error {
+			idx := make([]int64, len(hashes))
+			hs := make([][]byte, len(hashes))
+			for i := range hashes {
+				idx[i], hs[i] = start+int64(i), hashes[i][:]
+			}
+			_, err := tx.q.Exec(tx.c(ctx), `INSERT INTO audit_hash (idx, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])`, idx, hs)
+			return err
+		})
+	})
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("audit tree: %w", err)
 	}
 	return nil
 }

@@ -57,7 +57,8 @@ var harness = storetest.Harness{
 		db.Now = now
 		return db, db.Open()
 	},
-	Exec: exec,
+	Exec:      exec,
+	Untrigger: []string{`ALTER TABLE audit DISABLE TRIGGER USER`, `ALTER TABLE audit_hash DISABLE TRIGGER USER`},
 }
 
 func exec(dsn, query string) error {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"github.com/daoguard/daoguard/internal/audit"
+	"golang.org/x/mod/sumdb/tlog"
 	"time"
 
 	"github.com/daoguard/daoguard"
@@ -443,15 +446,23 @@ func (tx *Tx) Append(_ context.Context, e *daoguard.AuditEntry) error {
 	return nil
 }
 
-// flushAudit positions and inserts pending entries in one statement (one
-// round trip). It locks the head row until commit, so it runs once per
-// batch, as the last step before commit. Data-modifying CTEs run exactly
-// once, whether or not the final SELECT reads them.
+// flushAudit positions and inserts pending entries and their Merkle
+// hashes. Taking positions locks the head row until commit, so it runs once
+// per batch, as the last step before commit; the tree's right edge is read
+// under that lock, so replicas extend one tree in turn. Three round trips:
+// the head, the right edge, and one pipelined batch of both inserts.
 func flushAudit(ctx context.Context, q pgx.Tx, pending []*daoguard.AuditEntry) error {
 	n := len(pending)
 	if n == 0 {
 		return nil
 	}
+	var first int64
+	if err := q.QueryRow(ctx, `UPDATE audit_head SET next = next + $1 RETURNING next - $1`, n).Scan(&first); err != nil {
+		return err
+	}
+	// What the rows will hold, for the tree: timestamptz keeps microseconds.
+	rows := make([]*daoguard.AuditEntry, n)
+	seqs := make([]int64, n)
 	times := make([]time.Time, n)
 	cols := make([][]string, 5)
 	for i := range cols {
@@ -459,28 +470,59 @@ func flushAudit(ctx context.Context, q pgx.Tx, pending []*daoguard.AuditEntry) e
 	}
 	details := make([]*string, n)
 	for i, e := range pending {
-		times[i] = e.Time
+		e.Seq = uint64(first) + uint64(i)
+		c := *e
+		c.Time = time.UnixMicro(e.Time.UnixMicro()).UTC()
+		rows[i], seqs[i], times[i] = &c, int64(c.Seq), c.Time
 		cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i] = e.OrgID, e.ActorID, e.ActorKind, e.ActionID, e.Event
 		if len(e.Detail) > 0 {
 			d := string(e.Detail)
 			details[i] = &d
 		}
 	}
-	var first int64
-	err := q.QueryRow(ctx, `WITH h AS (UPDATE audit_head SET next = next + $1 RETURNING next - $1 AS first),
-		ins AS (INSERT INTO audit (seq, time, org_id, actor_id, actor_kind, action_id, event, detail)
-			SELECT h.first + e.ord - 1, e.time, e.org_id, e.actor_id, e.actor_kind, e.action_id, e.event, e.detail
-			FROM h, unnest($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-				WITH ORDINALITY AS e(time, org_id, actor_id, actor_kind, action_id, event, detail, ord))
-		SELECT first FROM h`,
-		n, times, cols[0], cols[1], cols[2], cols[3], cols[4], details).Scan(&first)
+	want := audit.RightEdge(first)
+	got := map[int64][]byte{}
+	if len(want) > 0 {
+		r, err := q.Query(ctx, `SELECT idx, hash FROM audit_hash WHERE idx = ANY($1)`, want)
+		if err != nil {
+			return err
+		}
+		for r.Next() {
+			var idx int64
+			var h []byte
+			if err := r.Scan(&idx, &h); err != nil {
+				r.Close()
+				return err
+			}
+			got[idx] = h
+		}
+		r.Close()
+		if err := r.Err(); err != nil {
+			return err
+		}
+	}
+	edge := make([]tlog.Hash, len(want))
+	for i, x := range want {
+		if len(got[x]) != tlog.HashSize {
+			return fmt.Errorf("audit tree: hash %d of the tree so far is missing", x)
+		}
+		edge[i] = tlog.Hash(got[x])
+	}
+	start, hashes, err := audit.Append(first, edge, rows)
 	if err != nil {
-		return err
+		return fmt.Errorf("audit tree: %w", err)
 	}
-	for i, e := range pending {
-		e.Seq = uint64(first) + uint64(i)
+	idx := make([]int64, len(hashes))
+	hs := make([][]byte, len(hashes))
+	for i := range hashes {
+		idx[i], hs[i] = start+int64(i), hashes[i][:]
 	}
-	return nil
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO audit (seq, time, org_id, actor_id, actor_kind, action_id, event, detail)
+		SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])`,
+		seqs, times, cols[0], cols[1], cols[2], cols[3], cols[4], details)
+	b.Queue(`INSERT INTO audit_hash (idx, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])`, idx, hs)
+	return q.SendBatch(ctx, b).Close()
 }
 
 func (tx *Tx) AuditEntries(ctx context.Context, from uint64, limit int) ([]daoguard.AuditEntry, error) {
@@ -512,6 +554,34 @@ func (tx *Tx) auditQuery(ctx context.Context, where string, arg any, limit int) 
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+func (tx *Tx) AuditHashes(ctx context.Context, from int64, limit int) ([]daoguard.AuditHash, error) {
+	rows, err := tx.q.Query(tx.c(ctx), `SELECT idx, hash FROM audit_hash WHERE idx >= $1 ORDER BY idx LIMIT $2`, from, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []daoguard.AuditHash
+	for rows.Next() {
+		var h daoguard.AuditHash
+		var b []byte
+		if err := rows.Scan(&h.Index, &b); err != nil {
+			return nil, err
+		}
+		if len(b) != len(h.Hash) {
+			return nil, fmt.Errorf("audit hash %d is %d bytes", h.Index, len(b))
+		}
+		copy(h.Hash[:], b)
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+func (tx *Tx) AuditHashCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := tx.q.QueryRow(tx.c(ctx), `SELECT COUNT(*) FROM audit_hash`).Scan(&n)
+	return n, err
 }
 
 func (tx *Tx) AuditSize(ctx context.Context) (uint64, error) {

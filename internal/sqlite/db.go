@@ -10,6 +10,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"github.com/daoguard/daoguard/internal/audit"
+	"golang.org/x/mod/sumdb/tlog"
 	"net/url"
 	"os"
 	"runtime"
@@ -120,6 +122,23 @@ func (db *DB) Open() error {
 	db.cache = newReadCache()
 	db.wg.Add(1)
 	go db.writer()
+	// A log written before its Merkle tree existed gets its tree now (the
+	// writer is the only one: nothing is appended meanwhile).
+	err = db.Update(context.Background(), func(t daoguard.Tx) error {
+		tx := t.(*Tx)
+		return audit.Backfill(context.Background(), tx, func(start int64, hashes []tlog.Hash) error {
+			for i, h := range hashes {
+				if _, err := tx.q.ExecContext(context.Background(), `INSERT INTO audit_hash (idx, hash) VALUES (?, ?)`, start+int64(i), h[:]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("audit tree: %w", err)
+	}
 	return nil
 }
 
@@ -256,6 +275,8 @@ func (db *DB) commit(conn *connStmts, wc *writerCache, batch []*groupcommit.Unit
 		fail(err)
 		return
 	}
+	first := next
+	var appended []*daoguard.AuditEntry // the batch's entries, in log order
 	for i, u := range batch {
 		if err := u.Ctx.Err(); err != nil {
 			errs[i] = err
@@ -275,6 +296,7 @@ func (db *DB) commit(conn *connStmts, wc *writerCache, batch []*groupcommit.Unit
 			}
 		} else {
 			next = tx.seq
+			appended = append(appended, tx.appended...)
 			held = append(held, tx.undo...)
 			after = append(after, tx.after...)
 			dirtyCreds = append(dirtyCreds, tx.dirtyCreds...)
@@ -285,6 +307,12 @@ func (db *DB) commit(conn *connStmts, wc *writerCache, batch []*groupcommit.Unit
 			return
 		}
 		errs[i] = err
+	}
+	// The entries' Merkle hashes commit with them, or nothing does: a log
+	// whose tree cannot be extended takes no more state changes.
+	if err := writeTree(ctx, conn, first, appended); err != nil {
+		fail(fmt.Errorf("audit tree: %w", err))
+		return
 	}
 	start := time.Now()
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
@@ -325,4 +353,33 @@ type Stats struct {
 // Stats returns the counters so far; safe to call at any time.
 func (db *DB) Stats() Stats {
 	return Stats{Batches: db.stats.batches.Load(), Units: db.stats.units.Load(), CommitTime: time.Duration(db.stats.commitNanos.Load())}
+}
+
+// writeTree adds the Merkle hashes of entries, the leaves first, first+1,
+// …, reading the right edge of the tree so far.
+func writeTree(ctx context.Context, q querier, first uint64, entries []*daoguard.AuditEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	var edge []tlog.Hash
+	for _, x := range audit.RightEdge(int64(first)) {
+		var b []byte
+		if err := q.QueryRowContext(ctx, `SELECT hash FROM audit_hash WHERE idx = ?`, x).Scan(&b); err != nil {
+			return fmt.Errorf("hash %d of the tree so far: %w", x, err)
+		}
+		if len(b) != tlog.HashSize {
+			return fmt.Errorf("hash %d is %d bytes", x, len(b))
+		}
+		edge = append(edge, tlog.Hash(b))
+	}
+	start, hashes, err := audit.Append(int64(first), edge, entries)
+	if err != nil {
+		return err
+	}
+	for i, h := range hashes {
+		if _, err := q.ExecContext(ctx, `INSERT INTO audit_hash (idx, hash) VALUES (?, ?)`, start+int64(i), h[:]); err != nil {
+			return err
+		}
+	}
+	return nil
 }

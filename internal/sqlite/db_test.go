@@ -32,6 +32,7 @@ var harness = storetest.Harness{
 		_, err = db.Exec(query)
 		return err
 	},
+	Untrigger: []string{`DROP TRIGGER audit_no_update`, `DROP TRIGGER audit_no_delete`, `DROP TRIGGER audit_hash_no_update`, `DROP TRIGGER audit_hash_no_delete`},
 }
 
 func TestMain(m *testing.M) {

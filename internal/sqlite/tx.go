@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -32,6 +33,9 @@ type Tx struct {
 	undo []func()
 	// after runs once the unit's writes have committed (AfterCommit).
 	after []func()
+	// appended are the unit's audit entries, as inserted: the batch hashes
+	// them into the Merkle tree before it commits.
+	appended []*daoguard.AuditEntry
 }
 
 // undoAll runs undo functions, newest first.
@@ -451,6 +455,10 @@ func (tx *Tx) Append(ctx context.Context, e *daoguard.AuditEntry) error {
 	if err != nil {
 		return err
 	}
+	// What the row holds, for the tree: the time at the column's precision.
+	c := *e
+	c.Time = fromMicros(micros(e.Time))
+	tx.appended = append(tx.appended, &c)
 	tx.seq++
 	return nil
 }
@@ -484,6 +492,34 @@ func (tx *Tx) auditQuery(ctx context.Context, where string, arg any, limit int) 
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+func (tx *Tx) AuditHashes(ctx context.Context, from int64, limit int) ([]daoguard.AuditHash, error) {
+	rows, err := tx.q.QueryContext(ctx, `SELECT idx, hash FROM audit_hash WHERE idx >= ? ORDER BY idx LIMIT ?`, from, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []daoguard.AuditHash
+	for rows.Next() {
+		var h daoguard.AuditHash
+		var b []byte
+		if err := rows.Scan(&h.Index, &b); err != nil {
+			return nil, err
+		}
+		if len(b) != len(h.Hash) {
+			return nil, fmt.Errorf("audit hash %d is %d bytes", h.Index, len(b))
+		}
+		copy(h.Hash[:], b)
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+func (tx *Tx) AuditHashCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := tx.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_hash`).Scan(&n)
+	return n, err
 }
 
 func (tx *Tx) AuditSize(ctx context.Context) (uint64, error) {

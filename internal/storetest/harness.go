@@ -28,6 +28,10 @@ type Harness struct {
 	// Exec runs raw SQL against the store's database, bypassing the code,
 	// to prove the database itself enforces what the code promises.
 	Exec func(dsn, query string) error
+	// Untrigger is the SQL that lifts the database's append-only guards on
+	// the audit log and its tree, as someone with the database's owner
+	// rights could: the tamper tests then change the log behind the code.
+	Untrigger []string
 }
 
 // Clock is a settable clock shared by a test and its store.

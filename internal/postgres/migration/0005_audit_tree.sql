@@ -1,0 +1,11 @@
+-- The audit log's Merkle tree (RFC 6962, golang.org/x/mod/sumdb/tlog's
+-- stored-hash layout): written in the same transaction as the entries it
+-- hashes, under the audit head's lock, and append-only like them.
+CREATE TABLE audit_hash (
+	idx  bigint PRIMARY KEY,
+	hash bytea NOT NULL CHECK (length(hash) = 32)
+);
+CREATE TRIGGER audit_hash_append_only BEFORE UPDATE OR DELETE ON audit_hash
+	FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_hash_no_truncate BEFORE TRUNCATE ON audit_hash
+	FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();

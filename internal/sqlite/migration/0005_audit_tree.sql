@@ -1,0 +1,11 @@
+-- The audit log's Merkle tree (RFC 6962, golang.org/x/mod/sumdb/tlog's
+-- stored-hash layout): written in the same transaction as the entries it
+-- hashes, and append-only like them.
+CREATE TABLE audit_hash (
+	idx  INTEGER PRIMARY KEY,
+	hash BLOB NOT NULL
+);
+CREATE TRIGGER audit_hash_no_update BEFORE UPDATE ON audit_hash
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER audit_hash_no_delete BEFORE DELETE ON audit_hash
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;

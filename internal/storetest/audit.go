@@ -1,0 +1,182 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/audit"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// runAuditTree: the store writes the Merkle tree of its audit log with the
+// entries, through concurrent batches and rolled-back units, so that the
+// log verifies; and when someone with the database's rights changes the
+// log behind the code, verification names the first entry changed,
+// removed, moved or cut off.
+func runAuditTree(t *testing.T, h Harness) {
+	ctx := context.Background()
+	// fill appends n entries from 4 writers at once (concurrent batches),
+	// every fifth unit failing after its append.
+	fill := func(t *testing.T, s daoguard.Store, org string, n int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < n*5/4; i += 4 {
+					err := s.Update(ctx, func(tx daoguard.Tx) error {
+						if err := tx.Append(ctx, &daoguard.AuditEntry{OrgID: org, ActorID: fmt.Sprint(w), ActorKind: "system", Event: "e",
+							Detail: []byte(fmt.Sprintf(`{"i":%d}`, i))}); err != nil {
+							return err
+						}
+						if i%5 == 4 {
+							return errors.New("rolled back")
+						}
+						return nil
+					})
+					if err != nil && i%5 != 4 {
+						errs <- err
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("OK_TreeVerifies", func(t *testing.T) {
+		f := setup(t, h)
+		before := auditSize(t, f.Store)
+		fill(t, f.Store, f.Org, 400)
+		size, root, err := audit.VerifyStore(ctx, f.Store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := auditSize(t, f.Store); uint64(size) != n || n != before+400 {
+			t.Fatalf("tree of %d, log of %d (want %d)", size, n, before+400)
+		}
+		// The root is tlog's own for these entries.
+		es := entries(t, f.Store)
+		var stored []tlog.Hash
+		r := tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) {
+			out := make([]tlog.Hash, len(ix))
+			for i, x := range ix {
+				out[i] = stored[x]
+			}
+			return out, nil
+		})
+		for i := range es {
+			hs, err := tlog.StoredHashes(int64(i), audit.Leaf(&es[i]), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored = append(stored, hs...)
+		}
+		if want, _ := tlog.TreeHash(int64(len(es)), r); want != root {
+			t.Fatalf("root %x, tlog %x", root, want)
+		}
+	})
+
+	if len(h.Untrigger) == 0 {
+		return
+	}
+	t.Run("OK_BackfillsALogWithoutTree", func(t *testing.T) {
+		// A store upgraded from before the tree: entries, no hashes. Open
+		// writes the tree, and the log verifies with the same root.
+		dsn := h.NewDSN(t)
+		s, err := h.Open(dsn, NewClock().Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Seed(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		fill(t, s, "org_test", 1200) // more than a page of entries
+		_, root, err := audit.VerifyStore(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		for _, q := range append(append([]string{}, h.Untrigger...), `DELETE FROM audit_hash`) {
+			if err := h.Exec(dsn, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		s, err = h.Open(dsn, NewClock().Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if _, again, err := audit.VerifyStore(ctx, s); err != nil || again != root {
+			t.Fatalf("after the backfill: %x %v, want %x", again, err, root)
+		}
+	})
+
+	// Each case tampers with a fresh store of 40 entries (Seed writes a
+	// few of its own first).
+	for _, tc := range []struct {
+		name  string
+		sql   func(n uint64) []string // n: the log's size
+		index func(n uint64) uint64   // the first bad entry
+	}{
+		{"ErrByteChanged", func(n uint64) []string {
+			return []string{`UPDATE audit SET detail = replace(detail, '"i"', '"j"') WHERE seq = 20`}
+		}, func(uint64) uint64 { return 20 }},
+		{"ErrEventChanged", func(n uint64) []string {
+			return []string{`UPDATE audit SET event = 'f' WHERE seq = 7`}
+		}, func(uint64) uint64 { return 7 }},
+		{"ErrEntryDeleted", func(n uint64) []string {
+			return []string{`DELETE FROM audit WHERE seq = 25`}
+		}, func(uint64) uint64 { return 25 }},
+		{"ErrEntriesSwapped", func(n uint64) []string {
+			return []string{
+				`UPDATE audit SET seq = -1 WHERE seq = 30`,
+				`UPDATE audit SET seq = 30 WHERE seq = 31`,
+				`UPDATE audit SET seq = 31 WHERE seq = -1`,
+			}
+		}, func(uint64) uint64 { return 30 }},
+		{"ErrTailEntriesCut", func(n uint64) []string {
+			return []string{fmt.Sprintf(`DELETE FROM audit WHERE seq >= %d`, n-3)}
+		}, func(n uint64) uint64 { return n - 3 }},
+		{"ErrHashChanged", func(n uint64) []string {
+			return []string{fmt.Sprintf(`DELETE FROM audit_hash WHERE idx = %d`, tlog.StoredHashIndex(0, 12))}
+		}, func(uint64) uint64 { return 12 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := NewClock()
+			dsn := h.NewDSN(t)
+			s, err := h.Open(dsn, clock.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := Seed(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+			fill(t, s, "org_test", 40)
+			n := auditSize(t, s)
+			if _, _, err := audit.VerifyStore(ctx, s); err != nil {
+				t.Fatalf("before tampering: %v", err)
+			}
+			for _, q := range append(append([]string{}, h.Untrigger...), tc.sql(n)...) {
+				if err := h.Exec(dsn, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			_, _, err = audit.VerifyStore(ctx, s)
+			var te *audit.TamperError
+			if !errors.As(err, &te) || uint64(te.Index) != tc.index(n) {
+				t.Fatalf("got %v, want a tamper error at entry %d", err, tc.index(n))
+			}
+		})
+	}
+}
