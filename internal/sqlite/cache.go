@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"golang.org/x/mod/sumdb/tlog"
 	"slices"
 	"strconv"
 	"sync"
@@ -139,6 +140,16 @@ type writerCache struct {
 	principals  rowCache[daoguard.Principal]
 	accounts    rowCache[daoguard.Account]
 	assets      rowCache[daoguard.Asset]
+	// tree is the right edge of the audit tree as of the last commit, so
+	// that a batch need not read it back; invalid after a reset.
+	tree treeEdge
+}
+
+// treeEdge is the right edge of an audit tree of size leaves, by
+// stored-hash index.
+type treeEdge struct {
+	size   int64
+	hashes map[int64]tlog.Hash
 }
 
 func newWriterCache() *writerCache {
@@ -152,6 +163,7 @@ func newWriterCache() *writerCache {
 
 // reset empties the cache.
 func (c *writerCache) reset() {
+	c.tree = treeEdge{}
 	c.orgs.reset()
 	c.principals.reset()
 	c.accounts.reset()

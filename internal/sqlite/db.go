@@ -310,7 +310,9 @@ func (db *DB) commit(conn *connStmts, wc *writerCache, batch []*groupcommit.Unit
 	}
 	// The entries' Merkle hashes commit with them, or nothing does: a log
 	// whose tree cannot be extended takes no more state changes.
-	if err := writeTree(ctx, conn, first, appended); err != nil {
+	edge, err := writeTree(ctx, conn, wc.tree, first, appended)
+	wc.tree = treeEdge{} // valid again only once this batch has committed
+	if err != nil {
 		fail(fmt.Errorf("audit tree: %w", err))
 		return
 	}
@@ -319,6 +321,7 @@ func (db *DB) commit(conn *connStmts, wc *writerCache, batch []*groupcommit.Unit
 		fail(err)
 		return
 	}
+	wc.tree = edge
 	db.stats.commitNanos.Add(int64(time.Since(start)))
 	db.stats.batches.Add(1)
 	db.stats.units.Add(uint64(len(batch)))
@@ -355,31 +358,65 @@ func (db *DB) Stats() Stats {
 	return Stats{Batches: db.stats.batches.Load(), Units: db.stats.units.Load(), CommitTime: time.Duration(db.stats.commitNanos.Load())}
 }
 
+// hashRows is how many hashes one INSERT writes.
+const hashRows = 32
+
+var insertHashes = `INSERT INTO audit_hash (idx, hash) VALUES (?, ?)` + strings.Repeat(`, (?, ?)`, hashRows-1)
+
 // writeTree adds the Merkle hashes of entries, the leaves first, first+1,
-// …, reading the right edge of the tree so far.
-func writeTree(ctx context.Context, q querier, first uint64, entries []*daoguard.AuditEntry) error {
+// …: from the right edge of the tree so far, known from the last commit or
+// read back, and returns the right edge after them.
+func writeTree(ctx context.Context, q querier, known treeEdge, first uint64, entries []*daoguard.AuditEntry) (treeEdge, error) {
 	if len(entries) == 0 {
-		return nil
+		return known, nil
 	}
 	var edge []tlog.Hash
 	for _, x := range audit.RightEdge(int64(first)) {
-		var b []byte
-		if err := q.QueryRowContext(ctx, `SELECT hash FROM audit_hash WHERE idx = ?`, x).Scan(&b); err != nil {
-			return fmt.Errorf("hash %d of the tree so far: %w", x, err)
+		h, ok := known.hashes[x]
+		if !ok || known.size != int64(first) {
+			var b []byte
+			if err := q.QueryRowContext(ctx, `SELECT hash FROM audit_hash WHERE idx = ?`, x).Scan(&b); err != nil {
+				return treeEdge{}, fmt.Errorf("hash %d of the tree so far: %w", x, err)
+			}
+			if len(b) != tlog.HashSize {
+				return treeEdge{}, fmt.Errorf("hash %d is %d bytes", x, len(b))
+			}
+			h = tlog.Hash(b)
 		}
-		if len(b) != tlog.HashSize {
-			return fmt.Errorf("hash %d is %d bytes", x, len(b))
-		}
-		edge = append(edge, tlog.Hash(b))
+		edge = append(edge, h)
 	}
 	start, hashes, err := audit.Append(int64(first), edge, entries)
 	if err != nil {
-		return err
+		return treeEdge{}, err
 	}
-	for i, h := range hashes {
-		if _, err := q.ExecContext(ctx, `INSERT INTO audit_hash (idx, hash) VALUES (?, ?)`, start+int64(i), h[:]); err != nil {
-			return err
+	args := make([]any, 0, 2*hashRows)
+	for i := 0; i < len(hashes); {
+		q1, n := insertHashes, hashRows
+		if len(hashes)-i < hashRows {
+			q1, n = `INSERT INTO audit_hash (idx, hash) VALUES (?, ?)`, 1
+		}
+		args = args[:0]
+		for j := range n {
+			args = append(args, start+int64(i+j), hashes[i+j][:])
+		}
+		if _, err := q.ExecContext(ctx, q1, args...); err != nil {
+			return treeEdge{}, err
+		}
+		i += n
+	}
+	size := int64(first) + int64(len(entries))
+	next := treeEdge{size: size, hashes: map[int64]tlog.Hash{}}
+	old := audit.RightEdge(int64(first))
+	for _, x := range audit.RightEdge(size) {
+		if x >= start {
+			next.hashes[x] = hashes[x-start]
+			continue
+		}
+		for i, y := range old {
+			if y == x {
+				next.hashes[x] = edge[i]
+			}
 		}
 	}
-	return nil
+	return next, nil
 }
