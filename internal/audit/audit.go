@@ -264,9 +264,10 @@ func VerifyStore(ctx context.Context, st daoguard.Store) (size int64, root tlog.
 // Backfill writes the tree of a log whose entries predate it (a store
 // upgraded from before the tree): when no hash is stored yet, it hashes
 // every entry in log order and passes the hashes to insert, from index 0
-// on, contiguous. It is a no-op for a store that has its tree. The store
-// runs it in a write transaction that holds the log's lock, so that no
-// entry is appended meanwhile.
+// on, contiguous. The store runs it once, at the upgrade, in a write
+// transaction that holds the log's lock, so that no entry is appended
+// meanwhile; never again after, or deleting every hash would make the
+// store rebuild the tree from whatever the entries then say.
 func Backfill(ctx context.Context, tx daoguard.Tx, insert func(start int64, hashes []tlog.Hash) error) error {
 	count, err := tx.AuditHashCount(ctx)
 	if err != nil || count > 0 {

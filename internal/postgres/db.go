@@ -115,6 +115,13 @@ func (db *DB) Open() error {
 		if _, err := tx.q.Exec(tx.c(ctx), `SELECT next FROM audit_head FOR UPDATE`); err != nil {
 			return err
 		}
+		var state string
+		if err := tx.q.QueryRow(tx.c(ctx), `SELECT value FROM meta WHERE key = 'audit_tree'`).Scan(&state); err != nil || state != "pending" {
+			return err
+		}
+		if _, err := tx.q.Exec(tx.c(ctx), `UPDATE meta SET value = 'complete' WHERE key = 'audit_tree'`); err != nil {
+			return err
+		}
 		return audit.Backfill(ctx, tx, func(start int64, hashes []tlog.Hash) error {
 			idx := make([]int64, len(hashes))
 			hs := make([][]byte, len(hashes))

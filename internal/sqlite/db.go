@@ -126,14 +126,24 @@ func (db *DB) Open() error {
 	// writer is the only one: nothing is appended meanwhile).
 	err = db.Update(context.Background(), func(t daoguard.Tx) error {
 		tx := t.(*Tx)
-		return audit.Backfill(context.Background(), tx, func(start int64, hashes []tlog.Hash) error {
+		ctx := context.Background()
+		var state string
+		if err := tx.q.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'audit_tree'`).Scan(&state); err != nil || state != "pending" {
+			return err
+		}
+		err := audit.Backfill(ctx, tx, func(start int64, hashes []tlog.Hash) error {
 			for i, h := range hashes {
-				if _, err := tx.q.ExecContext(context.Background(), `INSERT INTO audit_hash (idx, hash) VALUES (?, ?)`, start+int64(i), h[:]); err != nil {
+				if _, err := tx.q.ExecContext(ctx, `INSERT INTO audit_hash (idx, hash) VALUES (?, ?)`, start+int64(i), h[:]); err != nil {
 					return err
 				}
 			}
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		_, err = tx.q.ExecContext(ctx, `UPDATE meta SET value = 'complete' WHERE key = 'audit_tree'`)
+		return err
 	})
 	if err != nil {
 		db.Close()

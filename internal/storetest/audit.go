@@ -106,7 +106,7 @@ func runAuditTree(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 		s.Close()
-		for _, q := range append(append([]string{}, h.Untrigger...), `DELETE FROM audit_hash`) {
+		for _, q := range append(append([]string{}, h.Untrigger...), `DELETE FROM audit_hash`, `UPDATE meta SET value = 'pending' WHERE key = 'audit_tree'`) {
 			if err := h.Exec(dsn, q); err != nil {
 				t.Fatalf("%s: %v", q, err)
 			}
@@ -147,6 +147,9 @@ func runAuditTree(t *testing.T, h Harness) {
 		{"ErrTailEntriesCut", func(n uint64) []string {
 			return []string{fmt.Sprintf(`DELETE FROM audit WHERE seq >= %d`, n-3)}
 		}, func(n uint64) uint64 { return n - 3 }},
+		{"ErrEveryHashDeleted", func(n uint64) []string {
+			return []string{`DELETE FROM audit_hash`}
+		}, func(uint64) uint64 { return 0 }},
 		{"ErrHashChanged", func(n uint64) []string {
 			return []string{fmt.Sprintf(`DELETE FROM audit_hash WHERE idx = %d`, tlog.StoredHashIndex(0, 12))}
 		}, func(uint64) uint64 { return 12 }},
@@ -158,7 +161,7 @@ func runAuditTree(t *testing.T, h Harness) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer s.Close()
+			defer func() { s.Close() }()
 			if err := Seed(ctx, s); err != nil {
 				t.Fatal(err)
 			}
@@ -171,6 +174,12 @@ func runAuditTree(t *testing.T, h Harness) {
 				if err := h.Exec(dsn, q); err != nil {
 					t.Fatalf("%s: %v", q, err)
 				}
+			}
+			// Reopened, as the verifier and serve do: the store must not
+			// repair what was done to it.
+			s.Close()
+			if s, err = h.Open(dsn, clock.Now); err != nil {
+				t.Fatal(err)
 			}
 			_, _, err = audit.VerifyStore(ctx, s)
 			var te *audit.TamperError

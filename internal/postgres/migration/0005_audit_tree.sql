@@ -9,3 +9,8 @@ CREATE TRIGGER audit_hash_append_only BEFORE UPDATE OR DELETE ON audit_hash
 	FOR EACH ROW EXECUTE FUNCTION audit_append_only();
 CREATE TRIGGER audit_hash_no_truncate BEFORE TRUNCATE ON audit_hash
 	FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+
+-- Set by the store once the tree holds every entry written before it (the
+-- upgrade backfill runs once, never again: deleting hashes later must not
+-- make the store rebuild them from tampered entries).
+INSERT INTO meta (key, value) VALUES ('audit_tree', 'pending');

@@ -9,3 +9,8 @@ CREATE TRIGGER audit_hash_no_update BEFORE UPDATE ON audit_hash
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 CREATE TRIGGER audit_hash_no_delete BEFORE DELETE ON audit_hash
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+
+-- Set by the store once the tree holds every entry written before it (the
+-- upgrade backfill runs once, never again: deleting hashes later must not
+-- make the store rebuild them from tampered entries).
+INSERT INTO meta (key, value) VALUES ('audit_tree', 'pending');
