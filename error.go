@@ -37,6 +37,7 @@ const (
 	CodeDuplicateSignature  Code = "DUPLICATE_OWNER_SIGNATURE" // two signatures of one owner
 	CodeThresholdNotMet     Code = "THRESHOLD_NOT_MET"         // fewer valid owner signatures than the Safe's threshold
 	CodeInvalidPolicy       Code = "INVALID_POLICY"            // a policy document failed validation; Details lists every problem with its line
+	CodeAuditTampered       Code = "AUDIT_TAMPERED"            // the audit log does not verify: an entry or a tree hash was changed, removed or moved
 
 	// Authentication (401) and authorization (403) of signed requests.
 	CodeSignatureMissing Code = "SIGNATURE_MISSING" // no Signature / Signature-Input for label sig1
@@ -63,7 +64,7 @@ var Codes = []Code{
 	CodeNotFound, CodeConflict, CodeIllegalTransition, CodeIdempotencyMismatch,
 	CodeDuplicateApproval, CodeNotHuman, CodeForbidden, CodeOrgPaused,
 	CodeAgentSuspended, CodeAutonomyRaise, CodeExpired, CodeIncompatibleStore,
-	CodeConfig, CodeUnavailable, CodeInternal, CodeInvalidPolicy,
+	CodeConfig, CodeUnavailable, CodeInternal, CodeInvalidPolicy, CodeAuditTampered,
 	CodeOwnerSignature, CodeNotSafeOwner, CodeDuplicateSignature, CodeThresholdNotMet,
 	CodeSignatureMissing, CodeSignatureInvalid, CodeDigestMismatch, CodeSignatureExpired,
 	CodeSignatureFuture, CodeNonceReused, CodeUnknownKey, CodeKeyRevoked, CodeKeyExpired,

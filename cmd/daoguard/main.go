@@ -45,6 +45,7 @@ Usage:
   daoguard policy  replay --data DIR --candidate FILE
   daoguard policy  propose --credential FILE [--rationale TEXT] FILE
   daoguard policy  evaluate --credential FILE --account A --to ADDR ...
+  daoguard audit   verify --data DIR        (exit 1 and the first bad entry if tampered)
   daoguard version
 
 Run 'daoguard COMMAND -h' for a command's flags.
@@ -120,6 +121,8 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		return m.runAccounts(ctx, args[1:])
 	case "assets":
 		return m.runAssets(ctx, args[1:])
+	case "audit":
+		return m.runAudit(ctx, args[1:])
 	case "version", "--version":
 		return m.runVersion(args[1:])
 	case "-h", "--help", "help":

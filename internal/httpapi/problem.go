@@ -28,6 +28,7 @@ var statusOf = map[daoguard.Code]int{
 	daoguard.CodeExpired:             http.StatusGone,
 	daoguard.CodeIncompatibleStore:   http.StatusServiceUnavailable,
 	daoguard.CodeInvalidPolicy:       http.StatusUnprocessableEntity,
+	daoguard.CodeAuditTampered:       http.StatusServiceUnavailable, // its own log failed verification: the gateway must not go on
 	daoguard.CodeOwnerSignature:      http.StatusUnprocessableEntity,
 	daoguard.CodeNotSafeOwner:        http.StatusForbidden,
 	daoguard.CodeDuplicateSignature:  http.StatusConflict,

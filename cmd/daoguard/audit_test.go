@@ -1,0 +1,50 @@
+package main
+
+import (
+	"database/sql"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestAuditVerify: the offline verifier passes an intact log and, after an
+// entry is changed in the database behind the code, fails with exit 1
+// naming the first bad entry.
+func TestAuditVerify(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if code, _, stderr := run(t, nil, "init", "--data", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	for _, a := range [][]string{
+		{"assets", "add", "--data", dir, "--symbol", "ETH", "--decimals", "18", "--chain-id", "1"},
+		{"accounts", "add", "--data", dir, "--name", "ops", "--kind", "wallet", "--chain-id", "1"},
+		{"assets", "add", "--data", dir, "--symbol", "USDC", "--address", "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", "--decimals", "6", "--chain-id", "1"},
+	} {
+		if code, _, stderr := run(t, nil, a...); code != 0 {
+			t.Fatal(stderr)
+		}
+	}
+	code, out, stderr := run(t, nil, "audit", "verify", "--data", dir)
+	if code != exitOK || !strings.HasPrefix(out, "audit log intact: ") {
+		t.Fatalf("intact log: exit %d %q %s", code, out, stderr)
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "data.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`DROP TRIGGER audit_no_update`, `UPDATE audit SET detail = replace(detail, 'USDC', 'USDT') WHERE event = 'asset.added' AND detail LIKE '%USDC%'`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seq int
+	if err := db.QueryRow(`SELECT seq FROM audit WHERE detail LIKE '%USDT%'`).Scan(&seq); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	code, _, stderr = run(t, nil, "audit", "verify", "--data", dir)
+	if code != exitFailed || !strings.Contains(stderr, "first bad entry "+strconv.Itoa(seq)+":") {
+		t.Fatalf("tampered log: exit %d %s (entry %d changed)", code, stderr, seq)
+	}
+}
