@@ -122,18 +122,24 @@ func (e *TamperError) Unwrap() error { return ErrTampered }
 // Verifier recomputes the tree entry by entry and compares every hash with
 // the stored one. Feed it the entries in log order with Next, then call
 // Done with the number of stored hashes; the first disagreement is a
-// *TamperError. Memory stays O(log n): only the right edge is kept.
+// *TamperError. It keeps only the right edge of the tree (one hash per
+// level), as a binary counter: memory O(log n), no lookups.
 type Verifier struct {
 	n     int64
-	edge  map[int64]tlog.Hash
+	edge  []node // the right edge: complete subtrees, largest first
 	bad   error
 	check func(index int64) (tlog.Hash, error) // the stored hash at index
+}
+
+type node struct {
+	level int
+	hash  tlog.Hash
 }
 
 // NewVerifier verifies against stored, which returns the stored hash at an
 // index (an error if there is none).
 func NewVerifier(stored func(index int64) (tlog.Hash, error)) *Verifier {
-	return &Verifier{edge: map[int64]tlog.Hash{}, check: stored}
+	return &Verifier{check: stored}
 }
 
 // Next checks the next entry. It returns the verification error, once the
@@ -146,52 +152,42 @@ func (v *Verifier) Next(e *daoguard.AuditEntry) error {
 		v.bad = &TamperError{Index: v.n, Why: fmt.Sprintf("the entry here says it is entry %d: entries are missing or moved", e.Seq)}
 		return v.bad
 	}
-	hs, err := tlog.StoredHashes(v.n, Leaf(e), hashReader(v.read))
-	if err != nil {
-		v.bad = &TamperError{Index: v.n, Why: err.Error()}
-		return v.bad
+	// The hashes leaf n adds, in tlog's stored order: the leaf, then each
+	// subtree it completes (RFC 6962's interior nodes).
+	idx := tlog.StoredHashIndex(0, v.n)
+	h := tlog.RecordHash(Leaf(e))
+	if err := v.compare(idx, h); err != nil {
+		return err
 	}
-	base := tlog.StoredHashIndex(0, v.n)
-	for j, h := range hs {
-		got, err := v.check(base + int64(j))
-		if err != nil {
-			v.bad = &TamperError{Index: v.n, Why: "its stored hash is missing: " + err.Error()}
-			return v.bad
+	v.edge = append(v.edge, node{0, h})
+	for k := len(v.edge); k >= 2 && v.edge[k-1].level == v.edge[k-2].level; k = len(v.edge) {
+		idx++
+		m := node{v.edge[k-2].level + 1, tlog.NodeHash(v.edge[k-2].hash, v.edge[k-1].hash)}
+		if err := v.compare(idx, m.hash); err != nil {
+			return err
 		}
-		if got != h {
-			v.bad = &TamperError{Index: v.n, Why: "it does not hash to the stored tree: its content was changed"}
-			return v.bad
-		}
-		v.edge[base+int64(j)] = h
-	}
-	// Keep only the right edge of the tree so far.
-	keep := map[int64]bool{}
-	for _, x := range RightEdge(v.n + 1) {
-		keep[x] = true
-	}
-	for x := range v.edge {
-		if !keep[x] {
-			delete(v.edge, x)
-		}
+		v.edge = append(v.edge[:k-2], m)
 	}
 	v.n++
 	return nil
 }
 
-func (v *Verifier) read(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	for i, x := range indexes {
-		h, ok := v.edge[x]
-		if !ok {
-			return nil, fmt.Errorf("hash %d is not on the right edge", x)
-		}
-		out[i] = h
+func (v *Verifier) compare(index int64, h tlog.Hash) error {
+	got, err := v.check(index)
+	if err != nil {
+		v.bad = &TamperError{Index: v.n, Why: "its stored hash is missing: " + err.Error()}
+		return v.bad
 	}
-	return out, nil
+	if got != h {
+		v.bad = &TamperError{Index: v.n, Why: "it does not hash to the stored tree: its content was changed"}
+		return v.bad
+	}
+	return nil
 }
 
 // Done ends the verification: the entries seen must account for every
-// stored hash. It returns the tree's size and root hash.
+// stored hash. It returns the tree's size and root hash (RFC 6962: the
+// right edge folded from the right).
 func (v *Verifier) Done(storedHashes int64) (int64, tlog.Hash, error) {
 	if v.bad != nil {
 		return 0, tlog.Hash{}, v.bad
@@ -199,9 +195,14 @@ func (v *Verifier) Done(storedHashes int64) (int64, tlog.Hash, error) {
 	if want := tlog.StoredHashCount(v.n); storedHashes != want {
 		return 0, tlog.Hash{}, &TamperError{Index: v.n, Why: fmt.Sprintf("%d stored hashes for %d entries (want %d): entries after %d were removed", storedHashes, v.n, want, v.n-1)}
 	}
-	root, err := tlog.TreeHash(v.n, hashReader(v.read))
-	if err != nil {
-		return 0, tlog.Hash{}, err
+	var root tlog.Hash // the empty tree's
+	if len(v.edge) > 0 {
+		root = v.edge[len(v.edge)-1].hash
+		for i := len(v.edge) - 2; i >= 0; i-- {
+			root = tlog.NodeHash(v.edge[i].hash, root)
+		}
+	} else {
+		root, _ = tlog.TreeHash(0, nil)
 	}
 	return v.n, root, nil
 }
