@@ -174,6 +174,12 @@ type AuditLog interface {
 	AuditHashes(ctx context.Context, from int64, limit int) ([]AuditHash, error)
 	// AuditHashCount returns how many tree hashes are stored.
 	AuditHashCount(ctx context.Context) (int64, error)
+	// AddCheckpoint records a signed checkpoint of the log at size
+	// entries. Errors: CONFLICT (one of that size is recorded).
+	AddCheckpoint(ctx context.Context, size int64, note []byte) error
+	// LatestCheckpoint returns the signed checkpoint of the largest size.
+	// Errors: NOT_FOUND.
+	LatestCheckpoint(ctx context.Context) ([]byte, error)
 }
 
 // ChainStore keeps what the EVM executor must never lose: its signing

@@ -5,15 +5,19 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/audit"
+	"golang.org/x/mod/sumdb/note"
 )
 
-// runAudit: daoguard audit verify --data DIR.
+// runAudit: daoguard audit verify|checkpoint --data DIR.
 func (m *Main) runAudit(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usagef("audit needs a subcommand: verify")
+		return usagef("audit needs a subcommand: verify or checkpoint")
 	}
 	fs := m.newFlagSet("audit " + args[0])
 	dir := fs.String("data", "", "data directory (required)")
@@ -27,18 +31,81 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 			return err
 		}
 		defer st.Close()
+		v, err := auditVerifier(*dir)
+		if err != nil {
+			return err
+		}
 		// Straight from the store, without the server: every entry is
-		// hashed again and the whole tree recomputed.
-		size, root, err := audit.VerifyStore(ctx, st)
+		// hashed again, the whole tree recomputed, and the latest signed
+		// checkpoint checked against it.
+		size, root, cp, err := audit.VerifyStore(ctx, st, v)
 		var te *audit.TamperError
 		if errors.As(err, &te) {
-			return &daoguard.Error{Code: daoguard.CodeAuditTampered, Message: fmt.Sprintf("the audit log is tampered: first bad entry %d: %s", te.Index, te.Why),
+			where := ""
+			if te.Index >= 0 {
+				where = fmt.Sprintf("first bad entry %d: ", te.Index)
+			}
+			return &daoguard.Error{Code: daoguard.CodeAuditTampered, Message: "the audit log is tampered: " + where + te.Why,
 				Hint: "restore the store from a backup you trust, and find out who had write access to the database"}
 		} else if err != nil {
 			return err
 		}
 		fmt.Fprintf(m.Stdout, "audit log intact: %d entries, tree root %s\n", size, base64.StdEncoding.EncodeToString(root[:]))
+		if cp != nil {
+			fmt.Fprintf(m.Stdout, "latest checkpoint: %d entries, signed by %s, consistent with the log\n", cp.Size, v.Name())
+		} else {
+			fmt.Fprintln(m.Stdout, "no checkpoint signed yet: a tail cut off together with its hashes would not show (daoguard audit checkpoint)")
+		}
 		return nil
+	case "checkpoint":
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		cfg, st, err := m.openData(*dir)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		v, err := auditVerifier(*dir)
+		if err != nil {
+			return err
+		}
+		skey, err := os.ReadFile(filepath.Join(*dir, cfg.AuditKeyFile))
+		if err != nil {
+			return &daoguard.Error{Code: daoguard.CodeConfig, Message: "audit key: " + err.Error()}
+		}
+		s, err := note.NewSigner(strings.TrimSpace(string(skey)))
+		if err != nil {
+			return &daoguard.Error{Code: daoguard.CodeConfig, Message: cfg.AuditKeyFile + " is not a note signing key"}
+		}
+		// Signed only over a log that extends the latest checkpoint.
+		cp, err := audit.IssueCheckpoint(ctx, st, s, v)
+		var te *audit.TamperError
+		if errors.As(err, &te) {
+			return &daoguard.Error{Code: daoguard.CodeAuditTampered, Message: "no checkpoint signed: " + te.Error()}
+		} else if err != nil {
+			return err
+		}
+		msg, err := audit.SignCheckpoint(cp, s)
+		if err != nil {
+			return err
+		}
+		_, err = m.Stdout.Write(msg)
+		return err
 	}
-	return usagef("unknown audit subcommand %q (verify)", args[0])
+	return usagef("unknown audit subcommand %q (verify or checkpoint)", args[0])
+}
+
+// auditVerifier reads the log's public key, DIR/audit.pub (written by
+// init).
+func auditVerifier(dir string) (note.Verifier, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "audit.pub"))
+	if err != nil {
+		return nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: "audit public key: " + err.Error(), Hint: "daoguard init writes DIR/audit.pub"}
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: "audit.pub is not a note verifier key"}
+	}
+	return v, nil
 }

@@ -29,6 +29,13 @@ func TestAuditVerify(t *testing.T) {
 	if code != exitOK || !strings.HasPrefix(out, "audit log intact: ") {
 		t.Fatalf("intact log: exit %d %q %s", code, out, stderr)
 	}
+	code, out, stderr = run(t, nil, "audit", "checkpoint", "--data", dir)
+	if code != exitOK || !strings.HasPrefix(out, "daoguard/org_") || !strings.Contains(out, "\n\n— daoguard/org_") {
+		t.Fatalf("checkpoint: exit %d %q %s", code, out, stderr)
+	}
+	if code, out, _ = run(t, nil, "audit", "verify", "--data", dir); code != exitOK || !strings.Contains(out, "latest checkpoint: ") {
+		t.Fatalf("with a checkpoint: exit %d %q", code, out)
+	}
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "data.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -45,7 +45,7 @@ Usage:
   daoguard policy  replay --data DIR --candidate FILE
   daoguard policy  propose --credential FILE [--rationale TEXT] FILE
   daoguard policy  evaluate --credential FILE --account A --to ADDR ...
-  daoguard audit   verify --data DIR        (exit 1 and the first bad entry if tampered)
+  daoguard audit   verify|checkpoint --data DIR   (verify: exit 1 and the first bad entry if tampered)
   daoguard version
 
 Run 'daoguard COMMAND -h' for a command's flags.

@@ -16,6 +16,7 @@ import (
 	"fmt"
 
 	"github.com/daoguard/daoguard"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -109,11 +110,14 @@ var ErrTampered = errors.New("audit log tampered")
 
 // TamperError names the first entry at which the log stops verifying.
 type TamperError struct {
-	Index int64  // the first bad entry (or hash position) in the log
+	Index int64  // the first bad entry; -1 when no single entry can be named (a checkpoint's root disagrees with a log consistent in itself)
 	Why   string // what is wrong there
 }
 
 func (e *TamperError) Error() string {
+	if e.Index < 0 {
+		return "audit log: " + e.Why
+	}
 	return fmt.Sprintf("audit log: entry %d: %s", e.Index, e.Why)
 }
 
@@ -211,14 +215,17 @@ func (v *Verifier) Done(storedHashes int64) (int64, tlog.Hash, error) {
 const pageSize = 10_000
 
 // VerifyStore verifies the whole log of a store in one read transaction:
-// every entry against the stored tree, and the tree's size against the
-// entries. It returns the tree's size and root hash; a log that does not
-// verify is a *TamperError naming the first bad entry.
-func VerifyStore(ctx context.Context, st daoguard.Store) (size int64, root tlog.Hash, err error) {
+// every entry against the stored tree, the tree's size against the
+// entries, and, with the log's public key, the latest signed checkpoint
+// against the tree (which finds a tail cut off with its hashes). It
+// returns the tree's size and root hash, and the checkpoint checked (nil
+// if none); a log that does not verify is a *TamperError naming the first
+// bad entry.
+func VerifyStore(ctx context.Context, st daoguard.Store, v note.Verifier) (size int64, root tlog.Hash, cp *Checkpoint, err error) {
 	err = st.View(ctx, func(tx daoguard.Tx) error {
 		var buf []daoguard.AuditHash
 		next := int64(0) // the next hash index to read
-		v := NewVerifier(func(index int64) (tlog.Hash, error) {
+		ver := NewVerifier(func(index int64) (tlog.Hash, error) {
 			for len(buf) == 0 || buf[len(buf)-1].Index < index {
 				page, err := tx.AuditHashes(ctx, next, pageSize)
 				if err != nil {
@@ -246,7 +253,7 @@ func VerifyStore(ctx context.Context, st daoguard.Store) (size int64, root tlog.
 				break
 			}
 			for i := range page {
-				if err := v.Next(&page[i]); err != nil {
+				if err := ver.Next(&page[i]); err != nil {
 					return err
 				}
 			}
@@ -256,10 +263,13 @@ func VerifyStore(ctx context.Context, st daoguard.Store) (size int64, root tlog.
 		if err != nil {
 			return err
 		}
-		size, root, err = v.Done(count)
+		if size, root, err = ver.Done(count); err != nil || v == nil {
+			return err
+		}
+		cp, err = checkCheckpoint(ctx, tx, v, size)
 		return err
 	})
-	return size, root, err
+	return size, root, cp, err
 }
 
 // Backfill writes the tree of a log whose entries predate it (a store

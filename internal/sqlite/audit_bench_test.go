@@ -44,7 +44,7 @@ func BenchmarkVerifyStore(b *testing.B) {
 	var size int64
 	for b.Loop() {
 		var err error
-		if size, _, err = audit.VerifyStore(ctx, db); err != nil {
+		if size, _, _, err = audit.VerifyStore(ctx, db, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
@@ -9,8 +10,10 @@ import (
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/audit"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
+
 
 // runAuditTree: the store writes the Merkle tree of its audit log with the
 // entries, through concurrent batches and rolled-back units, so that the
@@ -19,6 +22,12 @@ import (
 // removed, moved or cut off.
 func runAuditTree(t *testing.T, h Harness) {
 	ctx := context.Background()
+	skey, vkey, err := note.GenerateKey(rand.Reader, "daoguard/org_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
 	// fill appends n entries from 4 writers at once (concurrent batches),
 	// every fifth unit failing after its append.
 	fill := func(t *testing.T, s daoguard.Store, org string, n int) {
@@ -57,9 +66,9 @@ func runAuditTree(t *testing.T, h Harness) {
 		f := setup(t, h)
 		before := auditSize(t, f.Store)
 		fill(t, f.Store, f.Org, 400)
-		size, root, err := audit.VerifyStore(ctx, f.Store)
-		if err != nil {
-			t.Fatal(err)
+		size, root, cp, err := audit.VerifyStore(ctx, f.Store, verifier)
+		if err != nil || cp != nil {
+			t.Fatal(err, cp)
 		}
 		if n := auditSize(t, f.Store); uint64(size) != n || n != before+400 {
 			t.Fatalf("tree of %d, log of %d (want %d)", size, n, before+400)
@@ -101,7 +110,7 @@ func runAuditTree(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 		fill(t, s, "org_test", 1200) // more than a page of entries
-		_, root, err := audit.VerifyStore(ctx, s)
+		_, root, _, err := audit.VerifyStore(ctx, s, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +125,7 @@ func runAuditTree(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		if _, again, err := audit.VerifyStore(ctx, s); err != nil || again != root {
+		if _, again, _, err := audit.VerifyStore(ctx, s, nil); err != nil || again != root {
 			t.Fatalf("after the backfill: %x %v, want %x", again, err, root)
 		}
 	})
@@ -126,33 +135,44 @@ func runAuditTree(t *testing.T, h Harness) {
 	for _, tc := range []struct {
 		name  string
 		sql   func(n uint64) []string // n: the log's size
-		index func(n uint64) uint64   // the first bad entry
+		index func(n uint64) int64    // the first bad entry (-1: none can be named)
+		// foreign: instead of a checkpoint of the log's key, one of another
+		// key is recorded
+		foreign bool
 	}{
 		{"ErrByteChanged", func(n uint64) []string {
 			return []string{`UPDATE audit SET detail = replace(detail, '"i"', '"j"') WHERE seq = 20`}
-		}, func(uint64) uint64 { return 20 }},
+		}, func(uint64) int64 { return 20 }, false},
 		{"ErrEventChanged", func(n uint64) []string {
 			return []string{`UPDATE audit SET event = 'f' WHERE seq = 7`}
-		}, func(uint64) uint64 { return 7 }},
+		}, func(uint64) int64 { return 7 }, false},
 		{"ErrEntryDeleted", func(n uint64) []string {
 			return []string{`DELETE FROM audit WHERE seq = 25`}
-		}, func(uint64) uint64 { return 25 }},
+		}, func(uint64) int64 { return 25 }, false},
 		{"ErrEntriesSwapped", func(n uint64) []string {
 			return []string{
 				`UPDATE audit SET seq = -1 WHERE seq = 30`,
 				`UPDATE audit SET seq = 30 WHERE seq = 31`,
 				`UPDATE audit SET seq = 31 WHERE seq = -1`,
 			}
-		}, func(uint64) uint64 { return 30 }},
+		}, func(uint64) int64 { return 30 }, false},
 		{"ErrTailEntriesCut", func(n uint64) []string {
 			return []string{fmt.Sprintf(`DELETE FROM audit WHERE seq >= %d`, n-3)}
-		}, func(n uint64) uint64 { return n - 3 }},
+		}, func(n uint64) int64 { return int64(n) - 3 }, false},
 		{"ErrEveryHashDeleted", func(n uint64) []string {
 			return []string{`DELETE FROM audit_hash`}
-		}, func(uint64) uint64 { return 0 }},
+		}, func(uint64) int64 { return 0 }, false},
+		{name: "ErrTailCutWithItsHashes", sql: func(n uint64) []string {
+			// What the tree alone cannot see; the checkpoint can.
+			return []string{
+				fmt.Sprintf(`DELETE FROM audit WHERE seq >= %d`, n-3),
+				fmt.Sprintf(`DELETE FROM audit_hash WHERE idx >= %d`, tlog.StoredHashIndex(0, int64(n)-3)),
+			}
+		}, index: func(n uint64) int64 { return int64(n) - 3 }},
+		{name: "ErrCheckpointOfAnotherKey", sql: func(uint64) []string { return nil }, index: func(uint64) int64 { return -1 }, foreign: true},
 		{"ErrHashChanged", func(n uint64) []string {
 			return []string{fmt.Sprintf(`DELETE FROM audit_hash WHERE idx = %d`, tlog.StoredHashIndex(0, 12))}
-		}, func(uint64) uint64 { return 12 }},
+		}, func(uint64) int64 { return 12 }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := NewClock()
@@ -167,8 +187,21 @@ func runAuditTree(t *testing.T, h Harness) {
 			}
 			fill(t, s, "org_test", 40)
 			n := auditSize(t, s)
-			if _, _, err := audit.VerifyStore(ctx, s); err != nil {
-				t.Fatalf("before tampering: %v", err)
+			if tc.foreign {
+				oskey, ovkey, _ := note.GenerateKey(rand.Reader, "daoguard/org_test")
+				os, _ := note.NewSigner(oskey)
+				ov, _ := note.NewVerifier(ovkey)
+				if _, err := audit.IssueCheckpoint(ctx, s, os, ov); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				cp, err := audit.IssueCheckpoint(ctx, s, signer, verifier)
+				if err != nil || cp.Size != int64(n) {
+					t.Fatalf("checkpoint %+v %v", cp, err)
+				}
+				if _, _, got, err := audit.VerifyStore(ctx, s, verifier); err != nil || got == nil || got.Size != int64(n) {
+					t.Fatalf("before tampering: %v %+v", err, got)
+				}
 			}
 			for _, q := range append(append([]string{}, h.Untrigger...), tc.sql(n)...) {
 				if err := h.Exec(dsn, q); err != nil {
@@ -181,9 +214,9 @@ func runAuditTree(t *testing.T, h Harness) {
 			if s, err = h.Open(dsn, clock.Now); err != nil {
 				t.Fatal(err)
 			}
-			_, _, err = audit.VerifyStore(ctx, s)
+			_, _, _, err = audit.VerifyStore(ctx, s, verifier)
 			var te *audit.TamperError
-			if !errors.As(err, &te) || uint64(te.Index) != tc.index(n) {
+			if !errors.As(err, &te) || te.Index != tc.index(n) {
 				t.Fatalf("got %v, want a tamper error at entry %d", err, tc.index(n))
 			}
 		})

@@ -14,3 +14,14 @@ CREATE TRIGGER audit_hash_no_truncate BEFORE TRUNCATE ON audit_hash
 -- upgrade backfill runs once, never again: deleting hashes later must not
 -- make the store rebuild them from tampered entries).
 INSERT INTO meta (key, value) VALUES ('audit_tree', 'pending');
+
+-- Signed checkpoints of the log (C2SP tlog-checkpoint notes), one per size.
+CREATE TABLE audit_checkpoint (
+	size    bigint PRIMARY KEY,
+	note    text NOT NULL,
+	created timestamptz NOT NULL
+);
+CREATE TRIGGER audit_checkpoint_append_only BEFORE UPDATE OR DELETE ON audit_checkpoint
+	FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_checkpoint_no_truncate BEFORE TRUNCATE ON audit_checkpoint
+	FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();

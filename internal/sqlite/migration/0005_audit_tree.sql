@@ -14,3 +14,14 @@ BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 -- upgrade backfill runs once, never again: deleting hashes later must not
 -- make the store rebuild them from tampered entries).
 INSERT INTO meta (key, value) VALUES ('audit_tree', 'pending');
+
+-- Signed checkpoints of the log (C2SP tlog-checkpoint notes), one per size.
+CREATE TABLE audit_checkpoint (
+	size    INTEGER PRIMARY KEY,
+	note    TEXT NOT NULL,
+	created INTEGER NOT NULL
+);
+CREATE TRIGGER audit_checkpoint_no_update BEFORE UPDATE ON audit_checkpoint
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER audit_checkpoint_no_delete BEFORE DELETE ON audit_checkpoint
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
