@@ -14,7 +14,6 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-
 // runAuditTree: the store writes the Merkle tree of its audit log with the
 // entries, through concurrent batches and rolled-back units, so that the
 // log verifies; and when someone with the database's rights changes the
