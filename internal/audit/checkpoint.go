@@ -186,3 +186,15 @@ func checkCheckpoint(ctx context.Context, tx daoguard.Tx, v note.Verifier, size 
 	}
 	return &c, nil
 }
+
+// InclusionProof proves that entry index is in the tree of size entries:
+// the RFC 6962 audit path, read from the stored tree.
+func InclusionProof(ctx context.Context, tx daoguard.Tx, index, size int64) (tlog.RecordProof, error) {
+	return tlog.ProveRecord(size, index, storeHashes(ctx, tx))
+}
+
+// ConsistencyProof proves that the tree of oldSize entries is a prefix of
+// the tree of size entries (RFC 6962), read from the stored tree.
+func ConsistencyProof(ctx context.Context, tx daoguard.Tx, oldSize, size int64) (tlog.TreeProof, error) {
+	return tlog.ProveTree(size, oldSize, storeHashes(ctx, tx))
+}
