@@ -5,9 +5,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/audit"
@@ -70,13 +72,9 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		skey, err := os.ReadFile(filepath.Join(*dir, cfg.AuditKeyFile))
+		s, err := auditSigner(*dir, cfg)
 		if err != nil {
-			return &daoguard.Error{Code: daoguard.CodeConfig, Message: "audit key: " + err.Error()}
-		}
-		s, err := note.NewSigner(strings.TrimSpace(string(skey)))
-		if err != nil {
-			return &daoguard.Error{Code: daoguard.CodeConfig, Message: cfg.AuditKeyFile + " is not a note signing key"}
+			return err
 		}
 		// Signed only over a log that extends the latest checkpoint.
 		cp, err := audit.IssueCheckpoint(ctx, st, s, v)
@@ -108,4 +106,41 @@ func auditVerifier(dir string) (note.Verifier, error) {
 		return nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: "audit.pub is not a note verifier key"}
 	}
 	return v, nil
+}
+
+// auditSigner reads the log's signing key (audit_key_file, mode 0600).
+func auditSigner(dir string, cfg Config) (note.Signer, error) {
+	skey, err := os.ReadFile(filepath.Join(dir, cfg.AuditKeyFile))
+	if err != nil {
+		return nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: "audit key: " + err.Error()}
+	}
+	s, err := note.NewSigner(strings.TrimSpace(string(skey)))
+	if err != nil {
+		return nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: cfg.AuditKeyFile + " is not a note signing key"}
+	}
+	return s, nil
+}
+
+// checkpoints signs a checkpoint of the log every period while it grows,
+// until ctx ends. A log that no longer extends the latest checkpoint is
+// logged as an error and never signed over.
+func checkpoints(ctx context.Context, log *slog.Logger, st daoguard.Store, s note.Signer, v note.Verifier, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cp, err := audit.IssueCheckpoint(ctx, st, s, v)
+		switch {
+		case errors.As(err, new(*audit.TamperError)):
+			log.Error("audit log tampered: no checkpoint signed", "code", daoguard.CodeAuditTampered, "err", err)
+		case err != nil && ctx.Err() == nil:
+			log.Warn("audit checkpoint failed", "err", err)
+		case err == nil:
+			log.Debug("audit checkpoint", "size", cp.Size)
+		}
+	}
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"database/sql"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestAuditVerify: the offline verifier passes an intact log and, after an
@@ -54,4 +56,39 @@ func TestAuditVerify(t *testing.T) {
 	if code != exitFailed || !strings.Contains(stderr, "first bad entry "+strconv.Itoa(seq)+":") {
 		t.Fatalf("tampered log: exit %d %s (entry %d changed)", code, stderr, seq)
 	}
+}
+
+// TestServeSignsCheckpoints: serve signs a checkpoint of the log on its
+// schedule (audit.checkpoint_every), which the offline verifier checks.
+func TestServeSignsCheckpoints(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	addr := freeAddr(t)
+	if code, _, stderr := run(t, nil, "init", "--data", dir); code != 0 {
+		t.Fatal(stderr)
+	}
+	y, err := os.ReadFile(filepath.Join(dir, "daoguard.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	y = []byte(strings.Replace(string(y), "checkpoint_every: 1m0s", "checkpoint_every: 1s", 1))
+	if err := os.WriteFile(filepath.Join(dir, "daoguard.yaml"), y, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	stop := startServe(t, logs, nil, "--data", dir, "--addr", addr)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, out, stderr := run(t, nil, "audit", "verify", "--data", dir)
+		if code != exitOK {
+			t.Fatalf("exit %d %s", code, stderr)
+		}
+		if strings.Contains(out, "latest checkpoint: ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint signed: %s\n%s", out, logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stop()
 }

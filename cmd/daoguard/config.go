@@ -35,6 +35,7 @@ type Config struct {
 	AuditKeyFile  string       `yaml:"audit_key_file"`
 	LogLevel      string       `yaml:"log_level"` // debug | info | warn | error
 	Auth          AuthConfig   `yaml:"auth"`
+	Audit         AuditConfig  `yaml:"audit"`
 	Prices        PricesConfig `yaml:"prices"`
 	Chain         ChainConfig  `yaml:"chain"`
 	// Contracts are the contracts whose ABIs decode calls to them, for
@@ -77,6 +78,12 @@ type PricesConfig struct {
 
 // AuthConfig tunes request authentication. Rate limits are per gateway
 // process: with N replicas a client may get up to N times the rate.
+// AuditConfig tunes the audit log: how often serve signs a checkpoint of
+// it (with the key in audit_key_file), when it has grown.
+type AuditConfig struct {
+	CheckpointEvery time.Duration `yaml:"checkpoint_every"`
+}
+
 type AuthConfig struct {
 	SignatureWindow time.Duration `yaml:"signature_window"`  // oldest accepted signature; default 60s
 	MaxBody         int64         `yaml:"max_body"`          // bytes; default 65536
@@ -111,6 +118,7 @@ func DefaultConfig() Config {
 		Chain:         ChainConfig{Confirmations: evm.DefaultConfirmations, DriftToleranceBPS: evm.DefaultDriftTolerance},
 		Auth: AuthConfig{SignatureWindow: auth.DefaultWindow, MaxBody: httpapi.DefaultMaxBody,
 			KeyRate: auth.DefaultKeyRate, KeyBurst: auth.DefaultKeyBurst, FailRate: auth.DefaultFailRate, FailBurst: auth.DefaultFailBurst},
+		Audit: AuditConfig{CheckpointEvery: time.Minute},
 	}
 }
 
@@ -212,6 +220,9 @@ func (c *Config) Validate() error {
 		if c.Chain.ChainID == 0 {
 			bad("chain.chain_id", "is required with chain.rpc")
 		}
+	}
+	if e := c.Audit.CheckpointEvery; e < time.Second || e > 24*time.Hour {
+		bad("audit.checkpoint_every", "must be between 1s and 24h, not %s", e)
 	}
 	if c.Chain.Confirmations < 1 || c.Chain.Confirmations > 128 {
 		bad("chain.confirmations", "must be between 1 and 128, not %d", c.Chain.Confirmations)

@@ -104,6 +104,15 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 			Hint: "the store does not belong to this data directory; check --store"}
 	}
 
+	// The audit log's checkpoints are signed with DIR's key while serving.
+	auditKey, err := auditSigner(*dir, cfg)
+	if err != nil {
+		return err
+	}
+	auditPub, err := auditVerifier(*dir)
+	if err != nil {
+		return err
+	}
 	node := cfg.Node
 	if node == "" {
 		// Unique among processes sharing a PostgreSQL store: one serve per
@@ -201,7 +210,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan struct{}, 3)
+	done := make(chan struct{}, 4)
 	go func() { svc.Run(runCtx); done <- struct{}{} }()
 	go func() { authn.Run(runCtx, auth.DefaultFlushEvery); done <- struct{}{} }()
 	go func() {
@@ -213,6 +222,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if holdings != nil {
 		go holdings.Run(runCtx) // stops with runCtx; reads only
 	}
+	go func() { checkpoints(runCtx, log, st, auditKey, auditPub, cfg.Audit.CheckpointEvery); done <- struct{}{} }()
 	log.Info("daoguard serving", "url", scheme+"://"+ln.Addr().String(), "store", storeName(cfg), "environment", cfg.Environment, "node", node, "version", daoguard.Version)
 
 	errc := make(chan error, 1)
@@ -233,6 +243,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	defer scancel()
 	err = srv.Shutdown(sctx)
 	cancel()
+	<-done
 	<-done
 	<-done
 	<-done
