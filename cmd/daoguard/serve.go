@@ -222,7 +222,10 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if holdings != nil {
 		go holdings.Run(runCtx) // stops with runCtx; reads only
 	}
-	go func() { checkpoints(runCtx, log, st, auditKey, auditPub, cfg.Audit.CheckpointEvery); done <- struct{}{} }()
+	go func() {
+		checkpoints(runCtx, log, st, auditKey, auditPub, cfg.Audit.CheckpointEvery)
+		done <- struct{}{}
+	}()
 	log.Info("daoguard serving", "url", scheme+"://"+ln.Addr().String(), "store", storeName(cfg), "environment", cfg.Environment, "node", node, "version", daoguard.Version)
 
 	errc := make(chan error, 1)
