@@ -92,7 +92,7 @@ func IssueCheckpoint(ctx context.Context, st daoguard.Store, s note.Signer, v no
 		switch {
 		case err == nil:
 			if latest, err = OpenCheckpoint(msg, v); err != nil {
-				return err
+				return &TamperError{Index: -1, Why: "the latest checkpoint does not verify with the log's key: " + err.Error()}
 			}
 			have = true
 		case !daoguard.IsNotFound(err):
@@ -127,7 +127,9 @@ func IssueCheckpoint(ctx context.Context, st daoguard.Store, s note.Signer, v no
 		}
 		return nil
 	})
-	if err != nil || have && next.Size == latest.Size {
+	// An empty log has nothing to sign (and a checkpoint of size 0 could
+	// not be proved consistent with the next one).
+	if err != nil || next.Size == 0 || have && next.Size == latest.Size {
 		return latest, err
 	}
 	msg, err := SignCheckpoint(next, s)

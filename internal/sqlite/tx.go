@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -458,6 +459,7 @@ func (tx *Tx) Append(ctx context.Context, e *daoguard.AuditEntry) error {
 	// What the row holds, for the tree: the time at the column's precision.
 	c := *e
 	c.Time = fromMicros(micros(e.Time))
+	c.Detail = bytes.Clone(e.Detail) // hashed at the batch's end: the caller may reuse its buffer
 	tx.appended = append(tx.appended, &c)
 	tx.seq++
 	return nil

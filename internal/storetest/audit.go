@@ -94,6 +94,43 @@ func runAuditTree(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("ErrNegativePosition", func(t *testing.T) {
+		// A row before position 0 would sit outside what verification reads:
+		// the database refuses one, without any trigger lifted.
+		dsn := h.NewDSN(t)
+		s, err := h.Open(dsn, NewClock().Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if err := h.Exec(dsn, `INSERT INTO audit (seq, time, org_id, actor_id, actor_kind, action_id, event) VALUES (-1, 0, 'o', 'a', 'human', 'act_x', 'action.approval')`); err == nil {
+			t.Fatal("a negative position was accepted")
+		}
+	})
+
+	t.Run("OK_EmptyLogHasNoCheckpoint", func(t *testing.T) {
+		// Nothing to sign; the first checkpoint comes with the first entries
+		// and later ones stay provable from it.
+		s, err := h.Open(h.NewDSN(t), NewClock().Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if cp, err := audit.IssueCheckpoint(ctx, s, signer, verifier); err != nil || cp.Size != 0 {
+			t.Fatalf("%+v %v", cp, err)
+		}
+		for _, want := range []int64{1, 2} {
+			if err := s.Update(ctx, func(tx daoguard.Tx) error {
+				return tx.Append(ctx, &daoguard.AuditEntry{OrgID: "o", ActorID: "a", ActorKind: "system", Event: "e"})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if cp, err := audit.IssueCheckpoint(ctx, s, signer, verifier); err != nil || cp.Size != want {
+				t.Fatalf("%+v %v", cp, err)
+			}
+		}
+	})
+
 	if len(h.Untrigger) == 0 {
 		return
 	}
@@ -150,9 +187,9 @@ func runAuditTree(t *testing.T, h Harness) {
 		}, func(uint64) int64 { return 25 }, false},
 		{"ErrEntriesSwapped", func(n uint64) []string {
 			return []string{
-				`UPDATE audit SET seq = -1 WHERE seq = 30`,
+				`UPDATE audit SET seq = 1000000 WHERE seq = 30`,
 				`UPDATE audit SET seq = 30 WHERE seq = 31`,
-				`UPDATE audit SET seq = 31 WHERE seq = -1`,
+				`UPDATE audit SET seq = 31 WHERE seq = 1000000`,
 			}
 		}, func(uint64) int64 { return 30 }, false},
 		{"ErrTailEntriesCut", func(n uint64) []string {

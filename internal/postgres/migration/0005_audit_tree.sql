@@ -25,3 +25,7 @@ CREATE TRIGGER audit_checkpoint_append_only BEFORE UPDATE OR DELETE ON audit_che
 	FOR EACH ROW EXECUTE FUNCTION audit_append_only();
 CREATE TRIGGER audit_checkpoint_no_truncate BEFORE TRUNCATE ON audit_checkpoint
 	FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+
+-- Positions are 0, 1, 2, …: a row at a negative one would sit outside
+-- what verification reads.
+ALTER TABLE audit ADD CONSTRAINT audit_seq_not_negative CHECK (seq >= 0);

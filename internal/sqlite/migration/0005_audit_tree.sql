@@ -25,3 +25,8 @@ CREATE TRIGGER audit_checkpoint_no_update BEFORE UPDATE ON audit_checkpoint
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 CREATE TRIGGER audit_checkpoint_no_delete BEFORE DELETE ON audit_checkpoint
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+
+-- Positions are 0, 1, 2, …: a row at a negative one would sit outside
+-- what verification reads.
+CREATE TRIGGER audit_seq_not_negative BEFORE INSERT ON audit WHEN NEW.seq < 0
+BEGIN SELECT RAISE(ABORT, 'audit positions start at 0'); END;
