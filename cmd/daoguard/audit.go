@@ -77,16 +77,15 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 			return err
 		}
 		// Signed only over a log that extends the latest checkpoint.
-		cp, err := audit.IssueCheckpoint(ctx, st, s, v)
+		_, msg, err := audit.IssueCheckpoint(ctx, st, s, v)
 		var te *audit.TamperError
 		if errors.As(err, &te) {
 			return &daoguard.Error{Code: daoguard.CodeAuditTampered, Message: "no checkpoint signed: " + te.Error()}
 		} else if err != nil {
 			return err
 		}
-		msg, err := audit.SignCheckpoint(cp, s)
-		if err != nil {
-			return err
+		if msg == nil {
+			return &daoguard.Error{Code: daoguard.CodeInvalid, Message: "the audit log is empty: there is nothing to sign yet"}
 		}
 		_, err = m.Stdout.Write(msg)
 		return err
@@ -133,7 +132,7 @@ func checkpoints(ctx context.Context, log *slog.Logger, st daoguard.Store, s not
 			return
 		case <-t.C:
 		}
-		cp, err := audit.IssueCheckpoint(ctx, st, s, v)
+		cp, _, err := audit.IssueCheckpoint(ctx, st, s, v)
 		switch {
 		case errors.As(err, new(*audit.TamperError)):
 			log.Error("audit log tampered: no checkpoint signed", "code", daoguard.CodeAuditTampered, "err", err)

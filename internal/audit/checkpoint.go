@@ -82,15 +82,17 @@ func storeHashes(ctx context.Context, tx daoguard.Tx) tlog.HashReader {
 // IssueCheckpoint signs a checkpoint of the committed log as it is now,
 // once the log is proved to extend the latest checkpoint (an RFC 6962
 // consistency proof from the stored tree): a log rewritten since is never
-// signed over. It returns the latest checkpoint unchanged when the log
-// has not grown.
-func IssueCheckpoint(ctx context.Context, st daoguard.Store, s note.Signer, v note.Verifier) (Checkpoint, error) {
+// signed over. It returns the checkpoint and its signed note: the latest
+// unchanged when the log has not grown, none (a nil note) for an empty log.
+func IssueCheckpoint(ctx context.Context, st daoguard.Store, s note.Signer, v note.Verifier) (Checkpoint, []byte, error) {
 	var latest, next Checkpoint
+	var latestMsg []byte
 	var have bool
 	err := st.View(ctx, func(tx daoguard.Tx) error {
 		msg, err := tx.LatestCheckpoint(ctx)
 		switch {
 		case err == nil:
+			latestMsg = msg
 			if latest, err = OpenCheckpoint(msg, v); err != nil {
 				return &TamperError{Index: -1, Why: "the latest checkpoint does not verify with the log's key: " + err.Error()}
 			}
@@ -130,18 +132,18 @@ func IssueCheckpoint(ctx context.Context, st daoguard.Store, s note.Signer, v no
 	// An empty log has nothing to sign (and a checkpoint of size 0 could
 	// not be proved consistent with the next one).
 	if err != nil || next.Size == 0 || have && next.Size == latest.Size {
-		return latest, err
+		return latest, latestMsg, err
 	}
 	msg, err := SignCheckpoint(next, s)
 	if err != nil {
-		return Checkpoint{}, err
+		return Checkpoint{}, nil, err
 	}
 	// Another issuer may have signed meanwhile: a checkpoint per size.
 	err = st.Update(ctx, func(tx daoguard.Tx) error { return tx.AddCheckpoint(ctx, next.Size, msg) })
 	if daoguard.ErrorCode(err) == daoguard.CodeConflict {
 		err = nil
 	}
-	return next, err
+	return next, msg, err
 }
 
 // treeSize inverts tlog.StoredHashCount: the number of leaves whose tree

@@ -43,7 +43,7 @@ func TestProofsVerifyIndependently(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		cp, err := audit.IssueCheckpoint(ctx, db, s, v)
+		cp, _, err := audit.IssueCheckpoint(ctx, db, s, v)
 		if err != nil {
 			t.Fatal(err)
 		}

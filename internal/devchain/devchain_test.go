@@ -197,6 +197,18 @@ func (w *world) calldata(a *evm.Artifact, method string, args ...any) string {
 	return hexutil.Encode(b)
 }
 
+// simWorld is daoguard over a provisioned dev environment on a new
+// in-process chain, closed with the test.
+func simWorld(t testing.TB) (*evm.SimChain, *world) {
+	t.Helper()
+	chain, err := evm.NewSimChain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { chain.Close() })
+	return chain, newWorld(t, filepath.Join(t.TempDir(), "data.db"), chain, chain.Client, newKeyring(t), true)
+}
+
 func newKeyring(t testing.TB) *secrets.Keyring {
 	k, err := secrets.ParseKeyring(secrets.NewKeyringFile())
 	if err != nil {
@@ -228,12 +240,7 @@ func hasReason(a *daoguard.Action, code string) bool {
 // recorded, and code that changes between approval and execution.
 func TestDevChain(t *testing.T) {
 	ctx := context.Background()
-	chain, err := evm.NewSimChain()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer chain.Close()
-	w := newWorld(t, filepath.Join(t.TempDir(), "data.db"), chain, chain.Client, newKeyring(t), true)
+	chain, w := simWorld(t)
 	rcpt := w.env.Recipients[0]
 	usdc := func(n int64) *big.Int { return big.NewInt(n * 1_000_000) }
 
@@ -605,12 +612,7 @@ func crashChild(t *testing.T) {
 // in-process chain first (no HTTP; see docs/PERFORMANCE.md for the signed
 // API without a chain).
 func BenchmarkSubmitSimulated(b *testing.B) {
-	chain, err := evm.NewSimChain()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer chain.Close()
-	w := newWorld(b, filepath.Join(b.TempDir(), "data.db"), chain, chain.Client, newKeyring(b), true)
+	_, w := simWorld(b)
 	if err := w.hold.Poll(context.Background()); err != nil {
 		b.Fatal(err)
 	}
@@ -633,12 +635,7 @@ func BenchmarkSubmitSimulated(b *testing.B) {
 // list) or a node without the contracts provisions again.
 func TestReattach(t *testing.T) {
 	ctx := context.Background()
-	chain, err := evm.NewSimChain()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer chain.Close()
-	w := newWorld(t, filepath.Join(t.TempDir(), "data.db"), chain, chain.Client, newKeyring(t), true)
+	_, w := simWorld(t)
 	env, err := devchain.Reattach(ctx, w.store, w.keyring, org, w.eth, w.env.Contracts, w.env.Humans)
 	if err != nil || env.Contracts.Safe != w.env.Contracts.Safe || env.Relayer.Address != w.env.Relayer.Address {
 		t.Fatalf("the same store and node: %v %+v", err, env)

@@ -116,8 +116,8 @@ func runAuditTree(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		if cp, err := audit.IssueCheckpoint(ctx, s, signer, verifier); err != nil || cp.Size != 0 {
-			t.Fatalf("%+v %v", cp, err)
+		if cp, msg, err := audit.IssueCheckpoint(ctx, s, signer, verifier); err != nil || cp.Size != 0 || msg != nil {
+			t.Fatalf("%+v %q %v", cp, msg, err)
 		}
 		for _, want := range []int64{1, 2} {
 			if err := s.Update(ctx, func(tx daoguard.Tx) error {
@@ -125,8 +125,12 @@ func runAuditTree(t *testing.T, h Harness) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			if cp, err := audit.IssueCheckpoint(ctx, s, signer, verifier); err != nil || cp.Size != want {
+			cp, msg, err := audit.IssueCheckpoint(ctx, s, signer, verifier)
+			if err != nil || cp.Size != want {
 				t.Fatalf("%+v %v", cp, err)
+			}
+			if got, err := audit.OpenCheckpoint(msg, verifier); err != nil || got != cp {
+				t.Fatalf("the note says %+v (%v), the checkpoint %+v", got, err, cp)
 			}
 		}
 	})
@@ -227,11 +231,11 @@ func runAuditTree(t *testing.T, h Harness) {
 				oskey, ovkey, _ := note.GenerateKey(rand.Reader, "daoguard/org_test")
 				os, _ := note.NewSigner(oskey)
 				ov, _ := note.NewVerifier(ovkey)
-				if _, err := audit.IssueCheckpoint(ctx, s, os, ov); err != nil {
+				if _, _, err := audit.IssueCheckpoint(ctx, s, os, ov); err != nil {
 					t.Fatal(err)
 				}
 			} else {
-				cp, err := audit.IssueCheckpoint(ctx, s, signer, verifier)
+				cp, _, err := audit.IssueCheckpoint(ctx, s, signer, verifier)
 				if err != nil || cp.Size != int64(n) {
 					t.Fatalf("checkpoint %+v %v", cp, err)
 				}
