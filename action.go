@@ -420,4 +420,9 @@ type Action struct {
 	Version int64     `json:"version"` // optimistic concurrency: bumped on every update
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
+
+	// Logged is the audit entry of the change this process just made to
+	// the action, if it made one; its Seq, the entry's position in the
+	// log, is final once the transaction commits. Not stored.
+	Logged *AuditEntry `json:"-"`
 }

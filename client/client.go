@@ -105,7 +105,8 @@ func FromFile(cf CredentialFile) (*Client, error) {
 }
 
 // Do sends one signed request: in (if not nil) as the JSON body, and the
-// JSON answer decoded into out (if not nil). A problem answer becomes a
+// JSON answer decoded into out (if not nil; a *[]byte gets the answer's
+// bytes as they are). A problem answer becomes a
 // *daoguard.Error.
 func (c *Client) Do(ctx context.Context, method, path string, query url.Values, header http.Header, in, out any) error {
 	var body []byte
@@ -144,6 +145,10 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	}
 	if res.StatusCode >= 300 {
 		return problem(res, b)
+	}
+	if raw, ok := out.(*[]byte); ok { // a text answer (a checkpoint), as is
+		*raw = b
+		return nil
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {

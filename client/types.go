@@ -22,8 +22,12 @@ type Action struct {
 	Result      *daoguard.ExecResult `json:"result,omitempty"`
 	Approvals   []daoguard.Approval  `json:"approvals,omitempty"`
 	Timeline    []TimelineEntry      `json:"timeline,omitempty"`
-	Created     time.Time            `json:"created"`
-	Updated     time.Time            `json:"updated"`
+	// LogIndex is the position in the audit log of the entry that
+	// recorded the action's latest change: the index of
+	// GET /v1/audit/proof/{index}.
+	LogIndex *uint64   `json:"log_index,omitempty"`
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
 }
 
 // Decoded is the decoded action with calldata in hex.

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +17,7 @@ import (
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/audit"
+	"github.com/daoguard/daoguard/internal/service"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -76,12 +81,13 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		// Signed only over a log that extends the latest checkpoint.
-		_, msg, err := audit.IssueCheckpoint(ctx, st, s, v)
-		var te *audit.TamperError
-		if errors.As(err, &te) {
-			return &daoguard.Error{Code: daoguard.CodeAuditTampered, Message: "no checkpoint signed: " + te.Error()}
-		} else if err != nil {
+		// Signed only over a log that extends the latest checkpoint, and
+		// published like serve's.
+		svc := service.New(st, daoguard.DenyAll{}, nil, "cli")
+		svc.AuditSigner, svc.AuditVerifier = s, v
+		svc.Published = publisher(*dir, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil)))
+		_, msg, err := svc.SignCheckpoint(ctx)
+		if err != nil {
 			return err
 		}
 		if msg == nil {
@@ -123,7 +129,7 @@ func auditSigner(dir string, cfg Config) (note.Signer, error) {
 // checkpoints signs a checkpoint of the log every period while it grows,
 // until ctx ends. A log that no longer extends the latest checkpoint is
 // logged as an error and never signed over.
-func checkpoints(ctx context.Context, log *slog.Logger, st daoguard.Store, s note.Signer, v note.Verifier, every time.Duration) {
+func checkpoints(ctx context.Context, log *slog.Logger, svc *service.Service, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -132,9 +138,9 @@ func checkpoints(ctx context.Context, log *slog.Logger, st daoguard.Store, s not
 			return
 		case <-t.C:
 		}
-		cp, _, err := audit.IssueCheckpoint(ctx, st, s, v)
+		cp, _, err := svc.SignCheckpoint(ctx)
 		switch {
-		case errors.As(err, new(*audit.TamperError)):
+		case daoguard.ErrorCode(err) == daoguard.CodeAuditTampered:
 			log.Error("audit log tampered: no checkpoint signed", "code", daoguard.CodeAuditTampered, "err", err)
 		case err != nil && ctx.Err() == nil:
 			log.Warn("audit checkpoint failed", "err", err)
@@ -142,4 +148,105 @@ func checkpoints(ctx context.Context, log *slog.Logger, st daoguard.Store, s not
 			log.Debug("audit checkpoint", "size", cp.Size)
 		}
 	}
+}
+
+// publisher returns what publishes each new checkpoint outside the
+// database, as configured (nil if nothing is): a database rewritten
+// together with its checkpoints still disagrees with the copies others
+// kept. Failures are logged, never fatal: the checkpoint is stored, and
+// the next one is published in its turn.
+func publisher(dataDir string, cfg Config, log *slog.Logger) func(context.Context, []byte) {
+	dir, hook := cfg.Audit.PublishDir, cfg.Audit.PublishURL
+	if dir == "" && hook == "" {
+		return nil
+	}
+	if dir != "" && !filepath.IsAbs(dir) {
+		dir = filepath.Join(dataDir, dir)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	return func(ctx context.Context, msg []byte) {
+		size := checkpointSize(msg)
+		if dir != "" {
+			if err := publishFile(dir, size, msg); err != nil {
+				log.Warn("audit checkpoint not published to the directory", "dir", dir, "size", size, "err", err)
+			}
+		}
+		if hook != "" {
+			if err := postCheckpoint(ctx, hc, hook, msg); err != nil {
+				// The URL may hold a token in its path: log the host only.
+				log.Warn("audit checkpoint not published to the webhook", "host", hostOf(hook), "size", size, "err", err)
+			}
+		}
+	}
+}
+
+// publishFile writes checkpoint.<size> and replaces checkpoint, each
+// through a temporary file and a rename, so a reader never sees half of
+// one.
+func publishFile(dir, size string, msg []byte) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, name := range []string{"checkpoint." + size, "checkpoint"} {
+		tmp, err := os.CreateTemp(dir, ".checkpoint-*")
+		if err != nil {
+			return err
+		}
+		_, err = tmp.Write(msg)
+		if err == nil {
+			err = tmp.Sync()
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Chmod(tmp.Name(), 0o644)
+		}
+		if err == nil {
+			err = os.Rename(tmp.Name(), filepath.Join(dir, name))
+		}
+		if err != nil {
+			os.Remove(tmp.Name())
+			return err
+		}
+	}
+	return nil
+}
+
+func postCheckpoint(ctx context.Context, hc *http.Client, hook string, msg []byte) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", hook, bytes.NewReader(msg))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	res, err := hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, which may hold a token
+		}
+		return err
+	}
+	defer res.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	if res.StatusCode >= 300 {
+		return fmt.Errorf("answered %s", res.Status)
+	}
+	return nil
+}
+
+// checkpointSize is the size line of a checkpoint this process signed.
+func checkpointSize(msg []byte) string {
+	lines := strings.SplitN(string(msg), "\n", 3)
+	if len(lines) < 3 {
+		return "unknown"
+	}
+	return lines[1]
+}
+
+func hostOf(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Host
+	}
+	return ""
 }

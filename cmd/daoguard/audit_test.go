@@ -2,12 +2,19 @@ package main
 
 import (
 	"database/sql"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/daoguard/daoguard/client"
 )
 
 // TestAuditVerify: the offline verifier passes an intact log and, after an
@@ -70,7 +77,23 @@ func TestServeSignsCheckpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each new checkpoint is published to a directory and a webhook.
+	var mu sync.Mutex
+	var posted []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Method != "POST" || r.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		posted = append(posted, string(b))
+		mu.Unlock()
+	}))
+	defer hook.Close()
 	y = []byte(strings.Replace(string(y), "checkpoint_every: 1m0s", "checkpoint_every: 1s", 1))
+	y = []byte(strings.Replace(string(y), `publish_dir: ""`, "publish_dir: published", 1))
+	y = []byte(strings.Replace(string(y), `publish_url: ""`, "publish_url: "+hook.URL+"/hooks/t0ken", 1))
 	if err := os.WriteFile(filepath.Join(dir, "daoguard.yaml"), y, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -91,4 +114,31 @@ func TestServeSignsCheckpoints(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	stop()
+	latest, err := os.ReadFile(filepath.Join(dir, "published", "checkpoint"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, "audit.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := client.OpenCheckpoint(latest, string(pub))
+	if err != nil {
+		t.Fatalf("published checkpoint %q: %v", latest, err)
+	}
+	if kept, err := os.ReadFile(filepath.Join(dir, "published", fmt.Sprintf("checkpoint.%d", cp.Size))); err != nil || string(kept) != string(latest) {
+		t.Fatalf("checkpoint.%d: %v %q", cp.Size, err, kept)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(posted) == 0 || posted[len(posted)-1] != string(latest) {
+		t.Fatalf("webhook got %q, directory has %q", posted, latest)
+	}
+	// The checkpoint the CLI signs is published too; the log grew with
+	// serve's shutdown entries, if any, or it is the same one.
+	if code, out, stderr := run(t, nil, "audit", "checkpoint", "--data", dir); code != exitOK {
+		t.Fatalf("checkpoint: %d %s", code, stderr)
+	} else if now, _ := os.ReadFile(filepath.Join(dir, "published", "checkpoint")); string(now) != out {
+		t.Fatalf("published %q, printed %q", now, out)
+	}
 }

@@ -76,13 +76,21 @@ type PricesConfig struct {
 	Sources []pricefeed.Source `yaml:"sources"`
 }
 
-// AuthConfig tunes request authentication. Rate limits are per gateway
-// process: with N replicas a client may get up to N times the rate.
 // AuditConfig tunes the audit log: how often serve signs a checkpoint of
-// it (with the key in audit_key_file), when it has grown.
+// it (with the key in audit_key_file), when it has grown, and where it
+// publishes each new one outside the database, so that a rewritten
+// database cannot rewrite the checkpoints others have seen too.
 type AuditConfig struct {
 	CheckpointEvery time.Duration `yaml:"checkpoint_every"`
+	// PublishDir (relative to the data directory unless absolute) gets
+	// "checkpoint", the latest, and "checkpoint.<size>" for each one.
+	PublishDir string `yaml:"publish_dir"`
+	// PublishURL gets each one POSTed as text/plain.
+	PublishURL string `yaml:"publish_url"`
 }
+
+// AuthConfig tunes request authentication. Rate limits are per gateway
+// process: with N replicas a client may get up to N times the rate.
 
 type AuthConfig struct {
 	SignatureWindow time.Duration `yaml:"signature_window"`  // oldest accepted signature; default 60s
@@ -223,6 +231,14 @@ func (c *Config) Validate() error {
 	}
 	if e := c.Audit.CheckpointEvery; e < time.Second || e > 24*time.Hour {
 		bad("audit.checkpoint_every", "must be between 1s and 24h, not %s", e)
+	}
+	if c.Audit.PublishURL != "" {
+		u, err := url.Parse(c.Audit.PublishURL)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			bad("audit.publish_url", "must be an http(s):// URL")
+		} else if u.User != nil {
+			bad("audit.publish_url", "must not hold credentials: daoguard.yaml never holds a secret")
+		}
 	}
 	if c.Chain.Confirmations < 1 || c.Chain.Confirmations > 128 {
 		bad("chain.confirmations", "must be between 1 and 128, not %d", c.Chain.Confirmations)

@@ -254,6 +254,10 @@ func TestChainConfig(t *testing.T) {
 		{agg, "prices.sources[0].aggregators"},
 		{"chain: {confirmations: 0}\n", "chain.confirmations"},
 		{"chain: {drift_tolerance_bps: 10001}\n", "chain.drift_tolerance_bps"},
+		{"audit: {checkpoint_every: 500ms}\n", "audit.checkpoint_every"},
+		{"audit: {publish_url: 'ftp://witness/'}\n", "audit.publish_url"},
+		{"audit: {publish_url: 'https://user:pw@witness/'}\n", "audit.publish_url"},
+		{"audit: {publish_url: '/relative'}\n", "audit.publish_url"},
 		{"contracts: [{name: grants, address: '0x1234', abi: grants.json}]\n", "contracts[0]"},
 		{"contracts: [{address: '0x6a7e000000000000000000000000000000006a7e', abi: grants.json}]\n", "contracts[0]"},
 	} {

@@ -172,6 +172,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	}
 	svc := service.New(st, decider, nil, node)
 	svc.Logger, svc.Keyring, svc.Environment, svc.Contracts = log, keyring, cfg.Environment, contracts
+	svc.AuditSigner, svc.AuditVerifier, svc.Published = auditKey, auditPub, publisher(*dir, cfg, log)
 	authn := auth.New(st, keyring, cfg.Environment)
 	authn.Logger, authn.Window = log, cfg.Auth.SignatureWindow
 	authn.KeyLimit = auth.NewLimiter("key", cfg.Auth.KeyRate, cfg.Auth.KeyBurst)
@@ -223,7 +224,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		go holdings.Run(runCtx) // stops with runCtx; reads only
 	}
 	go func() {
-		checkpoints(runCtx, log, st, auditKey, auditPub, cfg.Audit.CheckpointEvery)
+		checkpoints(runCtx, log, svc, cfg.Audit.CheckpointEvery)
 		done <- struct{}{}
 	}()
 	log.Info("daoguard serving", "url", scheme+"://"+ln.Addr().String(), "store", storeName(cfg), "environment", cfg.Environment, "node", node, "version", daoguard.Version)

@@ -37,6 +37,9 @@ func viewAction(a *daoguard.Action) client.Action {
 	if v.Decision.Reasons == nil {
 		v.Decision.Reasons = []daoguard.Reason{}
 	}
+	if a.Logged != nil {
+		v.LogIndex = &a.Logged.Seq
+	}
 	return v
 }
 
@@ -151,6 +154,9 @@ func (s *Server) getAction(c *call) error {
 	v.Approvals = aps
 	for _, e := range tl {
 		v.Timeline = append(v.Timeline, client.TimelineEntry{Seq: e.Seq, Time: e.Time, Event: e.Event, ActorID: e.ActorID, ActorKind: e.ActorKind, Detail: e.Detail})
+	}
+	if len(tl) > 0 {
+		v.LogIndex = &tl[len(tl)-1].Seq
 	}
 	writeJSON(c.w, http.StatusOK, v)
 	return nil
@@ -373,4 +379,51 @@ func (s *Server) auditEntries(c *call) error {
 	}
 	writeJSON(c.w, http.StatusOK, map[string]any{"entries": es})
 	return nil
+}
+
+// auditCheckpoint answers the latest signed checkpoint as the C2SP text
+// itself, what tlog tooling reads.
+func (s *Server) auditCheckpoint(c *call) error {
+	msg, err := s.Service.Checkpoint(c.r.Context(), c.principal())
+	if err != nil {
+		return err
+	}
+	c.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	c.w.Header().Set("Cache-Control", "no-store")
+	_, err = c.w.Write(msg)
+	return err
+}
+
+func (s *Server) auditProof(c *call) error {
+	index, err := strconv.ParseInt(c.r.PathValue("index"), 10, 64)
+	if err != nil || index < 0 {
+		return daoguard.FieldError(daoguard.CodeInvalid, "index", "an entry index is a non-negative integer")
+	}
+	p, err := s.Service.AuditProof(c.r.Context(), c.principal(), index)
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, client.AuditProof{Index: index, Entry: p.Entry, Checkpoint: string(p.Checkpoint), Proof: proofBytes(p.Proof)})
+	return nil
+}
+
+func (s *Server) auditConsistency(c *call) error {
+	from, err := strconv.ParseInt(c.r.URL.Query().Get("from"), 10, 64)
+	if err != nil || from < 1 {
+		return daoguard.FieldError(daoguard.CodeInvalid, "from", "from is the size of an earlier checkpoint: a positive integer")
+	}
+	p, err := s.Service.AuditConsistency(c.r.Context(), c.principal(), from)
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, client.AuditConsistency{From: from, Checkpoint: string(p.Checkpoint), Proof: proofBytes(p.Proof)})
+	return nil
+}
+
+func proofBytes[H ~[32]byte](hs []H) [][]byte {
+	out := make([][]byte, len(hs))
+	for i := range hs {
+		out[i] = hs[i][:]
+	}
+	return out
 }

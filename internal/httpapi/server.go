@@ -95,6 +95,9 @@ func (s *Server) routes() []route {
 		// and ed25519, checked in the handler.
 		{"POST", "/v1/keys/{id}/revoke", auth.Need{}, true, s.revokeKey, body[client.RevokeRequest], true, false},
 		{"GET", "/v1/audit/entries", read(daoguard.ScopeAuditRead), true, s.auditEntries, nil, false, false},
+		{"GET", "/v1/audit/checkpoint", read(daoguard.ScopeAuditRead), true, s.auditCheckpoint, nil, false, false},
+		{"GET", "/v1/audit/proof/{index}", read(daoguard.ScopeAuditRead), true, s.auditProof, nil, false, false},
+		{"GET", "/v1/audit/consistency", read(daoguard.ScopeAuditRead), true, s.auditConsistency, nil, false, false},
 		// The dry run: agents may ask what would pass (it is audited).
 		{"POST", "/v1/policy/evaluate", read(daoguard.ScopeActionsRead), true, s.evaluate, body[daoguard.Intent], false, true},
 		// The policy in force is for humans and auditors: an agent that

@@ -9,11 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/policy"
 	"github.com/daoguard/daoguard/internal/secrets"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Defaults copied into a new Service; change the exported fields before use.
@@ -45,6 +47,17 @@ type Service struct {
 	// calls are decoded with them (and the standard ones) for approvers.
 	// The PolicyDecider needs the same registry to judge opaque calldata.
 	Contracts *policy.Registry
+
+	// AuditSigner signs checkpoints of the audit log on demand (a proof
+	// of an entry the latest checkpoint does not cover yet);
+	// AuditVerifier checks the stored ones. Without them the audit proof
+	// endpoints are UNAVAILABLE.
+	AuditSigner   note.Signer
+	AuditVerifier note.Verifier
+	ckMu          sync.Mutex // one checkpoint signing at a time
+	// Published, if set, is handed every checkpoint this service signs,
+	// to publish outside the database (its errors are its own to log).
+	Published func(ctx context.Context, note []byte)
 
 	Keyring     *secrets.Keyring // seals hmac secrets of new credentials
 	Environment string           // "test" | "live": the environment of new credentials
@@ -236,6 +249,15 @@ func replay(ctx context.Context, tx daoguard.Tx, principalID, key string, in dao
 	}
 	if a.RequestHash != in.Hash() {
 		return nil, &daoguard.Error{Code: daoguard.CodeIdempotencyMismatch, Message: "this Idempotency-Key was used for a different request", Hint: "use a new key for a new request"}
+	}
+	// The answer carries the position of the action's latest entry, as a
+	// fresh submission's does.
+	es, err := tx.ActionAudit(ctx, a.ID)
+	if err != nil {
+		return nil, err
+	}
+	if len(es) > 0 {
+		a.Logged = &es[len(es)-1]
 	}
 	return a, nil
 }
@@ -624,10 +646,12 @@ func appendEntry(ctx context.Context, tx daoguard.Tx, actorID, actorKind string,
 		}
 		raw = b
 	}
-	return tx.Append(ctx, &daoguard.AuditEntry{
+	e := &daoguard.AuditEntry{
 		Time: tx.Now(), OrgID: a.OrgID, ActorID: actorID, ActorKind: actorKind,
 		ActionID: a.ID, Event: event, Detail: raw,
-	})
+	}
+	a.Logged = e
+	return tx.Append(ctx, e)
 }
 
 func decisionDetail(d daoguard.Decision) map[string]any {
@@ -696,7 +720,7 @@ func (s *Service) AuditEntries(ctx context.Context, principalID string, from uin
 		for _, e := range all {
 			// Entries of no organisation (refused anonymous requests,
 			// with source addresses) are for humans only.
-			if e.OrgID == p.OrgID || (e.OrgID == "" && p.IsHuman()) {
+			if visible(p, &e) {
 				out = append(out, e)
 			}
 		}

@@ -1,0 +1,182 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/audit"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// AuditProof is the answer of GET /v1/audit/proof/{index}: an entry, a
+// signed checkpoint, and the RFC 6962 inclusion proof linking them.
+// Verify it with VerifyAuditProof and the log's public key alone.
+type AuditProof struct {
+	Index      int64               `json:"index"`
+	Entry      daoguard.AuditEntry `json:"entry"`
+	Checkpoint string              `json:"checkpoint"` // C2SP tlog-checkpoint, a signed note
+	Proof      [][]byte            `json:"proof"`      // the audit path, leaf to root, base64 hashes
+}
+
+// AuditConsistency is the answer of GET /v1/audit/consistency?from=N: an
+// RFC 6962 proof that the log of From entries is a prefix of the log the
+// signed checkpoint commits to.
+type AuditConsistency struct {
+	From       int64    `json:"from"`
+	Checkpoint string   `json:"checkpoint"`
+	Proof      [][]byte `json:"proof"`
+}
+
+// Checkpoint is a verified checkpoint: the log's size and root hash, as
+// signed by the key named Origin.
+type Checkpoint struct {
+	Origin string
+	Size   int64
+	Root   [32]byte
+	Note   []byte // the signed note, to keep and show to others
+}
+
+// ErrAuditProof is wrapped by the errors of the verify helpers: what the
+// server sent does not prove what it claims.
+var ErrAuditProof = errors.New("audit proof does not verify")
+
+// AuditCheckpoint returns the latest signed checkpoint, unverified (see
+// OpenCheckpoint).
+func (c *Client) AuditCheckpoint(ctx context.Context) ([]byte, error) {
+	var b []byte
+	return b, c.Do(ctx, "GET", "/v1/audit/checkpoint", nil, nil, nil, &b)
+}
+
+// AuditProof fetches entry index with its inclusion proof, unverified
+// (see VerifyAuditProof, or VerifyEntry for both steps).
+func (c *Client) AuditProof(ctx context.Context, index int64) (*AuditProof, error) {
+	var p AuditProof
+	return &p, c.Do(ctx, "GET", "/v1/audit/proof/"+strconv.FormatInt(index, 10), nil, nil, nil, &p)
+}
+
+// AuditConsistency fetches the proof that the log of from entries is a
+// prefix of the latest checkpoint's, unverified (see VerifyConsistency).
+func (c *Client) AuditConsistency(ctx context.Context, from int64) (*AuditConsistency, error) {
+	var p AuditConsistency
+	return &p, c.Do(ctx, "GET", "/v1/audit/consistency", url.Values{"from": {strconv.FormatInt(from, 10)}}, nil, nil, &p)
+}
+
+// VerifyEntry fetches entry index and proves it is in the log: the
+// checkpoint must be signed by the log's key (verifierKey, the contents of
+// DIR/audit.pub), and the entry, hashed here, must be a leaf of the tree
+// it signs. If trusted is a checkpoint verified earlier, the new one must
+// also extend it (a consistency proof), so the server cannot show two
+// histories. It returns the entry and the checkpoint to trust from now on.
+func (c *Client) VerifyEntry(ctx context.Context, index int64, verifierKey string, trusted *Checkpoint) (*daoguard.AuditEntry, *Checkpoint, error) {
+	p, err := c.AuditProof(ctx, index)
+	if err != nil {
+		return nil, nil, err
+	}
+	cp, err := VerifyAuditProof(p, verifierKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	if trusted != nil && trusted.Size > 0 {
+		cons, err := c.AuditConsistency(ctx, trusted.Size)
+		if err != nil {
+			return nil, nil, err
+		}
+		next, err := VerifyConsistency(*trusted, cons, verifierKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		// The proof's checkpoint and the consistency one may differ (one
+		// was signed between the two requests); keep the larger, which
+		// the consistency proof has tied to trusted.
+		if next.Size >= cp.Size {
+			if cp.Size == next.Size && cp.Root != next.Root {
+				return nil, nil, fmt.Errorf("%w: two checkpoints of %d entries with different roots", ErrAuditProof, cp.Size)
+			}
+			cp = next
+		}
+	}
+	return &p.Entry, cp, nil
+}
+
+// OpenCheckpoint verifies a signed checkpoint with the log's public key
+// (verifierKey, a note verifier key: the contents of DIR/audit.pub) and
+// parses it.
+func OpenCheckpoint(msg []byte, verifierKey string) (*Checkpoint, error) {
+	v, err := note.NewVerifier(strings.TrimSpace(verifierKey))
+	if err != nil {
+		return nil, fmt.Errorf("audit verifier key: %w", err)
+	}
+	c, err := audit.OpenCheckpoint(msg, v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrAuditProof, err)
+	}
+	return &Checkpoint{Origin: c.Origin, Size: c.Size, Root: c.Root, Note: bytes.Clone(msg)}, nil
+}
+
+// VerifyAuditProof checks p with the log's public key alone: the
+// checkpoint's signature, and that the entry, encoded and hashed here as
+// the server does (RFC 6962 leaf), is leaf p.Index of the checkpoint's
+// tree. It returns the verified checkpoint.
+func VerifyAuditProof(p *AuditProof, verifierKey string) (*Checkpoint, error) {
+	cp, err := OpenCheckpoint([]byte(p.Checkpoint), verifierKey)
+	if err != nil {
+		return nil, err
+	}
+	if p.Index < 0 || p.Entry.Seq != uint64(p.Index) {
+		return nil, fmt.Errorf("%w: entry %d sent as the proof of %d", ErrAuditProof, p.Entry.Seq, p.Index)
+	}
+	if p.Index >= cp.Size {
+		return nil, fmt.Errorf("%w: entry %d is not in a checkpoint of %d entries", ErrAuditProof, p.Index, cp.Size)
+	}
+	proof, err := hashes(p.Proof)
+	if err != nil {
+		return nil, err
+	}
+	leaf := tlog.RecordHash(audit.Leaf(&p.Entry))
+	if err := tlog.CheckRecord(proof, cp.Size, cp.Root, p.Index, leaf); err != nil {
+		return nil, fmt.Errorf("%w: entry %d is not in the signed tree of %d entries", ErrAuditProof, p.Index, cp.Size)
+	}
+	return cp, nil
+}
+
+// VerifyConsistency checks that the checkpoint c carries, signed by the
+// log's key, extends old: the log was only appended to since old. It
+// returns the new checkpoint.
+func VerifyConsistency(old Checkpoint, c *AuditConsistency, verifierKey string) (*Checkpoint, error) {
+	cp, err := OpenCheckpoint([]byte(c.Checkpoint), verifierKey)
+	if err != nil {
+		return nil, err
+	}
+	if cp.Origin != old.Origin {
+		return nil, fmt.Errorf("%w: checkpoint of %q, trusted one of %q", ErrAuditProof, cp.Origin, old.Origin)
+	}
+	if c.From != old.Size || cp.Size < old.Size {
+		return nil, fmt.Errorf("%w: a proof from %d entries to %d, for a trusted checkpoint of %d", ErrAuditProof, c.From, cp.Size, old.Size)
+	}
+	proof, err := hashes(c.Proof)
+	if err != nil {
+		return nil, err
+	}
+	if err := tlog.CheckTree(proof, cp.Size, cp.Root, old.Size, old.Root); err != nil {
+		return nil, fmt.Errorf("%w: the log of %d entries does not extend the trusted one of %d: it was rewritten", ErrAuditProof, cp.Size, old.Size)
+	}
+	return cp, nil
+}
+
+func hashes(bs [][]byte) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(bs))
+	for i, b := range bs {
+		if len(b) != tlog.HashSize {
+			return nil, fmt.Errorf("%w: proof hash %d is %d bytes", ErrAuditProof, i, len(b))
+		}
+		out[i] = tlog.Hash(b)
+	}
+	return out, nil
+}

@@ -1,0 +1,186 @@
+package httpapi_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/client"
+	"github.com/daoguard/daoguard/internal/storetest"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// auditKeys gives the env's service a checkpoint key and returns the
+// verifier key a client holds (what DIR/audit.pub holds).
+func auditKeys(t *testing.T, e *env) string {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, "daoguard/org_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := note.NewSigner(skey)
+	v, _ := note.NewVerifier(vkey)
+	e.svc.AuditSigner, e.svc.AuditVerifier = s, v
+	return vkey
+}
+
+// The audit endpoints over real HTTP with real signatures: every accepted
+// action's answer carries its log index, and the client proves that entry
+// is in the log with the public key alone, and that each later checkpoint
+// extends the one it trusted.
+func TestAuditProofs(t *testing.T) {
+	ctx := context.Background()
+	e := newSQLiteEnv(t)
+	vkey := auditKeys(t, e)
+	var published [][]byte
+	e.svc.Published = func(_ context.Context, msg []byte) { published = append(published, msg) }
+	agent := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", nil)
+	human := e.key("human_1", daoguard.AlgEd25519, humanScopes, "test", nil)
+
+	// Before any entry of an action: the checkpoint is signed on demand.
+	a, err := agent.Submit(ctx, storetest.Transfer("5", storetest.Vendor), "idem-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.LogIndex == nil {
+		t.Fatal("the submission's answer has no log_index")
+	}
+	// An idempotent retry answers the same index.
+	again, err := agent.Submit(ctx, storetest.Transfer("5", storetest.Vendor), "idem-1")
+	if err != nil || again.LogIndex == nil || *again.LogIndex != *a.LogIndex {
+		t.Fatalf("retry: %v %+v", err, again)
+	}
+	entry, cp, err := human.VerifyEntry(ctx, int64(*a.LogIndex), vkey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entry.ActionID != a.ID || entry.Event != "action."+a.State || cp.Size != int64(*a.LogIndex)+1 || cp.Origin != "daoguard/org_test" {
+		t.Fatalf("entry %+v, checkpoint %+v", entry, cp)
+	}
+	if len(published) != 1 || string(published[0]) != string(cp.Note) {
+		t.Fatalf("published %q, signed %q", published, cp.Note)
+	}
+	// GET shows the same index, its timeline's last entry.
+	got, err := human.Action(ctx, a.ID)
+	if err != nil || got.LogIndex == nil || *got.LogIndex != *a.LogIndex || got.Timeline[len(got.Timeline)-1].Seq != *a.LogIndex {
+		t.Fatalf("GET: %v %+v", err, got)
+	}
+
+	// The log grows; a proof of a new entry comes with a newer checkpoint,
+	// proved consistent with the trusted one.
+	b, err := agent.Submit(ctx, storetest.Transfer("7", storetest.Vendor), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, cp2, err := human.VerifyEntry(ctx, int64(*b.LogIndex), vkey, cp)
+	if err != nil || entry.ActionID != b.ID || cp2.Size <= cp.Size {
+		t.Fatalf("second entry: %v %+v %+v", err, entry, cp2)
+	}
+	// An old entry verifies against the newer checkpoint too.
+	if _, _, err := human.VerifyEntry(ctx, 0, vkey, cp2); err != nil {
+		t.Fatal(err)
+	}
+	// The checkpoint endpoint: the C2SP text, verifiable alone.
+	msg, err := human.AuditCheckpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := client.OpenCheckpoint(msg, vkey); err != nil || c.Size != cp2.Size || c.Root != cp2.Root {
+		t.Fatalf("checkpoint %q: %v", msg, err)
+	}
+
+	// What a lying server could send is refused by the helpers.
+	p, err := human.AuditProof(ctx, int64(*a.LogIndex))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, lie := range map[string]func(p client.AuditProof) client.AuditProof{
+		"entry changed":      func(p client.AuditProof) client.AuditProof { p.Entry.ActorID = "agent_2"; return p },
+		"detail changed":     func(p client.AuditProof) client.AuditProof { p.Entry.Detail = []byte(`{"verdict":"deny"}`); return p },
+		"another index":      func(p client.AuditProof) client.AuditProof { p.Index = 0; return p },
+		"proof cut":          func(p client.AuditProof) client.AuditProof { p.Proof = p.Proof[1:]; return p },
+		"proof hash flipped": func(p client.AuditProof) client.AuditProof { p.Proof = flip(p.Proof); return p },
+		"checkpoint resigned": func(p client.AuditProof) client.AuditProof {
+			other, _, _ := note.GenerateKey(rand.Reader, "daoguard/org_test")
+			s, _ := note.NewSigner(other)
+			text := strings.SplitN(p.Checkpoint, "\n\n", 2)[0] + "\n" // the same checkpoint, another signer
+			b, _ := note.Sign(&note.Note{Text: text}, s)
+			p.Checkpoint = string(b)
+			return p
+		},
+	} {
+		if _, err := client.VerifyAuditProof(new(lie(*p)), vkey); !errors.Is(err, client.ErrAuditProof) {
+			t.Errorf("%s: verified (%v)", name, err)
+		}
+	}
+	if _, err := client.VerifyAuditProof(p, vkey); err != nil {
+		t.Fatalf("the unchanged proof: %v", err)
+	}
+	// A consistency proof to a checkpoint of another history is refused.
+	forged := *cp
+	forged.Root[0] ^= 1
+	cons, err := human.AuditConsistency(ctx, cp.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.VerifyConsistency(forged, cons, vkey); !errors.Is(err, client.ErrAuditProof) {
+		t.Fatalf("forged trusted checkpoint: %v", err)
+	}
+	if _, err := client.VerifyConsistency(*cp, cons, vkey); err != nil {
+		t.Fatal(err)
+	}
+
+	// Refusals: no scope, a bad index, past the end, bad from; another
+	// organisation's entry is not found, like a missing one.
+	if _, err := agent.AuditProof(ctx, 0); daoguard.ErrorCode(err) != daoguard.CodeMissingScope {
+		t.Fatalf("agent: %v", err)
+	}
+	for _, path := range []string{"/v1/audit/proof/-1", "/v1/audit/proof/x", "/v1/audit/proof/99999999999999999999", "/v1/audit/consistency?from=0", "/v1/audit/consistency?from=x", "/v1/audit/consistency"} {
+		if st, pr, _ := send(t, signed(t, human, "GET", path, nil)); st != http.StatusBadRequest || pr.Code != string(daoguard.CodeInvalid) {
+			t.Errorf("%s: %d %+v", path, st, pr)
+		}
+	}
+	size := int64(e.auditSize())
+	if _, err := human.AuditProof(ctx, size+5); daoguard.ErrorCode(err) != daoguard.CodeNotFound {
+		t.Fatalf("past the end: %v", err)
+	}
+	other := otherOrgEntry(t, e)
+	if _, err := human.AuditProof(ctx, other); daoguard.ErrorCode(err) != daoguard.CodeNotFound {
+		t.Fatalf("another organisation's entry %d: %v", other, err)
+	}
+	if _, err := human.AuditConsistency(ctx, other+100); daoguard.ErrorCode(err) != daoguard.CodeNotFound {
+		t.Fatalf("consistency from past the end: %v", err)
+	}
+
+	// A server without the key says so.
+	e.svc.AuditSigner = nil
+	if _, err := human.AuditCheckpoint(ctx); daoguard.ErrorCode(err) != daoguard.CodeUnavailable {
+		t.Fatalf("no key: %v", err)
+	}
+}
+
+func flip(p [][]byte) [][]byte {
+	out := make([][]byte, len(p))
+	for i := range p {
+		out[i] = append([]byte(nil), p[i]...)
+	}
+	out[len(out)-1][0] ^= 1
+	return out
+}
+
+// otherOrgEntry appends an entry of another organisation and returns its
+// index.
+func otherOrgEntry(t *testing.T, e *env) int64 {
+	t.Helper()
+	ctx := context.Background()
+	en := &daoguard.AuditEntry{OrgID: "org_other", ActorID: "human_x", ActorKind: "human", Event: "org.paused", Detail: []byte(`{"reason":"` + strconv.Itoa(7) + `"}`)}
+	if err := e.store.Update(ctx, func(tx daoguard.Tx) error { return tx.Append(ctx, en) }); err != nil {
+		t.Fatal(err)
+	}
+	return int64(en.Seq)
+}

@@ -1,0 +1,204 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/audit"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// AuditProof is an entry, a signed checkpoint whose tree includes it, and
+// the inclusion proof (RFC 6962 audit path) that links the two.
+type AuditProof struct {
+	Entry      daoguard.AuditEntry
+	Checkpoint []byte // the signed note
+	Proof      tlog.RecordProof
+}
+
+// AuditConsistency proves that the tree of From entries is a prefix of the
+// tree the signed checkpoint commits to.
+type AuditConsistency struct {
+	From       int64
+	Checkpoint []byte
+	Proof      tlog.TreeProof
+}
+
+// Checkpoint returns the latest signed checkpoint of the audit log,
+// signing one first if none covers the log yet. A log that no longer
+// extends the latest checkpoint is AUDIT_TAMPERED and is not signed over.
+func (s *Service) Checkpoint(ctx context.Context, principalID string) ([]byte, error) {
+	if err := s.auditReader(ctx, principalID); err != nil {
+		return nil, err
+	}
+	_, msg, err := s.checkpointCovering(ctx, 1)
+	return msg, err
+}
+
+// AuditProof returns entry index with an inclusion proof against the
+// latest signed checkpoint, signing a new checkpoint when the latest does
+// not cover the entry yet. An entry of another organisation is NOT_FOUND,
+// as a missing one.
+func (s *Service) AuditProof(ctx context.Context, principalID string, index int64) (*AuditProof, error) {
+	if index < 0 {
+		return nil, daoguard.FieldError(daoguard.CodeInvalid, "index", "an entry index is a non-negative integer")
+	}
+	var e daoguard.AuditEntry
+	err := s.Store.View(ctx, func(tx daoguard.Tx) error {
+		p, err := tx.Principal(ctx, principalID)
+		if err != nil {
+			return err
+		}
+		es, err := tx.AuditEntries(ctx, uint64(index), 1)
+		if err != nil {
+			return err
+		}
+		if len(es) == 0 || es[0].Seq != uint64(index) || !visible(p, &es[0]) {
+			return daoguard.Errorf(daoguard.CodeNotFound, "audit entry %d not found", index)
+		}
+		e = es[0]
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	cp, msg, err := s.checkpointCovering(ctx, index+1)
+	if err != nil {
+		return nil, err
+	}
+	out := &AuditProof{Entry: e, Checkpoint: msg}
+	err = s.Store.View(ctx, func(tx daoguard.Tx) error {
+		out.Proof, err = audit.InclusionProof(ctx, tx, index, cp.Size)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AuditConsistency proves that the log of from entries, which a client
+// saw signed earlier, is a prefix of the log the latest checkpoint signs.
+func (s *Service) AuditConsistency(ctx context.Context, principalID string, from int64) (*AuditConsistency, error) {
+	if from < 1 {
+		return nil, daoguard.FieldError(daoguard.CodeInvalid, "from", "from is the size of an earlier checkpoint: a positive integer")
+	}
+	if err := s.auditReader(ctx, principalID); err != nil {
+		return nil, err
+	}
+	cp, msg, err := s.checkpointCovering(ctx, from)
+	if err != nil {
+		return nil, err
+	}
+	out := &AuditConsistency{From: from, Checkpoint: msg}
+	err = s.Store.View(ctx, func(tx daoguard.Tx) error {
+		out.Proof, err = audit.ConsistencyProof(ctx, tx, from, cp.Size)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// auditReader checks that the principal exists (the edge has checked its
+// scope).
+func (s *Service) auditReader(ctx context.Context, principalID string) error {
+	return s.Store.View(ctx, func(tx daoguard.Tx) error {
+		_, err := tx.Principal(ctx, principalID)
+		return err
+	})
+}
+
+// visible reports whether p may read e: entries of p's organisation, and,
+// for humans, entries of none (refused anonymous requests).
+func visible(p *daoguard.Principal, e *daoguard.AuditEntry) bool {
+	return e.OrgID == p.OrgID || (e.OrgID == "" && p.IsHuman())
+}
+
+// SignCheckpoint signs a checkpoint of the log as it is now, if it grew
+// since the latest one and still extends it (see audit.IssueCheckpoint),
+// and hands a new one to Published. It returns the latest checkpoint and
+// its note; none for an empty log.
+func (s *Service) SignCheckpoint(ctx context.Context) (audit.Checkpoint, []byte, error) {
+	if s.AuditSigner == nil || s.AuditVerifier == nil {
+		return audit.Checkpoint{}, nil, &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "this server has no audit signing key", Hint: "serve reads it from audit_key_file"}
+	}
+	s.ckMu.Lock()
+	defer s.ckMu.Unlock()
+	return s.signCheckpoint(ctx)
+}
+
+// signCheckpoint is SignCheckpoint under ckMu.
+func (s *Service) signCheckpoint(ctx context.Context) (audit.Checkpoint, []byte, error) {
+	before, _, err := s.latestCheckpoint(ctx)
+	if err != nil {
+		return audit.Checkpoint{}, nil, err
+	}
+	c, msg, err := audit.IssueCheckpoint(ctx, s.Store, s.AuditSigner, s.AuditVerifier)
+	if err != nil {
+		return audit.Checkpoint{}, nil, tampered(err)
+	}
+	if msg != nil && c.Size > before.Size && s.Published != nil {
+		s.Published(ctx, msg)
+	}
+	return c, msg, nil
+}
+
+// latestCheckpoint reads and verifies the latest stored checkpoint; the
+// zero Checkpoint and a nil note if there is none.
+func (s *Service) latestCheckpoint(ctx context.Context) (audit.Checkpoint, []byte, error) {
+	var msg []byte
+	err := s.Store.View(ctx, func(tx daoguard.Tx) error {
+		var err error
+		msg, err = tx.LatestCheckpoint(ctx)
+		return err
+	})
+	if daoguard.IsNotFound(err) {
+		return audit.Checkpoint{}, nil, nil
+	} else if err != nil {
+		return audit.Checkpoint{}, nil, err
+	}
+	c, err := audit.OpenCheckpoint(msg, s.AuditVerifier)
+	if err != nil {
+		return audit.Checkpoint{}, nil, tampered(&audit.TamperError{Index: -1, Why: "the latest checkpoint does not verify with the log's key: " + err.Error()})
+	}
+	return c, msg, nil
+}
+
+// checkpointCovering returns a signed checkpoint of at least size entries:
+// the latest, or, when it is smaller, a new one. Callers queue on one
+// mutex, so a burst of proof requests signs once, not once each.
+func (s *Service) checkpointCovering(ctx context.Context, size int64) (audit.Checkpoint, []byte, error) {
+	if s.AuditSigner == nil || s.AuditVerifier == nil {
+		return audit.Checkpoint{}, nil, &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "this server has no audit signing key", Hint: "serve reads it from audit_key_file"}
+	}
+	if c, msg, err := s.latestCheckpoint(ctx); err != nil || c.Size >= size {
+		return c, msg, err
+	}
+	s.ckMu.Lock()
+	defer s.ckMu.Unlock()
+	if c, msg, err := s.latestCheckpoint(ctx); err != nil || c.Size >= size { // signed while we queued
+		return c, msg, err
+	}
+	c, msg, err := s.signCheckpoint(ctx)
+	if err != nil {
+		return audit.Checkpoint{}, nil, err
+	}
+	if c.Size < size {
+		return audit.Checkpoint{}, nil, daoguard.Errorf(daoguard.CodeNotFound, "the audit log has %d entries", c.Size)
+	}
+	return c, msg, nil
+}
+
+// tampered turns a TamperError into AUDIT_TAMPERED; other errors pass.
+func tampered(err error) error {
+	var te *audit.TamperError
+	if errors.As(err, &te) {
+		return &daoguard.Error{Code: daoguard.CodeAuditTampered, Message: fmt.Sprintf("the audit log does not verify: %s", te.Why),
+			Hint: "an operator should run daoguard audit verify"}
+	}
+	return err
+}
