@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/service"
 )
 
 func runService(t *testing.T, h Harness) {
@@ -403,8 +404,7 @@ func runService(t *testing.T, h Harness) {
 		if got := state(t, f, a.ID); got.State != daoguard.StateExecuting {
 			t.Fatalf("state %s", got.State)
 		}
-		other := *f.Svc
-		other.Node = "node-other"
+		other := service.New(f.Store, f.Dec, f.Ledger, "node-other")
 		if n := must[int](t)(other.Reconcile(ctx, false)); n != 0 {
 			t.Fatal("another node reconciled before the lease ended")
 		}
