@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,22 +18,32 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/client"
 	"github.com/daoguard/daoguard/internal/audit"
 	"github.com/daoguard/daoguard/internal/service"
 	"golang.org/x/mod/sumdb/note"
 )
 
-// runAudit: daoguard audit verify|checkpoint --data DIR.
+// runAudit: daoguard audit verify|checkpoint|export|show.
 func (m *Main) runAudit(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usagef("audit needs a subcommand: verify or checkpoint")
+		return usagef("audit needs a subcommand: verify, checkpoint, export, show or proof")
 	}
 	fs := m.newFlagSet("audit " + args[0])
-	dir := fs.String("data", "", "data directory (required)")
+	dir := fs.String("data", "", "data directory")
 	switch args[0] {
 	case "verify":
+		entries := fs.String("entries", "", "an exported log (daoguard audit export) to verify instead of the store")
+		checkpoint := fs.String("checkpoint", "", "the signed checkpoint to verify the exported log against")
+		key := fs.String("key", "", "the log's public key (DIR/audit.pub); default: DIR/audit.pub of --data")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
+		}
+		if *entries != "" || *checkpoint != "" {
+			return m.verifyExport(*dir, *key, *entries, *checkpoint)
+		}
+		if *dir == "" {
+			return usagef("audit verify needs --data DIR, or --entries FILE and --checkpoint FILE")
 		}
 		_, st, err := m.openData(*dir)
 		if err != nil {
@@ -46,16 +58,8 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 		// hashed again, the whole tree recomputed, and the latest signed
 		// checkpoint checked against it.
 		size, root, cp, err := audit.VerifyStore(ctx, st, v)
-		var te *audit.TamperError
-		if errors.As(err, &te) {
-			where := ""
-			if te.Index >= 0 {
-				where = fmt.Sprintf("first bad entry %d: ", te.Index)
-			}
-			return &daoguard.Error{Code: daoguard.CodeAuditTampered, Message: "the audit log is tampered: " + where + te.Why,
-				Hint: "restore the store from a backup you trust, and find out who had write access to the database"}
-		} else if err != nil {
-			return err
+		if err != nil {
+			return tamperedError(err, hintStore)
 		}
 		fmt.Fprintf(m.Stdout, "audit log intact: %d entries, tree root %s\n", size, base64.StdEncoding.EncodeToString(root[:]))
 		if cp != nil {
@@ -68,24 +72,13 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
-		cfg, st, err := m.openData(*dir)
+		svc, closeStore, err := m.auditService(*dir)
 		if err != nil {
 			return err
 		}
-		defer st.Close()
-		v, err := auditVerifier(*dir)
-		if err != nil {
-			return err
-		}
-		s, err := auditSigner(*dir, cfg)
-		if err != nil {
-			return err
-		}
+		defer closeStore()
 		// Signed only over a log that extends the latest checkpoint, and
 		// published like serve's.
-		svc := service.New(st, daoguard.DenyAll{}, nil, "cli")
-		svc.AuditSigner, svc.AuditVerifier = s, v
-		svc.Published = publisher(*dir, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil)))
 		_, msg, err := svc.SignCheckpoint(ctx)
 		if err != nil {
 			return err
@@ -95,20 +88,243 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 		}
 		_, err = m.Stdout.Write(msg)
 		return err
+	case "export":
+		entries := fs.String("entries", "", "file to write the exported log to (required)")
+		checkpoint := fs.String("checkpoint", "", "file to write the signed checkpoint of the export to (required)")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if *dir == "" || *entries == "" || *checkpoint == "" {
+			return usagef("audit export needs --data DIR, --entries FILE and --checkpoint FILE")
+		}
+		svc, closeStore, err := m.auditService(*dir)
+		if err != nil {
+			return err
+		}
+		defer closeStore()
+		// A checkpoint of the log as it is now, then exactly the entries
+		// it covers: the export verifies against it whole.
+		cp, msg, err := svc.SignCheckpoint(ctx)
+		if err != nil {
+			return err
+		}
+		if msg == nil {
+			return &daoguard.Error{Code: daoguard.CodeInvalid, Message: "the audit log is empty: there is nothing to export yet"}
+		}
+		var n int64
+		err = writeFileStream(*entries, 0o644, func(w io.Writer) (err error) {
+			n, err = audit.ExportStore(ctx, svc.Store, svc.AuditVerifier, cp.Size, w)
+			return err
+		})
+		if err != nil {
+			return tamperedError(err, hintStore)
+		}
+		if err := writeFileAtomic(*checkpoint, msg, 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(m.Stdout, "exported %d entries to %s, signed checkpoint in %s\nverify: daoguard audit verify --entries %s --checkpoint %s --key audit.pub\n", n, *entries, *checkpoint, *entries, *checkpoint)
+		return nil
+	case "proof":
+		cred := m.credentialFlag(fs)
+		index := fs.Int64("index", -1, "the entry's log index (an action's log_index) (required)")
+		key := fs.String("key", "", "the log's public key, a copy of DIR/audit.pub (required)")
+		trust := fs.String("trust", "", "a file keeping the checkpoint trusted so far: the new one must extend it, and replaces it")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if *index < 0 || *key == "" {
+			return usagef("audit proof needs --credential FILE, --index N and --key FILE")
+		}
+		return m.auditProof(ctx, *cred, *index, *key, *trust)
+	case "show":
+		entries := fs.String("entries", "", "an exported log (required)")
+		from := fs.Int64("from", 0, "first entry to print")
+		limit := fs.Int64("limit", 0, "most entries to print (0: all)")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if *entries == "" || *from < 0 || *limit < 0 {
+			return usagef("audit show needs --entries FILE, and --from and --limit at least 0")
+		}
+		return m.showExport(*entries, *from, *limit)
 	}
-	return usagef("unknown audit subcommand %q (verify or checkpoint)", args[0])
+	return usagef("unknown audit subcommand %q (verify, checkpoint, export, show or proof)", args[0])
+}
+
+// auditService is a service over DIR's store with the log's keys, to
+// sign checkpoints (published as configured) from the command line.
+func (m *Main) auditService(dir string) (*service.Service, func(), error) {
+	if dir == "" {
+		return nil, nil, usagef("--data DIR is required")
+	}
+	cfg, st, err := m.openData(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := auditVerifier(dir)
+	if err == nil {
+		var s note.Signer
+		if s, err = auditSigner(dir, cfg); err == nil {
+			svc := service.New(st, daoguard.DenyAll{}, nil, "cli")
+			svc.AuditSigner, svc.AuditVerifier = s, v
+			svc.Published = publisher(dir, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil)))
+			return svc, func() { st.Close() }, nil
+		}
+	}
+	st.Close()
+	return nil, nil, err
+}
+
+// auditProof asks the server for entry index and proves, with the log's
+// public key alone, that it is in the signed log, and, with a trust file,
+// that the log only grew since the checkpoint kept there (which the new
+// one then replaces).
+func (m *Main) auditProof(ctx context.Context, cred string, index int64, keyFile, trustFile string) error {
+	pub, err := os.ReadFile(keyFile)
+	if err != nil {
+		return &daoguard.Error{Code: daoguard.CodeConfig, Message: "audit public key: " + err.Error()}
+	}
+	var trusted *client.Checkpoint
+	if trustFile != "" {
+		b, err := os.ReadFile(trustFile)
+		switch {
+		case err == nil:
+			if trusted, err = client.OpenCheckpoint(b, string(pub)); err != nil {
+				return &daoguard.Error{Code: daoguard.CodeInvalid, Message: trustFile + ": " + err.Error()}
+			}
+		case !errors.Is(err, os.ErrNotExist):
+			return &daoguard.Error{Code: daoguard.CodeInvalid, Message: err.Error()}
+		}
+	}
+	c, err := m.loadClient(cred)
+	if err != nil {
+		return err
+	}
+	e, cp, err := c.VerifyEntry(ctx, index, string(pub), trusted)
+	if errors.Is(err, client.ErrAuditProof) {
+		return &daoguard.Error{Code: daoguard.CodeAuditTampered, Message: err.Error(), Hint: "the server showed a log that does not match its signed checkpoints: keep this output and tell the operators"}
+	} else if err != nil {
+		return err
+	}
+	if trustFile != "" {
+		if err := writeFileAtomic(trustFile, cp.Note, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := m.print(e); err != nil {
+		return err
+	}
+	how := ""
+	if trusted != nil {
+		how = fmt.Sprintf(", which extends the trusted checkpoint of %d entries", trusted.Size)
+	}
+	fmt.Fprintf(m.Stderr, "entry %d is in the log: proved against the checkpoint of %d entries signed by %s%s\n", index, cp.Size, cp.Origin, how)
+	return nil
+}
+
+// verifyExport: audit verify --entries FILE --checkpoint FILE.
+func (m *Main) verifyExport(dir, key, entries, checkpoint string) error {
+	if entries == "" || checkpoint == "" {
+		return usagef("an exported log is verified with both --entries FILE and --checkpoint FILE")
+	}
+	if key == "" {
+		if dir == "" {
+			return usagef("audit verify --entries needs the log's public key: --key FILE (a copy of DIR/audit.pub) or --data DIR")
+		}
+		key = filepath.Join(dir, "audit.pub")
+	}
+	v, err := readVerifier(key)
+	if err != nil {
+		return err
+	}
+	msg, err := os.ReadFile(checkpoint)
+	if err != nil {
+		return &daoguard.Error{Code: daoguard.CodeInvalid, Message: "checkpoint: " + err.Error()}
+	}
+	f, err := os.Open(entries)
+	if err != nil {
+		return &daoguard.Error{Code: daoguard.CodeInvalid, Message: "entries: " + err.Error()}
+	}
+	defer f.Close()
+	n, cp, err := audit.VerifyExport(f, msg, v)
+	if errors.Is(err, audit.ErrNotExport) {
+		return &daoguard.Error{Code: daoguard.CodeInvalid, Message: entries + ": " + err.Error(), Hint: "daoguard audit export writes one"}
+	} else if err != nil {
+		return tamperedError(err, hintExport)
+	}
+	fmt.Fprintf(m.Stdout, "exported audit log intact: %d entries, checkpoint %d signed by %s, tree root %s\n", n, cp.Size, v.Name(), base64.StdEncoding.EncodeToString(cp.Root[:]))
+	if n > cp.Size {
+		fmt.Fprintf(m.Stdout, "entries %d to %d are well formed but not covered by this checkpoint\n", cp.Size, n-1)
+	}
+	return nil
+}
+
+// showExport prints the entries of an exported log as JSON lines.
+func (m *Main) showExport(entries string, from, limit int64) error {
+	f, err := os.Open(entries)
+	if err != nil {
+		return &daoguard.Error{Code: daoguard.CodeInvalid, Message: "entries: " + err.Error()}
+	}
+	defer f.Close()
+	w := bufio.NewWriter(m.Stdout)
+	enc := json.NewEncoder(w)
+	errStop := errors.New("stop")
+	err = audit.ReadExport(f, func(i int64, leaf []byte) error {
+		if i < from {
+			return nil
+		}
+		if limit > 0 && i >= from+limit {
+			return errStop
+		}
+		e, err := audit.ParseLeaf(leaf)
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", i, err)
+		}
+		return enc.Encode(e)
+	})
+	if ferr := w.Flush(); err == nil || err == errStop {
+		err = ferr
+	}
+	if err != nil {
+		return &daoguard.Error{Code: daoguard.CodeInvalid, Message: entries + ": " + err.Error()}
+	}
+	return nil
+}
+
+// Hints for a log that does not verify.
+const (
+	hintStore  = "restore the store from a backup you trust, and find out who had write access to the database"
+	hintExport = "the export or its checkpoint was changed, or they are of another log: get them again from the operator, and compare the checkpoint with a published copy"
+)
+
+// tamperedError turns a *audit.TamperError into AUDIT_TAMPERED with the
+// first bad entry, if one can be named.
+func tamperedError(err error, hint string) error {
+	var te *audit.TamperError
+	if !errors.As(err, &te) {
+		return err
+	}
+	where := ""
+	if te.Index >= 0 {
+		where = fmt.Sprintf("first bad entry %d: ", te.Index)
+	}
+	return &daoguard.Error{Code: daoguard.CodeAuditTampered, Message: "the audit log is tampered: " + where + te.Why, Hint: hint}
 }
 
 // auditVerifier reads the log's public key, DIR/audit.pub (written by
 // init).
 func auditVerifier(dir string) (note.Verifier, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "audit.pub"))
+	return readVerifier(filepath.Join(dir, "audit.pub"))
+}
+
+func readVerifier(path string) (note.Verifier, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: "audit public key: " + err.Error(), Hint: "daoguard init writes DIR/audit.pub"}
 	}
 	v, err := note.NewVerifier(strings.TrimSpace(string(b)))
 	if err != nil {
-		return nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: "audit.pub is not a note verifier key"}
+		return nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: path + " is not a note verifier key (DIR/audit.pub holds one)"}
 	}
 	return v, nil
 }
@@ -181,36 +397,15 @@ func publisher(dataDir string, cfg Config, log *slog.Logger) func(context.Contex
 }
 
 // publishFile writes checkpoint.<size> and replaces checkpoint, each
-// through a temporary file and a rename, so a reader never sees half of
-// one.
+// atomically: a reader never sees half of one.
 func publishFile(dir, size string, msg []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for _, name := range []string{"checkpoint." + size, "checkpoint"} {
-		tmp, err := os.CreateTemp(dir, ".checkpoint-*")
-		if err != nil {
-			return err
-		}
-		_, err = tmp.Write(msg)
-		if err == nil {
-			err = tmp.Sync()
-		}
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Chmod(tmp.Name(), 0o644)
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), filepath.Join(dir, name))
-		}
-		if err != nil {
-			os.Remove(tmp.Name())
-			return err
-		}
+	if err := writeFileAtomic(filepath.Join(dir, "checkpoint."+size), msg, 0o644); err != nil {
+		return err
 	}
-	return nil
+	return writeFileAtomic(filepath.Join(dir, "checkpoint"), msg, 0o644)
 }
 
 func postCheckpoint(ctx context.Context, hc *http.Client, hook string, msg []byte) error {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"database/sql"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // TestAuditVerify: the offline verifier passes an intact log and, after an
@@ -45,6 +49,7 @@ func TestAuditVerify(t *testing.T) {
 	if code, out, _ = run(t, nil, "audit", "verify", "--data", dir); code != exitOK || !strings.Contains(out, "latest checkpoint: ") {
 		t.Fatalf("with a checkpoint: exit %d %q", code, out)
 	}
+	exportAndVerify(t, dir)
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "data.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +68,88 @@ func TestAuditVerify(t *testing.T) {
 	if code != exitFailed || !strings.Contains(stderr, "first bad entry "+strconv.Itoa(seq)+":") {
 		t.Fatalf("tampered log: exit %d %s (entry %d changed)", code, stderr, seq)
 	}
+	// A tampered store is not exported.
+	out2 := filepath.Join(t.TempDir(), "again.log")
+	code, _, stderr = run(t, nil, "audit", "export", "--data", dir, "--entries", out2, "--checkpoint", out2+".cp")
+	if code != exitFailed || !strings.Contains(stderr, "first bad entry "+strconv.Itoa(seq)+":") {
+		t.Fatalf("export of a tampered log: exit %d %s", code, stderr)
+	}
+	if _, err := os.Stat(out2); !os.IsNotExist(err) {
+		t.Fatalf("a tampered log was written out: %v", err)
+	}
+}
+
+// exportAndVerify: audit export writes the log and a checkpoint covering
+// it; audit verify checks them with the public key alone, and fails, with
+// exit 1, on a changed byte, a cut tail or another key's checkpoint;
+// audit show prints the entries.
+func exportAndVerify(t *testing.T, dir string) {
+	t.Helper()
+	tmp := t.TempDir()
+	entries, cpFile, pub := filepath.Join(tmp, "audit.log"), filepath.Join(tmp, "audit.checkpoint"), filepath.Join(tmp, "audit.pub")
+	code, out, stderr := run(t, nil, "audit", "export", "--data", dir, "--entries", entries, "--checkpoint", cpFile)
+	if code != exitOK || !strings.HasPrefix(out, "exported ") {
+		t.Fatalf("export: exit %d %q %s", code, out, stderr)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "audit.pub"))
+	os.WriteFile(pub, b, 0o644)
+	code, out, stderr = run(t, nil, "audit", "verify", "--entries", entries, "--checkpoint", cpFile, "--key", pub)
+	if code != exitOK || !strings.HasPrefix(out, "exported audit log intact: ") {
+		t.Fatalf("verify export: exit %d %q %s", code, out, stderr)
+	}
+	code, out, stderr = run(t, nil, "audit", "show", "--entries", entries)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != exitOK || len(lines) < 4 || !strings.Contains(out, `"event":"asset.added"`) {
+		t.Fatalf("show: exit %d %q %s", code, out, stderr)
+	}
+	var e daoguard.AuditEntry
+	if err := json.Unmarshal([]byte(lines[1]), &e); err != nil || e.Seq != 1 {
+		t.Fatalf("show line 2: %v %+v", err, e)
+	}
+	if code, out, _ = run(t, nil, "audit", "show", "--entries", entries, "--from", "2", "--limit", "1"); code != exitOK || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"seq":2,`) {
+		t.Fatalf("show --from 2 --limit 1: %q", out)
+	}
+
+	raw, _ := os.ReadFile(entries)
+	other := filepath.Join(t.TempDir(), "other")
+	if code, _, stderr := run(t, nil, "init", "--data", other); code != 0 {
+		t.Fatal(stderr)
+	}
+	cpBytes, _ := os.ReadFile(cpFile)
+	write := func(name string, b []byte) string {
+		p := filepath.Join(tmp, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	i := strings.LastIndex(string(raw), "asset.added")
+	changed := append([]byte{}, raw...)
+	changed[i] = 'A'
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"a byte changed", []string{"--entries", write("changed", changed), "--checkpoint", cpFile, "--key", pub}, exitFailed, "do not hash to the root"},
+		{"the tail cut", []string{"--entries", write("cut", raw[:len(raw)-40]), "--checkpoint", cpFile, "--key", pub}, exitFailed, "first bad entry "},
+		{"another log's key", []string{"--entries", entries, "--checkpoint", cpFile, "--key", filepath.Join(other, "audit.pub")}, exitFailed, "the checkpoint does not verify"},
+		{"a forged checkpoint", []string{"--entries", entries, "--checkpoint", write("forged", []byte(strings.Replace(string(cpBytes), "\n\n", "\nx\n\n", 1))), "--key", pub}, exitFailed, "invalid signature"},
+		{"not an export", []string{"--entries", cpFile, "--checkpoint", cpFile, "--key", pub}, exitFailed, "not a daoguard audit export"},
+		{"no such file", []string{"--entries", filepath.Join(tmp, "nope"), "--checkpoint", cpFile, "--key", pub}, exitFailed, "no such file"},
+		{"no checkpoint", []string{"--entries", entries, "--key", pub}, exitUsage, "--checkpoint"},
+		{"no key", []string{"--entries", entries, "--checkpoint", cpFile}, exitUsage, "--key"},
+		{"a key that is no key", []string{"--entries", entries, "--checkpoint", cpFile, "--key", cpFile}, exitFailed, "not a note verifier key"},
+	} {
+		code, _, stderr := run(t, nil, append([]string{"audit", "verify"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%s: exit %d %q, want %d with %q", tc.name, code, stderr, tc.code, tc.want)
+		}
+	}
+	if code, _, stderr := run(t, nil, "audit", "export", "--data", dir, "--entries", entries); code != exitUsage || !strings.Contains(stderr, "--checkpoint") {
+		t.Errorf("export without --checkpoint: %d %s", code, stderr)
+	}
 }
 
 // TestServeSignsCheckpoints: serve signs a checkpoint of the log on its
@@ -70,7 +157,7 @@ func TestAuditVerify(t *testing.T) {
 func TestServeSignsCheckpoints(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	addr := freeAddr(t)
-	if code, _, stderr := run(t, nil, "init", "--data", dir); code != 0 {
+	if code, _, stderr := run(t, nil, "init", "--data", dir, "--url", "http://"+addr); code != 0 {
 		t.Fatal(stderr)
 	}
 	y, err := os.ReadFile(filepath.Join(dir, "daoguard.yaml"))
@@ -113,16 +200,52 @@ func TestServeSignsCheckpoints(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// A human proves entries through the API with the public key alone,
+	// keeping the checkpoint it trusts in a file.
+	admin, pub, trust := filepath.Join(dir, "credentials", "admin.json"), filepath.Join(dir, "audit.pub"), filepath.Join(t.TempDir(), "trusted")
+	for _, i := range []string{"0", "1"} {
+		code, out, stderr := run(t, nil, "audit", "proof", "--credential", admin, "--index", i, "--key", pub, "--trust", trust)
+		if code != exitOK || !strings.Contains(out, `"seq": `+i+",") || !strings.Contains(stderr, "entry "+i+" is in the log") {
+			t.Fatalf("proof of %s: exit %d %q %s", i, code, out, stderr)
+		}
+		if i == "1" && !strings.Contains(stderr, "extends the trusted checkpoint") {
+			t.Fatalf("the second proof did not check consistency: %s", stderr)
+		}
+	}
+	// A trusted checkpoint of another history: the server's log does not
+	// extend it.
+	other := filepath.Join(t.TempDir(), "other")
+	run(t, nil, "init", "--data", other)
+	skey, _ := os.ReadFile(filepath.Join(dir, "audit.key"))
+	s, _ := note.NewSigner(strings.TrimSpace(string(skey)))
+	msg, _ := os.ReadFile(trust)
+	c, _ := client.OpenCheckpoint(msg, string(mustRead(t, pub)))
+	fake := fmt.Sprintf("%s\n%d\n%s\n", c.Origin, c.Size, base64.StdEncoding.EncodeToString(make([]byte, 32)))
+	signedFake, _ := note.Sign(&note.Note{Text: fake}, s)
+	os.WriteFile(trust, signedFake, 0o644)
+	if code, _, stderr := run(t, nil, "audit", "proof", "--credential", admin, "--index", "0", "--key", pub, "--trust", trust); code != exitFailed || !strings.Contains(stderr, "does not extend the trusted one") {
+		t.Fatalf("another history: exit %d %s", code, stderr)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--credential", admin, "--index", "999999", "--key", pub}, exitFailed, "not found"},
+		{[]string{"--credential", admin, "--index", "0", "--key", filepath.Join(other, "audit.pub")}, exitFailed, "does not verify"},
+		{[]string{"--credential", admin, "--key", pub}, exitUsage, "--index"},
+		{[]string{"--credential", admin, "--index", "0"}, exitUsage, "--key"},
+	} {
+		if code, _, stderr := run(t, nil, append([]string{"audit", "proof"}, tc.args...)...); code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d %s", tc.args, code, stderr)
+		}
+	}
 	stop()
 	latest, err := os.ReadFile(filepath.Join(dir, "published", "checkpoint"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := os.ReadFile(filepath.Join(dir, "audit.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, err := client.OpenCheckpoint(latest, string(pub))
+	cp, err := client.OpenCheckpoint(latest, string(mustRead(t, pub)))
 	if err != nil {
 		t.Fatalf("published checkpoint %q: %v", latest, err)
 	}
@@ -141,4 +264,13 @@ func TestServeSignsCheckpoints(t *testing.T) {
 	} else if now, _ := os.ReadFile(filepath.Join(dir, "published", "checkpoint")); string(now) != out {
 		t.Fatalf("published %q, printed %q", now, out)
 	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -165,6 +166,14 @@ func (m *Main) runRotateMaster(ctx context.Context, args []string) error {
 // writeFileAtomic replaces path with b: a crash leaves the old or the new
 // file, never a torn one.
 func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	return writeFileStream(path, mode, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// writeFileStream is writeFileAtomic for contents that write streams.
+func writeFileStream(path string, mode os.FileMode, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
 		return err
@@ -174,7 +183,7 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 		tmp.Close()
 		return err
 	}
-	if _, err := tmp.Write(b); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return err
 	}

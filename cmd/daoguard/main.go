@@ -46,6 +46,10 @@ Usage:
   daoguard policy  propose --credential FILE [--rationale TEXT] FILE
   daoguard policy  evaluate --credential FILE --account A --to ADDR ...
   daoguard audit   verify|checkpoint --data DIR   (verify: exit 1 and the first bad entry if tampered)
+  daoguard audit   export --data DIR --entries FILE --checkpoint FILE
+  daoguard audit   verify --entries FILE --checkpoint FILE --key audit.pub
+  daoguard audit   show --entries FILE [--from N] [--limit M]
+  daoguard audit   proof --credential FILE --index N --key audit.pub [--trust FILE]
   daoguard version
 
 Run 'daoguard COMMAND -h' for a command's flags.

@@ -141,7 +141,8 @@ type node struct {
 }
 
 // NewVerifier verifies against stored, which returns the stored hash at an
-// index (an error if there is none).
+// index (an error if there is none). With stored nil it only computes the
+// tree, for a log whose root alone is known (an exported log).
 func NewVerifier(stored func(index int64) (tlog.Hash, error)) *Verifier {
 	return &Verifier{check: stored}
 }
@@ -152,14 +153,22 @@ func (v *Verifier) Next(e *daoguard.AuditEntry) error {
 	if v.bad != nil {
 		return v.bad
 	}
-	if e.Seq != uint64(v.n) {
-		v.bad = &TamperError{Index: v.n, Why: fmt.Sprintf("the entry here says it is entry %d: entries are missing or moved", e.Seq)}
+	return v.next(e.Seq, Leaf(e))
+}
+
+// next checks the next leaf, which says it is entry seq.
+func (v *Verifier) next(seq uint64, leaf []byte) error {
+	if v.bad != nil {
+		return v.bad
+	}
+	if seq != uint64(v.n) {
+		v.bad = &TamperError{Index: v.n, Why: fmt.Sprintf("the entry here says it is entry %d: entries are missing or moved", seq)}
 		return v.bad
 	}
 	// The hashes leaf n adds, in tlog's stored order: the leaf, then each
 	// subtree it completes (RFC 6962's interior nodes).
 	idx := tlog.StoredHashIndex(0, v.n)
-	h := tlog.RecordHash(Leaf(e))
+	h := tlog.RecordHash(leaf)
 	if err := v.compare(idx, h); err != nil {
 		return err
 	}
@@ -177,6 +186,9 @@ func (v *Verifier) Next(e *daoguard.AuditEntry) error {
 }
 
 func (v *Verifier) compare(index int64, h tlog.Hash) error {
+	if v.check == nil { // an exported log: no stored hashes, only a root
+		return nil
+	}
 	got, err := v.check(index)
 	if err != nil {
 		v.bad = &TamperError{Index: v.n, Why: "its stored hash is missing: " + err.Error()}
@@ -199,6 +211,13 @@ func (v *Verifier) Done(storedHashes int64) (int64, tlog.Hash, error) {
 	if want := tlog.StoredHashCount(v.n); storedHashes != want {
 		return 0, tlog.Hash{}, &TamperError{Index: v.n, Why: fmt.Sprintf("%d stored hashes for %d entries (want %d): entries after %d were removed", storedHashes, v.n, want, v.n-1)}
 	}
+	n, root := v.Root()
+	return n, root, nil
+}
+
+// Root returns the size and root hash of the tree of the entries seen so
+// far (RFC 6962: the right edge folded from the right).
+func (v *Verifier) Root() (int64, tlog.Hash) {
 	var root tlog.Hash // the empty tree's
 	if len(v.edge) > 0 {
 		root = v.edge[len(v.edge)-1].hash
@@ -208,7 +227,7 @@ func (v *Verifier) Done(storedHashes int64) (int64, tlog.Hash, error) {
 	} else {
 		root, _ = tlog.TreeHash(0, nil)
 	}
-	return v.n, root, nil
+	return v.n, root
 }
 
 // pageSize is how many entries or hashes VerifyStore reads at once.
@@ -222,6 +241,12 @@ const pageSize = 10_000
 // if none); a log that does not verify is a *TamperError naming the first
 // bad entry.
 func VerifyStore(ctx context.Context, st daoguard.Store, v note.Verifier) (size int64, root tlog.Hash, cp *Checkpoint, err error) {
+	return verifyStore(ctx, st, v, nil)
+}
+
+// verifyStore is VerifyStore, handing each verified entry to each (if not
+// nil).
+func verifyStore(ctx context.Context, st daoguard.Store, v note.Verifier, each func(*daoguard.AuditEntry) error) (size int64, root tlog.Hash, cp *Checkpoint, err error) {
 	err = st.View(ctx, func(tx daoguard.Tx) error {
 		var buf []daoguard.AuditHash
 		next := int64(0) // the next hash index to read
@@ -255,6 +280,11 @@ func VerifyStore(ctx context.Context, st daoguard.Store, v note.Verifier) (size 
 			for i := range page {
 				if err := ver.Next(&page[i]); err != nil {
 					return err
+				}
+				if each != nil {
+					if err := each(&page[i]); err != nil {
+						return err
+					}
 				}
 			}
 			from = page[len(page)-1].Seq + 1
