@@ -1,6 +1,7 @@
 package daoguard
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 )
@@ -17,6 +18,43 @@ type AuditEntry struct {
 	ActionID  string          `json:"action_id,omitempty"`
 	Event     string          `json:"event"` // e.g. "action.queued", "org.paused"
 	Detail    json.RawMessage `json:"detail,omitempty"`
+
+	// KeyID is the credential that signed the request this entry records,
+	// and RequestDigest the base64 SHA-256 of that request's RFC 9421
+	// signature base (which covers its method, path, body digest, time
+	// and nonce): the client can tie the entry to the exact request it
+	// sent. Both empty for what daoguard does on its own. The stores fill
+	// them from the context (WithRequest).
+	KeyID         string `json:"key_id,omitempty"`
+	RequestDigest string `json:"request_digest,omitempty"`
+}
+
+// Request identifies the authenticated request a context serves.
+type Request struct {
+	KeyID  string
+	Digest string
+}
+
+type requestKey struct{}
+
+// WithRequest returns ctx carrying r: every audit entry appended with it
+// records r.
+func WithRequest(ctx context.Context, r Request) context.Context {
+	return context.WithValue(ctx, requestKey{}, r)
+}
+
+// RequestOf returns the request ctx serves, if any.
+func RequestOf(ctx context.Context) Request {
+	r, _ := ctx.Value(requestKey{}).(Request)
+	return r
+}
+
+// FromRequest fills e's KeyID and RequestDigest from ctx, unless set.
+func (e *AuditEntry) FromRequest(ctx context.Context) {
+	if e.KeyID == "" && e.RequestDigest == "" {
+		r := RequestOf(ctx)
+		e.KeyID, e.RequestDigest = r.KeyID, r.Digest
+	}
 }
 
 // ActorSystem is the actor of entries written by daoguard itself (expiry,

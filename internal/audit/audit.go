@@ -20,9 +20,14 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// leafVersion prefixes every leaf: a later encoding gets a new version,
-// and a verifier never mistakes one for the other.
-const leafVersion = "daoguard-audit-v1\n"
+// The version prefixes every leaf: a later encoding gets a new version,
+// and a verifier never mistakes one for the other. v2 adds the request's
+// key id and digest; an entry without them (daoguard's own, and every
+// entry from before v2) keeps v1, so that old trees still verify.
+const (
+	leafVersion  = "daoguard-audit-v1\n"
+	leafVersion2 = "daoguard-audit-v2\n"
+)
 
 // Leaf is the canonical encoding of an entry: the bytes the tree commits
 // to. Every field is length-prefixed, so no two entries share an encoding
@@ -30,11 +35,17 @@ const leafVersion = "daoguard-audit-v1\n"
 // microseconds, the precision both stores keep; the detail is its stored
 // bytes, exactly.
 func Leaf(e *daoguard.AuditEntry) []byte {
-	b := make([]byte, 0, len(leafVersion)+16+len(e.OrgID)+len(e.ActorKind)+len(e.ActorID)+len(e.ActionID)+len(e.Event)+len(e.Detail)+6*binary.MaxVarintLen64)
-	b = append(b, leafVersion...)
+	b := make([]byte, 0, len(leafVersion)+16+len(e.OrgID)+len(e.ActorKind)+len(e.ActorID)+len(e.KeyID)+len(e.RequestDigest)+len(e.ActionID)+len(e.Event)+len(e.Detail)+8*binary.MaxVarintLen64)
+	fields := []string{e.OrgID, e.ActorKind, e.ActorID, e.ActionID, e.Event}
+	if e.KeyID == "" && e.RequestDigest == "" {
+		b = append(b, leafVersion...)
+	} else {
+		b = append(b, leafVersion2...)
+		fields = []string{e.OrgID, e.ActorKind, e.ActorID, e.KeyID, e.RequestDigest, e.ActionID, e.Event}
+	}
 	b = binary.BigEndian.AppendUint64(b, e.Seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Time.UnixMicro()))
-	for _, f := range []string{e.OrgID, e.ActorKind, e.ActorID, e.ActionID, e.Event} {
+	for _, f := range fields {
 		b = binary.AppendUvarint(b, uint64(len(f)))
 		b = append(b, f...)
 	}

@@ -158,44 +158,58 @@ const leafHeader = len(leafVersion) + 16
 // checkLeaf checks that b is a canonical leaf, without allocating, and
 // returns its seq.
 func checkLeaf(b []byte) (uint64, error) {
-	_, err := walkLeaf(b, nil)
-	if err != nil {
+	var f leafFields
+	if err := walkLeaf(b, &f); err != nil {
 		return 0, err
 	}
 	return binary.BigEndian.Uint64(b[len(leafVersion):]), nil
 }
 
-// walkLeaf checks the structure of leaf b and hands its six variable
-// fields (org, actor kind, actor, action, event, detail), in order, to
-// field if not nil.
-func walkLeaf(b []byte, field func(i int, f []byte)) (int, error) {
-	if len(b) < leafHeader || string(b[:len(leafVersion)]) != leafVersion {
-		return 0, errors.New("not a daoguard-audit-v1 leaf")
+// leafFields are a leaf's variable fields, in the order of the v2
+// encoding (v1 has no key and digest).
+type leafFields struct {
+	org, actorKind, actor, key, digest, action, event, detail []byte
+}
+
+// walkLeaf checks the structure of leaf b and points f's fields into it.
+func walkLeaf(b []byte, f *leafFields) error {
+	if len(b) < leafHeader {
+		return errors.New("too short for a leaf")
+	}
+	var fs []*[]byte
+	switch string(b[:len(leafVersion)]) {
+	case leafVersion:
+		fs = []*[]byte{&f.org, &f.actorKind, &f.actor, &f.action, &f.event, &f.detail}
+	case leafVersion2:
+		fs = []*[]byte{&f.org, &f.actorKind, &f.actor, &f.key, &f.digest, &f.action, &f.event, &f.detail}
+	default:
+		return errors.New("not a daoguard-audit-v1 or v2 leaf")
 	}
 	rest := b[leafHeader:]
-	for i := range 6 {
+	for i, p := range fs {
 		n, k := binary.Uvarint(rest)
 		if k <= 0 {
-			return 0, fmt.Errorf("field %d: bad length", i)
+			return fmt.Errorf("field %d: bad length", i)
 		}
 		// Canonical: the shortest varint (Leaf writes no other), so that
 		// one entry has one leaf.
 		if k != uvarintLen(n) {
-			return 0, fmt.Errorf("field %d: length not minimally encoded", i)
+			return fmt.Errorf("field %d: length not minimally encoded", i)
 		}
 		rest = rest[k:]
 		if n > uint64(len(rest)) {
-			return 0, fmt.Errorf("field %d: %d bytes, %d left", i, n, len(rest))
+			return fmt.Errorf("field %d: %d bytes, %d left", i, n, len(rest))
 		}
-		if field != nil {
-			field(i, rest[:n])
-		}
+		*p = rest[:n:n]
 		rest = rest[n:]
 	}
 	if len(rest) != 0 {
-		return 0, fmt.Errorf("%d bytes after the last field", len(rest))
+		return fmt.Errorf("%d bytes after the last field", len(rest))
 	}
-	return len(b), nil
+	if len(fs) == 8 && len(f.key) == 0 && len(f.digest) == 0 {
+		return errors.New("a v2 leaf without a key id or request digest (Leaf writes v1 for those)")
+	}
+	return nil
 }
 
 func uvarintLen(n uint64) int {
@@ -210,30 +224,24 @@ func uvarintLen(n uint64) int {
 // ParseLeaf decodes a leaf back into the entry it encodes. It accepts
 // only what Leaf writes: Leaf(ParseLeaf(b)) is b.
 func ParseLeaf(b []byte) (*daoguard.AuditEntry, error) {
-	e := &daoguard.AuditEntry{}
-	var detail []byte
-	if _, err := walkLeaf(b, func(i int, f []byte) {
-		switch i {
-		case 0:
-			e.OrgID = string(f)
-		case 1:
-			e.ActorKind = string(f)
-		case 2:
-			e.ActorID = string(f)
-		case 3:
-			e.ActionID = string(f)
-		case 4:
-			e.Event = string(f)
-		case 5:
-			detail = f
-		}
-	}); err != nil {
+	var f leafFields
+	if err := walkLeaf(b, &f); err != nil {
 		return nil, err
 	}
-	e.Seq = binary.BigEndian.Uint64(b[len(leafVersion):])
-	e.Time = time.UnixMicro(int64(binary.BigEndian.Uint64(b[len(leafVersion)+8:]))).UTC()
-	if len(detail) > 0 {
-		e.Detail = bytes.Clone(detail)
+	e := &daoguard.AuditEntry{
+		Seq:       binary.BigEndian.Uint64(b[len(leafVersion):]),
+		Time:      time.UnixMicro(int64(binary.BigEndian.Uint64(b[len(leafVersion)+8:]))).UTC(),
+		OrgID:     string(f.org),
+		ActorKind: string(f.actorKind),
+		ActorID:   string(f.actor),
+		KeyID:     string(f.key),
+		ActionID:  string(f.action),
+		Event:     string(f.event),
+
+		RequestDigest: string(f.digest),
+	}
+	if len(f.detail) > 0 {
+		e.Detail = bytes.Clone(f.detail)
 	}
 	return e, nil
 }

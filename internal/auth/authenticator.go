@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -46,6 +47,9 @@ type Identity struct {
 	Credential *daoguard.Credential
 	Principal  *daoguard.Principal
 	Limit      State // the credential's rate-limit state after this request
+	// RequestDigest is the base64 SHA-256 of the request's signature base,
+	// once the signature verified.
+	RequestDigest string
 
 	nonce                 string
 	created, nonceExpires time.Time
@@ -190,6 +194,11 @@ func (a *Authenticator) authenticate(ctx context.Context, r *http.Request, need 
 
 	// Authentic. Now: may this key do this?
 	id.verified = true
+	// The base covers method, path, body digest, time and nonce: its hash
+	// names this exact request in the audit log, and the client, which
+	// built the same base to sign it, can recompute it.
+	sum := sha256.Sum256(base)
+	id.RequestDigest = base64.StdEncoding.EncodeToString(sum[:])
 	if need.Scope != "" && !c.HasScope(need.Scope) {
 		return id, keyID, &daoguard.Error{Code: daoguard.CodeMissingScope, Message: fmt.Sprintf("the key lacks the %s scope", need.Scope)}
 	}

@@ -3,6 +3,8 @@ package httpapi_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"strconv"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
+	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/storetest"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -155,6 +158,36 @@ func TestAuditProofs(t *testing.T) {
 	}
 	if _, err := human.AuditConsistency(ctx, other+100); daoguard.ErrorCode(err) != daoguard.CodeNotFound {
 		t.Fatalf("consistency from past the end: %v", err)
+	}
+
+	// Every entry a request causes names its key and the SHA-256 of its
+	// signature base, which the client recomputes from what it sent.
+	req := signed(t, agent, "POST", "/v1/actions", intentJSON("3"))
+	sig, err := auth.ParseSignature(req.Header, auth.Label)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := sig.Base(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(base)
+	digest := base64.StdEncoding.EncodeToString(sum[:])
+	if st, pr, _ := send(t, req); st != http.StatusCreated {
+		t.Fatalf("submit: %d %+v", st, pr)
+	}
+	var mine []daoguard.AuditEntry
+	for _, en := range e.auditFrom(0) {
+		if en.RequestDigest == digest {
+			mine = append(mine, en)
+		}
+	}
+	if len(mine) != 2 || mine[0].Event != "action.submitted" || mine[0].KeyID != agent.Signer.KeyID() || mine[1].KeyID != agent.Signer.KeyID() {
+		t.Fatalf("the request's entries: %+v", mine)
+	}
+	// They are v2 leaves, proved like any other.
+	if en, _, err := human.VerifyEntry(ctx, int64(mine[1].Seq), vkey, nil); err != nil || en.RequestDigest != digest {
+		t.Fatalf("proof of a v2 entry: %v %+v", err, en)
 	}
 
 	// A server without the key says so.

@@ -189,6 +189,8 @@ func (s *Server) prepare(c *call, rt route) error {
 	if err != nil {
 		return err
 	}
+	// Every audit entry the request causes names its key and digest.
+	c.r = r.WithContext(daoguard.WithRequest(r.Context(), daoguard.Request{KeyID: c.id.Credential.KeyID, Digest: c.id.RequestDigest}))
 	setRateHeaders(c.w.Header(), c.id.Limit)
 	if err := s.decodeInto(c, rt); err != nil {
 		return err

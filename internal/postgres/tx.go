@@ -435,13 +435,14 @@ func (tx *Tx) Approvals(ctx context.Context, actionID string) ([]daoguard.Approv
 
 // Append buffers e; flushAudit positions and inserts the unit's entries as
 // its last step, so the head row is locked only for the commit itself.
-func (tx *Tx) Append(_ context.Context, e *daoguard.AuditEntry) error {
+func (tx *Tx) Append(ctx context.Context, e *daoguard.AuditEntry) error {
 	if !tx.write {
 		return daoguard.Errorf(daoguard.CodeInternal, "append in a read-only transaction")
 	}
 	if e.Time.IsZero() {
 		e.Time = tx.now
 	}
+	e.FromRequest(ctx)
 	tx.pending = append(tx.pending, e)
 	return nil
 }
@@ -464,7 +465,7 @@ func flushAudit(ctx context.Context, q pgx.Tx, pending []*daoguard.AuditEntry) e
 	rows := make([]*daoguard.AuditEntry, n)
 	seqs := make([]int64, n)
 	times := make([]time.Time, n)
-	cols := make([][]string, 5)
+	cols := make([][]string, 7)
 	for i := range cols {
 		cols[i] = make([]string, n)
 	}
@@ -474,7 +475,7 @@ func flushAudit(ctx context.Context, q pgx.Tx, pending []*daoguard.AuditEntry) e
 		c := *e
 		c.Time = time.UnixMicro(e.Time.UnixMicro()).UTC()
 		rows[i], seqs[i], times[i] = &c, int64(c.Seq), c.Time
-		cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i] = e.OrgID, e.ActorID, e.ActorKind, e.ActionID, e.Event
+		cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i], cols[5][i], cols[6][i] = e.OrgID, e.ActorID, e.ActorKind, e.ActionID, e.Event, e.KeyID, e.RequestDigest
 		if len(e.Detail) > 0 {
 			d := string(e.Detail)
 			details[i] = &d
@@ -518,9 +519,9 @@ func flushAudit(ctx context.Context, q pgx.Tx, pending []*daoguard.AuditEntry) e
 		idx[i], hs[i] = start+int64(i), hashes[i][:]
 	}
 	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO audit (seq, time, org_id, actor_id, actor_kind, action_id, event, detail)
-		SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])`,
-		seqs, times, cols[0], cols[1], cols[2], cols[3], cols[4], details)
+	b.Queue(`INSERT INTO audit (seq, time, org_id, actor_id, actor_kind, action_id, event, detail, key_id, request_digest)
+		SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])`,
+		seqs, times, cols[0], cols[1], cols[2], cols[3], cols[4], details, cols[5], cols[6])
 	b.Queue(`INSERT INTO audit_hash (idx, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])`, idx, hs)
 	return q.SendBatch(ctx, b).Close()
 }
@@ -534,7 +535,7 @@ func (tx *Tx) ActionAudit(ctx context.Context, actionID string) ([]daoguard.Audi
 }
 
 func (tx *Tx) auditQuery(ctx context.Context, where string, arg any, limit int) ([]daoguard.AuditEntry, error) {
-	rows, err := tx.q.Query(tx.c(ctx), `SELECT seq, time, org_id, actor_id, actor_kind, action_id, event, detail FROM audit WHERE `+where+` ORDER BY seq LIMIT $2`, arg, limit)
+	rows, err := tx.q.Query(tx.c(ctx), `SELECT seq, time, org_id, actor_id, actor_kind, action_id, event, detail, key_id, request_digest FROM audit WHERE `+where+` ORDER BY seq LIMIT $2`, arg, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -544,7 +545,7 @@ func (tx *Tx) auditQuery(ctx context.Context, where string, arg any, limit int) 
 		var e daoguard.AuditEntry
 		var seq int64
 		var detail *string
-		if err := rows.Scan(&seq, &e.Time, &e.OrgID, &e.ActorID, &e.ActorKind, &e.ActionID, &e.Event, &detail); err != nil {
+		if err := rows.Scan(&seq, &e.Time, &e.OrgID, &e.ActorID, &e.ActorKind, &e.ActionID, &e.Event, &detail, &e.KeyID, &e.RequestDigest); err != nil {
 			return nil, err
 		}
 		e.Seq, e.Time = uint64(seq), e.Time.UTC()

@@ -451,8 +451,9 @@ func (tx *Tx) Append(ctx context.Context, e *daoguard.AuditEntry) error {
 	if e.Time.IsZero() {
 		e.Time = tx.now
 	}
-	_, err := tx.q.ExecContext(ctx, `INSERT INTO audit (seq, time, org_id, actor_id, actor_kind, action_id, event, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.Seq, micros(e.Time), e.OrgID, e.ActorID, e.ActorKind, e.ActionID, e.Event, sqlrow.NullJSON(e.Detail))
+	e.FromRequest(ctx)
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO audit (seq, time, org_id, actor_id, actor_kind, action_id, event, detail, key_id, request_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Seq, micros(e.Time), e.OrgID, e.ActorID, e.ActorKind, e.ActionID, e.Event, sqlrow.NullJSON(e.Detail), e.KeyID, e.RequestDigest)
 	if err != nil {
 		return err
 	}
@@ -474,7 +475,7 @@ func (tx *Tx) ActionAudit(ctx context.Context, actionID string) ([]daoguard.Audi
 }
 
 func (tx *Tx) auditQuery(ctx context.Context, where string, arg any, limit int) ([]daoguard.AuditEntry, error) {
-	rows, err := tx.q.QueryContext(ctx, `SELECT seq, time, org_id, actor_id, actor_kind, action_id, event, detail FROM audit WHERE `+where+` ORDER BY seq LIMIT ?`, arg, limit)
+	rows, err := tx.q.QueryContext(ctx, `SELECT seq, time, org_id, actor_id, actor_kind, action_id, event, detail, key_id, request_digest FROM audit WHERE `+where+` ORDER BY seq LIMIT ?`, arg, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -484,7 +485,7 @@ func (tx *Tx) auditQuery(ctx context.Context, where string, arg any, limit int) 
 		var e daoguard.AuditEntry
 		var t int64
 		var detail sql.NullString
-		if err := rows.Scan(&e.Seq, &t, &e.OrgID, &e.ActorID, &e.ActorKind, &e.ActionID, &e.Event, &detail); err != nil {
+		if err := rows.Scan(&e.Seq, &t, &e.OrgID, &e.ActorID, &e.ActorKind, &e.ActionID, &e.Event, &detail, &e.KeyID, &e.RequestDigest); err != nil {
 			return nil, err
 		}
 		e.Time = fromMicros(t)

@@ -38,6 +38,12 @@ func runAuditTree(t *testing.T, h Harness) {
 			go func() {
 				defer wg.Done()
 				for i := w; i < n*5/4; i += 4 {
+					// Every other unit serves a request: its entry names the
+					// key and the request digest (a v2 leaf).
+					ctx := ctx
+					if i%2 == 0 {
+						ctx = daoguard.WithRequest(ctx, daoguard.Request{KeyID: fmt.Sprintf("dgk_test_%d", w), Digest: fmt.Sprintf("digest-%d", i)})
+					}
 					err := s.Update(ctx, func(tx daoguard.Tx) error {
 						if err := tx.Append(ctx, &daoguard.AuditEntry{OrgID: org, ActorID: fmt.Sprint(w), ActorKind: "system", Event: "e",
 							Detail: []byte(fmt.Sprintf(`{"i":%d}`, i))}); err != nil {
@@ -74,6 +80,22 @@ func runAuditTree(t *testing.T, h Harness) {
 		}
 		// The root is tlog's own for these entries.
 		es := entries(t, f.Store)
+		withRequest := 0
+		for _, e := range es {
+			var i int
+			if _, err := fmt.Sscanf(string(e.Detail), `{"i":%d}`, &i); err != nil || e.Event != "e" {
+				continue
+			}
+			if want := fmt.Sprintf("digest-%d", i); i%2 == 0 && (e.RequestDigest != want || e.KeyID != "dgk_test_"+e.ActorID) || i%2 == 1 && (e.RequestDigest != "" || e.KeyID != "") {
+				t.Fatalf("entry %d: key %q digest %q", i, e.KeyID, e.RequestDigest)
+			}
+			if i%2 == 0 {
+				withRequest++
+			}
+		}
+		if withRequest != 200 {
+			t.Fatalf("%d entries name their request, want 200", withRequest)
+		}
 		var stored []tlog.Hash
 		r := tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) {
 			out := make([]tlog.Hash, len(ix))
