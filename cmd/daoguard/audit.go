@@ -27,7 +27,7 @@ import (
 // runAudit: daoguard audit verify|checkpoint|export|show.
 func (m *Main) runAudit(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usagef("audit needs a subcommand: verify, checkpoint, export, show or proof")
+		return usagef("audit needs a subcommand: verify, checkpoint, export, show, proof or pseudonym")
 	}
 	fs := m.newFlagSet("audit " + args[0])
 	dir := fs.String("data", "", "data directory")
@@ -136,6 +136,24 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 			return usagef("audit proof needs --credential FILE, --index N and --key FILE")
 		}
 		return m.auditProof(ctx, *cred, *index, *key, *trust)
+	case "pseudonym":
+		if err := fs.Parse(args[1:]); err != nil {
+			return usagef("%v", err)
+		}
+		if *dir == "" || fs.NArg() != 1 {
+			return usagef("audit pseudonym needs --data DIR and one value (a source address)")
+		}
+		cfg, err := loadConfig(*dir, m.Getenv)
+		if err != nil {
+			return err
+		}
+		_, ps, err := auditSigner(*dir, cfg)
+		if err != nil {
+			return err
+		}
+		// What the log records in place of this address: grep for it.
+		fmt.Fprintln(m.Stdout, ps.Of("source", fs.Arg(0)))
+		return nil
 	case "show":
 		entries := fs.String("entries", "", "an exported log (required)")
 		from := fs.Int64("from", 0, "first entry to print")
@@ -148,7 +166,7 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 		}
 		return m.showExport(*entries, *from, *limit)
 	}
-	return usagef("unknown audit subcommand %q (verify, checkpoint, export, show or proof)", args[0])
+	return usagef("unknown audit subcommand %q (verify, checkpoint, export, show, proof or pseudonym)", args[0])
 }
 
 // auditService is a service over DIR's store with the log's keys, to
@@ -164,7 +182,7 @@ func (m *Main) auditService(dir string) (*service.Service, func(), error) {
 	v, err := auditVerifier(dir)
 	if err == nil {
 		var s note.Signer
-		if s, err = auditSigner(dir, cfg); err == nil {
+		if s, _, err = auditSigner(dir, cfg); err == nil {
 			svc := service.New(st, daoguard.DenyAll{}, nil, "cli")
 			svc.AuditSigner, svc.AuditVerifier = s, v
 			svc.Published = publisher(dir, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil)))
@@ -329,17 +347,23 @@ func readVerifier(path string) (note.Verifier, error) {
 	return v, nil
 }
 
-// auditSigner reads the log's signing key (audit_key_file, mode 0600).
-func auditSigner(dir string, cfg Config) (note.Signer, error) {
+// auditSigner reads the log's signing key (audit_key_file, mode 0600),
+// and derives from it the key of the log's pseudonyms.
+func auditSigner(dir string, cfg Config) (note.Signer, *audit.Pseudonyms, error) {
 	skey, err := os.ReadFile(filepath.Join(dir, cfg.AuditKeyFile))
 	if err != nil {
-		return nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: "audit key: " + err.Error()}
+		return nil, nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: "audit key: " + err.Error()}
 	}
-	s, err := note.NewSigner(strings.TrimSpace(string(skey)))
+	text := strings.TrimSpace(string(skey))
+	s, err := note.NewSigner(text)
 	if err != nil {
-		return nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: cfg.AuditKeyFile + " is not a note signing key"}
+		return nil, nil, &daoguard.Error{Code: daoguard.CodeConfig, Message: cfg.AuditKeyFile + " is not a note signing key"}
 	}
-	return s, nil
+	ps, err := audit.NewPseudonyms([]byte(text))
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, ps, nil
 }
 
 // checkpoints signs a checkpoint of the log every period while it grows,

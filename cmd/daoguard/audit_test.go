@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
@@ -199,6 +200,39 @@ func TestServeSignsCheckpoints(t *testing.T) {
 			t.Fatalf("no checkpoint signed: %s\n%s", out, logs.String())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// A refused request's source address is in the log as its keyed hash:
+	// the operator finds it with audit pseudonym; the log never holds it.
+	if res, err := http.Get("http://" + addr + "/v1/actions"); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("unsigned request: %v %v", err, res)
+	} else {
+		res.Body.Close()
+	}
+	code, pseudo, stderr := run(t, nil, "audit", "pseudonym", "--data", dir, "127.0.0.1")
+	pseudo = strings.TrimSpace(pseudo)
+	if code != exitOK || !strings.HasPrefix(pseudo, "hmac:") {
+		t.Fatalf("pseudonym: %d %q %s", code, pseudo, stderr)
+	}
+	adminClient, err := client.Load(filepath.Join(dir, "credentials", "admin.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := adminClient.AuditEntries(context.Background(), 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range es {
+		if strings.Contains(string(e.Detail), "127.0.0.1") {
+			t.Fatalf("an address in clear: %+v", e)
+		}
+		found = found || e.Event == "auth.failed" && strings.Contains(string(e.Detail), `"source":"`+pseudo+`"`)
+	}
+	if !found {
+		t.Fatalf("no auth.failed entry with source %s: %+v", pseudo, es)
+	}
+	if code, _, _ := run(t, nil, "audit", "pseudonym", "--data", dir); code != exitUsage {
+		t.Fatalf("pseudonym without a value: exit %d", code)
 	}
 	// A human proves entries through the API with the public key alone,
 	// keeping the checkpoint it trusts in a file.

@@ -50,6 +50,7 @@ Usage:
   daoguard audit   verify --entries FILE --checkpoint FILE --key audit.pub
   daoguard audit   show --entries FILE [--from N] [--limit M]
   daoguard audit   proof --credential FILE --index N --key audit.pub [--trust FILE]
+  daoguard audit   pseudonym --data DIR ADDRESS   (what the log records for a source address)
   daoguard version
 
 Run 'daoguard COMMAND -h' for a command's flags.

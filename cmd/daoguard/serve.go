@@ -105,7 +105,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	}
 
 	// The audit log's checkpoints are signed with DIR's key while serving.
-	auditKey, err := auditSigner(*dir, cfg)
+	auditKey, pseudonyms, err := auditSigner(*dir, cfg)
 	if err != nil {
 		return err
 	}
@@ -174,6 +174,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	svc.Logger, svc.Keyring, svc.Environment, svc.Contracts = log, keyring, cfg.Environment, contracts
 	svc.AuditSigner, svc.AuditVerifier, svc.Published = auditKey, auditPub, publisher(*dir, cfg, log)
 	authn := auth.New(st, keyring, cfg.Environment)
+	authn.Pseudonyms = pseudonyms
 	authn.Logger, authn.Window = log, cfg.Auth.SignatureWindow
 	authn.KeyLimit = auth.NewLimiter("key", cfg.Auth.KeyRate, cfg.Auth.KeyBurst)
 	authn.FailLimit = auth.NewLimiter("failed-auth", cfg.Auth.FailRate, cfg.Auth.FailBurst)

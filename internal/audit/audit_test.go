@@ -261,3 +261,22 @@ func BenchmarkAppend(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(32*b.N), "µs/entry")
 }
+
+// TestPseudonyms: one key gives one pseudonym per value and kind; another
+// key, or another kind, gives another; the value is not in it.
+func TestPseudonyms(t *testing.T) {
+	p, err := NewPseudonyms([]byte("PRIVATE+KEY+daoguard/org_1+abc+secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := NewPseudonyms([]byte("PRIVATE+KEY+daoguard/org_2+abc+secret"))
+	a := p.Of("source", "203.0.113.7")
+	if a != p.Of("source", "203.0.113.7") || len(a) != len("hmac:")+22 || a[:5] != "hmac:" {
+		t.Fatalf("%q", a)
+	}
+	for _, other := range []string{p.Of("source", "203.0.113.8"), p.Of("name", "203.0.113.7"), q.Of("source", "203.0.113.7")} {
+		if other == a {
+			t.Fatalf("%q twice", a)
+		}
+	}
+}

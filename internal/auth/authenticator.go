@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/audit"
 	"github.com/daoguard/daoguard/internal/secrets"
 )
 
@@ -61,6 +62,10 @@ type Identity struct {
 // written (the nonce) only for a request that is authentic, authorized and
 // within its rate.
 type Authenticator struct {
+	// Pseudonyms hashes source addresses for the audit log; nil leaves
+	// them out of it.
+	Pseudonyms *audit.Pseudonyms
+
 	Store       daoguard.Store
 	Keyring     *secrets.Keyring // opens hmac secrets
 	Environment string           // "test" | "live"
@@ -321,7 +326,13 @@ func (a *Authenticator) fail(r *http.Request, id *Identity, keyID string, err er
 	if attributable {
 		e.OrgID, e.ActorID, e.ActorKind = id.Principal.OrgID, id.Principal.ID, id.Principal.Kind.String()
 	}
-	detail := map[string]string{"reason": string(code), "source": src, "method": clip(r.Method), "path": clip(r.URL.Path)}
+	// The source address is personal data, and the log can never be
+	// edited: it keeps a keyed hash of it (the operator's log output, which
+	// rotates, keeps the address).
+	detail := map[string]string{"reason": string(code), "method": clip(r.Method), "path": clip(r.URL.Path)}
+	if a.Pseudonyms != nil {
+		detail["source"] = a.Pseudonyms.Of("source", src)
+	}
 	if keyID != "" {
 		detail["key_id"] = keyID
 	}

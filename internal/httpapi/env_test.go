@@ -20,6 +20,7 @@ import (
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
+	"github.com/daoguard/daoguard/internal/audit"
 	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/httpapi"
 	"github.com/daoguard/daoguard/internal/secrets"
@@ -90,6 +91,7 @@ func (e *env) serve() {
 	e.svc.Logger, e.svc.Keyring, e.svc.Environment = log, e.keyring, "test"
 	e.authn = auth.New(e.store, e.keyring, "test")
 	e.authn.Now, e.authn.Logger = e.clock.Now, log
+	e.authn.Pseudonyms, _ = audit.NewPseudonyms([]byte("test audit key"))
 	e.authn.FailLimit = auth.NewLimiter("failed-auth", 0, 0) // the table sends many failures from one address
 	e.authn.AuditLimit = auth.NewLimiter("failed-auth-audit", 0, 0)
 	e.srv = httptest.NewServer((&httpapi.Server{Store: e.store, Service: e.svc, Auth: e.authn, Logger: log}).Handler())
