@@ -25,11 +25,12 @@ type AuditProof struct {
 	Proof      [][]byte            `json:"proof"`      // the audit path, leaf to root, base64 hashes
 }
 
-// AuditConsistency is the answer of GET /v1/audit/consistency?from=N: an
-// RFC 6962 proof that the log of From entries is a prefix of the log the
-// signed checkpoint commits to.
+// AuditConsistency is the answer of GET /v1/audit/consistency?from=N[&to=M]:
+// an RFC 6962 proof that the log of From entries is a prefix of the log
+// of To entries (by default the size of Checkpoint, the latest, signed).
 type AuditConsistency struct {
 	From       int64    `json:"from"`
+	To         int64    `json:"to"`
 	Checkpoint string   `json:"checkpoint"`
 	Proof      [][]byte `json:"proof"`
 }
@@ -62,18 +63,24 @@ func (c *Client) AuditProof(ctx context.Context, index int64) (*AuditProof, erro
 }
 
 // AuditConsistency fetches the proof that the log of from entries is a
-// prefix of the latest checkpoint's, unverified (see VerifyConsistency).
-func (c *Client) AuditConsistency(ctx context.Context, from int64) (*AuditConsistency, error) {
+// prefix of the log of to entries (0: the latest checkpoint's),
+// unverified (see VerifyConsistency).
+func (c *Client) AuditConsistency(ctx context.Context, from, to int64) (*AuditConsistency, error) {
+	q := url.Values{"from": {strconv.FormatInt(from, 10)}}
+	if to != 0 {
+		q.Set("to", strconv.FormatInt(to, 10))
+	}
 	var p AuditConsistency
-	return &p, c.Do(ctx, "GET", "/v1/audit/consistency", url.Values{"from": {strconv.FormatInt(from, 10)}}, nil, nil, &p)
+	return &p, c.Do(ctx, "GET", "/v1/audit/consistency", q, nil, nil, &p)
 }
 
 // VerifyEntry fetches entry index and proves it is in the log: the
 // checkpoint must be signed by the log's key (verifierKey, the contents of
 // DIR/audit.pub), and the entry, hashed here, must be a leaf of the tree
-// it signs. If trusted is a checkpoint verified earlier, the new one must
-// also extend it (a consistency proof), so the server cannot show two
-// histories. It returns the entry and the checkpoint to trust from now on.
+// it signs. If trusted is a checkpoint verified earlier, the two must be
+// of one history (a consistency proof between them), so the server cannot
+// show two. It returns the entry and the checkpoint to trust from now on:
+// the larger of the two.
 func (c *Client) VerifyEntry(ctx context.Context, index int64, verifierKey string, trusted *Checkpoint) (*daoguard.AuditEntry, *Checkpoint, error) {
 	p, err := c.AuditProof(ctx, index)
 	if err != nil {
@@ -83,24 +90,35 @@ func (c *Client) VerifyEntry(ctx context.Context, index int64, verifierKey strin
 	if err != nil {
 		return nil, nil, err
 	}
-	if trusted != nil && trusted.Size > 0 {
-		cons, err := c.AuditConsistency(ctx, trusted.Size)
-		if err != nil {
-			return nil, nil, err
+	if trusted != nil {
+		// The proof's checkpoint and the trusted one must be of one
+		// history: the smaller a prefix of the larger, proved between
+		// exactly these two, whose roots the client holds signed.
+		lo, hi := trusted, cp
+		if cp.Size < trusted.Size {
+			lo, hi = cp, trusted
 		}
-		next, err := VerifyConsistency(*trusted, cons, verifierKey)
-		if err != nil {
-			return nil, nil, err
+		if lo.Origin != hi.Origin {
+			return nil, nil, fmt.Errorf("%w: checkpoint of %q, trusted one of %q", ErrAuditProof, cp.Origin, trusted.Origin)
 		}
-		// The proof's checkpoint and the consistency one may differ (one
-		// was signed between the two requests); keep the larger, which
-		// the consistency proof has tied to trusted.
-		if next.Size >= cp.Size {
-			if cp.Size == next.Size && cp.Root != next.Root {
-				return nil, nil, fmt.Errorf("%w: two checkpoints of %d entries with different roots", ErrAuditProof, cp.Size)
+		if lo.Size == hi.Size {
+			if lo.Root != hi.Root {
+				return nil, nil, fmt.Errorf("%w: two checkpoints of %d entries with different roots: the log was rewritten", ErrAuditProof, lo.Size)
 			}
-			cp = next
+		} else {
+			cons, err := c.AuditConsistency(ctx, lo.Size, hi.Size)
+			if err != nil {
+				return nil, nil, err
+			}
+			proof, err := hashes(cons.Proof)
+			if err != nil {
+				return nil, nil, err
+			}
+			if err := tlog.CheckTree(proof, hi.Size, hi.Root, lo.Size, lo.Root); err != nil {
+				return nil, nil, fmt.Errorf("%w: the log of %d entries does not extend the one of %d: it was rewritten", ErrAuditProof, hi.Size, lo.Size)
+			}
 		}
+		cp = hi
 	}
 	return &p.Entry, cp, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,11 +17,13 @@ import (
 	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/storetest"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // auditKeys gives the env's service a checkpoint key and returns the
-// verifier key a client holds (what DIR/audit.pub holds).
-func auditKeys(t *testing.T, e *env) string {
+// verifier key a client holds (what DIR/audit.pub holds) and the signing
+// key (for tests that play a server signing a forked history).
+func auditKeys(t *testing.T, e *env) (vkey, skey string) {
 	t.Helper()
 	skey, vkey, err := note.GenerateKey(rand.Reader, "daoguard/org_test")
 	if err != nil {
@@ -29,7 +32,7 @@ func auditKeys(t *testing.T, e *env) string {
 	s, _ := note.NewSigner(skey)
 	v, _ := note.NewVerifier(vkey)
 	e.svc.AuditSigner, e.svc.AuditVerifier = s, v
-	return vkey
+	return vkey, skey
 }
 
 // The audit endpoints over real HTTP with real signatures: every accepted
@@ -39,7 +42,7 @@ func auditKeys(t *testing.T, e *env) string {
 func TestAuditProofs(t *testing.T) {
 	ctx := context.Background()
 	e := newSQLiteEnv(t)
-	vkey := auditKeys(t, e)
+	vkey, skey := auditKeys(t, e)
 	var published [][]byte
 	e.svc.Published = func(_ context.Context, msg []byte) { published = append(published, msg) }
 	agent := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", nil)
@@ -127,7 +130,7 @@ func TestAuditProofs(t *testing.T) {
 	// A consistency proof to a checkpoint of another history is refused.
 	forged := *cp
 	forged.Root[0] ^= 1
-	cons, err := human.AuditConsistency(ctx, cp.Size)
+	cons, err := human.AuditConsistency(ctx, cp.Size, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,13 +140,40 @@ func TestAuditProofs(t *testing.T) {
 	if _, err := client.VerifyConsistency(*cp, cons, vkey); err != nil {
 		t.Fatal(err)
 	}
+	// Between two signed sizes: from=cp, to=cp2.
+	between, err := human.AuditConsistency(ctx, cp.Size, cp2.Size)
+	if err != nil || between.From != cp.Size || between.To != cp2.Size {
+		t.Fatalf("between: %v %+v", err, between)
+	}
+	bp := make([]tlog.Hash, len(between.Proof))
+	for i, h := range between.Proof {
+		bp[i] = tlog.Hash(h)
+	}
+	if err := tlog.CheckTree(bp, cp2.Size, cp2.Root, cp.Size, cp.Root); err != nil {
+		t.Fatalf("proof between %d and %d: %v", cp.Size, cp2.Size, err)
+	}
+	// A checkpoint the key signed over another history (a server showing
+	// one log to some and another to others): VerifyEntry refuses it,
+	// whether it is the same size as the server's or smaller.
+	skey2, _ := note.NewSigner(skey)
+	for _, size := range []int64{cp.Size, cp2.Size} {
+		fork, _ := note.Sign(&note.Note{Text: fmt.Sprintf("daoguard/org_test\n%d\n%s\n", size, base64.StdEncoding.EncodeToString(make([]byte, 32)))}, skey2)
+		fc, err := client.OpenCheckpoint(fork, vkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := human.VerifyEntry(ctx, int64(*a.LogIndex), vkey, fc); !errors.Is(err, client.ErrAuditProof) {
+			t.Fatalf("a forked trusted checkpoint of %d: %v", size, err)
+		}
+	}
 
 	// Refusals: no scope, a bad index, past the end, bad from; another
 	// organisation's entry is not found, like a missing one.
 	if _, err := agent.AuditProof(ctx, 0); daoguard.ErrorCode(err) != daoguard.CodeMissingScope {
 		t.Fatalf("agent: %v", err)
 	}
-	for _, path := range []string{"/v1/audit/proof/-1", "/v1/audit/proof/x", "/v1/audit/proof/99999999999999999999", "/v1/audit/consistency?from=0", "/v1/audit/consistency?from=x", "/v1/audit/consistency"} {
+	for _, path := range []string{"/v1/audit/proof/-1", "/v1/audit/proof/x", "/v1/audit/proof/99999999999999999999", "/v1/audit/consistency?from=0", "/v1/audit/consistency?from=x", "/v1/audit/consistency",
+		"/v1/audit/consistency?from=5&to=4", "/v1/audit/consistency?from=5&to=x"} {
 		if st, pr, _ := send(t, signed(t, human, "GET", path, nil)); st != http.StatusBadRequest || pr.Code != string(daoguard.CodeInvalid) {
 			t.Errorf("%s: %d %+v", path, st, pr)
 		}
@@ -156,7 +186,10 @@ func TestAuditProofs(t *testing.T) {
 	if _, err := human.AuditProof(ctx, other); daoguard.ErrorCode(err) != daoguard.CodeNotFound {
 		t.Fatalf("another organisation's entry %d: %v", other, err)
 	}
-	if _, err := human.AuditConsistency(ctx, other+100); daoguard.ErrorCode(err) != daoguard.CodeNotFound {
+	if _, err := human.AuditConsistency(ctx, 1, other+100); daoguard.ErrorCode(err) != daoguard.CodeNotFound {
+		t.Fatalf("consistency to past the end: %v", err)
+	}
+	if _, err := human.AuditConsistency(ctx, other+100, 0); daoguard.ErrorCode(err) != daoguard.CodeNotFound {
 		t.Fatalf("consistency from past the end: %v", err)
 	}
 

@@ -408,15 +408,22 @@ func (s *Server) auditProof(c *call) error {
 }
 
 func (s *Server) auditConsistency(c *call) error {
-	from, err := strconv.ParseInt(c.r.URL.Query().Get("from"), 10, 64)
+	q := c.r.URL.Query()
+	from, err := strconv.ParseInt(q.Get("from"), 10, 64)
 	if err != nil || from < 1 {
 		return daoguard.FieldError(daoguard.CodeInvalid, "from", "from is the size of an earlier checkpoint: a positive integer")
 	}
-	p, err := s.Service.AuditConsistency(c.r.Context(), c.principal(), from)
+	var to int64
+	if v := q.Get("to"); v != "" {
+		if to, err = strconv.ParseInt(v, 10, 64); err != nil || to < from {
+			return daoguard.FieldError(daoguard.CodeInvalid, "to", "to is the size of a later checkpoint: at least from")
+		}
+	}
+	p, err := s.Service.AuditConsistency(c.r.Context(), c.principal(), from, to)
 	if err != nil {
 		return err
 	}
-	writeJSON(c.w, http.StatusOK, client.AuditConsistency{From: from, Checkpoint: string(p.Checkpoint), Proof: proofBytes(p.Proof)})
+	writeJSON(c.w, http.StatusOK, client.AuditConsistency{From: p.From, To: p.To, Checkpoint: string(p.Checkpoint), Proof: proofBytes(p.Proof)})
 	return nil
 }
 

@@ -19,9 +19,9 @@ type AuditProof struct {
 }
 
 // AuditConsistency proves that the tree of From entries is a prefix of the
-// tree the signed checkpoint commits to.
+// tree of To entries; Checkpoint is the latest, signed.
 type AuditConsistency struct {
-	From       int64
+	From, To   int64
 	Checkpoint []byte
 	Proof      tlog.TreeProof
 }
@@ -80,21 +80,29 @@ func (s *Service) AuditProof(ctx context.Context, principalID string, index int6
 }
 
 // AuditConsistency proves that the log of from entries, which a client
-// saw signed earlier, is a prefix of the log the latest checkpoint signs.
-func (s *Service) AuditConsistency(ctx context.Context, principalID string, from int64) (*AuditConsistency, error) {
+// saw signed earlier, is a prefix of the log of to entries (0: of the
+// latest checkpoint's size), which must be a signed size too for the
+// client to hold its root. The latest checkpoint comes with the proof.
+func (s *Service) AuditConsistency(ctx context.Context, principalID string, from, to int64) (*AuditConsistency, error) {
 	if from < 1 {
 		return nil, daoguard.FieldError(daoguard.CodeInvalid, "from", "from is the size of an earlier checkpoint: a positive integer")
+	}
+	if to != 0 && to < from {
+		return nil, daoguard.FieldError(daoguard.CodeInvalid, "to", "to is the size of a later checkpoint: at least from")
 	}
 	if err := s.auditReader(ctx, principalID); err != nil {
 		return nil, err
 	}
-	cp, msg, err := s.checkpointCovering(ctx, from)
+	cp, msg, err := s.checkpointCovering(ctx, max(from, to))
 	if err != nil {
 		return nil, err
 	}
-	out := &AuditConsistency{From: from, Checkpoint: msg}
+	if to == 0 {
+		to = cp.Size
+	}
+	out := &AuditConsistency{From: from, To: to, Checkpoint: msg}
 	err = s.Store.View(ctx, func(tx daoguard.Tx) error {
-		out.Proof, err = audit.ConsistencyProof(ctx, tx, from, cp.Size)
+		out.Proof, err = audit.ConsistencyProof(ctx, tx, from, to)
 		return err
 	})
 	if err != nil {
