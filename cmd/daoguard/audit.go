@@ -45,7 +45,13 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 		if *dir == "" {
 			return usagef("audit verify needs --data DIR, or --entries FILE and --checkpoint FILE")
 		}
-		_, st, err := m.openData(*dir)
+		cfg, err := loadConfig(*dir, m.Getenv)
+		if err != nil {
+			return err
+		}
+		// Read-only: what is verified is left as it was found (nothing
+		// migrated, nothing backfilled, nothing signed).
+		st, err := openStoreMode(cfg, *dir, true)
 		if err != nil {
 			return err
 		}

@@ -275,12 +275,19 @@ func lockDir(dir string) (func(), error) {
 
 // openStore opens the configured store.
 func openStore(cfg Config, dir string) (daoguard.Store, error) {
+	return openStoreMode(cfg, dir, false)
+}
+
+// openStoreMode opens the store, read-only if asked: then it must exist
+// and be current, and nothing is written to it.
+func openStoreMode(cfg Config, dir string, readOnly bool) (daoguard.Store, error) {
 	if cfg.Store == "sqlite" {
 		db := sqlite.NewDB(filepath.Join(dir, "data.db"))
-		db.Synchronous = cfg.SQLite.Synchronous
+		db.Synchronous, db.ReadOnly = cfg.SQLite.Synchronous, readOnly
 		return db, db.Open()
 	}
 	db := postgres.NewDB(cfg.Store)
+	db.ReadOnly = readOnly
 	return db, db.Open()
 }
 

@@ -57,6 +57,11 @@ type DB struct {
 	MaxBatch     int
 	Batchers     int
 	BatchTimeout time.Duration
+	// ReadOnly opens a current store for reading only: sessions are
+	// read-only (default_transaction_read_only), nothing is migrated, no
+	// batcher runs and Update is refused. The offline verifier opens the
+	// store so.
+	ReadOnly bool
 
 	pool   *pgxpool.Pool
 	offset atomic.Int64 // server clock minus local clock, in nanoseconds
@@ -80,6 +85,11 @@ func (db *DB) Open() error {
 		return daoguard.Errorf(daoguard.CodeConfig, "invalid PostgreSQL connection string: %v", err)
 	}
 	cfg.MaxConns = db.MaxConns
+	if db.ReadOnly {
+		// The server refuses every write in these sessions, whatever a
+		// bug here might try.
+		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if db.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
@@ -88,6 +98,22 @@ func (db *DB) Open() error {
 	if err := db.pool.Ping(ctx); err != nil {
 		db.pool.Close()
 		return &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "cannot reach PostgreSQL: " + err.Error(), Hint: "check --store and that the server is running"}
+	}
+	if db.ReadOnly {
+		err := sqlrow.CheckCurrent(migrations, "migration", sqlrow.Schema{
+			HasMeta: func() (has bool, err error) {
+				err = db.pool.QueryRow(ctx, `SELECT to_regclass('meta') IS NOT NULL`).Scan(&has)
+				return has, err
+			},
+			Meta: func(key string) (v string, err error) {
+				err = db.pool.QueryRow(ctx, `SELECT value FROM meta WHERE key = $1`, key).Scan(&v)
+				return v, err
+			},
+		})
+		if err != nil {
+			db.pool.Close()
+		}
+		return err
 	}
 	if err := db.migrate(ctx); err != nil {
 		db.pool.Close()
@@ -141,6 +167,11 @@ func (db *DB) Open() error {
 
 // Close stops the batchers after their batches in progress and closes the pool.
 func (db *DB) Close() error {
+	if db.ReadOnly && db.pool != nil {
+		db.pool.Close()
+		db.pool = nil
+		return nil
+	}
 	if db.queue == nil || !db.queue.Close() {
 		return nil
 	}
@@ -224,6 +255,9 @@ func (db *DB) clockLoop() {
 // Update queues fn for a batcher and waits until its batch has committed (or
 // fn's savepoint was rolled back).
 func (db *DB) Update(ctx context.Context, fn func(daoguard.Tx) error) error {
+	if db.ReadOnly {
+		return daoguard.Errorf(daoguard.CodeInternal, "the store is open read-only")
+	}
 	return db.queue.Do(ctx, fn)
 }
 

@@ -48,6 +48,10 @@ type DB struct {
 	// Synchronous is SQLite's synchronous pragma: FULL (default, durable on
 	// power loss) or NORMAL (durable on process crash only; faster).
 	Synchronous string
+	// ReadOnly opens an existing, current store for reading only: no
+	// migration, no writer, Update refused. The offline verifier opens
+	// the store so, and leaves what it checks as it found it.
+	ReadOnly bool
 
 	write *sql.DB // exactly one connection, owned by the writer goroutine
 	read  *sql.DB
@@ -94,6 +98,9 @@ func (db *DB) Open() error {
 	case "FULL", "NORMAL", "EXTRA":
 	default:
 		return daoguard.Errorf(daoguard.CodeConfig, "sqlite synchronous must be FULL, EXTRA or NORMAL, not %q", db.Synchronous)
+	}
+	if db.ReadOnly {
+		return db.openReadOnly()
 	}
 	// Create the file owner-only before SQLite does (it would use 0644); the
 	// -wal and -shm files inherit this mode.
@@ -152,8 +159,48 @@ func (db *DB) Open() error {
 	return nil
 }
 
+// openReadOnly is Open for ReadOnly: the file must exist and be current;
+// every connection is query_only.
+func (db *DB) openReadOnly() error {
+	if _, err := os.Stat(db.Path); err != nil {
+		return daoguard.Errorf(daoguard.CodeConfig, "no store at %s: %v", db.Path, err)
+	}
+	var err error
+	if db.read, err = sql.Open("sqlite", db.dsn(true)); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	q := db.read
+	err = sqlrow.CheckCurrent(migrations, "migration", sqlrow.Schema{
+		HasMeta: func() (bool, error) {
+			var n int
+			err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).Scan(&n)
+			return n > 0, err
+		},
+		Meta: func(key string) (v string, err error) {
+			err = q.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+			return v, err
+		},
+	})
+	if err != nil {
+		db.read.Close()
+		return err
+	}
+	db.reads = &poolStmts{db: db.read, stmts: map[string]*sql.Stmt{}}
+	db.cache = newReadCache()
+	return nil
+}
+
 // Close stops the writer after the batch in progress and closes the file.
 func (db *DB) Close() error {
+	if db.ReadOnly && db.reads != nil {
+		db.reads.mu.Lock()
+		db.reads.closeLocked()
+		db.reads.mu.Unlock()
+		err := db.read.Close()
+		db.reads = nil
+		return err
+	}
 	if db.queue == nil || !db.queue.Close() {
 		return nil
 	}
@@ -198,6 +245,9 @@ func (db *DB) migrate(ctx context.Context) error {
 // Update queues fn for the writer and waits until its batch has committed
 // (or fn's savepoint was rolled back).
 func (db *DB) Update(ctx context.Context, fn func(daoguard.Tx) error) error {
+	if db.ReadOnly {
+		return daoguard.Errorf(daoguard.CodeInternal, "the store is open read-only")
+	}
 	return db.queue.Do(ctx, fn)
 }
 

@@ -5,6 +5,7 @@ package sqlrow
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -182,6 +183,37 @@ func Migrate(fsys fs.FS, dir string, s Schema) error {
 		if err := s.SetVersions(m.Version); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// CheckCurrent checks, without writing, that the store is one this binary
+// reads as it is: its data version readable, no migration pending, and its
+// audit tree built. A read-only opening (the offline verifier) uses it
+// instead of Migrate.
+func CheckCurrent(fsys fs.FS, dir string, s Schema) error {
+	has, err := s.HasMeta()
+	if err != nil {
+		return err
+	}
+	if !has {
+		return daoguard.Errorf(daoguard.CodeIncompatibleStore, "not a daoguard store (no meta table)")
+	}
+	behind := &daoguard.Error{Code: daoguard.CodeIncompatibleStore, Message: "the store was written by an older daoguard and is not migrated yet",
+		Hint: "run any other daoguard command on it (or serve) once to migrate it, then verify"}
+	err = Migrate(fsys, dir, Schema{HasMeta: s.HasMeta, Meta: s.Meta,
+		Exec:        func(string) error { return behind },
+		SetVersions: func(int) error { return behind },
+	})
+	if err != nil {
+		var de *daoguard.Error
+		if errors.As(err, &de) {
+			return de
+		}
+		return err
+	}
+	if tree, err := s.Meta("audit_tree"); err != nil || tree != "complete" {
+		return behind
 	}
 	return nil
 }
