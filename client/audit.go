@@ -18,9 +18,16 @@ import (
 // AuditProof is the answer of GET /v1/audit/proof/{index}: an entry, a
 // signed checkpoint, and the RFC 6962 inclusion proof linking them.
 // Verify it with VerifyAuditProof and the log's public key alone.
+//
+// Leaf is the entry's canonical encoding, the bytes the tree commits to
+// (docs/AUDIT.md): the proof is checked on the leaf, and the verified
+// entry is the one decoded from it. Entry is the same entry as JSON, for
+// reading; its detail may differ in bytes (JSON re-encoding), never in
+// meaning.
 type AuditProof struct {
 	Index      int64               `json:"index"`
 	Entry      daoguard.AuditEntry `json:"entry"`
+	Leaf       []byte              `json:"leaf"`       // base64
 	Checkpoint string              `json:"checkpoint"` // C2SP tlog-checkpoint, a signed note
 	Proof      [][]byte            `json:"proof"`      // the audit path, leaf to root, base64 hashes
 }
@@ -86,7 +93,7 @@ func (c *Client) VerifyEntry(ctx context.Context, index int64, verifierKey strin
 	if err != nil {
 		return nil, nil, err
 	}
-	cp, err := VerifyAuditProof(p, verifierKey)
+	entry, cp, err := VerifyAuditProof(p, verifierKey)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -120,7 +127,7 @@ func (c *Client) VerifyEntry(ctx context.Context, index int64, verifierKey strin
 		}
 		cp = hi
 	}
-	return &p.Entry, cp, nil
+	return entry, cp, nil
 }
 
 // OpenCheckpoint verifies a signed checkpoint with the log's public key
@@ -139,29 +146,32 @@ func OpenCheckpoint(msg []byte, verifierKey string) (*Checkpoint, error) {
 }
 
 // VerifyAuditProof checks p with the log's public key alone: the
-// checkpoint's signature, and that the entry, encoded and hashed here as
-// the server does (RFC 6962 leaf), is leaf p.Index of the checkpoint's
-// tree. It returns the verified checkpoint.
-func VerifyAuditProof(p *AuditProof, verifierKey string) (*Checkpoint, error) {
+// checkpoint's signature, and that p.Leaf is leaf p.Index of the
+// checkpoint's tree (RFC 6962). It returns the entry decoded from the
+// verified leaf, and the verified checkpoint.
+func VerifyAuditProof(p *AuditProof, verifierKey string) (*daoguard.AuditEntry, *Checkpoint, error) {
 	cp, err := OpenCheckpoint([]byte(p.Checkpoint), verifierKey)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if p.Index < 0 || p.Entry.Seq != uint64(p.Index) {
-		return nil, fmt.Errorf("%w: entry %d sent as the proof of %d", ErrAuditProof, p.Entry.Seq, p.Index)
-	}
-	if p.Index >= cp.Size {
-		return nil, fmt.Errorf("%w: entry %d is not in a checkpoint of %d entries", ErrAuditProof, p.Index, cp.Size)
+	if p.Index < 0 || p.Index >= cp.Size {
+		return nil, nil, fmt.Errorf("%w: entry %d is not in a checkpoint of %d entries", ErrAuditProof, p.Index, cp.Size)
 	}
 	proof, err := hashes(p.Proof)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	leaf := tlog.RecordHash(audit.Leaf(&p.Entry))
-	if err := tlog.CheckRecord(proof, cp.Size, cp.Root, p.Index, leaf); err != nil {
-		return nil, fmt.Errorf("%w: entry %d is not in the signed tree of %d entries", ErrAuditProof, p.Index, cp.Size)
+	if err := tlog.CheckRecord(proof, cp.Size, cp.Root, p.Index, tlog.RecordHash(p.Leaf)); err != nil {
+		return nil, nil, fmt.Errorf("%w: entry %d is not in the signed tree of %d entries", ErrAuditProof, p.Index, cp.Size)
 	}
-	return cp, nil
+	e, err := audit.ParseLeaf(p.Leaf)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: the leaf of entry %d: %v", ErrAuditProof, p.Index, err)
+	}
+	if e.Seq != uint64(p.Index) {
+		return nil, nil, fmt.Errorf("%w: the leaf at %d says it is entry %d", ErrAuditProof, p.Index, e.Seq)
+	}
+	return e, cp, nil
 }
 
 // VerifyConsistency checks that the checkpoint c carries, signed by the

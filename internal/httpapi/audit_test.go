@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
+	"github.com/daoguard/daoguard/internal/audit"
 	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/storetest"
 	"golang.org/x/mod/sumdb/note"
@@ -105,12 +107,20 @@ func TestAuditProofs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	other0, err := human.AuditProof(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, lie := range map[string]func(p client.AuditProof) client.AuditProof{
-		"entry changed":      func(p client.AuditProof) client.AuditProof { p.Entry.ActorID = "agent_2"; return p },
-		"detail changed":     func(p client.AuditProof) client.AuditProof { p.Entry.Detail = []byte(`{"verdict":"deny"}`); return p },
-		"another index":      func(p client.AuditProof) client.AuditProof { p.Index = 0; return p },
-		"proof cut":          func(p client.AuditProof) client.AuditProof { p.Proof = p.Proof[1:]; return p },
-		"proof hash flipped": func(p client.AuditProof) client.AuditProof { p.Proof = flip(p.Proof); return p },
+		"leaf changed": func(p client.AuditProof) client.AuditProof {
+			p.Leaf = bytes.Replace(p.Leaf, []byte("agent_1"), []byte("agent_2"), 1)
+			return p
+		},
+		"leaf of another entry": func(p client.AuditProof) client.AuditProof { p.Leaf = other0.Leaf; return p },
+		"another index":         func(p client.AuditProof) client.AuditProof { p.Index = 0; return p },
+		"no proof":              func(p client.AuditProof) client.AuditProof { p.Proof = nil; return p },
+		"proof cut":             func(p client.AuditProof) client.AuditProof { p.Proof = p.Proof[1:]; return p },
+		"proof hash flipped":    func(p client.AuditProof) client.AuditProof { p.Proof = flip(p.Proof); return p },
 		"checkpoint resigned": func(p client.AuditProof) client.AuditProof {
 			other, _, _ := note.GenerateKey(rand.Reader, "daoguard/org_test")
 			s, _ := note.NewSigner(other)
@@ -120,12 +130,25 @@ func TestAuditProofs(t *testing.T) {
 			return p
 		},
 	} {
-		if _, err := client.VerifyAuditProof(new(lie(*p)), vkey); !errors.Is(err, client.ErrAuditProof) {
+		if _, _, err := client.VerifyAuditProof(new(lie(*p)), vkey); !errors.Is(err, client.ErrAuditProof) {
 			t.Errorf("%s: verified (%v)", name, err)
 		}
 	}
-	if _, err := client.VerifyAuditProof(p, vkey); err != nil {
-		t.Fatalf("the unchanged proof: %v", err)
+	if en, _, err := client.VerifyAuditProof(p, vkey); err != nil || en.ActionID != a.ID || !bytes.Equal(audit.Leaf(en), p.Leaf) {
+		t.Fatalf("the unchanged proof: %v %+v", err, en)
+	}
+
+	// A detail whose bytes JSON would re-encode (HTML characters, spaces)
+	// proves all the same: the proof carries the leaf itself.
+	for _, d := range []string{`{"a":"<b>&amp;"}`, `{"a": 1,  "b" : [1, 2]}`} {
+		en := &daoguard.AuditEntry{OrgID: "org_test", ActorID: "human_1", ActorKind: "human", Event: "x", Detail: []byte(d)}
+		if err := e.store.Update(ctx, func(tx daoguard.Tx) error { return tx.Append(ctx, en) }); err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := human.VerifyEntry(ctx, int64(en.Seq), vkey, nil)
+		if err != nil || string(got.Detail) != d {
+			t.Fatalf("detail %s: %v %+v", d, err, got)
+		}
 	}
 	// A consistency proof to a checkpoint of another history is refused.
 	forged := *cp
@@ -173,7 +196,7 @@ func TestAuditProofs(t *testing.T) {
 		t.Fatalf("agent: %v", err)
 	}
 	for _, path := range []string{"/v1/audit/proof/-1", "/v1/audit/proof/x", "/v1/audit/proof/99999999999999999999", "/v1/audit/consistency?from=0", "/v1/audit/consistency?from=x", "/v1/audit/consistency",
-		"/v1/audit/consistency?from=5&to=4", "/v1/audit/consistency?from=5&to=x"} {
+		"/v1/audit/consistency?from=5&to=4", "/v1/audit/consistency?from=5&to=x", "/v1/audit/proof/+1", "/v1/audit/proof/01"} {
 		if st, pr, _ := send(t, signed(t, human, "GET", path, nil)); st != http.StatusBadRequest || pr.Code != string(daoguard.CodeInvalid) {
 			t.Errorf("%s: %d %+v", path, st, pr)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
+	"github.com/daoguard/daoguard/internal/audit"
 	"github.com/daoguard/daoguard/internal/service"
 )
 
@@ -395,15 +396,17 @@ func (s *Server) auditCheckpoint(c *call) error {
 }
 
 func (s *Server) auditProof(c *call) error {
-	index, err := strconv.ParseInt(c.r.PathValue("index"), 10, 64)
-	if err != nil || index < 0 {
+	raw := c.r.PathValue("index")
+	index, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || index < 0 || strconv.FormatInt(index, 10) != raw { // one spelling per entry: no sign, no leading zeros
+
 		return daoguard.FieldError(daoguard.CodeInvalid, "index", "an entry index is a non-negative integer")
 	}
 	p, err := s.Service.AuditProof(c.r.Context(), c.principal(), index)
 	if err != nil {
 		return err
 	}
-	writeJSON(c.w, http.StatusOK, client.AuditProof{Index: index, Entry: p.Entry, Checkpoint: string(p.Checkpoint), Proof: proofBytes(p.Proof)})
+	writeJSON(c.w, http.StatusOK, client.AuditProof{Index: index, Entry: p.Entry, Leaf: audit.Leaf(&p.Entry), Checkpoint: string(p.Checkpoint), Proof: proofBytes(p.Proof)})
 	return nil
 }
 
