@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -118,7 +119,8 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 			return &daoguard.Error{Code: daoguard.CodeInvalid, Message: "the audit log is empty: there is nothing to export yet"}
 		}
 		var n int64
-		err = writeFileStream(*entries, 0o644, func(w io.Writer) (err error) {
+		// Every organisation's entries: owner-only, like the store.
+		err = writeFileStream(*entries, 0o600, func(w io.Writer) (err error) {
 			n, err = audit.ExportStore(ctx, svc.Store, svc.AuditVerifier, cp.Size, w)
 			return err
 		})
@@ -191,7 +193,9 @@ func (m *Main) auditService(dir string) (*service.Service, func(), error) {
 		if s, _, err = auditSigner(dir, cfg); err == nil {
 			svc := service.New(st, daoguard.DenyAll{}, nil, "cli")
 			svc.AuditSigner, svc.AuditVerifier = s, v
-			svc.Published = publisher(dir, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil)))
+			if p := newPublisher(dir, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil))); p != nil {
+				svc.Published = func(ctx context.Context, msg []byte) { p.publish(ctx, msg) }
+			}
 			return svc, func() { st.Close() }, nil
 		}
 	}
@@ -204,10 +208,10 @@ func (m *Main) auditService(dir string) (*service.Service, func(), error) {
 // that the log only grew since the checkpoint kept there (which the new
 // one then replaces).
 func (m *Main) auditProof(ctx context.Context, cred string, index int64, keyFile, trustFile string) error {
-	pub, err := os.ReadFile(keyFile)
-	if err != nil {
-		return &daoguard.Error{Code: daoguard.CodeConfig, Message: "audit public key: " + err.Error()}
+	if _, err := readVerifier(keyFile); err != nil { // checked before anything is asked of the server
+		return err
 	}
+	pub, _ := os.ReadFile(keyFile)
 	var trusted *client.Checkpoint
 	if trustFile != "" {
 		b, err := os.ReadFile(trustFile)
@@ -297,12 +301,15 @@ func (m *Main) showExport(entries string, from, limit int64) error {
 		if i < from {
 			return nil
 		}
-		if limit > 0 && i >= from+limit {
+		if limit > 0 && i-from >= limit {
 			return errStop
 		}
 		e, err := audit.ParseLeaf(leaf)
 		if err != nil {
 			return fmt.Errorf("entry %d: %w", i, err)
+		}
+		if e.Seq != uint64(i) {
+			return fmt.Errorf("the entry at position %d says it is entry %d: entries are missing or moved (daoguard audit verify --entries says more)", i, e.Seq)
 		}
 		return enc.Encode(e)
 	})
@@ -396,12 +403,20 @@ func checkpoints(ctx context.Context, log *slog.Logger, svc *service.Service, ev
 	}
 }
 
-// publisher returns what publishes each new checkpoint outside the
-// database, as configured (nil if nothing is): a database rewritten
-// together with its checkpoints still disagrees with the copies others
-// kept. Failures are logged, never fatal: the checkpoint is stored, and
-// the next one is published in its turn.
-func publisher(dataDir string, cfg Config, log *slog.Logger) func(context.Context, []byte) {
+// publisher publishes checkpoints outside the database, as configured: a
+// database rewritten together with its checkpoints still disagrees with
+// the copies others kept. Failures are logged, never fatal: the
+// checkpoint is stored either way.
+type publisher struct {
+	dir, hook string
+	hc        *http.Client
+	log       *slog.Logger
+	next      chan []byte   // serve: the newest checkpoint not yet published
+	retry     time.Duration // the first wait before a retry
+}
+
+// newPublisher returns the configured publisher, nil if none is.
+func newPublisher(dataDir string, cfg Config, log *slog.Logger) *publisher {
 	dir, hook := cfg.Audit.PublishDir, cfg.Audit.PublishURL
 	if dir == "" && hook == "" {
 		return nil
@@ -409,31 +424,93 @@ func publisher(dataDir string, cfg Config, log *slog.Logger) func(context.Contex
 	if dir != "" && !filepath.IsAbs(dir) {
 		dir = filepath.Join(dataDir, dir)
 	}
-	hc := &http.Client{Timeout: 10 * time.Second}
-	return func(ctx context.Context, msg []byte) {
-		size := checkpointSize(msg)
-		if dir != "" {
-			if err := publishFile(dir, size, msg); err != nil {
-				log.Warn("audit checkpoint not published to the directory", "dir", dir, "size", size, "err", err)
-			}
+	return &publisher{dir: dir, hook: hook, log: log, next: make(chan []byte, 1), retry: 5 * time.Second, hc: &http.Client{
+		Timeout: 10 * time.Second,
+		// A redirect would send the token-bearing URL on as a Referer and
+		// turn the POST into a GET: a hook that redirects has failed.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// publish publishes msg to every target now; it reports whether all took
+// it. The command line uses it directly.
+func (p *publisher) publish(ctx context.Context, msg []byte) bool {
+	ok := true
+	size := checkpointSize(msg)
+	if p.dir != "" {
+		if err := publishFile(p.dir, size, msg); err != nil {
+			ok = false
+			p.log.Warn("audit checkpoint not published to the directory", "dir", p.dir, "size", size, "err", err)
 		}
-		if hook != "" {
-			if err := postCheckpoint(ctx, hc, hook, msg); err != nil {
-				// The URL may hold a token in its path: log the host only.
-				log.Warn("audit checkpoint not published to the webhook", "host", hostOf(hook), "size", size, "err", err)
-			}
+	}
+	if p.hook != "" {
+		if err := postCheckpoint(ctx, p.hc, p.hook, msg); err != nil {
+			ok = false
+			// The URL may hold a token in its path: log the host only.
+			p.log.Warn("audit checkpoint not published to the webhook", "host", hostOf(p.hook), "size", size, "err", err)
+		}
+	}
+	return ok
+}
+
+// offer hands msg to run without waiting (signing must never wait for a
+// slow webhook), replacing an older checkpoint not yet published: the
+// newest one covers it.
+func (p *publisher) offer(_ context.Context, msg []byte) {
+	for {
+		select {
+		case p.next <- msg:
+			return
+		default:
+		}
+		select {
+		case <-p.next:
+		default:
 		}
 	}
 }
 
-// publishFile writes checkpoint.<size> and replaces checkpoint, each
-// atomically: a reader never sees half of one.
+// run publishes what offer hands it until ctx ends, retrying a failed
+// publication (every 5 s, then less often, up to every minute) until it
+// succeeds or a newer checkpoint replaces it.
+func (p *publisher) run(ctx context.Context) {
+	var pending []byte
+	wait := p.retry
+	for {
+		var retry <-chan time.Time
+		if pending != nil {
+			retry = time.After(wait)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-p.next:
+			pending, wait = msg, p.retry
+		case <-retry:
+			wait = min(2*wait, time.Minute)
+		}
+		if p.publish(ctx, pending) {
+			pending = nil
+		}
+	}
+}
+
+// publishFile writes checkpoint.<size>, and replaces checkpoint unless it
+// already holds a larger one (another process may publish to the same
+// directory), each atomically: a reader never sees half of one.
 func publishFile(dir, size string, msg []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	if err := writeFileAtomic(filepath.Join(dir, "checkpoint."+size), msg, 0o644); err != nil {
 		return err
+	}
+	if old, err := os.ReadFile(filepath.Join(dir, "checkpoint")); err == nil {
+		n, err1 := strconv.ParseInt(checkpointSize(old), 10, 64)
+		m, err2 := strconv.ParseInt(size, 10, 64)
+		if err1 == nil && err2 == nil && n >= m {
+			return nil
+		}
 	}
 	return writeFileAtomic(filepath.Join(dir, "checkpoint"), msg, 0o644)
 }

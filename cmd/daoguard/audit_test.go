@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
+	"github.com/daoguard/daoguard/internal/audit"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -147,6 +150,27 @@ func exportAndVerify(t *testing.T, dir string) {
 		if code != tc.code || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%s: exit %d %q, want %d with %q", tc.name, code, stderr, tc.code, tc.want)
 		}
+	}
+	// show reads an export it has not verified: an entry out of place
+	// stops it, with what to run.
+	var frames [][]byte
+	f, _ := os.Open(entries)
+	audit.ReadExport(f, func(_ int64, leaf []byte) error {
+		frames = append(frames, append(binary.AppendUvarint(nil, uint64(len(leaf))), leaf...))
+		return nil
+	})
+	f.Close()
+	gap := []byte("daoguard-audit-export-v1\n")
+	for i, fr := range frames {
+		if i != 1 {
+			gap = append(gap, fr...)
+		}
+	}
+	if code, out, stderr := run(t, nil, "audit", "show", "--entries", write("gap", gap)); code != exitFailed || !strings.Contains(stderr, "position 1 says it is entry 2") || strings.Count(out, "\n") != 1 {
+		t.Errorf("show with an entry missing: exit %d %q %s", code, out, stderr)
+	}
+	if st, err := os.Stat(entries); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the export's mode: %v %v", st.Mode(), err)
 	}
 	if code, _, stderr := run(t, nil, "audit", "export", "--data", dir, "--entries", entries); code != exitUsage || !strings.Contains(stderr, "--checkpoint") {
 		t.Errorf("export without --checkpoint: %d %s", code, stderr)
@@ -311,4 +335,78 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestPublisher: serve's publisher retries a failed publication until it
+// succeeds, treats a redirect as a failure (the token-bearing URL is not
+// sent on), never logs the hook's path, and never replaces the directory's
+// latest checkpoint with a smaller one.
+func TestPublisher(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	calls := 0
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("the redirect was followed (Referer %q)", r.Referer())
+	}))
+	defer elsewhere.Close()
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		switch calls {
+		case 1:
+			http.Error(w, "down", http.StatusBadGateway)
+		case 2:
+			http.Redirect(w, r, elsewhere.URL+"/x", http.StatusFound)
+		default:
+			got = append(got, string(b))
+		}
+	}))
+	defer hook.Close()
+	dir := t.TempDir()
+	logs := &lockedBuffer{}
+	cfg := DefaultConfig()
+	cfg.Audit.PublishDir, cfg.Audit.PublishURL = "pub", hook.URL+"/hooks/s3cret-token"
+	p := newPublisher(dir, cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	p.retry = 10 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.run(ctx)
+	big := []byte("daoguard/org_x\n7\nAAAA\n\n— sig\n")
+	p.offer(ctx, big)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never published: %s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	first, n := got[0], calls
+	mu.Unlock()
+	if first != string(big) || n != 3 {
+		t.Fatalf("after %d calls the hook got %q", n, first)
+	}
+	if strings.Contains(logs.String(), "s3cret") || !strings.Contains(logs.String(), "not published to the webhook") {
+		t.Fatalf("logs: %s", logs.String())
+	}
+	// A smaller checkpoint published later (another process's) is kept
+	// as checkpoint.<size> but does not replace the latest.
+	small := []byte("daoguard/org_x\n5\nBBBB\n\n— sig\n")
+	if !p.publish(ctx, small) {
+		t.Fatal("publish failed")
+	}
+	if b := mustRead(t, filepath.Join(dir, "pub", "checkpoint")); string(b) != string(big) {
+		t.Fatalf("latest is now %q", b)
+	}
+	if b := mustRead(t, filepath.Join(dir, "pub", "checkpoint.5")); string(b) != string(small) {
+		t.Fatalf("checkpoint.5 is %q", b)
+	}
 }

@@ -172,7 +172,11 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	}
 	svc := service.New(st, decider, nil, node)
 	svc.Logger, svc.Keyring, svc.Environment, svc.Contracts = log, keyring, cfg.Environment, contracts
-	svc.AuditSigner, svc.AuditVerifier, svc.Published = auditKey, auditPub, publisher(*dir, cfg, log)
+	svc.AuditSigner, svc.AuditVerifier = auditKey, auditPub
+	pub := newPublisher(*dir, cfg, log)
+	if pub != nil {
+		svc.Published = pub.offer
+	}
 	authn := auth.New(st, keyring, cfg.Environment)
 	authn.Pseudonyms = pseudonyms
 	authn.Logger, authn.Window = log, cfg.Auth.SignatureWindow
@@ -223,6 +227,9 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	}()
 	if holdings != nil {
 		go holdings.Run(runCtx) // stops with runCtx; reads only
+	}
+	if pub != nil {
+		go pub.run(runCtx) // writes files and posts, never the store
 	}
 	go func() {
 		checkpoints(runCtx, log, svc, cfg.Audit.CheckpointEvery)

@@ -43,6 +43,12 @@ func SignCheckpoint(c Checkpoint, s note.Signer) ([]byte, error) {
 // ignored; anything else malformed is an error.
 func OpenCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
 	n, err := note.Open(msg, note.VerifierList(v))
+	var uv *note.UnknownVerifierError
+	if errors.As(err, &uv) {
+		// Say which key signed it: a verifier given the wrong key file
+		// sees that at once, rather than suspecting a forgery.
+		return Checkpoint{}, fmt.Errorf("checkpoint signature: signed by key %s+%08x, not by the key given, %s+%08x", uv.Name, uv.KeyHash, v.Name(), v.KeyHash())
+	}
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("checkpoint signature: %w", err)
 	}

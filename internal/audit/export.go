@@ -80,7 +80,7 @@ func ReadExport(r io.Reader, fn func(index int64, leaf []byte) error) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("entry %d: its length: %w", i, unexpected(err))
+			return fmt.Errorf("entry %d: its length: %w", i, readErr(err))
 		}
 		if n > maxLeaf {
 			return fmt.Errorf("entry %d: a leaf of %d bytes (at most %d)", i, n, maxLeaf)
@@ -90,7 +90,7 @@ func ReadExport(r io.Reader, fn func(index int64, leaf []byte) error) error {
 		}
 		buf = buf[:n]
 		if _, err := io.ReadFull(br, buf); err != nil {
-			return fmt.Errorf("entry %d: %w", i, unexpected(err))
+			return fmt.Errorf("entry %d: %w", i, readErr(err))
 		}
 		if err := fn(i, buf); err != nil {
 			return err
@@ -98,11 +98,19 @@ func ReadExport(r io.Reader, fn func(index int64, leaf []byte) error) error {
 	}
 }
 
-func unexpected(err error) error {
-	if err == io.EOF {
+// ReadError is a failure to read an export (not something wrong in it).
+type ReadError struct{ Err error }
+
+func (e *ReadError) Error() string { return "reading the export: " + e.Err.Error() }
+func (e *ReadError) Unwrap() error { return e.Err }
+
+// readErr: an export that ends inside an entry was cut; any other error
+// is the reader's own.
+func readErr(err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		return io.ErrUnexpectedEOF
 	}
-	return err
+	return &ReadError{err}
 }
 
 // VerifyExport verifies an exported log against a signed checkpoint (msg,
@@ -141,7 +149,7 @@ func VerifyExport(r io.Reader, msg []byte, v note.Verifier) (int64, Checkpoint, 
 	})
 	n, _ := ver.Root()
 	var te *TamperError
-	if errors.As(err, &te) || errors.Is(err, ErrNotExport) {
+	if errors.As(err, &te) || errors.Is(err, ErrNotExport) || errors.As(err, new(*ReadError)) {
 		return n, cp, err
 	} else if err != nil {
 		return n, cp, &TamperError{Index: n, Why: err.Error()}
