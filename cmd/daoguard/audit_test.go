@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -42,9 +43,13 @@ func TestAuditVerify(t *testing.T) {
 			t.Fatal(stderr)
 		}
 	}
+	before := mustRead(t, filepath.Join(dir, "data.db"))
 	code, out, stderr := run(t, nil, "audit", "verify", "--data", dir)
 	if code != exitOK || !strings.HasPrefix(out, "audit log intact: ") {
 		t.Fatalf("intact log: exit %d %q %s", code, out, stderr)
+	}
+	if after := mustRead(t, filepath.Join(dir, "data.db")); !bytes.Equal(before, after) {
+		t.Fatal("verify changed the store")
 	}
 	code, out, stderr = run(t, nil, "audit", "checkpoint", "--data", dir)
 	if code != exitOK || !strings.HasPrefix(out, "daoguard/org_") || !strings.Contains(out, "\n\n— daoguard/org_") {

@@ -59,6 +59,11 @@ var harness = storetest.Harness{
 	},
 	Exec:      exec,
 	Untrigger: []string{`ALTER TABLE audit DISABLE TRIGGER USER`, `ALTER TABLE audit_hash DISABLE TRIGGER USER`},
+	OpenReadOnly: func(dsn string) (daoguard.Store, error) {
+		db := postgres.NewDB(dsn)
+		db.ReadOnly = true
+		return db, db.Open()
+	},
 }
 
 func exec(dsn, query string) error {

@@ -33,6 +33,11 @@ var harness = storetest.Harness{
 		return err
 	},
 	Untrigger: []string{`DROP TRIGGER audit_no_update`, `DROP TRIGGER audit_no_delete`, `DROP TRIGGER audit_hash_no_update`, `DROP TRIGGER audit_hash_no_delete`},
+	OpenReadOnly: func(dsn string) (daoguard.Store, error) {
+		db := sqlite.NewDB(dsn)
+		db.ReadOnly = true
+		return db, db.Open()
+	},
 }
 
 func TestMain(m *testing.M) {

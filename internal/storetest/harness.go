@@ -32,6 +32,9 @@ type Harness struct {
 	// the audit log and its tree, as someone with the database's owner
 	// rights could: the tamper tests then change the log behind the code.
 	Untrigger []string
+	// OpenReadOnly opens the existing store at dsn for reading only (the
+	// offline verifier's way).
+	OpenReadOnly func(dsn string) (daoguard.Store, error)
 }
 
 // Clock is a settable clock shared by a test and its store.

@@ -22,6 +22,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("PolicyPipeline", func(t *testing.T) { runPolicyPipeline(t, h) })
 	t.Run("ChainStore", func(t *testing.T) { runChainStore(t, h) })
 	t.Run("AuditTree", func(t *testing.T) { runAuditTree(t, h) })
+	t.Run("ReadOnly", func(t *testing.T) { runReadOnly(t, h) })
 	t.Run("Service", func(t *testing.T) { runService(t, h) })
 	t.Run("Races", func(t *testing.T) { runRaces(t, h) })
 	t.Run("Crash", func(t *testing.T) { RunCrash(t, h) })
