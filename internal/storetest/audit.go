@@ -197,7 +197,7 @@ func runAuditTree(t *testing.T, h Harness) {
 	for _, tc := range []struct {
 		name  string
 		sql   func(n uint64) []string // n: the log's size
-		index func(n uint64) int64    // the first bad entry (-1: none can be named)
+		index func(n uint64) int64    // the first bad entry (-1: none can be named; nil: the entry naming key dgk_forged)
 		// foreign: instead of a checkpoint of the log's key, one of another
 		// key is recorded
 		foreign bool
@@ -205,6 +205,15 @@ func runAuditTree(t *testing.T, h Harness) {
 		{"ErrByteChanged", func(n uint64) []string {
 			return []string{`UPDATE audit SET detail = replace(detail, '"i"', '"j"') WHERE seq = 20`}
 		}, func(uint64) int64 { return 20 }, false},
+		{"ErrKeyIDChanged", func(n uint64) []string {
+			// Another credential named as the actor of an entry that names
+			// its request (fill gives every even unit one).
+			return []string{`UPDATE audit SET key_id = 'dgk_forged' WHERE seq = (SELECT min(seq) FROM audit WHERE key_id <> '' AND seq > 10)`}
+		}, nil, false},
+		{"ErrKeyIDAdded", func(n uint64) []string {
+			// A request pinned on an entry daoguard wrote on its own.
+			return []string{`UPDATE audit SET key_id = 'dgk_forged' WHERE seq = (SELECT min(seq) FROM audit WHERE key_id = '' AND seq > 10)`}
+		}, nil, false},
 		{"ErrEventChanged", func(n uint64) []string {
 			return []string{`UPDATE audit SET event = 'f' WHERE seq = 7`}
 		}, func(uint64) int64 { return 7 }, false},
@@ -276,10 +285,20 @@ func runAuditTree(t *testing.T, h Harness) {
 			if s, err = h.Open(dsn, clock.Now); err != nil {
 				t.Fatal(err)
 			}
+			want := int64(-2)
+			if tc.index != nil {
+				want = tc.index(n)
+			} else { // the entry the SQL changed: the one naming the forged key
+				for _, e := range entries(t, s) {
+					if e.KeyID == "dgk_forged" {
+						want = int64(e.Seq)
+					}
+				}
+			}
 			_, _, _, err = audit.VerifyStore(ctx, s, verifier)
 			var te *audit.TamperError
-			if !errors.As(err, &te) || te.Index != tc.index(n) {
-				t.Fatalf("got %v, want a tamper error at entry %d", err, tc.index(n))
+			if !errors.As(err, &te) || te.Index != want {
+				t.Fatalf("got %v, want a tamper error at entry %d", err, want)
 			}
 		})
 	}
