@@ -149,6 +149,11 @@ func BenchmarkStore(b *testing.B) {
 	storetest.Bench(b, harness)
 }
 
+func BenchmarkVerifyStore(b *testing.B) {
+	needPostgres(b)
+	storetest.BenchVerifyStore(b, harness, 200_000)
+}
+
 // Two gateway processes lock the same two actions in opposite order.
 // PostgreSQL aborts one as a deadlock victim; the store must roll its whole
 // batch back (releasing its locks) and run it again, so both succeed.

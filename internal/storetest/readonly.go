@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -53,4 +54,47 @@ func runReadOnly(t *testing.T, h Harness) {
 	if _, err := h.OpenReadOnly(h.NewDSN(t)); err == nil {
 		t.Fatal("an empty store opened read-only")
 	}
+}
+
+// BenchVerifyStore: offline verification of a store's log of n entries
+// (after Seed's), read-only as `daoguard audit verify --data` does, in
+// entries per second.
+func BenchVerifyStore(b *testing.B, h Harness, n int) {
+	ctx := context.Background()
+	dsn := h.NewDSN(b)
+	s, err := h.Open(dsn, NewRunningClock().Now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := Seed(ctx, s); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < n; i += 1000 {
+		err := s.Update(ctx, func(tx daoguard.Tx) error {
+			for j := range 1000 {
+				if err := tx.Append(ctx, &daoguard.AuditEntry{OrgID: "org_test", ActorID: "agent_1", ActorKind: "agent", ActionID: fmt.Sprintf("act_%d", i+j),
+					Event: "action.queued", Detail: []byte(`{"verdict":"allow","tier":"autonomous","reasons":[{"code":"RULE_MATCHED"}]}`)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.Close()
+	ro, err := h.OpenReadOnly(dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ro.Close()
+	b.ResetTimer()
+	var size int64
+	for b.Loop() {
+		if size, _, _, err = audit.VerifyStore(ctx, ro, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(size)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 }
