@@ -269,6 +269,10 @@ func (m *Main) verifyExport(dir, key, entries, checkpoint string) error {
 	if err != nil {
 		return &daoguard.Error{Code: daoguard.CodeInvalid, Message: "checkpoint: " + err.Error()}
 	}
+	if !bytes.Contains(msg, []byte("\n\n\u2014 ")) { // no signature line at all: the wrong file, not a forgery
+		return &daoguard.Error{Code: daoguard.CodeInvalid, Message: checkpoint + " is not a signed checkpoint (a C2SP note: origin, size, root, a blank line, signatures)",
+			Hint: "daoguard audit export --checkpoint writes one; so do audit checkpoint and GET /v1/audit/checkpoint"}
+	}
 	f, err := os.Open(entries)
 	if err != nil {
 		return &daoguard.Error{Code: daoguard.CodeInvalid, Message: "entries: " + err.Error()}

@@ -146,6 +146,7 @@ func exportAndVerify(t *testing.T, dir string) {
 		{"another log's key", []string{"--entries", entries, "--checkpoint", cpFile, "--key", filepath.Join(other, "audit.pub")}, exitFailed, "the checkpoint does not verify"},
 		{"a forged checkpoint", []string{"--entries", entries, "--checkpoint", write("forged", []byte(strings.Replace(string(cpBytes), "\n\n", "\nx\n\n", 1))), "--key", pub}, exitFailed, "invalid signature"},
 		{"not an export", []string{"--entries", cpFile, "--checkpoint", cpFile, "--key", pub}, exitFailed, "not a daoguard audit export"},
+		{"not a checkpoint", []string{"--entries", entries, "--checkpoint", pub, "--key", pub}, exitFailed, "is not a signed checkpoint"},
 		{"no such file", []string{"--entries", filepath.Join(tmp, "nope"), "--checkpoint", cpFile, "--key", pub}, exitFailed, "no such file"},
 		{"no checkpoint", []string{"--entries", entries, "--key", pub}, exitUsage, "--checkpoint"},
 		{"no key", []string{"--entries", entries, "--checkpoint", cpFile}, exitUsage, "--key"},

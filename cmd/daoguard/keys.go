@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -176,6 +177,10 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 func writeFileStream(path string, mode os.FileMode, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) { // name the file asked for, not the temporary one
+			return fmt.Errorf("cannot write %s: %w", path, pe.Err)
+		}
 		return err
 	}
 	defer os.Remove(tmp.Name())
