@@ -169,20 +169,7 @@ func (db *DB) openReadOnly() error {
 	if db.read, err = sql.Open("sqlite", db.dsn(true)); err != nil {
 		return err
 	}
-	ctx := context.Background()
-	q := db.read
-	err = sqlrow.CheckCurrent(migrations, "migration", sqlrow.Schema{
-		HasMeta: func() (bool, error) {
-			var n int
-			err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).Scan(&n)
-			return n > 0, err
-		},
-		Meta: func(key string) (v string, err error) {
-			err = q.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
-			return v, err
-		},
-	})
-	if err != nil {
+	if err = sqlrow.CheckCurrent(migrations, "migration", schema(context.Background(), db.read)); err != nil {
 		db.read.Close()
 		return err
 	}
@@ -211,6 +198,24 @@ func (db *DB) Close() error {
 	return errors.Join(db.read.Close(), db.write.Close())
 }
 
+// schema reads the store's meta table through q (a transaction, or the
+// read-only pool).
+func schema(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) sqlrow.Schema {
+	return sqlrow.Schema{
+		HasMeta: func() (bool, error) {
+			var n int
+			err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).Scan(&n)
+			return n > 0, err
+		},
+		Meta: func(key string) (v string, err error) {
+			err = q.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+			return v, err
+		},
+	}
+}
+
 // migrate applies the embedded migrations in one transaction, after
 // checking that the file is not from a newer daoguard.
 func (db *DB) migrate(ctx context.Context) error {
@@ -219,17 +224,11 @@ func (db *DB) migrate(ctx context.Context) error {
 		return err
 	}
 	defer tx.Rollback()
+	sc := schema(ctx, tx)
 	err = sqlrow.Migrate(migrations, "migration", sqlrow.Schema{
-		HasMeta: func() (bool, error) {
-			var n int
-			err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'`).Scan(&n)
-			return n > 0, err
-		},
-		Meta: func(key string) (v string, err error) {
-			err = tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
-			return v, err
-		},
-		Exec: func(q string) error { _, err := tx.ExecContext(ctx, q); return err },
+		HasMeta: sc.HasMeta,
+		Meta:    sc.Meta,
+		Exec:    func(q string) error { _, err := tx.ExecContext(ctx, q); return err },
 		SetVersions: func(schema int) error {
 			_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('data_version', ?)
 				ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(schema), strconv.Itoa(daoguard.DataVersion))

@@ -66,23 +66,7 @@ func BenchVerifyStore(b *testing.B, h Harness, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := Seed(ctx, s); err != nil {
-		b.Fatal(err)
-	}
-	for i := 0; i < n; i += 1000 {
-		err := s.Update(ctx, func(tx daoguard.Tx) error {
-			for j := range 1000 {
-				if err := tx.Append(ctx, &daoguard.AuditEntry{OrgID: "org_test", ActorID: "agent_1", ActorKind: "agent", ActionID: fmt.Sprintf("act_%d", i+j),
-					Event: "action.queued", Detail: []byte(`{"verdict":"allow","tier":"autonomous","reasons":[{"code":"RULE_MATCHED"}]}`)}); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
+	FillAudit(b, s, n)
 	s.Close()
 	ro, err := h.OpenReadOnly(dsn)
 	if err != nil {
@@ -97,4 +81,27 @@ func BenchVerifyStore(b *testing.B, h Harness, n int) {
 		}
 	}
 	b.ReportMetric(float64(size)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// FillAudit seeds s and appends n decision-like entries, 1000 a
+// transaction: a log to measure verification and proofs on.
+func FillAudit(tb testing.TB, s daoguard.Store, n int) {
+	ctx := context.Background()
+	if err := Seed(ctx, s); err != nil {
+		tb.Fatal(err)
+	}
+	for i := 0; i < n; i += 1000 {
+		err := s.Update(ctx, func(tx daoguard.Tx) error {
+			for j := range min(1000, n-i) {
+				if err := tx.Append(ctx, &daoguard.AuditEntry{OrgID: "org_test", ActorID: "agent_1", ActorKind: "agent", ActionID: fmt.Sprintf("act_%d", i+j),
+					Event: "action.queued", Detail: []byte(`{"verdict":"allow","tier":"autonomous","reasons":[{"code":"RULE_MATCHED"}]}`)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
 }
