@@ -73,6 +73,18 @@ func TestAuditProofs(t *testing.T) {
 	if len(published) != 1 || string(published[0]) != string(cp.Note) {
 		t.Fatalf("published %q, signed %q", published, cp.Note)
 	}
+	// A vote's answer carries the index of the vote's entry.
+	big, err := agent.Submit(ctx, storetest.Transfer("5000", storetest.Vendor), "")
+	if err != nil || big.State != "awaiting_approval" {
+		t.Fatalf("escalated submit: %v %+v", err, big)
+	}
+	voted, err := human.Approve(ctx, big.ID, "", "ok")
+	if err != nil || voted.LogIndex == nil || *voted.LogIndex <= *big.LogIndex {
+		t.Fatalf("approve: %v %+v", err, voted)
+	}
+	if en, _, err := human.VerifyEntry(ctx, int64(*voted.LogIndex), vkey, nil); err != nil || en.ActionID != big.ID || en.ActorID != "human_1" || en.KeyID != human.Signer.KeyID() {
+		t.Fatalf("the vote's entry: %v %+v", err, en)
+	}
 	// GET shows the same index, its timeline's last entry.
 	got, err := human.Action(ctx, a.ID)
 	if err != nil || got.LogIndex == nil || *got.LogIndex != *a.LogIndex || got.Timeline[len(got.Timeline)-1].Seq != *a.LogIndex {
