@@ -9,7 +9,10 @@ import (
 // DataVersion is the data-compatibility version this binary reads and
 // writes. A store records it on creation; opening a store with a newer
 // version fails with INCOMPATIBLE_STORE instead of misreading it.
-const DataVersion = 1
+//
+// 2: audit entries name their request (v2 leaves), which a version-1
+// binary would read without those fields and report as tampered.
+const DataVersion = 2
 
 // Store is durable state. Update runs fn in one atomic transaction: every
 // row fn writes, including its audit entries, commits together or not at

@@ -93,6 +93,11 @@ func (c *Client) VerifyEntry(ctx context.Context, index int64, verifierKey strin
 	if err != nil {
 		return nil, nil, err
 	}
+	// The proof must be of the entry asked for: a real proof of another
+	// entry proves nothing about this one.
+	if p.Index != index {
+		return nil, nil, fmt.Errorf("%w: asked for entry %d, got a proof of %d", ErrAuditProof, index, p.Index)
+	}
 	entry, cp, err := VerifyAuditProof(p, verifierKey)
 	if err != nil {
 		return nil, nil, err

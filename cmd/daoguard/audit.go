@@ -21,6 +21,7 @@ import (
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
 	"github.com/daoguard/daoguard/internal/audit"
+	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/service"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -160,7 +161,7 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 			return err
 		}
 		// What the log records in place of this address: grep for it.
-		fmt.Fprintln(m.Stdout, ps.Of("source", fs.Arg(0)))
+		fmt.Fprintln(m.Stdout, ps.Of("source", auth.CanonicalAddr(fs.Arg(0))))
 		return nil
 	case "show":
 		entries := fs.String("entries", "", "an exported log (required)")

@@ -261,6 +261,10 @@ func TestServeSignsCheckpoints(t *testing.T) {
 	if !found {
 		t.Fatalf("no auth.failed entry with source %s: %+v", pseudo, es)
 	}
+	// Any spelling of the address finds the same entries.
+	if _, mapped, _ := run(t, nil, "audit", "pseudonym", "--data", dir, "::ffff:127.0.0.1"); strings.TrimSpace(mapped) != pseudo {
+		t.Fatalf("the IPv4-mapped spelling: %q, want %q", mapped, pseudo)
+	}
 	if code, _, _ := run(t, nil, "audit", "pseudonym", "--data", dir); code != exitUsage {
 		t.Fatalf("pseudonym without a value: exit %d", code)
 	}

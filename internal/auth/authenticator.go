@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -329,7 +330,13 @@ func (a *Authenticator) fail(r *http.Request, id *Identity, keyID string, err er
 	// The source address is personal data, and the log can never be
 	// edited: it keeps a keyed hash of it (the operator's log output, which
 	// rotates, keeps the address).
-	detail := map[string]string{"reason": string(code), "method": clip(r.Method), "path": clip(r.URL.Path)}
+	// The route, not the raw path: anyone, unsigned, chooses the path, and
+	// the log keeps what it is given forever (the operator's log has it).
+	route := r.Pattern
+	if route == "" || route == "/" {
+		route = "(no route)"
+	}
+	detail := map[string]string{"reason": string(code), "method": clip(r.Method), "route": route}
 	if a.Pseudonyms != nil {
 		detail["source"] = a.Pseudonyms.Of("source", src)
 	}
@@ -433,5 +440,14 @@ func source(r *http.Request) string {
 	if err != nil {
 		return r.RemoteAddr
 	}
-	return host
+	return CanonicalAddr(host)
+}
+
+// CanonicalAddr is the one spelling of an IP address (IPv4-mapped IPv6
+// as IPv4), so that its pseudonym does not depend on how it was written.
+func CanonicalAddr(s string) string {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap().WithZone("").String()
+	}
+	return s
 }

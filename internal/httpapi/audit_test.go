@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -258,6 +260,20 @@ func TestAuditProofs(t *testing.T) {
 		t.Fatalf("proof of a v2 entry: %v %+v", err, en)
 	}
 
+	// A server answering with a real proof of another entry: refused.
+	proof0, err := human.AuditProof(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(proof0)
+	}))
+	defer liar.Close()
+	if _, _, err := client.New(liar.URL, human.Signer).VerifyEntry(ctx, 1, vkey, nil); !errors.Is(err, client.ErrAuditProof) {
+		t.Fatalf("a proof of entry 0 for entry 1: %v", err)
+	}
+
 	// A server without the key says so.
 	e.svc.AuditSigner = nil
 	if _, err := human.AuditCheckpoint(ctx); daoguard.ErrorCode(err) != daoguard.CodeUnavailable {
@@ -284,4 +300,26 @@ func otherOrgEntry(t *testing.T, e *env) int64 {
 		t.Fatal(err)
 	}
 	return int64(en.Seq)
+}
+
+// TestRefusalRecordsTheRoute: an unsigned request's entry records the
+// route it hit, not the path the sender chose (which the permanent log
+// would keep, whatever it says), and the source only as a pseudonym.
+func TestRefusalRecordsTheRoute(t *testing.T) {
+	e := newSQLiteEnv(t)
+	size := e.auditSize()
+	res, err := http.Get(e.srv.URL + "/v1/actions/Jane%20Doe%2C%20born%201980-01-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	es := e.auditFrom(size)
+	if len(es) != 1 {
+		t.Fatalf("%d entries", len(es))
+	}
+	var d map[string]string
+	json.Unmarshal(es[0].Detail, &d)
+	if d["route"] != "GET /v1/actions/{id}" || strings.Contains(string(es[0].Detail), "Jane") || d["source"] != e.authn.Pseudonyms.Of("source", "127.0.0.1") {
+		t.Fatalf("detail %s", es[0].Detail)
+	}
 }
