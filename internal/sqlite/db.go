@@ -165,8 +165,16 @@ func (db *DB) openReadOnly() error {
 	if _, err := os.Stat(db.Path); err != nil {
 		return daoguard.Errorf(daoguard.CodeConfig, "no store at %s: %v", db.Path, err)
 	}
+	// mode=ro, and no pragma that writes (journal_mode would convert a
+	// rollback-journal file; a writable connection closing last would
+	// checkpoint a crashed writer's WAL into the file): what is verified
+	// stays as it was found.
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", DefaultBusyTimeout.Milliseconds()))
+	q.Add("_pragma", "query_only(1)")
 	var err error
-	if db.read, err = sql.Open("sqlite", db.dsn(true)); err != nil {
+	if db.read, err = sql.Open("sqlite", "file:"+db.Path+"?"+q.Encode()); err != nil {
 		return err
 	}
 	if err = sqlrow.CheckCurrent(migrations, "migration", schema(context.Background(), db.read)); err != nil {
