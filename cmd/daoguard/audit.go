@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/daoguard/daoguard"
@@ -194,7 +195,7 @@ func (m *Main) auditService(dir string) (*service.Service, func(), error) {
 		if s, _, err = auditSigner(dir, cfg); err == nil {
 			svc := service.New(st, daoguard.DenyAll{}, nil, "cli")
 			svc.AuditSigner, svc.AuditVerifier = s, v
-			if p := newPublisher(dir, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil))); p != nil {
+			if p := newPublisher(dir, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil)), svc); p != nil {
 				svc.Published = func(ctx context.Context, msg []byte) { p.publish(ctx, msg) }
 			}
 			return svc, func() { st.Close() }, nil
@@ -416,12 +417,15 @@ type publisher struct {
 	dir, hook string
 	hc        *http.Client
 	log       *slog.Logger
-	next      chan []byte   // serve: the newest checkpoint not yet published
-	retry     time.Duration // the first wait before a retry
+	// extends checks that a checkpoint extends an older one, with a
+	// consistency proof from the store (Service.Extends).
+	extends func(ctx context.Context, older, newer []byte) error
+	next    chan []byte   // serve: the newest checkpoint not yet published
+	retry   time.Duration // the first wait before a retry
 }
 
 // newPublisher returns the configured publisher, nil if none is.
-func newPublisher(dataDir string, cfg Config, log *slog.Logger) *publisher {
+func newPublisher(dataDir string, cfg Config, log *slog.Logger, svc *service.Service) *publisher {
 	dir, hook := cfg.Audit.PublishDir, cfg.Audit.PublishURL
 	if dir == "" && hook == "" {
 		return nil
@@ -429,7 +433,7 @@ func newPublisher(dataDir string, cfg Config, log *slog.Logger) *publisher {
 	if dir != "" && !filepath.IsAbs(dir) {
 		dir = filepath.Join(dataDir, dir)
 	}
-	return &publisher{dir: dir, hook: hook, log: log, next: make(chan []byte, 1), retry: 5 * time.Second, hc: &http.Client{
+	return &publisher{dir: dir, hook: hook, log: log, extends: svc.Extends, next: make(chan []byte, 1), retry: 5 * time.Second, hc: &http.Client{
 		Timeout: 10 * time.Second,
 		// A redirect would send the token-bearing URL on as a Referer and
 		// turn the POST into a GET: a hook that redirects has failed.
@@ -443,7 +447,13 @@ func (p *publisher) publish(ctx context.Context, msg []byte) bool {
 	ok := true
 	size := checkpointSize(msg)
 	if p.dir != "" {
-		if err := publishFile(p.dir, size, msg); err != nil {
+		err := p.publishFile(ctx, size, msg)
+		var de *daoguard.Error
+		switch {
+		case errors.As(err, &de) && de.Code == daoguard.CodeAuditTampered:
+			// Not retried: the published history disagrees with this one.
+			p.log.Error("audit checkpoint not published: it contradicts the published ones", "code", de.Code, "dir", p.dir, "size", size, "err", err)
+		case err != nil:
 			ok = false
 			p.log.Warn("audit checkpoint not published to the directory", "dir", p.dir, "size", size, "err", err)
 		}
@@ -477,7 +487,8 @@ func (p *publisher) offer(_ context.Context, msg []byte) {
 
 // run publishes what offer hands it until ctx ends, retrying a failed
 // publication (every 5 s, then less often, up to every minute) until it
-// succeeds or a newer checkpoint replaces it.
+// succeeds or a newer checkpoint replaces it. When ctx ends it makes one
+// last attempt at what is still unpublished, for at most 5 s.
 func (p *publisher) run(ctx context.Context) {
 	var pending []byte
 	wait := p.retry
@@ -488,6 +499,15 @@ func (p *publisher) run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			select {
+			case pending = <-p.next:
+			default:
+			}
+			if pending != nil {
+				last, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				p.publish(last, pending)
+				cancel()
+			}
 			return
 		case msg := <-p.next:
 			pending, wait = msg, p.retry
@@ -500,24 +520,45 @@ func (p *publisher) run(ctx context.Context) {
 	}
 }
 
-// publishFile writes checkpoint.<size>, and replaces checkpoint unless it
-// already holds a larger one (another process may publish to the same
-// directory), each atomically: a reader never sees half of one.
-func publishFile(dir, size string, msg []byte) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// publishFile keeps the published history as evidence: checkpoint.<size>
+// is written once and never replaced (a different one of the same size
+// is AUDIT_TAMPERED), and checkpoint, the latest, is replaced only by a
+// larger checkpoint proved to extend it. Several processes may publish to
+// one directory: a lock serialises them.
+func (p *publisher) publishFile(ctx context.Context, size string, msg []byte) error {
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "checkpoint."+size), msg, 0o644); err != nil {
+	lock, err := os.OpenFile(filepath.Join(p.dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
 		return err
 	}
-	if old, err := os.ReadFile(filepath.Join(dir, "checkpoint")); err == nil {
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return err
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+
+	name := filepath.Join(p.dir, "checkpoint."+size)
+	if old, err := os.ReadFile(name); err == nil {
+		if !bytes.Equal(old, msg) {
+			return &daoguard.Error{Code: daoguard.CodeAuditTampered, Message: fmt.Sprintf("%s holds another checkpoint of %s entries: the log was rewritten", name, size)}
+		}
+	} else if err := writeFileAtomic(name, msg, 0o644); err != nil {
+		return err
+	}
+	latest := filepath.Join(p.dir, "checkpoint")
+	if old, err := os.ReadFile(latest); err == nil {
 		n, err1 := strconv.ParseInt(checkpointSize(old), 10, 64)
 		m, err2 := strconv.ParseInt(size, 10, 64)
 		if err1 == nil && err2 == nil && n >= m {
-			return nil
+			return nil // as large already (checkpoint.<size> compared it if equal)
+		}
+		if err := p.extends(ctx, old, msg); err != nil {
+			return &daoguard.Error{Code: daoguard.CodeAuditTampered, Message: "the new checkpoint does not extend the published one: " + err.Error()}
 		}
 	}
-	return writeFileAtomic(filepath.Join(dir, "checkpoint"), msg, 0o644)
+	return writeFileAtomic(latest, msg, 0o644)
 }
 
 func postCheckpoint(ctx context.Context, hc *http.Client, hook string, msg []byte) error {

@@ -23,6 +23,9 @@ import (
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
 	"github.com/daoguard/daoguard/internal/audit"
+	"github.com/daoguard/daoguard/internal/service"
+	"github.com/daoguard/daoguard/internal/sqlite"
+	"github.com/daoguard/daoguard/internal/storetest"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -349,9 +352,38 @@ func mustRead(t *testing.T, path string) []byte {
 
 // TestPublisher: serve's publisher retries a failed publication until it
 // succeeds, treats a redirect as a failure (the token-bearing URL is not
-// sent on), never logs the hook's path, and never replaces the directory's
-// latest checkpoint with a smaller one.
+// sent on) and never logs the hook's path; in the directory it keeps what
+// was published as evidence: checkpoint.<size> is never replaced (another
+// of that size is AUDIT_TAMPERED), and checkpoint only by a larger one
+// proved to extend it.
 func TestPublisher(t *testing.T) {
+	ctx := context.Background()
+	db := sqlite.NewDB(filepath.Join(t.TempDir(), "d.db"))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	storetest.FillAudit(t, db, 10)
+	skey, vkey, _ := note.GenerateKey(nil, "daoguard/org_test")
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	svc := service.New(db, daoguard.DenyAll{}, nil, "test")
+	svc.AuditSigner, svc.AuditVerifier = signer, verifier
+	sign := func() ([]byte, int64) {
+		cp, msg, err := svc.SignCheckpoint(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg, cp.Size
+	}
+	forge := func(size int64) []byte { // the log's key over another history
+		b, _ := note.Sign(&note.Note{Text: fmt.Sprintf("daoguard/org_test\n%d\n%s\n", size, base64.StdEncoding.EncodeToString(make([]byte, 32)))}, signer)
+		return b
+	}
+	msg1, size1 := sign()
+	storetest.FillAudit(t, db, 5)
+	msg2, size2 := sign()
+
 	var mu sync.Mutex
 	var got []string
 	calls := 0
@@ -378,13 +410,12 @@ func TestPublisher(t *testing.T) {
 	logs := &lockedBuffer{}
 	cfg := DefaultConfig()
 	cfg.Audit.PublishDir, cfg.Audit.PublishURL = "pub", hook.URL+"/hooks/s3cret-token"
-	p := newPublisher(dir, cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	p := newPublisher(dir, cfg, slog.New(slog.NewTextHandler(logs, nil)), svc)
 	p.retry = 10 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
+	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go p.run(ctx)
-	big := []byte("daoguard/org_x\n7\nAAAA\n\n— sig\n")
-	p.offer(ctx, big)
+	go p.run(rctx)
+	p.offer(ctx, msg1)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		mu.Lock()
@@ -401,22 +432,36 @@ func TestPublisher(t *testing.T) {
 	mu.Lock()
 	first, n := got[0], calls
 	mu.Unlock()
-	if first != string(big) || n != 3 {
+	if first != string(msg1) || n != 3 {
 		t.Fatalf("after %d calls the hook got %q", n, first)
 	}
 	if strings.Contains(logs.String(), "s3cret") || !strings.Contains(logs.String(), "not published to the webhook") {
 		t.Fatalf("logs: %s", logs.String())
 	}
-	// A smaller checkpoint published later (another process's) is kept
-	// as checkpoint.<size> but does not replace the latest.
-	small := []byte("daoguard/org_x\n5\nBBBB\n\n— sig\n")
-	if !p.publish(ctx, small) {
-		t.Fatal("publish failed")
+	cancel()
+
+	p.hook = "" // the directory alone from here
+	latest := filepath.Join(dir, "pub", "checkpoint")
+	if !p.publish(ctx, msg2) || string(mustRead(t, latest)) != string(msg2) {
+		t.Fatalf("a checkpoint extending the published one was not published: %s", logs.String())
 	}
-	if b := mustRead(t, filepath.Join(dir, "pub", "checkpoint")); string(b) != string(big) {
-		t.Fatalf("latest is now %q", b)
+	for name, msg := range map[string][]byte{
+		"another checkpoint of a published size": forge(size1),
+		"a larger one of another history":        forge(size2 + 5),
+		"an older one":                           msg1,
+	} {
+		p.publish(ctx, msg)
+		if string(mustRead(t, latest)) != string(msg2) {
+			t.Fatalf("%s replaced the latest", name)
+		}
 	}
-	if b := mustRead(t, filepath.Join(dir, "pub", "checkpoint.5")); string(b) != string(small) {
-		t.Fatalf("checkpoint.5 is %q", b)
+	if b := mustRead(t, filepath.Join(dir, "pub", fmt.Sprintf("checkpoint.%d", size1))); string(b) != string(msg1) {
+		t.Fatalf("checkpoint.%d was replaced: %q", size1, b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pub", fmt.Sprintf("checkpoint.%d", size2+5))); err != nil {
+		t.Fatal("the forked checkpoint is not kept as evidence")
+	}
+	if strings.Count(logs.String(), "contradicts the published ones") != 2 || !strings.Contains(logs.String(), "AUDIT_TAMPERED") {
+		t.Fatalf("logs: %s", logs.String())
 	}
 }

@@ -173,7 +173,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	svc := service.New(st, decider, nil, node)
 	svc.Logger, svc.Keyring, svc.Environment, svc.Contracts = log, keyring, cfg.Environment, contracts
 	svc.AuditSigner, svc.AuditVerifier = auditKey, auditPub
-	pub := newPublisher(*dir, cfg, log)
+	pub := newPublisher(*dir, cfg, log, svc)
 	if pub != nil {
 		svc.Published = pub.offer
 	}
@@ -216,7 +216,8 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan struct{}, 4)
+	done := make(chan struct{}, 5)
+	workers := 4 // goroutines that signal done; the publisher adds one
 	go func() { svc.Run(runCtx); done <- struct{}{} }()
 	go func() { authn.Run(runCtx, auth.DefaultFlushEvery); done <- struct{}{} }()
 	go func() {
@@ -229,7 +230,16 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		go holdings.Run(runCtx) // stops with runCtx; reads only
 	}
 	if pub != nil {
-		go pub.run(runCtx) // writes files and posts, never the store
+		// The latest checkpoint first: one signed just before the last
+		// stop may not have been published.
+		if _, msg, err := svc.LatestCheckpoint(ctx); err == nil && msg != nil {
+			pub.offer(ctx, msg)
+		}
+		workers++
+		go func() {
+			pub.run(runCtx)
+			done <- struct{}{}
+		}()
 	}
 	go func() {
 		checkpoints(runCtx, log, svc, cfg.Audit.CheckpointEvery)
@@ -255,10 +265,9 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	defer scancel()
 	err = srv.Shutdown(sctx)
 	cancel()
-	<-done
-	<-done
-	<-done
-	<-done
+	for range workers {
+		<-done
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

@@ -141,7 +141,7 @@ func (s *Service) SignCheckpoint(ctx context.Context) (audit.Checkpoint, []byte,
 
 // signCheckpoint is SignCheckpoint under ckMu.
 func (s *Service) signCheckpoint(ctx context.Context) (audit.Checkpoint, []byte, error) {
-	before, _, err := s.latestCheckpoint(ctx)
+	before, _, err := s.LatestCheckpoint(ctx)
 	if err != nil {
 		return audit.Checkpoint{}, nil, err
 	}
@@ -155,9 +155,9 @@ func (s *Service) signCheckpoint(ctx context.Context) (audit.Checkpoint, []byte,
 	return c, msg, nil
 }
 
-// latestCheckpoint reads and verifies the latest stored checkpoint; the
+// LatestCheckpoint reads and verifies the latest stored checkpoint; the
 // zero Checkpoint and a nil note if there is none.
-func (s *Service) latestCheckpoint(ctx context.Context) (audit.Checkpoint, []byte, error) {
+func (s *Service) LatestCheckpoint(ctx context.Context) (audit.Checkpoint, []byte, error) {
 	var msg []byte
 	err := s.Store.View(ctx, func(tx daoguard.Tx) error {
 		var err error
@@ -183,12 +183,12 @@ func (s *Service) checkpointCovering(ctx context.Context, size int64) (audit.Che
 	if s.AuditSigner == nil || s.AuditVerifier == nil {
 		return audit.Checkpoint{}, nil, &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "this server has no audit signing key", Hint: "serve reads it from audit_key_file"}
 	}
-	if c, msg, err := s.latestCheckpoint(ctx); err != nil || c.Size >= size {
+	if c, msg, err := s.LatestCheckpoint(ctx); err != nil || c.Size >= size {
 		return c, msg, err
 	}
 	s.ckMu.Lock()
 	defer s.ckMu.Unlock()
-	if c, msg, err := s.latestCheckpoint(ctx); err != nil || c.Size >= size { // signed while we queued
+	if c, msg, err := s.LatestCheckpoint(ctx); err != nil || c.Size >= size { // signed while we queued
 		return c, msg, err
 	}
 	c, msg, err := s.signCheckpoint(ctx)
@@ -199,6 +199,39 @@ func (s *Service) checkpointCovering(ctx context.Context, size int64) (audit.Che
 		return audit.Checkpoint{}, nil, daoguard.Errorf(daoguard.CodeNotFound, "the audit log has %d entries", c.Size)
 	}
 	return c, msg, nil
+}
+
+// Extends checks that the signed checkpoint newer extends older: both
+// are the log's, and the stored tree proves the older a prefix of the
+// newer (RFC 6962 consistency). A publisher checks this before replacing
+// a checkpoint others may already hold.
+func (s *Service) Extends(ctx context.Context, older, newer []byte) error {
+	if s.AuditVerifier == nil {
+		return &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "this server has no audit key"}
+	}
+	o, err := audit.OpenCheckpoint(older, s.AuditVerifier)
+	if err != nil {
+		return fmt.Errorf("the older checkpoint: %w", err)
+	}
+	n, err := audit.OpenCheckpoint(newer, s.AuditVerifier)
+	if err != nil {
+		return fmt.Errorf("the newer checkpoint: %w", err)
+	}
+	if n.Size < o.Size || n.Size == o.Size && n.Root != o.Root {
+		return fmt.Errorf("a checkpoint of %d entries cannot extend one of %d", n.Size, o.Size)
+	}
+	var proof tlog.TreeProof
+	err = s.Store.View(ctx, func(tx daoguard.Tx) error {
+		proof, err = audit.ConsistencyProof(ctx, tx, o.Size, n.Size)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := tlog.CheckTree(proof, n.Size, n.Root, o.Size, o.Root); err != nil {
+		return fmt.Errorf("the log of %d entries is not an extension of the one of %d", n.Size, o.Size)
+	}
+	return nil
 }
 
 // tampered turns a TamperError into AUDIT_TAMPERED; other errors pass.
