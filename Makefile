@@ -76,6 +76,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBody$$' -fuzztime $(FUZZTIME) ./internal/pricefeed
 	$(GO) test -run '^$$' -fuzz '^FuzzParseLeaf$$' -fuzztime $(FUZZTIME) ./internal/audit
 	$(GO) test -run '^$$' -fuzz '^FuzzVerifyExport$$' -fuzztime $(FUZZTIME) ./internal/audit
+	$(GO) test -run '^$$' -fuzz '^FuzzText$$' -fuzztime $(FUZZTIME) ./internal/screen
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./internal/sqlite ./internal/postgres

@@ -332,6 +332,7 @@ const (
 	ReasonAgentSupervised = "AGENT_SUPERVISED" // the agent is supervised: approval forced
 	ReasonDeciderError    = "DECISION_ERROR"   // evaluation failed: fail closed
 	ReasonInvalidDecision = "INVALID_DECISION" // the decider returned something unusable
+	ReasonTextFlagged     = "TEXT_FLAGGED"     // the rationale reads as prompt injection: approval forced
 )
 
 // Codes of an execution that failed before anything was sent: the checks

@@ -8,12 +8,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/policy"
+	"github.com/daoguard/daoguard/internal/screen"
 	"github.com/daoguard/daoguard/internal/secrets"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -312,6 +315,17 @@ func (s *Service) decide(ctx context.Context, in daoguard.DecisionInput) (daogua
 		d.Verdict = daoguard.VerdictNeedsApproval
 		d.RequiredApprovals = max(d.RequiredApprovals, 1)
 		d.Reasons = append(d.Reasons, daoguard.Reason{Code: daoguard.ReasonAgentSupervised, Detail: "the agent is supervised; a human must approve"})
+	}
+	// Text is data, never authority: a rationale that reads as an attack on
+	// whoever reads it raises the action to approval, with what was found;
+	// a clean one changes nothing.
+	if r := screen.Text(in.Action.Intent.Rationale); r.Flagged {
+		d.Reasons = append(d.Reasons, daoguard.Reason{Code: daoguard.ReasonTextFlagged,
+			Detail: fmt.Sprintf("the rationale reads as prompt injection (%s, score %.2f); a human must approve", strings.Join(r.Labels, ", "), r.Score)})
+		if d.Verdict == daoguard.VerdictAllow {
+			d.Verdict = daoguard.VerdictNeedsApproval
+			d.RequiredApprovals = max(d.RequiredApprovals, 1)
+		}
 	}
 	if d.Reasons == nil {
 		d.Reasons = []daoguard.Reason{}
