@@ -344,3 +344,9 @@ func (c *Client) Policy(ctx context.Context) (*Policy, error) {
 	}
 	return &p, nil
 }
+
+// Screen screens a text for prompt injection (POST /v1/screen).
+func (c *Client) Screen(ctx context.Context, text string) (*ScreenResult, error) {
+	var out ScreenResult
+	return &out, c.Do(ctx, "POST", "/v1/screen", nil, nil, ScreenRequest{Text: text}, &out)
+}

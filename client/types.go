@@ -143,3 +143,24 @@ type RotateRequest struct {
 type RevokeRequest struct {
 	Reason string `json:"reason,omitempty"`
 }
+
+// ScreenRequest is the body of POST /v1/screen.
+type ScreenRequest struct {
+	Text string `json:"text"`
+}
+
+// ScreenResult is what screening found in a text (POST /v1/screen,
+// daoguard screen): spans are byte offsets into the text sent.
+type ScreenResult struct {
+	Flagged bool         `json:"flagged"`
+	Score   float64      `json:"score"`
+	Labels  []string     `json:"labels"`
+	Spans   []ScreenSpan `json:"spans"`
+}
+
+// ScreenSpan is a flagged stretch of a screened text.
+type ScreenSpan struct {
+	Start int    `json:"start"`
+	End   int    `json:"end"`
+	Label string `json:"label"`
+}

@@ -51,6 +51,7 @@ Usage:
   daoguard audit   show --entries FILE [--from N] [--limit M]
   daoguard audit   proof --credential FILE --index N --key audit.pub [--trust FILE]
   daoguard audit   pseudonym --data DIR ADDRESS   (what the log records for a source address)
+  daoguard screen < FILE                  (prompt-injection screening; exit 1 if flagged)
   daoguard version
 
 Run 'daoguard COMMAND -h' for a command's flags.
@@ -66,12 +67,13 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 
 // Main holds what a run of the command needs, so tests can run it in-process.
 type Main struct {
+	Stdin          io.Reader // nil: empty
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 }
 
 func main() {
-	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+	m := &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := m.Run(ctx, os.Args[1:])
 	stop()
@@ -128,6 +130,12 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		return m.runAssets(ctx, args[1:])
 	case "audit":
 		return m.runAudit(ctx, args[1:])
+	case "screen":
+		in := m.Stdin
+		if in == nil {
+			in = strings.NewReader("")
+		}
+		return m.runScreen(ctx, args[1:], in)
 	case "version", "--version":
 		return m.runVersion(args[1:])
 	case "-h", "--help", "help":

@@ -11,6 +11,7 @@ import (
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
 	"github.com/daoguard/daoguard/internal/audit"
+	"github.com/daoguard/daoguard/internal/screen"
 	"github.com/daoguard/daoguard/internal/service"
 )
 
@@ -434,6 +435,26 @@ func proofBytes[H ~[32]byte](hs []H) [][]byte {
 	out := make([][]byte, len(hs))
 	for i := range hs {
 		out[i] = hs[i][:]
+	}
+	return out
+}
+
+// screen screens a text (an agent may check a proposal it is about to act
+// on); the same as daoguard screen.
+func (s *Server) screen(c *call) error {
+	req := c.in.(*client.ScreenRequest)
+	if req.Text == "" {
+		return daoguard.FieldError(daoguard.CodeInvalid, "text", "text is required")
+	}
+	writeJSON(c.w, http.StatusOK, ScreenResult(screen.Text(req.Text)))
+	return nil
+}
+
+// ScreenResult is a screening result as the API shows it.
+func ScreenResult(r screen.Result) client.ScreenResult {
+	out := client.ScreenResult{Flagged: r.Flagged, Score: r.Score, Labels: r.Labels, Spans: make([]client.ScreenSpan, len(r.Spans))}
+	for i, sp := range r.Spans {
+		out.Spans[i] = client.ScreenSpan(sp)
 	}
 	return out
 }

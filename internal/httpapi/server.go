@@ -25,6 +25,10 @@ import (
 // calldata for a large MultiSend batch stays well below this.
 const DefaultMaxBody = 64 << 10
 
+// MaxScreenBody bounds the body of POST /v1/screen: a long governance
+// proposal in a JSON string.
+const MaxScreenBody = 1 << 20
+
 // MaxPolicyBody bounds the body of POST /v1/policy: a policy document (at
 // most 4 MiB, like the parser's own limit) in a JSON string.
 const MaxPolicyBody = 5 << 20
@@ -98,6 +102,8 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/audit/checkpoint", read(daoguard.ScopeAuditRead), true, s.auditCheckpoint, nil, false, false},
 		{"GET", "/v1/audit/proof/{index}", read(daoguard.ScopeAuditRead), true, s.auditProof, nil, false, false},
 		{"GET", "/v1/audit/consistency", read(daoguard.ScopeAuditRead), true, s.auditConsistency, nil, false, false},
+		// Screening is a pure function of the text: nothing is recorded.
+		{"POST", "/v1/screen", read(daoguard.ScopeActionsRead), true, s.screen, body[client.ScreenRequest], false, false},
 		// The dry run: agents may ask what would pass (it is audited).
 		{"POST", "/v1/policy/evaluate", read(daoguard.ScopeActionsRead), true, s.evaluate, body[daoguard.Intent], false, true},
 		// The policy in force is for humans and auditors: an agent that
@@ -158,6 +164,9 @@ func (s *Server) prepare(c *call, rt route) error {
 	if rt.method == "POST" && rt.path == "/v1/policy" {
 		// A policy with a large allowlist is far bigger than an intent.
 		limit = max(limit, MaxPolicyBody)
+	}
+	if rt.method == "POST" && rt.path == "/v1/screen" {
+		limit = max(limit, MaxScreenBody) // a proposal's body, not an intent
 	}
 	if r.ContentLength > limit { // refused whole, before any work
 		return bodyTooLarge(limit)

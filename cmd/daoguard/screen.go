@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/httpapi"
+	"github.com/daoguard/daoguard/internal/screen"
+)
+
+// errFlagged makes daoguard screen exit 1 for a flagged text, after the
+// result is printed.
+var errFlagged = &daoguard.Error{Code: daoguard.CodeInvalid, Message: "the text reads as prompt injection"}
+
+// runScreen: daoguard screen < FILE. Screens the text on standard input,
+// locally, as POST /v1/screen does, and prints the result; exit 1 if the
+// text is flagged, so scripts can gate on it.
+func (m *Main) runScreen(_ context.Context, args []string, stdin io.Reader) error {
+	fs := m.newFlagSet("screen")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	b, err := io.ReadAll(io.LimitReader(stdin, screen.MaxText+1))
+	if err != nil {
+		return err
+	}
+	if len(b) > screen.MaxText {
+		return &daoguard.Error{Code: daoguard.CodeInvalid, Message: "the text is longer than 1 MiB"}
+	}
+	if len(b) == 0 {
+		return usagef("screen reads the text to screen from standard input")
+	}
+	r := screen.Text(string(b))
+	if err := m.print(httpapi.ScreenResult(r)); err != nil {
+		return err
+	}
+	if r.Flagged {
+		return errFlagged
+	}
+	return nil
+}
