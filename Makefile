@@ -5,7 +5,7 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/daoguard/daoguard.Version=$(VERSION) -X github.com/daoguard/daoguard.Commit=$(COMMIT)
 BIN      := bin/daoguard
 
-.PHONY: all build contracts test vet staticcheck fmt-check interop-deps ganache-deps race policy-test bench fuzz demo clean
+.PHONY: all build contracts test vet staticcheck fmt-check interop-deps ganache-deps race policy-test screen-bench bench fuzz demo clean
 
 all: build
 
@@ -14,7 +14,7 @@ build: contracts
 
 # Everything CI checks: formatting, vet, staticcheck, every test with the race
 # detector, and a short run of every fuzz target.
-test: fmt-check contracts vet staticcheck interop-deps ganache-deps race policy-test fuzz
+test: fmt-check contracts vet staticcheck interop-deps ganache-deps race policy-test screen-bench fuzz
 
 # The dev chain's and the tests' contracts, compiled from contracts/src with
 # the solc pinned in contracts/package.json, and Safe v1.4.1's published
@@ -59,6 +59,11 @@ race:
 # The golden policy cases, through the CLI a policy author uses.
 policy-test: build
 	./$(BIN) policy test testdata/policy
+
+# The screening benchmark on the repository's sample of the screening sets;
+# in full: bin/daoguard screen bench --data ../shared/data/screening
+screen-bench: build
+	./$(BIN) screen bench --data testdata/screening-sample
 
 # Counts, not durations: a duration can end while a worker is mid-input,
 # which Go reports as "context deadline exceeded" (golang/go#56238).

@@ -52,6 +52,7 @@ Usage:
   daoguard audit   proof --credential FILE --index N --key audit.pub [--trust FILE]
   daoguard audit   pseudonym --data DIR ADDRESS   (what the log records for a source address)
   daoguard screen < FILE                  (prompt-injection screening; exit 1 if flagged)
+  daoguard screen bench --data DIR        (recall and false positives with Wilson intervals)
   daoguard version
 
 Run 'daoguard COMMAND -h' for a command's flags.

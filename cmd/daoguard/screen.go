@@ -17,6 +17,9 @@ var errFlagged = &daoguard.Error{Code: daoguard.CodeInvalid, Message: "the text 
 // locally, as POST /v1/screen does, and prints the result; exit 1 if the
 // text is flagged, so scripts can gate on it.
 func (m *Main) runScreen(_ context.Context, args []string, stdin io.Reader) error {
+	if len(args) > 0 && args[0] == "bench" {
+		return m.runScreenBench(args[1:])
+	}
 	fs := m.newFlagSet("screen")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -38,5 +41,25 @@ func (m *Main) runScreen(_ context.Context, args []string, stdin io.Reader) erro
 	if r.Flagged {
 		return errFlagged
 	}
+	return nil
+}
+
+// runScreenBench: daoguard screen bench --data DIR. Recall and false
+// positives, with 95% Wilson intervals, over the screening sets in DIR
+// (../shared/data/screening in full, testdata/screening-sample in CI).
+func (m *Main) runScreenBench(args []string) error {
+	fs := m.newFlagSet("screen bench")
+	dir := fs.String("data", "", "directory of aave_proposals.jsonl, notinject.jsonl, bipia_attacks_train.jsonl (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return usagef("screen bench needs --data DIR")
+	}
+	rep, err := screen.Benchmark(*dir)
+	if err != nil {
+		return &daoguard.Error{Code: daoguard.CodeInvalid, Message: "screening sets: " + err.Error()}
+	}
+	rep.Write(m.Stdout)
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -80,7 +81,7 @@ func TestBenign(t *testing.T) {
 // regression check, not a measure of recall (the benchmark measures that
 // on held-out and public sets).
 func TestWrittenAttacks(t *testing.T) {
-	f, err := os.Open("../../testdata/screening/dao_attacks.jsonl")
+	f, err := os.Open("attacks/dao_attacks.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,5 +127,53 @@ func BenchmarkText4KB(b *testing.B) {
 	b.SetBytes(int64(len(text)))
 	for b.Loop() {
 		Text(text)
+	}
+}
+
+// TestWilson: known values of the 95% Wilson interval.
+func TestWilson(t *testing.T) {
+	for _, tc := range []struct {
+		k, n   int
+		lo, hi float64
+	}{
+		{0, 10, 0, 0.2775},
+		{10, 10, 0.7225, 1},
+		{5, 10, 0.2366, 0.7634},
+		{40, 40, 0.9124, 1},
+	} {
+		r := Wilson(tc.k, tc.n)
+		if math.Abs(r.Lo-tc.lo) > 0.0005 || math.Abs(r.Hi-tc.hi) > 0.0005 {
+			t.Errorf("Wilson(%d, %d) = [%.4f, %.4f], want [%.4f, %.4f]", tc.k, tc.n, r.Lo, r.Hi, tc.lo, tc.hi)
+		}
+	}
+}
+
+// TestBenchmarkSample: the benchmark over the repository's sample of the
+// screening sets (testdata/screening-sample) meets the targets it can on
+// rules alone: ≥ 90% recall on direct attacks, ≤ 1% false positives on
+// Aave proposals, ≤ 5% on NotInject.
+func TestBenchmarkSample(t *testing.T) {
+	rep, err := Benchmark("../../testdata/screening-sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	rep.Write(&out)
+	t.Log("\n" + out.String())
+	direct := rep.Attacks[0].Rate
+	if direct.N < 40 || float64(direct.K) < 0.9*float64(direct.N) {
+		t.Errorf("direct attacks: %s", direct)
+	}
+	if a := rep.Benign[0].Rate; a.N != 60 || float64(a.K) > 0.01*float64(a.N) {
+		t.Errorf("Aave false positives: %s", a)
+	}
+	if ni := rep.Benign[1].Rate; ni.N != 100 || float64(ni.K) > 0.05*float64(ni.N) {
+		t.Errorf("NotInject false positives: %s", ni)
+	}
+	if len(rep.AtFPR) != 2 || rep.AtFPR[0].FPR.K > 0 {
+		t.Errorf("operating points: %+v", rep.AtFPR)
+	}
+	if _, err := Benchmark(t.TempDir()); err == nil {
+		t.Error("a directory without the sets benchmarked")
 	}
 }
