@@ -27,6 +27,8 @@ const (
 	LabelAddressedToAI  = "ADDRESSED_TO_AI"      // instructions addressed to an AI inside a document
 	LabelHidden         = "HIDDEN_CHARACTERS"    // zero-width or bidirectional controls
 	LabelEncoded        = "ENCODED_PAYLOAD"      // a base64, hex or Morse run that decodes to instructions
+	LabelOutputHijack   = "OUTPUT_MANIPULATION"  // instructions about the reader's own answer or code, planted in a document
+	LabelShellPayload   = "SHELL_PAYLOAD"        // code that runs shell commands, fetches or deletes, planted in text
 )
 
 const (
@@ -50,4 +52,9 @@ var rules = []rule{
 	{LabelOverride, 0.85, regexp.MustCompile(`\b(?:do not|don't|never) (?:ask|wait) for (?:approval|confirmation|a human|humans|review)\b`), []string{"ask for", "wait for"}, 10, 35},
 	{LabelFormatCoercion, 0.6, regexp.MustCompile(`\b(?:respond|reply|answer|output|return) (?:only|solely|exclusively|just) (?:with|in|using)\b|\b(?:your|the) (?:response|output|answer|reply) (?:must|should|has to) (?:only )?(?:be|contain|start with|begin with|include)\b|\b(?:print|output|repeat|write) (?:exactly|verbatim)\b`), []string{"respond", "reply", "answer", "output", "return", "response", "print", "repeat", "write"}, 15, 45},
 	{LabelAddressedToAI, 0.75, regexp.MustCompile(`\b(?:dear|attention|hey|hello|hi|note to|to|calling all|instructions for) (?:the |any |all )?` + readers + `(?: ` + readers + `)?\b\s*[,:!]|\bif you are (?:an? |the )?` + readers + `\b|\b` + readers + ` (?:reading|processing|summari[sz]ing|analy[sz]ing|reviewing) this\b|\byou are (?:now )?(?:an? |the )?(?:unrestricted|jailbroken|unfiltered)\b|\byou (?:must|should|will) (?:now |immediately )?(?:send|transfer|approve|execute|call|sign|pay)\b`), []string{"a.i.", " ai", "assistant", "agent", "bot", "model", "llm", "gpt", "claude", "if you are", "unrestricted", "jailbroken", "unfiltered", "you must", "you should", "you will"}, 45, 45},
+	// A document has no business telling its reader how to write its
+	// answer or its code: the indirect-injection family (BIPIA's "include
+	// in your response", "modify your answer", "add to your code").
+	{LabelOutputHijack, 0.7, regexp.MustCompile(`\byour (?:response|answer|reply|output|message|code|codebase|implementation|solution|summary|completion)(?:'s)?s?\b`), []string{"your "}, 2, 40},
+	{LabelShellPayload, 0.7, regexp.MustCompile(`\bos\.(?:system|popen|remove|unlink)\s*\(|\bsubprocess\.(?:run|call|popen|check_output|check_call)\b|\brm -rf\b|\b(?:curl|wget)\b[^\n]{0,120}\|\s*(?:ba|z)?sh\b|\bpowershell(?:\.exe)? -|\b(?:eval|exec)\s*\(\s*(?:base64|requests|urllib|compile)|/etc/(?:passwd|shadow)\b|\bshutil\.rmtree\b`), []string{"os.", "subprocess.", "rm -rf", "curl", "wget", "powershell", "eval", "exec", "/etc/", "shutil."}, 10, 130},
 }
