@@ -82,6 +82,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseLeaf$$' -fuzztime $(FUZZTIME) ./internal/audit
 	$(GO) test -run '^$$' -fuzz '^FuzzVerifyExport$$' -fuzztime $(FUZZTIME) ./internal/audit
 	$(GO) test -run '^$$' -fuzz '^FuzzText$$' -fuzztime $(FUZZTIME) ./internal/screen
+	$(GO) test -run '^$$' -fuzz '^FuzzConsistency$$' -fuzztime $(FUZZTIME) ./internal/screen
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./internal/sqlite ./internal/postgres

@@ -328,11 +328,12 @@ type Reason struct {
 
 // Reason codes the service itself adds to decisions (policy adds its own).
 const (
-	ReasonNoPolicy        = "NO_POLICY"        // no policy loaded: deny by default
-	ReasonAgentSupervised = "AGENT_SUPERVISED" // the agent is supervised: approval forced
-	ReasonDeciderError    = "DECISION_ERROR"   // evaluation failed: fail closed
-	ReasonInvalidDecision = "INVALID_DECISION" // the decider returned something unusable
-	ReasonTextFlagged     = "TEXT_FLAGGED"     // the rationale reads as prompt injection: approval forced
+	ReasonNoPolicy        = "NO_POLICY"          // no policy loaded: deny by default
+	ReasonAgentSupervised = "AGENT_SUPERVISED"   // the agent is supervised: approval forced
+	ReasonDeciderError    = "DECISION_ERROR"     // evaluation failed: fail closed
+	ReasonInvalidDecision = "INVALID_DECISION"   // the decider returned something unusable
+	ReasonTextFlagged     = "TEXT_FLAGGED"       // the rationale reads as prompt injection: approval forced
+	ReasonTextMismatch    = "RATIONALE_MISMATCH" // the rationale names another recipient, asset or amount than the action's: approval forced
 )
 
 // Codes of an execution that failed before anything was sent: the checks

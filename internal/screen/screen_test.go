@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math"
+	"math/big"
 	"os"
 	"slices"
 	"strings"
@@ -180,4 +181,51 @@ func TestBenchmarkSample(t *testing.T) {
 	if _, err := Benchmark(t.TempDir()); err == nil {
 		t.Error("a directory without the sets benchmarked")
 	}
+}
+
+// TestConsistency: what a rationale says against what the transfer does.
+func TestConsistency(t *testing.T) {
+	usdc := func(units string) *big.Int { v, _ := new(big.Int).SetString(units, 10); return v }
+	const to = "0x464C71f6c2F760DdA6093dCB91C24c39e5d6e18c"
+	for _, tc := range []struct {
+		rationale string
+		amount    string // USDC base units (6 decimals)
+		want      string // "" or the mismatch's What
+	}{
+		{"Pay invoice 881 for the Q3 audit", "1500000000", ""},
+		{"Pay 1,500 USDC to the auditor", "1500000000", ""},
+		{"Pay USDC 1500 for the audit", "1500000000", ""},
+		{"Pay 1.5k USDC for the audit", "1500000000", ""},
+		{"Pay 1,500.50 USDC", "1500500000", ""},
+		{"Pay 150 USDC to the auditor", "1500000000", "amount"},
+		{"Pay the auditor 4 SOL", "1500000000", "asset"},
+		{"Send 4 SOL worth, i.e. 1,500 USDC", "1500000000", ""},
+		{"Pay 0x464c71f6c2f760dda6093dcb91c24c39e5d6e18c 1,500 USDC", "1500000000", ""},
+		{"Pay the usual vendor 0x1111111111111111111111111111111111111111", "1500000000", "recipient"},
+		{"Fee of 50 USD for 500 people on 12 PM", "1500000000", ""},
+	} {
+		ms := Consistency(tc.rationale, to, "USDC", usdc(tc.amount), 6)
+		got := ""
+		if len(ms) > 0 {
+			got = ms[0].What
+		}
+		if got != tc.want {
+			t.Errorf("%q: %v, want %q", tc.rationale, ms, tc.want)
+		}
+	}
+	if ms := Consistency("Pay 150 USDC", to, "USDC", usdc("1500000000"), 6); len(ms) != 1 || ms[0].String() != "the rationale names amount 150 USDC, the action moves 1500 USDC" {
+		t.Fatalf("%v", ms)
+	}
+}
+
+func FuzzConsistency(f *testing.F) {
+	f.Add("Pay 1,500.50 USDC to 0x464C71f6c2F760DdA6093dCB91C24c39e5d6e18c", uint64(1500500000))
+	f.Add("USDC 99999999999999999999999999999.999999999999 k 4 SOL", uint64(1))
+	f.Fuzz(func(t *testing.T, s string, units uint64) {
+		for _, m := range Consistency(s, "0x464C71f6c2F760DdA6093dCB91C24c39e5d6e18c", "USDC", new(big.Int).SetUint64(units), 6) {
+			if m.What != "recipient" && m.What != "asset" && m.What != "amount" {
+				t.Fatalf("%+v", m)
+			}
+		}
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"strings"
 	"sync"
 	"time"
@@ -319,12 +320,22 @@ func (s *Service) decide(ctx context.Context, in daoguard.DecisionInput) (daogua
 	// Text is data, never authority: a rationale that reads as an attack on
 	// whoever reads it raises the action to approval, with what was found;
 	// a clean one changes nothing.
-	if r := screen.Text(in.Action.Intent.Rationale); r.Flagged {
-		d.Reasons = append(d.Reasons, daoguard.Reason{Code: daoguard.ReasonTextFlagged,
-			Detail: fmt.Sprintf("the rationale reads as prompt injection (%s, score %.2f); a human must approve", strings.Join(r.Labels, ", "), r.Score)})
+	raise := func(code, detail string) {
+		d.Reasons = append(d.Reasons, daoguard.Reason{Code: code, Detail: detail})
 		if d.Verdict == daoguard.VerdictAllow {
 			d.Verdict = daoguard.VerdictNeedsApproval
 			d.RequiredApprovals = max(d.RequiredApprovals, 1)
+		}
+	}
+	if r := screen.Text(in.Action.Intent.Rationale); r.Flagged {
+		raise(daoguard.ReasonTextFlagged, fmt.Sprintf("the rationale reads as prompt injection (%s, score %.2f); a human must approve", strings.Join(r.Labels, ", "), r.Score))
+	}
+	// A transfer whose rationale names another recipient, asset or amount
+	// than it moves (the units-confusion class): the text and the action
+	// disagree, and a human decides which one was meant.
+	if dec := in.Action.Decoded; dec.Kind == daoguard.KindTransfer && dec.Amount != nil {
+		for _, m := range screen.Consistency(in.Action.Intent.Rationale, dec.To, dec.Asset, (*big.Int)(dec.Amount), dec.Decimals) {
+			raise(daoguard.ReasonTextMismatch, m.String()+"; a human must approve")
 		}
 	}
 	if d.Reasons == nil {

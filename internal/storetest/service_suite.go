@@ -319,6 +319,18 @@ func runService(t *testing.T, h Harness) {
 		if a := submit(t, f, f.Agent, "5", Vendor); a.State != daoguard.StateQueued {
 			t.Fatalf("clean rationale: %s %+v", a.State, a.Decision)
 		}
+		// The rationale says 4 SOL; the transfer moves 5 USDC.
+		in = Transfer("5", Vendor)
+		in.Rationale = "Swap fee: 4 SOL"
+		a = must[*daoguard.Action](t)(f.Svc.Submit(ctx, f.Agent, "", in))
+		last = a.Decision.Reasons[len(a.Decision.Reasons)-1]
+		if a.State != daoguard.StateAwaitingApproval || last.Code != daoguard.ReasonTextMismatch || !strings.Contains(last.Detail, "4 SOL") {
+			t.Fatalf("mismatched rationale: %s %+v", a.State, a.Decision)
+		}
+		in.Rationale = "Pay 5 USDC for the audit"
+		if a := must[*daoguard.Action](t)(f.Svc.Submit(ctx, f.Agent, "", in)); a.State != daoguard.StateQueued {
+			t.Fatalf("a rationale that says what the action does: %s %+v", a.State, a.Decision)
+		}
 	})
 
 	t.Run("OK_Autonomy", func(t *testing.T) {
