@@ -1,0 +1,222 @@
+// Package anomaly watches each agent's behaviour against its own history:
+// amounts far outside its usual range, bursts, clusters of attempts just
+// under a limit, repeated denials (limit probing), new recipients for
+// large sums, a day's spend far above its usual, unusual hours. A finding
+// that trips moves the agent to supervised (the circuit breaker); only a
+// human moves it back. Everything here is deterministic arithmetic over
+// the history handed in: no state, no I/O.
+package anomaly
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Event is one submission of an agent, as the detector sees it.
+type Event struct {
+	Time      time.Time
+	USD       float64 // value in USD; 0 if unknown (not priced)
+	Recipient string  // lower-case address; "" if none
+	Verdict   string  // "allow", "needs_approval" or "deny"
+	NearLimit bool    // within 10% under a limit the policy applied
+}
+
+// Config holds the thresholds. The defaults are generous: a breaker that
+// trips on ordinary work teaches humans to reset it without looking.
+type Config struct {
+	MinHistory     int     // events needed before amount and hour rules speak
+	RobustZ        float64 // amount outlier: robust z-score of log amounts (median, MAD) above this
+	OutlierOverTop float64 // and above this multiple of the 99th percentile of past amounts
+	MinOutlier     float64 // and at least this many USD
+
+	BurstWindow time.Duration
+	BurstCount  int // submissions within BurstWindow, this one included
+
+	ProbeWindow time.Duration
+	ProbeCount  int // denials within ProbeWindow
+
+	NearWindow time.Duration
+	NearCount  int // near-limit attempts within NearWindow
+
+	NewRecipientQuantile float64 // a first-seen recipient above this quantile of past amounts
+
+	SpendFactor float64 // today's spend above this multiple of the EWMA of past days
+	MinSpend    float64 // and above this many USD
+	SpendAlpha  float64 // EWMA weight of the latest day
+
+	RareHour float64 // an hour of day holding less than this share of the history
+}
+
+// DefaultConfig returns the default thresholds.
+func DefaultConfig() Config {
+	return Config{
+		MinHistory: 30, RobustZ: 4.5, OutlierOverTop: 2, MinOutlier: 1_000,
+		BurstWindow: time.Minute, BurstCount: 30,
+		ProbeWindow: time.Hour, ProbeCount: 5,
+		NearWindow: 24 * time.Hour, NearCount: 6,
+		NewRecipientQuantile: 0.95,
+		SpendFactor:          5, MinSpend: 10_000, SpendAlpha: 0.3,
+		RareHour: 0.005,
+	}
+}
+
+// Finding is one rule's observation about the next event. Trip says the
+// breaker must act on it.
+type Finding struct {
+	Rule   string `json:"rule"`
+	Detail string `json:"detail"`
+	Trip   bool   `json:"trip"`
+}
+
+// Rules, stable codes.
+const (
+	RuleAmountOutlier = "AMOUNT_OUTLIER"
+	RuleBurst         = "BURST"
+	RuleLimitProbing  = "LIMIT_PROBING"
+	RuleNearLimit     = "NEAR_LIMIT_CLUSTER"
+	RuleNewRecipient  = "NEW_RECIPIENT_LARGE"
+	RuleDailySpend    = "DAILY_SPEND"
+	RuleUnusualHour   = "UNUSUAL_HOUR"
+)
+
+// Check judges next against the agent's history (its earlier events, in
+// time order).
+func Check(history []Event, next Event, cfg Config) []Finding {
+	var out []Finding
+	find := func(rule string, trip bool, format string, args ...any) {
+		out = append(out, Finding{Rule: rule, Detail: fmt.Sprintf(format, args...), Trip: trip})
+	}
+
+	// Counts in trailing windows, this event included.
+	within := func(d time.Duration, keep func(Event) bool) int {
+		n := 0
+		for i := len(history) - 1; i >= 0 && next.Time.Sub(history[i].Time) < d; i-- {
+			if keep(history[i]) {
+				n++
+			}
+		}
+		return n
+	}
+	all := func(Event) bool { return true }
+	if n := within(cfg.BurstWindow, all) + 1; n >= cfg.BurstCount {
+		find(RuleBurst, true, "%d submissions within %s", n, cfg.BurstWindow)
+	}
+	if next.Verdict == "deny" {
+		if n := within(cfg.ProbeWindow, func(e Event) bool { return e.Verdict == "deny" }) + 1; n >= cfg.ProbeCount {
+			find(RuleLimitProbing, true, "%d denials within %s", n, cfg.ProbeWindow)
+		}
+	}
+	if next.NearLimit {
+		if n := within(cfg.NearWindow, func(e Event) bool { return e.NearLimit }) + 1; n >= cfg.NearCount {
+			find(RuleNearLimit, true, "%d attempts within 10%% under a limit within %s", n, cfg.NearWindow)
+		}
+	}
+
+	var amounts []float64
+	for _, e := range history {
+		if e.USD > 0 {
+			amounts = append(amounts, e.USD)
+		}
+	}
+	if next.USD > 0 && len(amounts) >= cfg.MinHistory {
+		slices.Sort(amounts)
+		// Amounts are multiplicative (one vendor is paid $100, another
+		// $5,000): the robust z-score is taken of their logarithms. 1.4826
+		// × MAD estimates the standard deviation of normal data; the floor
+		// keeps an agent that always pays the same sum from seeing an
+		// outlier in every cent. And the amount must also be well above
+		// anything seen: a rare large vendor is not an anomaly.
+		logs := make([]float64, len(amounts))
+		for i, a := range amounts {
+			logs[i] = math.Log(a)
+		}
+		med := quantile(logs, 0.5)
+		dev := make([]float64, len(logs))
+		for i, l := range logs {
+			dev[i] = math.Abs(l - med)
+		}
+		slices.Sort(dev)
+		scale := max(1.4826*quantile(dev, 0.5), 0.05)
+		top := quantile(amounts, 0.99)
+		if z := (math.Log(next.USD) - med) / scale; z > cfg.RobustZ && next.USD > cfg.OutlierOverTop*top && next.USD >= cfg.MinOutlier {
+			find(RuleAmountOutlier, true, "$%.2f is %.1f robust deviations (of log amounts) above the median $%.2f, and %.1f× the 99th percentile", next.USD, z, math.Exp(med), next.USD/top)
+		}
+		if next.Recipient != "" && !slices.ContainsFunc(history, func(e Event) bool { return e.Recipient == next.Recipient }) {
+			if q := quantile(amounts, cfg.NewRecipientQuantile); next.USD > q {
+				find(RuleNewRecipient, false, "a first payment to %s of $%.2f, above %.0f%% of past amounts ($%.2f)", short(next.Recipient), next.USD, 100*cfg.NewRecipientQuantile, q)
+			}
+		}
+	}
+
+	// The day's spend against an EWMA of past days (UTC), over allowed
+	// and escalated actions.
+	if next.USD > 0 && len(history) > 0 {
+		day := func(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
+		today := day(next.Time)
+		spent := map[time.Time]float64{}
+		for _, e := range history {
+			if e.Verdict != "deny" {
+				spent[day(e.Time)] += e.USD
+			}
+		}
+		first := day(history[0].Time)
+		if days := int(today.Sub(first) / (24 * time.Hour)); days >= 7 {
+			ewma := spent[first]
+			for d := first.Add(24 * time.Hour); d.Before(today); d = d.Add(24 * time.Hour) {
+				ewma = cfg.SpendAlpha*spent[d] + (1-cfg.SpendAlpha)*ewma
+			}
+			if s := spent[today] + next.USD; s > cfg.SpendFactor*ewma && s >= cfg.MinSpend {
+				find(RuleDailySpend, true, "$%.2f today, %.1f× the usual day ($%.2f)", s, s/max(ewma, 0.01), ewma)
+			}
+		}
+	}
+
+	if len(history) >= cfg.MinHistory*3 {
+		h := next.Time.UTC().Hour()
+		n := 0
+		for _, e := range history {
+			if e.Time.UTC().Hour() == h {
+				n++
+			}
+		}
+		if share := float64(n) / float64(len(history)); share < cfg.RareHour {
+			find(RuleUnusualHour, false, "%02d:00 UTC holds %.1f%% of this agent's history", h, 100*share)
+		}
+	}
+	return out
+}
+
+// Trips reports whether any finding trips the breaker.
+func Trips(fs []Finding) bool {
+	return slices.ContainsFunc(fs, func(f Finding) bool { return f.Trip })
+}
+
+// Summary is the findings as one line, for a reason or an alert.
+func Summary(fs []Finding) string {
+	parts := make([]string, len(fs))
+	for i, f := range fs {
+		parts[i] = f.Rule + ": " + f.Detail
+	}
+	return strings.Join(parts, "; ")
+}
+
+// quantile of sorted values, by linear interpolation.
+func quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	pos := q * float64(len(sorted)-1)
+	lo := int(math.Floor(pos))
+	hi := min(lo+1, len(sorted)-1)
+	return sorted[lo] + (pos-float64(lo))*(sorted[hi]-sorted[lo])
+}
+
+func short(addr string) string {
+	if len(addr) > 12 {
+		return addr[:8] + "…" + addr[len(addr)-4:]
+	}
+	return addr
+}

@@ -1,0 +1,196 @@
+package anomaly
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+
+// steady is n days of an agent paying vendor0..vendor4 $400–$600, ten a
+// day between 09:00 and 17:00, all allowed.
+func steady(days int) []Event {
+	var out []Event
+	for d := range days {
+		for i := range 10 {
+			out = append(out, Event{Time: t0.AddDate(0, 0, d).Add(time.Duration(i) * 48 * time.Minute), USD: 400 + float64((d*10+i)%21)*10,
+				Recipient: fmt.Sprintf("vendor%d", i%5), Verdict: "allow"})
+		}
+	}
+	return out
+}
+
+func rules(fs []Finding) map[string]bool {
+	m := map[string]bool{}
+	for _, f := range fs {
+		m[f.Rule] = f.Trip
+	}
+	return m
+}
+
+// TestRules: each rule speaks on the behaviour it is for, and not on the
+// same behaviour a notch below its threshold.
+func TestRules(t *testing.T) {
+	cfg := DefaultConfig()
+	h := steady(14)
+	last := h[len(h)-1].Time
+	next := func(d time.Duration, usd float64, to, verdict string, near bool) Event {
+		return Event{Time: last.Add(d), USD: usd, Recipient: to, Verdict: verdict, NearLimit: near}
+	}
+	// With a clean next event, nothing at all.
+	usual := Event{Time: t0.AddDate(0, 0, 14).Add(time.Hour), USD: 500, Recipient: "vendor1", Verdict: "allow"}
+	if fs := Check(h, usual, cfg); len(fs) != 0 {
+		t.Fatalf("ordinary event: %+v", fs)
+	}
+	for _, tc := range []struct {
+		name    string
+		history []Event
+		next    Event
+		rule    string
+		trip    bool
+		present bool
+	}{
+		{"an outlier amount", h, next(time.Hour, 60_000, "vendor1", "allow", false), RuleAmountOutlier, true, true},
+		{"a large but usual-ish amount", h, next(time.Hour, 900, "vendor1", "allow", false), RuleAmountOutlier, false, false},
+		{"a first recipient for a large sum", h, next(time.Hour, 2_000, "0xnew", "allow", false), RuleNewRecipient, false, true},
+		{"a first recipient for a usual sum", h, next(time.Hour, 450, "0xnew", "allow", false), RuleNewRecipient, false, false},
+		{"a burst", burst(h, 29), next(time.Second, 500, "vendor1", "allow", false), RuleBurst, true, true},
+		{"almost a burst", burst(h, 27), next(time.Second, 500, "vendor1", "allow", false), RuleBurst, false, false},
+		{"limit probing", denials(h, 4), next(time.Minute, 500, "vendor1", "deny", false), RuleLimitProbing, true, true},
+		{"a few denials", denials(h, 3), next(time.Minute, 500, "vendor1", "deny", false), RuleLimitProbing, false, false},
+		{"near-limit cluster", nearLimit(h, 5), next(time.Minute, 500, "vendor1", "allow", true), RuleNearLimit, true, true},
+		{"a few near-limit attempts", nearLimit(h, 4), next(time.Minute, 500, "vendor1", "allow", true), RuleNearLimit, false, false},
+		{"a day's spend", spendToday(h, 60), Event{Time: last.Add(61 * time.Minute), USD: 500, Recipient: "vendor1", Verdict: "allow"}, RuleDailySpend, true, true},
+		{"a busy day", spendToday(h, 10), Event{Time: last.Add(11 * time.Minute), USD: 500, Recipient: "vendor1", Verdict: "allow"}, RuleDailySpend, false, false},
+		{"an unusual hour", steady(30), Event{Time: t0.AddDate(0, 0, 31).Add(-6 * time.Hour), USD: 500, Recipient: "vendor1", Verdict: "allow"}, RuleUnusualHour, false, true},
+	} {
+		got := rules(Check(tc.history, tc.next, cfg))
+		trip, present := got[tc.rule]
+		if present != tc.present || trip != tc.trip {
+			t.Errorf("%s: %s present=%v trip=%v, want %v %v (%v)", tc.name, tc.rule, present, trip, tc.present, tc.trip, got)
+		}
+	}
+	// Too little history: the statistical rules stay silent.
+	short := steady(2)
+	if fs := Check(short, Event{Time: short[len(short)-1].Time.Add(time.Minute), USD: 60_000, Recipient: "0xnew", Verdict: "allow"}, cfg); len(fs) != 0 {
+		t.Fatalf("short history: %+v", fs)
+	}
+}
+
+func burst(h []Event, n int) []Event {
+	out := append([]Event{}, h...)
+	at := h[len(h)-1].Time
+	for i := range n {
+		out = append(out, Event{Time: at.Add(time.Duration(i) * time.Second), USD: 500, Recipient: "vendor1", Verdict: "allow"})
+	}
+	return out
+}
+
+func denials(h []Event, n int) []Event {
+	out := append([]Event{}, h...)
+	at := h[len(h)-1].Time
+	for i := range n {
+		out = append(out, Event{Time: at.Add(time.Duration(i) * time.Second), USD: 500, Recipient: "vendor1", Verdict: "deny"})
+	}
+	return out
+}
+
+func nearLimit(h []Event, n int) []Event {
+	out := append([]Event{}, h...)
+	at := h[len(h)-1].Time
+	for i := range n {
+		out = append(out, Event{Time: at.Add(time.Duration(i) * time.Minute), USD: 950, Recipient: "vendor1", Verdict: "allow", NearLimit: true})
+	}
+	return out
+}
+
+// spendToday adds n more $500 payments on the last day, a minute apart.
+func spendToday(h []Event, n int) []Event {
+	out := append([]Event{}, h...)
+	at := h[len(h)-1].Time
+	for i := range n {
+		out = append(out, Event{Time: at.Add(time.Duration(i+1) * time.Minute), USD: 500, Recipient: "vendor1", Verdict: "allow"})
+	}
+	return out
+}
+
+// benign generates n submissions of an ordinary payments agent, seeded:
+// weekdays 08:00–18:00 UTC (5% at any hour), exponential gaps averaging
+// 24 working minutes (≈ 25 a day); 40 vendors chosen by a Zipf law, a new
+// vendor 1% of the time; each vendor's amounts log-normal (σ 0.5) around
+// its own base of $100–$5,000; 2% of submissions denied, 8% escalated,
+// 3% within 10% of a limit.
+func benign(n int, seed uint64) []Event {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	zipf := rand.NewZipf(r, 1.2, 1, 39)
+	base := make([]float64, 40)
+	for i := range base {
+		base[i] = 100 * math.Pow(50, r.Float64())
+	}
+	vendors := 40
+	at := t0
+	out := make([]Event, 0, n)
+	for range n {
+		at = at.Add(time.Duration(r.ExpFloat64() * float64(24*time.Minute)))
+		for at.Weekday() == time.Saturday || at.Weekday() == time.Sunday || at.Hour() < 8 || at.Hour() >= 18 {
+			at = at.Add(time.Hour).Truncate(time.Hour)
+		}
+		t := at
+		if r.Float64() < 0.05 {
+			t = at.Add(time.Duration(r.IntN(24)) * time.Hour) // some work at any hour
+		}
+		v := int(zipf.Uint64())
+		if r.Float64() < 0.01 {
+			base = append(base, 100*math.Pow(50, r.Float64()))
+			v = vendors
+			vendors++
+		}
+		e := Event{Time: t, USD: math.Round(base[v]*math.Exp(0.5*r.NormFloat64())*100) / 100, Recipient: fmt.Sprintf("vendor%d", v), Verdict: "allow"}
+		switch x := r.Float64(); {
+		case x < 0.02:
+			e.Verdict = "deny"
+		case x < 0.10:
+			e.Verdict = "needs_approval"
+		}
+		e.NearLimit = r.Float64() < 0.03
+		out = append(out, e)
+	}
+	return out
+}
+
+// TestBenignWorkload: on the generated ordinary workload the breaker trips
+// at most once per 1,000 actions (DESIGN's bar), on three seeds.
+func TestBenignWorkload(t *testing.T) {
+	cfg := DefaultConfig()
+	for _, seed := range []uint64{1, 2, 3} {
+		es := benign(10_000, seed)
+		trips := map[string]int{}
+		total := 0
+		for i := range es {
+			from := max(0, i-1000) // the history a store would hand in
+			if fs := Check(es[from:i], es[i], cfg); Trips(fs) {
+				total++
+				for _, f := range fs {
+					if f.Trip {
+						trips[f.Rule]++
+					}
+				}
+			}
+		}
+		t.Logf("seed %d: %d trips in %d actions %v", seed, total, len(es), trips)
+		if total > len(es)/1000 {
+			t.Errorf("seed %d: %d trips in %d ordinary actions (at most %d)", seed, total, len(es), len(es)/1000)
+		}
+	}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	es := benign(2001, 1)
+	cfg := DefaultConfig()
+	for b.Loop() {
+		Check(es[:2000], es[2000], cfg)
+	}
+}
