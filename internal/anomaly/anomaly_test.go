@@ -80,41 +80,32 @@ func TestRules(t *testing.T) {
 	}
 }
 
-func burst(h []Event, n int) []Event {
+// more appends n copies of e to h, step apart, from h's last time on.
+func more(h []Event, n int, step time.Duration, e Event) []Event {
 	out := append([]Event{}, h...)
 	at := h[len(h)-1].Time
 	for i := range n {
-		out = append(out, Event{Time: at.Add(time.Duration(i) * time.Second), USD: 500, Recipient: "vendor1", Verdict: "allow"})
+		e.Time = at.Add(time.Duration(i+1) * step)
+		out = append(out, e)
 	}
 	return out
+}
+
+func burst(h []Event, n int) []Event {
+	return more(h, n, time.Second, Event{USD: 500, Recipient: "vendor1", Verdict: "allow"})
 }
 
 func denials(h []Event, n int) []Event {
-	out := append([]Event{}, h...)
-	at := h[len(h)-1].Time
-	for i := range n {
-		out = append(out, Event{Time: at.Add(time.Duration(i) * time.Second), USD: 500, Recipient: "vendor1", Verdict: "deny"})
-	}
-	return out
+	return more(h, n, time.Second, Event{USD: 500, Recipient: "vendor1", Verdict: "deny"})
 }
 
 func nearLimit(h []Event, n int) []Event {
-	out := append([]Event{}, h...)
-	at := h[len(h)-1].Time
-	for i := range n {
-		out = append(out, Event{Time: at.Add(time.Duration(i) * time.Minute), USD: 950, Recipient: "vendor1", Verdict: "allow", NearLimit: true})
-	}
-	return out
+	return more(h, n, time.Minute, Event{USD: 950, Recipient: "vendor1", Verdict: "allow", NearLimit: true})
 }
 
 // spendToday adds n more $500 payments on the last day, a minute apart.
 func spendToday(h []Event, n int) []Event {
-	out := append([]Event{}, h...)
-	at := h[len(h)-1].Time
-	for i := range n {
-		out = append(out, Event{Time: at.Add(time.Duration(i+1) * time.Minute), USD: 500, Recipient: "vendor1", Verdict: "allow"})
-	}
-	return out
+	return more(h, n, time.Minute, Event{USD: 500, Recipient: "vendor1", Verdict: "allow"})
 }
 
 // benign generates n submissions of an ordinary payments agent, seeded:
