@@ -142,6 +142,9 @@ type ActionFilter struct {
 	NotPaused bool
 	AfterID   string // for paging: IDs sort by creation time
 	Limit     int    // 0 means DefaultFindLimit
+	// Newest lists newest first (AfterID then pages backwards): an
+	// agent's recent history, for the anomaly rules.
+	Newest bool
 }
 
 // DefaultFindLimit and MaxFindLimit bound FindActions.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/anomaly"
 	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/evm"
 	"github.com/daoguard/daoguard/internal/httpapi"
@@ -173,6 +174,8 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	svc := service.New(st, decider, nil, node)
 	svc.Logger, svc.Keyring, svc.Environment, svc.Contracts = log, keyring, cfg.Environment, contracts
 	svc.AuditSigner, svc.AuditVerifier = auditKey, auditPub
+	anomalies := anomaly.DefaultConfig()
+	svc.Anomaly = &anomalies // the breaker: agents moved to supervised on a tripping finding
 	pub := newPublisher(*dir, cfg, log, svc)
 	if pub != nil {
 		svc.Published = pub.offer

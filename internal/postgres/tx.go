@@ -370,14 +370,18 @@ func (tx *Tx) UpdateAction(ctx context.Context, a *daoguard.Action) error {
 }
 
 func (tx *Tx) FindActions(ctx context.Context, f daoguard.ActionFilter) ([]*daoguard.Action, error) {
+	cmp, order := ">", "id"
+	if f.Newest {
+		cmp, order = "<", "id DESC"
+	}
 	q := `SELECT ` + actionColumns + ` FROM actions WHERE ($1 = '' OR org_id = $1) AND ($2 = '' OR principal_id = $2)
 		AND (cardinality($3::text[]) = 0 OR state = ANY($3))
 		AND ($4::timestamptz IS NULL OR runnable_at <= $4)
 		AND ($5::timestamptz IS NULL OR expires_at <= $5)
 		AND ($6::timestamptz IS NULL OR lease_until <= $6)
-		AND ($7 = '' OR id > $7)
+		AND ($7 = '' OR id ` + cmp + ` $7)
 		AND (NOT $9 OR org_id NOT IN (SELECT id FROM orgs WHERE paused))
-		ORDER BY id LIMIT $8`
+		ORDER BY ` + order + ` LIMIT $8`
 	states := make([]string, len(f.States))
 	for i, s := range f.States {
 		states[i] = s.String()

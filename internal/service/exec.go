@@ -34,6 +34,9 @@ func (s *Service) Wake() {
 // reconciles due actions until ctx ends. Errors of one sweep are logged and
 // retried at the next; Run returns only ctx's error.
 func (s *Service) Run(ctx context.Context) error {
+	if s.Anomaly != nil {
+		go s.watchLoop(ctx)
+	}
 	if _, err := s.Reconcile(ctx, true); err != nil && ctx.Err() == nil {
 		s.Logger.Error("reconcile at start", "err", err)
 	}

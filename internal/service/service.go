@@ -13,9 +13,11 @@ import (
 	"math/big"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/anomaly"
 	"github.com/daoguard/daoguard/internal/policy"
 	"github.com/daoguard/daoguard/internal/screen"
 	"github.com/daoguard/daoguard/internal/secrets"
@@ -73,7 +75,14 @@ type Service struct {
 	Interval       time.Duration
 	Batch          int
 
-	wake chan struct{}
+	// Anomaly, if set, runs the anomaly rules on every agent submission
+	// after it commits (Watch); a tripping finding moves the agent to
+	// supervised.
+	Anomaly *anomaly.Config
+
+	wake         chan struct{}
+	watchQ       chan *daoguard.Action
+	watchDropped atomic.Int64
 }
 
 // New returns a Service with the defaults.
@@ -89,6 +98,7 @@ func New(store daoguard.Store, decider daoguard.Decider, exec daoguard.Executor,
 		Interval:        DefaultInterval,
 		Batch:           DefaultBatch,
 		wake:            make(chan struct{}, 1),
+		watchQ:          make(chan *daoguard.Action, 1024),
 	}
 }
 
@@ -141,6 +151,15 @@ func (s *Service) SubmitOnce(ctx context.Context, use func(daoguard.Tx) error, p
 	}
 	if out.State == daoguard.StateQueued {
 		s.Wake()
+	}
+	if s.Anomaly != nil && out.Logged != nil && out.Logged.ActorKind == "agent" { // a new agent submission, not a replay
+		select {
+		case s.watchQ <- out:
+		default: // counted, and logged now and then rather than once per submission
+			if n := s.watchDropped.Add(1); n == 1 || n%1000 == 0 {
+				s.Logger.Warn("anomaly queue full: checks skipped (later checks still see these actions in the history)", "skipped", n)
+			}
+		}
 	}
 	return out, nil
 }

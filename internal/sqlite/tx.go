@@ -381,14 +381,18 @@ func (tx *Tx) FindActions(ctx context.Context, f daoguard.ActionFilter) ([]*daog
 	if f.NotPaused {
 		add("org_id NOT IN (SELECT id FROM orgs WHERE paused)")
 	}
+	cmp, order := ">", "id"
+	if f.Newest {
+		cmp, order = "<", "id DESC"
+	}
 	if f.AfterID != "" {
-		add("id > ?", f.AfterID)
+		add("id "+cmp+" ?", f.AfterID)
 	}
 	q := `SELECT ` + actionColumns + ` FROM actions`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY id LIMIT ?"
+	q += " ORDER BY " + order + " LIMIT ?"
 	args = append(args, sqlrow.Limit(f.Limit))
 	rows, err := tx.q.QueryContext(ctx, q, args...)
 	if err != nil {

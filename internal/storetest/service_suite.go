@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/anomaly"
 	"github.com/daoguard/daoguard/internal/service"
 )
 
@@ -330,6 +331,71 @@ func runService(t *testing.T, h Harness) {
 		in.Rationale = "Pay 5 USDC for the audit"
 		if a := must[*daoguard.Action](t)(f.Svc.Submit(ctx, f.Agent, "", in)); a.State != daoguard.StateQueued {
 			t.Fatalf("a rationale that says what the action does: %s %+v", a.State, a.Decision)
+		}
+	})
+
+	t.Run("OK_AnomalyBreaker", func(t *testing.T) {
+		// An agent submitting in a burst trips the breaker: it is moved
+		// to supervised, audited with the finding; it stays so across a
+		// restart; neither it nor daoguard can move it back, a human can.
+		f := setup(t, h)
+		cfg := anomaly.DefaultConfig()
+		f.Svc.Anomaly = &cfg
+		var tripped []anomaly.Finding
+		for i := range cfg.BurstCount {
+			a := submit(t, f, f.Agent, "5", Vendor)
+			fs, err := f.Svc.Watch(ctx, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if anomaly.Trips(fs) {
+				if i != cfg.BurstCount-1 {
+					t.Fatalf("tripped at submission %d: %+v", i+1, fs)
+				}
+				tripped = fs
+			}
+		}
+		if len(tripped) == 0 || tripped[0].Rule != anomaly.RuleBurst {
+			t.Fatalf("no trip after %d submissions in a burst: %+v", cfg.BurstCount, tripped)
+		}
+		var p *daoguard.Principal
+		var es []daoguard.AuditEntry
+		f.Store.View(ctx, func(tx daoguard.Tx) (err error) {
+			if p, err = tx.Principal(ctx, f.Agent); err != nil {
+				return err
+			}
+			es, err = tx.AuditEntries(ctx, 0, 1000)
+			return err
+		})
+		if p.Autonomy != daoguard.AutonomySupervised {
+			t.Fatalf("autonomy %v after the trip", p.Autonomy)
+		}
+		audited := false
+		for _, e := range es {
+			audited = audited || e.Event == "principal.autonomy" && e.ActorID == daoguard.ActorSystem && strings.Contains(string(e.Detail), "BURST")
+		}
+		if !audited {
+			t.Fatal("the trip is not in the audit log")
+		}
+		if a := submit(t, f, f.Agent, "5", Vendor); a.State != daoguard.StateAwaitingApproval {
+			t.Fatalf("after the trip: %s", a.State)
+		}
+		// A restart: the breaker holds.
+		s2, err := h.Open(f.DSN, f.Clock.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s2.Close()
+		svc2 := service.New(s2, f.Dec, f.Ledger, "node-restarted")
+		for _, actor := range []string{f.Agent, daoguard.ActorSystem} {
+			_, err := svc2.SetAutonomy(ctx, actor, f.Agent, daoguard.AutonomyAutonomous, "")
+			wantCode(t, err, daoguard.CodeAutonomyRaise)
+		}
+		if a := must[*daoguard.Action](t)(svc2.Submit(ctx, f.Agent, "", Transfer("5", Vendor))); a.State != daoguard.StateAwaitingApproval {
+			t.Fatalf("after a restart: %s", a.State)
+		}
+		if p := must[*daoguard.Principal](t)(svc2.SetAutonomy(ctx, f.Humans[0], f.Agent, daoguard.AutonomyAutonomous, "reviewed the burst")); p.Autonomy != daoguard.AutonomyAutonomous {
+			t.Fatalf("a human's reset: %v", p.Autonomy)
 		}
 	})
 
