@@ -180,4 +180,4 @@ set +e; out=$("$bin" policy check "$dir/bad.yaml" 2>&1); code=$?; set -e
 [ "$code" != 0 ] && echo "$out" | grep -q "line 4" || fail "policy check: exit $code $out"
 ok "exit $code, $(echo "$out" | grep -c 'line ') problem(s) located"
 echo
-echo "demo passed. The anomaly breaker, alignment probes and the bias report arrive with the next issues (README: Known limits)."
+echo "demo passed. Alignment probes, the bias report and risk metrics arrive with the next issues (README: Known limits)."
