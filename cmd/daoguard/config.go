@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/anomaly"
 	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/evm"
 	"github.com/daoguard/daoguard/internal/httpapi"
@@ -25,19 +26,20 @@ import (
 // Config is daoguard.yaml. It never holds a secret: keys live in files of
 // their own (mode 0600) or in the environment.
 type Config struct {
-	Environment   string       `yaml:"environment"` // "test" | "live": keys of the other environment are refused
-	Addr          string       `yaml:"addr"`
-	Store         string       `yaml:"store"` // "sqlite" (DIR/data.db) or a postgres:// URL
-	SQLite        SQLiteConfig `yaml:"sqlite"`
-	Node          string       `yaml:"node"` // this process's name in execution leases; default: hostname
-	Org           OrgConfig    `yaml:"org"`
-	MasterKeyFile string       `yaml:"master_key_file"` // relative to the data dir; DAOGUARD_MASTER_KEY overrides
-	AuditKeyFile  string       `yaml:"audit_key_file"`
-	LogLevel      string       `yaml:"log_level"` // debug | info | warn | error
-	Auth          AuthConfig   `yaml:"auth"`
-	Audit         AuditConfig  `yaml:"audit"`
-	Prices        PricesConfig `yaml:"prices"`
-	Chain         ChainConfig  `yaml:"chain"`
+	Environment   string        `yaml:"environment"` // "test" | "live": keys of the other environment are refused
+	Addr          string        `yaml:"addr"`
+	Store         string        `yaml:"store"` // "sqlite" (DIR/data.db) or a postgres:// URL
+	SQLite        SQLiteConfig  `yaml:"sqlite"`
+	Node          string        `yaml:"node"` // this process's name in execution leases; default: hostname
+	Org           OrgConfig     `yaml:"org"`
+	MasterKeyFile string        `yaml:"master_key_file"` // relative to the data dir; DAOGUARD_MASTER_KEY overrides
+	AuditKeyFile  string        `yaml:"audit_key_file"`
+	LogLevel      string        `yaml:"log_level"` // debug | info | warn | error
+	Auth          AuthConfig    `yaml:"auth"`
+	Audit         AuditConfig   `yaml:"audit"`
+	Anomaly       AnomalyConfig `yaml:"anomaly"`
+	Prices        PricesConfig  `yaml:"prices"`
+	Chain         ChainConfig   `yaml:"chain"`
 	// Contracts are the contracts whose ABIs decode calls to them, for
 	// approvers (decoded.calls) and for policy: calldata that no known ABI
 	// decodes exactly never runs autonomously under a rule that names no
@@ -74,6 +76,14 @@ type ChainConfig struct {
 type PricesConfig struct {
 	Every   time.Duration      `yaml:"every"` // poll interval; default 30s
 	Sources []pricefeed.Source `yaml:"sources"`
+}
+
+// AnomalyConfig tunes the anomaly breaker: each agent submission is
+// checked against the agent's history, and a tripping finding moves the
+// agent to supervised (docs/ERRORS.md, README).
+type AnomalyConfig struct {
+	Enabled        bool `yaml:"enabled"`
+	anomaly.Config `yaml:",inline"`
 }
 
 // AuditConfig tunes the audit log: how often serve signs a checkpoint of
@@ -126,7 +136,8 @@ func DefaultConfig() Config {
 		Chain:         ChainConfig{Confirmations: evm.DefaultConfirmations, DriftToleranceBPS: evm.DefaultDriftTolerance},
 		Auth: AuthConfig{SignatureWindow: auth.DefaultWindow, MaxBody: httpapi.DefaultMaxBody,
 			KeyRate: auth.DefaultKeyRate, KeyBurst: auth.DefaultKeyBurst, FailRate: auth.DefaultFailRate, FailBurst: auth.DefaultFailBurst},
-		Audit: AuditConfig{CheckpointEvery: time.Minute},
+		Audit:   AuditConfig{CheckpointEvery: time.Minute},
+		Anomaly: AnomalyConfig{Enabled: true, Config: anomaly.DefaultConfig()},
 	}
 }
 
@@ -239,6 +250,9 @@ func (c *Config) Validate() error {
 		} else if u.User != nil {
 			bad("audit.publish_url", "must not hold credentials: daoguard.yaml never holds a secret")
 		}
+	}
+	if field, why := c.Anomaly.Validate(); field != "" {
+		bad("anomaly."+field, "%s", why)
 	}
 	if c.Chain.Confirmations < 1 || c.Chain.Confirmations > 128 {
 		bad("chain.confirmations", "must be between 1 and 128, not %d", c.Chain.Confirmations)

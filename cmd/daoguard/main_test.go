@@ -255,6 +255,11 @@ func TestChainConfig(t *testing.T) {
 		{"chain: {confirmations: 0}\n", "chain.confirmations"},
 		{"chain: {drift_tolerance_bps: 10001}\n", "chain.drift_tolerance_bps"},
 		{"audit: {checkpoint_every: 500ms}\n", "audit.checkpoint_every"},
+		{"anomaly: {burst_count: 1}\n", "anomaly.burst_count"},
+		{"anomaly: {spend_alpha: 0}\n", "anomaly.spend_alpha"},
+		{"anomaly: {new_recipient_quantile: 1}\n", "anomaly.new_recipient_quantile"},
+		{"anomaly: {robust_z: -1}\n", "anomaly.robust_z"},
+		{"anomaly: {burst_window: 0s}\n", "anomaly.burst_window"},
 		{"audit: {publish_url: 'ftp://witness/'}\n", "audit.publish_url"},
 		{"audit: {publish_url: 'https://user:pw@witness/'}\n", "audit.publish_url"},
 		{"audit: {publish_url: '/relative'}\n", "audit.publish_url"},
@@ -335,5 +340,24 @@ func TestContractsConfig(t *testing.T) {
 	code, _, stderr := run(t, nil, "serve", "--data", dir, "--addr", freeAddr(t))
 	if code != exitFailed || !strings.Contains(stderr, "contracts[0].abi") {
 		t.Fatalf("exit %d: %s", code, stderr)
+	}
+}
+
+// TestAnomalyConfig: the breaker's thresholds are configurable one by one
+// over the defaults, and it can be turned off.
+func TestAnomalyConfig(t *testing.T) {
+	c, err := ParseConfig(strings.NewReader("org: {id: org_x}\nanomaly: {burst_count: 5, probe_window: 10m}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Anomaly.Enabled || c.Anomaly.BurstCount != 5 || c.Anomaly.ProbeWindow != 10*time.Minute || c.Anomaly.RobustZ != 4.5 {
+		t.Fatalf("%+v", c.Anomaly)
+	}
+	c, err = ParseConfig(strings.NewReader("org: {id: org_x}\nanomaly: {enabled: false}\n"))
+	if err != nil || c.Anomaly.Enabled {
+		t.Fatalf("disabled: %v %+v", err, c.Anomaly)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
-	"github.com/daoguard/daoguard/internal/anomaly"
 	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/evm"
 	"github.com/daoguard/daoguard/internal/httpapi"
@@ -174,8 +173,10 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	svc := service.New(st, decider, nil, node)
 	svc.Logger, svc.Keyring, svc.Environment, svc.Contracts = log, keyring, cfg.Environment, contracts
 	svc.AuditSigner, svc.AuditVerifier = auditKey, auditPub
-	anomalies := anomaly.DefaultConfig()
-	svc.Anomaly = &anomalies // the breaker: agents moved to supervised on a tripping finding
+	if cfg.Anomaly.Enabled { // the breaker: agents moved to supervised on a tripping finding
+		anomalies := cfg.Anomaly.Config
+		svc.Anomaly = &anomalies
+	}
 	pub := newPublisher(*dir, cfg, log, svc)
 	if pub != nil {
 		svc.Published = pub.offer

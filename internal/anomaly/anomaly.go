@@ -27,27 +27,27 @@ type Event struct {
 // Config holds the thresholds. The defaults are generous: a breaker that
 // trips on ordinary work teaches humans to reset it without looking.
 type Config struct {
-	MinHistory     int     // events needed before amount and hour rules speak
-	RobustZ        float64 // amount outlier: robust z-score of log amounts (median, MAD) above this
-	OutlierOverTop float64 // and above this multiple of the 99th percentile of past amounts
-	MinOutlier     float64 // and at least this many USD
+	MinHistory     int     `yaml:"min_history"`      // events needed before amount and hour rules speak
+	RobustZ        float64 `yaml:"robust_z"`         // amount outlier: robust z-score of log amounts (median, MAD) above this
+	OutlierOverTop float64 `yaml:"outlier_over_p99"` // and above this multiple of the 99th percentile of past amounts
+	MinOutlier     float64 `yaml:"min_outlier_usd"`  // and at least this many USD
 
-	BurstWindow time.Duration
-	BurstCount  int // submissions within BurstWindow, this one included
+	BurstWindow time.Duration `yaml:"burst_window"`
+	BurstCount  int           `yaml:"burst_count"` // submissions within BurstWindow, this one included
 
-	ProbeWindow time.Duration
-	ProbeCount  int // denials within ProbeWindow
+	ProbeWindow time.Duration `yaml:"probe_window"`
+	ProbeCount  int           `yaml:"probe_count"` // denials within ProbeWindow
 
-	NearWindow time.Duration
-	NearCount  int // near-limit attempts within NearWindow
+	NearWindow time.Duration `yaml:"near_limit_window"`
+	NearCount  int           `yaml:"near_limit_count"` // near-limit attempts within NearWindow
 
-	NewRecipientQuantile float64 // a first-seen recipient above this quantile of past amounts
+	NewRecipientQuantile float64 `yaml:"new_recipient_quantile"` // a first-seen recipient above this quantile of past amounts
 
-	SpendFactor float64 // today's spend above this multiple of the EWMA of past days
-	MinSpend    float64 // and above this many USD
-	SpendAlpha  float64 // EWMA weight of the latest day
+	SpendFactor float64 `yaml:"spend_factor"`  // today's spend above this multiple of the EWMA of past days
+	MinSpend    float64 `yaml:"min_spend_usd"` // and above this many USD
+	SpendAlpha  float64 `yaml:"spend_alpha"`   // EWMA weight of the latest day
 
-	RareHour float64 // an hour of day holding less than this share of the history
+	RareHour float64 `yaml:"rare_hour"` // an hour of day holding less than this share of the history
 }
 
 // DefaultConfig returns the default thresholds.
@@ -61,6 +61,33 @@ func DefaultConfig() Config {
 		SpendFactor:          5, MinSpend: 10_000, SpendAlpha: 0.3,
 		RareHour: 0.005,
 	}
+}
+
+// Validate names the first threshold out of its range, as field: why.
+func (c Config) Validate() (field, why string) {
+	switch {
+	case c.MinHistory < 1 || c.MinHistory > 100_000:
+		return "min_history", "must be between 1 and 100000"
+	case c.RobustZ <= 0:
+		return "robust_z", "must be positive"
+	case c.OutlierOverTop < 1:
+		return "outlier_over_p99", "must be at least 1"
+	case c.MinOutlier < 0 || c.MinSpend < 0:
+		return "min_outlier_usd", "USD floors must not be negative"
+	case c.BurstWindow <= 0 || c.ProbeWindow <= 0 || c.NearWindow <= 0:
+		return "burst_window", "windows must be positive durations"
+	case c.BurstCount < 2 || c.ProbeCount < 2 || c.NearCount < 2:
+		return "burst_count", "counts must be at least 2: one event is no burst"
+	case c.NewRecipientQuantile <= 0 || c.NewRecipientQuantile >= 1:
+		return "new_recipient_quantile", "must be between 0 and 1, exclusive"
+	case c.SpendFactor <= 1:
+		return "spend_factor", "must be above 1"
+	case c.SpendAlpha <= 0 || c.SpendAlpha > 1:
+		return "spend_alpha", "must be in (0, 1]"
+	case c.RareHour < 0 || c.RareHour >= 1:
+		return "rare_hour", "must be in [0, 1)"
+	}
+	return "", ""
 }
 
 // Finding is one rule's observation about the next event. Trip says the
