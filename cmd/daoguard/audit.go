@@ -68,7 +68,7 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 		// checkpoint checked against it.
 		size, root, cp, err := audit.VerifyStore(ctx, st, v)
 		if err != nil {
-			return tamperedError(err, hintStore)
+			return audit.Tampered(err, hintStore)
 		}
 		fmt.Fprintf(m.Stdout, "audit log intact: %d entries, tree root %s\n", size, base64.StdEncoding.EncodeToString(root[:]))
 		if cp != nil {
@@ -127,7 +127,7 @@ func (m *Main) runAudit(ctx context.Context, args []string) error {
 			return err
 		})
 		if err != nil {
-			return tamperedError(err, hintStore)
+			return audit.Tampered(err, hintStore)
 		}
 		if err := writeFileAtomic(*checkpoint, msg, 0o644); err != nil {
 			return err
@@ -284,7 +284,7 @@ func (m *Main) verifyExport(dir, key, entries, checkpoint string) error {
 	if errors.Is(err, audit.ErrNotExport) {
 		return &daoguard.Error{Code: daoguard.CodeInvalid, Message: entries + ": " + err.Error(), Hint: "daoguard audit export writes one"}
 	} else if err != nil {
-		return tamperedError(err, hintExport)
+		return audit.Tampered(err, hintExport)
 	}
 	fmt.Fprintf(m.Stdout, "exported audit log intact: %d entries, checkpoint %d signed by %s, tree root %s\n", n, cp.Size, v.Name(), base64.StdEncoding.EncodeToString(cp.Root[:]))
 	if n > cp.Size {
@@ -333,20 +333,6 @@ const (
 	hintStore  = "restore the store from a backup you trust, and find out who had write access to the database"
 	hintExport = "the export or its checkpoint was changed, or they are of another log: get them again from the operator, and compare the checkpoint with a published copy"
 )
-
-// tamperedError turns a *audit.TamperError into AUDIT_TAMPERED with the
-// first bad entry, if one can be named.
-func tamperedError(err error, hint string) error {
-	var te *audit.TamperError
-	if !errors.As(err, &te) {
-		return err
-	}
-	where := ""
-	if te.Index >= 0 {
-		where = fmt.Sprintf("first bad entry %d: ", te.Index)
-	}
-	return &daoguard.Error{Code: daoguard.CodeAuditTampered, Message: "the audit log is tampered: " + where + te.Why, Hint: hint}
-}
 
 // auditVerifier reads the log's public key, DIR/audit.pub (written by
 // init).

@@ -67,6 +67,38 @@ func OpenCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
 	return Checkpoint{Origin: lines[0], Size: size, Root: tlog.Hash(root)}, nil
 }
 
+// LatestCheckpoint reads the latest stored checkpoint and verifies it with
+// the log's key: the zero Checkpoint and a nil note if none is stored, a
+// *TamperError if it is not the log's.
+func LatestCheckpoint(ctx context.Context, tx daoguard.Tx, v note.Verifier) (Checkpoint, []byte, error) {
+	msg, err := tx.LatestCheckpoint(ctx)
+	if daoguard.IsNotFound(err) {
+		return Checkpoint{}, nil, nil
+	} else if err != nil {
+		return Checkpoint{}, nil, err
+	}
+	c, err := OpenCheckpoint(msg, v)
+	if err != nil {
+		return Checkpoint{}, nil, &TamperError{Index: -1, Why: "the latest checkpoint does not verify with the log's key: " + err.Error()}
+	}
+	return c, msg, nil
+}
+
+// Tampered turns a *TamperError in err into AUDIT_TAMPERED, naming the
+// first bad entry when one can be named, with hint (what to do); other
+// errors pass unchanged.
+func Tampered(err error, hint string) error {
+	var te *TamperError
+	if !errors.As(err, &te) {
+		return err
+	}
+	where := ""
+	if te.Index >= 0 {
+		where = fmt.Sprintf("first bad entry %d: ", te.Index)
+	}
+	return &daoguard.Error{Code: daoguard.CodeAuditTampered, Message: "the audit log is tampered: " + where + te.Why, Hint: hint}
+}
+
 // storeHashes reads stored tree hashes by index from a transaction.
 func storeHashes(ctx context.Context, tx daoguard.Tx) tlog.HashReader {
 	return hashReader(func(indexes []int64) ([]tlog.Hash, error) {
@@ -95,17 +127,11 @@ func IssueCheckpoint(ctx context.Context, st daoguard.Store, s note.Signer, v no
 	var latestMsg []byte
 	var have bool
 	err := st.View(ctx, func(tx daoguard.Tx) error {
-		msg, err := tx.LatestCheckpoint(ctx)
-		switch {
-		case err == nil:
-			latestMsg = msg
-			if latest, err = OpenCheckpoint(msg, v); err != nil {
-				return &TamperError{Index: -1, Why: "the latest checkpoint does not verify with the log's key: " + err.Error()}
-			}
-			have = true
-		case !daoguard.IsNotFound(err):
+		var err error
+		if latest, latestMsg, err = LatestCheckpoint(ctx, tx, v); err != nil {
 			return err
 		}
+		have = latestMsg != nil
 		size, err := tx.AuditHashCount(ctx)
 		if err != nil {
 			return err
@@ -174,15 +200,9 @@ func treeSize(count int64) int64 {
 // size entries: the checkpoint must be signed by the log's key, no larger
 // than the log, and its root the root the stored tree had at its size.
 func checkCheckpoint(ctx context.Context, tx daoguard.Tx, v note.Verifier, size int64) (*Checkpoint, error) {
-	msg, err := tx.LatestCheckpoint(ctx)
-	if daoguard.IsNotFound(err) {
-		return nil, nil
-	} else if err != nil {
+	c, msg, err := LatestCheckpoint(ctx, tx, v)
+	if err != nil || msg == nil {
 		return nil, err
-	}
-	c, err := OpenCheckpoint(msg, v)
-	if err != nil {
-		return nil, &TamperError{Index: -1, Why: "the latest checkpoint does not verify with the log's key: " + err.Error()}
 	}
 	if c.Size > size {
 		return nil, &TamperError{Index: size, Why: fmt.Sprintf("checkpoint %d was signed, the log has %d entries: entries were cut from its tail", c.Size, size)}

@@ -2,6 +2,7 @@ package screen
 
 import (
 	"bufio"
+	"bytes"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -134,7 +135,7 @@ func Benchmark(dir string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	direct, err := ReadRecords(strings.NewReader(string(DAOAttacks)))
+	direct, err := ReadRecords(bytes.NewReader(DAOAttacks))
 	if err != nil {
 		return nil, err
 	}

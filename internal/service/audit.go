@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/daoguard/daoguard"
@@ -132,7 +131,7 @@ func visible(p *daoguard.Principal, e *daoguard.AuditEntry) bool {
 // its note; none for an empty log.
 func (s *Service) SignCheckpoint(ctx context.Context) (audit.Checkpoint, []byte, error) {
 	if s.AuditSigner == nil || s.AuditVerifier == nil {
-		return audit.Checkpoint{}, nil, &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "this server has no audit signing key", Hint: "serve reads it from audit_key_file"}
+		return audit.Checkpoint{}, nil, errNoAuditKey
 	}
 	s.ckMu.Lock()
 	defer s.ckMu.Unlock()
@@ -157,23 +156,12 @@ func (s *Service) signCheckpoint(ctx context.Context) (audit.Checkpoint, []byte,
 
 // LatestCheckpoint reads and verifies the latest stored checkpoint; the
 // zero Checkpoint and a nil note if there is none.
-func (s *Service) LatestCheckpoint(ctx context.Context) (audit.Checkpoint, []byte, error) {
-	var msg []byte
-	err := s.Store.View(ctx, func(tx daoguard.Tx) error {
-		var err error
-		msg, err = tx.LatestCheckpoint(ctx)
+func (s *Service) LatestCheckpoint(ctx context.Context) (c audit.Checkpoint, msg []byte, err error) {
+	err = s.Store.View(ctx, func(tx daoguard.Tx) error {
+		c, msg, err = audit.LatestCheckpoint(ctx, tx, s.AuditVerifier)
 		return err
 	})
-	if daoguard.IsNotFound(err) {
-		return audit.Checkpoint{}, nil, nil
-	} else if err != nil {
-		return audit.Checkpoint{}, nil, err
-	}
-	c, err := audit.OpenCheckpoint(msg, s.AuditVerifier)
-	if err != nil {
-		return audit.Checkpoint{}, nil, tampered(&audit.TamperError{Index: -1, Why: "the latest checkpoint does not verify with the log's key: " + err.Error()})
-	}
-	return c, msg, nil
+	return c, msg, tampered(err)
 }
 
 // checkpointCovering returns a signed checkpoint of at least size entries:
@@ -181,7 +169,7 @@ func (s *Service) LatestCheckpoint(ctx context.Context) (audit.Checkpoint, []byt
 // mutex, so a burst of proof requests signs once, not once each.
 func (s *Service) checkpointCovering(ctx context.Context, size int64) (audit.Checkpoint, []byte, error) {
 	if s.AuditSigner == nil || s.AuditVerifier == nil {
-		return audit.Checkpoint{}, nil, &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "this server has no audit signing key", Hint: "serve reads it from audit_key_file"}
+		return audit.Checkpoint{}, nil, errNoAuditKey
 	}
 	if c, msg, err := s.LatestCheckpoint(ctx); err != nil || c.Size >= size {
 		return c, msg, err
@@ -207,7 +195,7 @@ func (s *Service) checkpointCovering(ctx context.Context, size int64) (audit.Che
 // a checkpoint others may already hold.
 func (s *Service) Extends(ctx context.Context, older, newer []byte) error {
 	if s.AuditVerifier == nil {
-		return &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "this server has no audit key"}
+		return errNoAuditKey
 	}
 	o, err := audit.OpenCheckpoint(older, s.AuditVerifier)
 	if err != nil {
@@ -234,12 +222,10 @@ func (s *Service) Extends(ctx context.Context, older, newer []byte) error {
 	return nil
 }
 
+// errNoAuditKey: the service was given no checkpoint key.
+var errNoAuditKey = &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "this server has no audit signing key", Hint: "serve reads it from audit_key_file"}
+
 // tampered turns a TamperError into AUDIT_TAMPERED; other errors pass.
 func tampered(err error) error {
-	var te *audit.TamperError
-	if errors.As(err, &te) {
-		return &daoguard.Error{Code: daoguard.CodeAuditTampered, Message: fmt.Sprintf("the audit log does not verify: %s", te.Why),
-			Hint: "an operator should run daoguard audit verify"}
-	}
-	return err
+	return audit.Tampered(err, "an operator should run daoguard audit verify")
 }
