@@ -83,6 +83,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzVerifyExport$$' -fuzztime $(FUZZTIME) ./internal/audit
 	$(GO) test -run '^$$' -fuzz '^FuzzText$$' -fuzztime $(FUZZTIME) ./internal/screen
 	$(GO) test -run '^$$' -fuzz '^FuzzConsistency$$' -fuzztime $(FUZZTIME) ./internal/screen
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/probe
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./internal/sqlite ./internal/postgres

@@ -27,6 +27,12 @@ type AuditEntry struct {
 	// them from the context (WithRequest).
 	KeyID         string `json:"key_id,omitempty"`
 	RequestDigest string `json:"request_digest,omitempty"`
+
+	// Subject is the principal the entry is about (an agent whose autonomy
+	// changed, whose probes ran), for its risk history (SubjectAudit). An
+	// index only: it is not part of the hashed leaf, so it is not
+	// exported or served with the entry either.
+	Subject string `json:"-"`
 }
 
 // Request identifies the authenticated request a context serves.

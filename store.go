@@ -171,6 +171,9 @@ type AuditLog interface {
 	AuditEntries(ctx context.Context, from uint64, limit int) ([]AuditEntry, error)
 	// ActionAudit returns an action's entries in log order: its timeline.
 	ActionAudit(ctx context.Context, actionID string) ([]AuditEntry, error)
+	// SubjectAudit returns the newest limit entries whose Subject is
+	// principalID, in log order: an agent's risk history.
+	SubjectAudit(ctx context.Context, principalID string, limit int) ([]AuditEntry, error)
 	// AuditSize returns the number of committed entries.
 	AuditSize(ctx context.Context) (uint64, error)
 	// AuditHashes returns up to limit stored hashes of the log's Merkle

@@ -19,6 +19,7 @@ import (
 	"github.com/daoguard/daoguard/internal/httpapi"
 	"github.com/daoguard/daoguard/internal/policy"
 	"github.com/daoguard/daoguard/internal/pricefeed"
+	"github.com/daoguard/daoguard/internal/probe"
 	"github.com/ethereum/go-ethereum/common"
 	"go.yaml.in/yaml/v3"
 )
@@ -38,6 +39,13 @@ type Config struct {
 	Auth          AuthConfig    `yaml:"auth"`
 	Audit         AuditConfig   `yaml:"audit"`
 	Anomaly       AnomalyConfig `yaml:"anomaly"`
+	// Probes are the agents' alignment probe suites: each is put to the
+	// agent's decision endpoint every so often and on demand (daoguard
+	// probe run); a failed run moves the agent down.
+	Probes []ProbeConfig `yaml:"probes"`
+	// Alerts go to this URL as JSON POSTs (breaker trips, failed probes),
+	// besides the log and the metrics.
+	AlertURL string `yaml:"alert_url"`
 	Prices        PricesConfig  `yaml:"prices"`
 	Chain         ChainConfig   `yaml:"chain"`
 	// Contracts are the contracts whose ABIs decode calls to them, for
@@ -84,6 +92,15 @@ type PricesConfig struct {
 type AnomalyConfig struct {
 	Enabled        bool `yaml:"enabled"`
 	anomaly.Config `yaml:",inline"`
+}
+
+// ProbeConfig puts one suite to one agent.
+type ProbeConfig struct {
+	Agent    string        `yaml:"agent"`    // the agent's id or name
+	Endpoint string        `yaml:"endpoint"` // the agent's decision endpoint, http(s)
+	Suite    string        `yaml:"suite"`    // "reference", or a suite file relative to the data directory
+	Every    time.Duration `yaml:"every"`    // 0: on demand only
+	LowerTo  string        `yaml:"lower_to"` // supervised (default) or suspended
 }
 
 // AuditConfig tunes the audit log: how often serve signs a checkpoint of
@@ -253,6 +270,31 @@ func (c *Config) Validate() error {
 	}
 	if field, why := c.Anomaly.Validate(); field != "" {
 		bad("anomaly."+field, "%s", why)
+	}
+	for i, pc := range c.Probes {
+		at := fmt.Sprintf("probes[%d]", i)
+		if pc.Agent == "" || pc.Suite == "" {
+			bad(at, "needs agent (an id or a name) and suite (reference, or a file)")
+		}
+		if err := probe.CheckEndpoint(pc.Endpoint); err != nil {
+			bad(at+".endpoint", "%s", daoguard.ErrorMessage(err))
+		}
+		if pc.Every != 0 && (pc.Every < time.Minute || pc.Every > 30*24*time.Hour) {
+			bad(at+".every", "must be 0 (on demand only) or between 1m and 720h, not %s", pc.Every)
+		}
+		switch pc.LowerTo {
+		case "", "supervised", "suspended":
+		default:
+			bad(at+".lower_to", "must be supervised or suspended, not %q", pc.LowerTo)
+		}
+	}
+	if c.AlertURL != "" {
+		u, err := url.Parse(c.AlertURL)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			bad("alert_url", "must be an http(s):// URL")
+		} else if u.User != nil {
+			bad("alert_url", "must not hold credentials: daoguard.yaml never holds a secret")
+		}
 	}
 	if c.Chain.Confirmations < 1 || c.Chain.Confirmations > 128 {
 		bad("chain.confirmations", "must be between 1 and 128, not %d", c.Chain.Confirmations)

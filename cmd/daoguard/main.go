@@ -53,6 +53,10 @@ Usage:
   daoguard audit   pseudonym --data DIR ADDRESS   (what the log records for a source address)
   daoguard screen < FILE                  (prompt-injection screening; exit 1 if flagged)
   daoguard screen bench --data DIR        (recall and false positives with Wilson intervals)
+  daoguard probe   run --credential FILE AGENT   (alignment probes now; exit 1 if failed)
+  daoguard probe   key --data DIR          (the key agents check probe questions with)
+  daoguard probe   suite [FILE]            (print the reference suite, or check FILE)
+  daoguard risk    --credential FILE AGENT (an agent's risk state and history)
   daoguard version
 
 Run 'daoguard COMMAND -h' for a command's flags.
@@ -137,6 +141,10 @@ func (m *Main) run(ctx context.Context, args []string) error {
 			in = strings.NewReader("")
 		}
 		return m.runScreen(ctx, args[1:], in)
+	case "probe":
+		return m.runProbe(ctx, args[1:])
+	case "risk":
+		return m.runRisk(ctx, args[1:])
 	case "version", "--version":
 		return m.runVersion(args[1:])
 	case "-h", "--help", "help":

@@ -20,6 +20,7 @@ import (
 	"github.com/daoguard/daoguard/internal/httpapi"
 	"github.com/daoguard/daoguard/internal/postgres"
 	"github.com/daoguard/daoguard/internal/pricefeed"
+	"github.com/daoguard/daoguard/internal/probe"
 	"github.com/daoguard/daoguard/internal/secrets"
 	"github.com/daoguard/daoguard/internal/service"
 	"github.com/daoguard/daoguard/internal/sqlite"
@@ -177,6 +178,15 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		anomalies := cfg.Anomaly.Config
 		svc.Anomaly = &anomalies
 	}
+	// Alignment probes, signed with a key derived from the audit key.
+	if svc.Probes, err = loadProbes(*dir, cfg); err != nil {
+		return err
+	}
+	probeKey, probeID, err := probeSigner(*dir, cfg)
+	if err != nil {
+		return err
+	}
+	svc.Prober = &probe.Runner{Signer: probeKey, Key: probeID}
 	pub := newPublisher(*dir, cfg, log, svc)
 	if pub != nil {
 		svc.Published = pub.offer

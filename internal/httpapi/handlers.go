@@ -458,3 +458,29 @@ func ScreenResult(r screen.Result) client.ScreenResult {
 	}
 	return out
 }
+
+func (s *Server) risk(c *call) error {
+	st, err := s.Service.RiskState(c.r.Context(), c.principal(), c.r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, st)
+	return nil
+}
+
+func (s *Server) runProbes(c *call) error {
+	runs, err := s.Service.RunProbes(c.r.Context(), c.principal(), c.r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, map[string]any{"runs": runs})
+	return nil
+}
+
+func (s *Server) probeKey(c *call) error {
+	if s.Service.Prober == nil {
+		return daoguard.Errorf(daoguard.CodeUnavailable, "alignment probes are not configured")
+	}
+	writeJSON(c.w, http.StatusOK, s.Service.Prober.Key)
+	return nil
+}

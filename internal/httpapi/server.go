@@ -102,6 +102,12 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/audit/checkpoint", read(daoguard.ScopeAuditRead), true, s.auditCheckpoint, nil, false, false},
 		{"GET", "/v1/audit/proof/{index}", read(daoguard.ScopeAuditRead), true, s.auditProof, nil, false, false},
 		{"GET", "/v1/audit/consistency", read(daoguard.ScopeAuditRead), true, s.auditConsistency, nil, false, false},
+		// Risk controls: an agent's risk state and history (humans, or the
+		// agent itself), alignment probes run now (humans: a failed run
+		// lowers the agent), and the key probe questions are signed with.
+		{"GET", "/v1/principals/{id}/risk", read(daoguard.ScopeAuditRead), true, s.risk, nil, false, false},
+		{"POST", "/v1/principals/{id}/probes", strong(daoguard.ScopeControlsWrite), true, s.runProbes, nil, false, false},
+		{"GET", "/v1/probes/key", read(daoguard.ScopeActionsRead), true, s.probeKey, nil, false, false},
 		// Screening is a pure function of the text: nothing is recorded.
 		{"POST", "/v1/screen", read(daoguard.ScopeActionsRead), true, s.screen, body[client.ScreenRequest], false, false},
 		// The dry run: agents may ask what would pass (it is audited).

@@ -474,6 +474,8 @@ func flushAudit(ctx context.Context, q pgx.Tx, pending []*daoguard.AuditEntry) e
 		cols[i] = make([]string, n)
 	}
 	details := make([]*string, n)
+	var subjects []string
+	var subjectSeqs []int64
 	for i, e := range pending {
 		e.Seq = uint64(first) + uint64(i)
 		c := *e
@@ -483,6 +485,9 @@ func flushAudit(ctx context.Context, q pgx.Tx, pending []*daoguard.AuditEntry) e
 		if len(e.Detail) > 0 {
 			d := string(e.Detail)
 			details[i] = &d
+		}
+		if e.Subject != "" {
+			subjects, subjectSeqs = append(subjects, e.Subject), append(subjectSeqs, int64(c.Seq))
 		}
 	}
 	want := audit.RightEdge(first)
@@ -527,6 +532,9 @@ func flushAudit(ctx context.Context, q pgx.Tx, pending []*daoguard.AuditEntry) e
 		SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])`,
 		seqs, times, cols[0], cols[1], cols[2], cols[3], cols[4], details, cols[5], cols[6])
 	b.Queue(`INSERT INTO audit_hash (idx, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])`, idx, hs)
+	if len(subjects) > 0 {
+		b.Queue(`INSERT INTO audit_subject (subject, seq) SELECT * FROM unnest($1::text[], $2::bigint[])`, subjects, subjectSeqs)
+	}
 	return q.SendBatch(ctx, b).Close()
 }
 
@@ -536,6 +544,11 @@ func (tx *Tx) AuditEntries(ctx context.Context, from uint64, limit int) ([]daogu
 
 func (tx *Tx) ActionAudit(ctx context.Context, actionID string) ([]daoguard.AuditEntry, error) {
 	return tx.auditQuery(ctx, `action_id = $1`, actionID, daoguard.MaxFindLimit)
+}
+
+func (tx *Tx) SubjectAudit(ctx context.Context, principalID string, limit int) ([]daoguard.AuditEntry, error) {
+	n := sqlrow.Limit(limit)
+	return tx.auditQuery(ctx, fmt.Sprintf(`seq IN (SELECT seq FROM audit_subject WHERE subject = $1 ORDER BY seq DESC LIMIT %d)`, n), principalID, n)
 }
 
 func (tx *Tx) auditQuery(ctx context.Context, where string, arg any, limit int) ([]daoguard.AuditEntry, error) {

@@ -37,6 +37,13 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.Anomaly != nil {
 		go s.watchLoop(ctx)
 	}
+	if s.Prober != nil {
+		for _, t := range s.Probes {
+			if t.Every > 0 {
+				go s.probeLoop(ctx, t)
+			}
+		}
+	}
 	if _, err := s.Reconcile(ctx, true); err != nil && ctx.Err() == nil {
 		s.Logger.Error("reconcile at start", "err", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/anomaly"
 	"github.com/daoguard/daoguard/internal/policy"
+	"github.com/daoguard/daoguard/internal/probe"
 	"github.com/daoguard/daoguard/internal/screen"
 	"github.com/daoguard/daoguard/internal/secrets"
 	"golang.org/x/mod/sumdb/note"
@@ -79,6 +80,11 @@ type Service struct {
 	// after it commits (Watch); a tripping finding moves the agent to
 	// supervised.
 	Anomaly *anomaly.Config
+
+	// Prober puts alignment probe suites to agents' decision endpoints:
+	// Probes on their schedules (Run) and on demand (RunProbes).
+	Prober *probe.Runner
+	Probes []ProbeTarget
 
 	wake         chan struct{}
 	watchQ       chan *daoguard.Action
@@ -619,25 +625,41 @@ func (s *Service) SetAutonomy(ctx context.Context, actorID, agentID string, leve
 				return daoguard.Errorf(daoguard.CodeForbidden, "an agent can change only its own autonomy")
 			}
 		}
-		if agent.Kind != daoguard.PrincipalAgent {
-			return daoguard.Errorf(daoguard.CodeInvalid, "%s is not an agent; only agents have an autonomy level", agentID)
-		}
-		if level > agent.Autonomy && actorKind != "human" {
-			return &daoguard.Error{Code: daoguard.CodeAutonomyRaise, Message: "only a human can raise an agent's autonomy", Hint: "ask a steward"}
-		}
 		out = agent
-		if level == agent.Autonomy {
-			return nil
-		}
-		from := agent.Autonomy
-		agent.Autonomy, agent.Updated = level, tx.Now()
-		if err := tx.PutPrincipal(ctx, agent); err != nil {
-			return err
-		}
-		return appendEntry(ctx, tx, actorID, actorKind, &daoguard.Action{OrgID: agent.OrgID}, "principal.autonomy",
-			map[string]any{"agent": agent.ID, "from": from, "to": level, "reason": reason})
+		return setAutonomy(ctx, tx, actorID, actorKind, agent, level, reason)
 	})
 	return out, err
+}
+
+// setAutonomy moves agent to level in tx, with its audit entry (whose
+// subject is the agent: its risk history). Only a human raises.
+func setAutonomy(ctx context.Context, tx daoguard.Tx, actorID, actorKind string, agent *daoguard.Principal, level daoguard.Autonomy, reason string) error {
+	if agent.Kind != daoguard.PrincipalAgent {
+		return daoguard.Errorf(daoguard.CodeInvalid, "%s is not an agent; only agents have an autonomy level", agent.ID)
+	}
+	if level > agent.Autonomy && actorKind != "human" {
+		return &daoguard.Error{Code: daoguard.CodeAutonomyRaise, Message: "only a human can raise an agent's autonomy", Hint: "ask a steward"}
+	}
+	if level == agent.Autonomy {
+		return nil
+	}
+	from := agent.Autonomy
+	agent.Autonomy, agent.Updated = level, tx.Now()
+	if err := tx.PutPrincipal(ctx, agent); err != nil {
+		return err
+	}
+	return appendSubjectEntry(ctx, tx, actorID, actorKind, agent, "principal.autonomy",
+		map[string]any{"agent": agent.ID, "from": from, "to": level, "reason": reason})
+}
+
+// appendSubjectEntry appends an entry about principal p (no action).
+func appendSubjectEntry(ctx context.Context, tx daoguard.Tx, actorID, actorKind string, p *daoguard.Principal, event string, detail any) error {
+	raw, err := json.Marshal(detail)
+	if err != nil {
+		return err
+	}
+	return tx.Append(ctx, &daoguard.AuditEntry{Time: tx.Now(), OrgID: p.OrgID, ActorID: actorID, ActorKind: actorKind,
+		Event: event, Detail: raw, Subject: p.ID})
 }
 
 // humanAndAction loads a human principal and an action of their organisation.

@@ -461,6 +461,11 @@ func (tx *Tx) Append(ctx context.Context, e *daoguard.AuditEntry) error {
 	if err != nil {
 		return err
 	}
+	if e.Subject != "" {
+		if _, err := tx.q.ExecContext(ctx, `INSERT INTO audit_subject (subject, seq) VALUES (?, ?)`, e.Subject, e.Seq); err != nil {
+			return err
+		}
+	}
 	// What the row holds, for the tree: the time at the column's precision.
 	c := *e
 	c.Time = fromMicros(micros(e.Time))
@@ -476,6 +481,11 @@ func (tx *Tx) AuditEntries(ctx context.Context, from uint64, limit int) ([]daogu
 
 func (tx *Tx) ActionAudit(ctx context.Context, actionID string) ([]daoguard.AuditEntry, error) {
 	return tx.auditQuery(ctx, `action_id = ?`, actionID, daoguard.MaxFindLimit)
+}
+
+func (tx *Tx) SubjectAudit(ctx context.Context, principalID string, limit int) ([]daoguard.AuditEntry, error) {
+	n := sqlrow.Limit(limit)
+	return tx.auditQuery(ctx, fmt.Sprintf(`seq IN (SELECT seq FROM audit_subject WHERE subject = ? ORDER BY seq DESC LIMIT %d)`, n), principalID, n)
 }
 
 func (tx *Tx) auditQuery(ctx context.Context, where string, arg any, limit int) ([]daoguard.AuditEntry, error) {
