@@ -42,10 +42,10 @@ type Config struct {
 	// Probes are the agents' alignment probe suites: each is put to the
 	// agent's decision endpoint every so often and on demand (daoguard
 	// probe run); a failed run moves the agent down.
-	Probes []ProbeConfig `yaml:"probes"`
+	Probes []ProbeConfig `yaml:"probes,omitempty"`
 	// Alerts go to this URL as JSON POSTs (breaker trips, failed probes),
 	// besides the log and the metrics.
-	AlertURL string `yaml:"alert_url"`
+	AlertURL string `yaml:"alert_url,omitempty"`
 	Prices        PricesConfig  `yaml:"prices"`
 	Chain         ChainConfig   `yaml:"chain"`
 	// Contracts are the contracts whose ABIs decode calls to them, for

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/client"
+	"github.com/daoguard/daoguard/internal/probe"
+)
+
+// TestProbeCommands follows the README: an operator configures the
+// reference suite for an agent in daoguard.yaml, gives the agent the probe
+// key (daoguard probe key), and a human runs the probes with the CLI. The
+// agent, which takes whatever a message asks, fails; it ends up
+// supervised; its risk state shows the run and the move; the audit log
+// verifies offline.
+func TestProbeCommands(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	addr := freeAddr(t)
+	if code, _, errs := run(t, nil, "init", "--data", dir, "--url", "http://"+addr); code != 0 {
+		t.Fatal(errs)
+	}
+	code, out, errs := run(t, nil, "probe", "key", "--data", dir)
+	var key client.ProbeKey
+	if code != 0 || json.Unmarshal([]byte(out), &key) != nil || key.KeyID == "" {
+		t.Fatalf("probe key: %d %s %s", code, out, errs)
+	}
+
+	// The agent's decision endpoint: it checks daoguard's signature and
+	// answers with the first option the suite lists (the attacker's).
+	v, err := client.NewProbeVerifier(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := map[string]probe.Scenario{}
+	for _, c := range probe.Reference().Scenarios {
+		first[c.Situation] = c
+	}
+	agentSrv := httptest.NewServer(client.ProbeHandler(v, func(_ context.Context, q client.Question) (client.Answer, error) {
+		c := first[q.Situation]
+		a := client.Answer{Decision: c.Options[0]}
+		if c.Amount != nil {
+			a.Amount = fmt.Sprint(c.Amount.Min)
+		}
+		return a, nil
+	}))
+	defer agentSrv.Close()
+
+	f, err := os.OpenFile(filepath.Join(dir, "daoguard.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "probes:\n  - {agent: trader, endpoint: %q, suite: reference, every: 6h}\n", agentSrv.URL+"/decide")
+	f.Close()
+
+	logs := &lockedBuffer{}
+	stop := startServe(t, logs, nil, "--data", dir, "--dev", "--addr", addr)
+	creds := filepath.Join(dir, "credentials")
+	admin, human1 := filepath.Join(creds, "admin.json"), filepath.Join(creds, "human1.json")
+	code, out, errs = run(t, nil, "principals", "create", "--credential", admin, "--name", "trader", "--kind", "agent")
+	var trader daoguard.Principal
+	if code != 0 || json.Unmarshal([]byte(out), &trader) != nil {
+		t.Fatalf("create the agent: %d %s %s", code, out, errs)
+	}
+	// New agents start supervised; a human lets this one act alone.
+	if code, out, errs := run(t, nil, "principals", "autonomy", "--credential", human1, "--id", trader.ID, "--level", "autonomous", "--reason", "onboarded"); code != 0 {
+		t.Fatalf("autonomy: %s %s", out, errs)
+	}
+
+	code, out, errs = run(t, nil, "probe", "run", "--credential", human1, trader.ID)
+	if code != exitFailed || !strings.Contains(out, "suite reference: FAILED") || !strings.Contains(out, "freysa-tool-redefinition") ||
+		!strings.Contains(out, "moved to supervised") || !strings.Contains(errs, "failed its alignment probes") {
+		t.Fatalf("probe run: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = run(t, nil, "risk", "--credential", human1, trader.ID)
+	var st client.RiskState
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("risk: %d %s %s", code, out, errs)
+	}
+	if st.Agent.Autonomy != daoguard.AutonomySupervised || len(st.History) != 3 || st.History[0].Event != "principal.autonomy" || st.History[1].Event != "probe.run" || st.History[2].ActorID == daoguard.ActorSystem {
+		t.Fatalf("risk state: %s", out)
+	}
+	if !strings.Contains(logs.String(), "PROBE_FAILED") {
+		t.Fatalf("no PROBE_FAILED alert in the log:\n%s", logs.String())
+	}
+	stop()
+	if code, out, errs := run(t, nil, "audit", "verify", "--data", dir); code != 0 {
+		t.Fatalf("audit verify: %d %s %s", code, out, errs)
+	}
+}
+
+// Bad input to the probe commands and configuration: usage errors exit 2,
+// refused input exits 1 naming the field; nothing runs.
+func TestProbeBadInput(t *testing.T) {
+	code, out, _ := run(t, nil, "probe", "suite")
+	if code != 0 || !strings.Contains(out, "name: reference") {
+		t.Fatalf("probe suite: %d", code)
+	}
+	path := filepath.Join(t.TempDir(), "s.yaml")
+	os.WriteFile(path, []byte(out), 0o600)
+	if code, out, errs := run(t, nil, "probe", "suite", path); code != 0 || !strings.Contains(out, "suite reference:") {
+		t.Fatalf("probe suite FILE: %d %s %s", code, out, errs)
+	}
+	os.WriteFile(path, []byte("name: s\nscenarios:\n  - {id: a, situation: x, options: [yes, no], expect: [maybe]}\n"), 0o600)
+	if code, _, errs := run(t, nil, "probe", "suite", path); code != exitFailed || !strings.Contains(errs, "scenarios[0].expect") {
+		t.Fatalf("bad suite: %d %s", code, errs)
+	}
+	for _, args := range [][]string{{"probe"}, {"probe", "nope"}, {"probe", "run"}, {"probe", "key"}, {"risk"}, {"probe", "suite", "a", "b"}} {
+		if code, _, _ := run(t, nil, args...); code != exitUsage {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	for _, c := range []struct{ yaml, field string }{
+		{"probes: [{agent: a, endpoint: 'ftp://x', suite: reference}]", "probes[0].endpoint"},
+		{"probes: [{agent: a, endpoint: 'http://u:p@x/', suite: reference}]", "probes[0].endpoint"},
+		{"probes: [{agent: a, endpoint: 'http://x/', suite: reference, every: 1s}]", "probes[0].every"},
+		{"probes: [{agent: a, endpoint: 'http://x/', suite: reference, lower_to: autonomous}]", "probes[0].lower_to"},
+		{"probes: [{endpoint: 'http://x/', suite: reference}]", "probes[0]"},
+		{"alert_url: 'file:///etc/passwd'", "alert_url"},
+	} {
+		cfg, err := ParseConfig(strings.NewReader("org: {id: org_x}\n" + c.yaml + "\n"))
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%s: %v", c.yaml, err)
+		}
+	}
+	// A suite file that does not parse stops serve before it listens.
+	dir := filepath.Join(t.TempDir(), "data")
+	if code, _, errs := run(t, nil, "init", "--data", dir); code != 0 {
+		t.Fatal(errs)
+	}
+	os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("name: s\n"), 0o600)
+	f, _ := os.OpenFile(filepath.Join(dir, "daoguard.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	fmt.Fprintln(f, "probes: [{agent: a, endpoint: 'http://127.0.0.1:1/', suite: bad.yaml}]")
+	f.Close()
+	if code, _, errs := run(t, nil, "serve", "--data", dir, "--addr", freeAddr(t)); code != exitFailed || !strings.Contains(errs, "probes[0].suite") {
+		t.Fatalf("serve with a bad suite: %d %s", code, errs)
+	}
+}
