@@ -397,6 +397,25 @@ func runService(t *testing.T, h Harness) {
 		if p := must[*daoguard.Principal](t)(svc2.SetAutonomy(ctx, f.Humans[0], f.Agent, daoguard.AutonomyAutonomous, "reviewed the burst")); p.Autonomy != daoguard.AutonomyAutonomous {
 			t.Fatalf("a human's reset: %v", p.Autonomy)
 		}
+		// The agent's risk history: the trip, then the human's reset, in
+		// log order; the other agent's history is its own.
+		var hist, other, last []daoguard.AuditEntry
+		s2.View(ctx, func(tx daoguard.Tx) (err error) {
+			if hist, err = tx.SubjectAudit(ctx, f.Agent, 100); err != nil {
+				return err
+			}
+			if last, err = tx.SubjectAudit(ctx, f.Agent, 1); err != nil {
+				return err
+			}
+			other, err = tx.SubjectAudit(ctx, f.Agent2, 100)
+			return err
+		})
+		if len(hist) != 2 || hist[0].ActorID != daoguard.ActorSystem || hist[1].ActorID != f.Humans[0] || hist[0].Seq >= hist[1].Seq || hist[1].Event != "principal.autonomy" {
+			t.Fatalf("risk history: %+v", hist)
+		}
+		if len(last) != 1 || last[0].Seq != hist[1].Seq || len(other) != 0 {
+			t.Fatalf("newest 1: %+v; other agent: %+v", last, other)
+		}
 	})
 
 	t.Run("OK_Autonomy", func(t *testing.T) {
