@@ -46,8 +46,12 @@ type Config struct {
 	// Alerts go to this URL as JSON POSTs (breaker trips, failed probes),
 	// besides the log and the metrics.
 	AlertURL string `yaml:"alert_url,omitempty"`
-	Prices        PricesConfig  `yaml:"prices"`
-	Chain         ChainConfig   `yaml:"chain"`
+	// MetricsAddr, if set, serves Prometheus metrics at /metrics on this
+	// address, apart from the API (keep it on loopback or a private
+	// network: the metrics carry agent ids).
+	MetricsAddr string       `yaml:"metrics_addr,omitempty"`
+	Prices      PricesConfig `yaml:"prices"`
+	Chain       ChainConfig  `yaml:"chain"`
 	// Contracts are the contracts whose ABIs decode calls to them, for
 	// approvers (decoded.calls) and for policy: calldata that no known ABI
 	// decodes exactly never runs autonomously under a rule that names no
@@ -294,6 +298,11 @@ func (c *Config) Validate() error {
 			bad("alert_url", "must be an http(s):// URL")
 		} else if u.User != nil {
 			bad("alert_url", "must not hold credentials: daoguard.yaml never holds a secret")
+		}
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			bad("metrics_addr", "must be host:port, like 127.0.0.1:9787")
 		}
 	}
 	if c.Chain.Confirmations < 1 || c.Chain.Confirmations > 128 {

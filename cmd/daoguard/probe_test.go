@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
@@ -53,11 +56,26 @@ func TestProbeCommands(t *testing.T) {
 	}))
 	defer agentSrv.Close()
 
+	// The operator's alert receiver checks daoguard's signature too.
+	alerts := make(chan map[string]any, 10)
+	alertSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if err := v.Verify(r, b); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var a map[string]any
+		json.Unmarshal(b, &a)
+		alerts <- a
+	}))
+	defer alertSrv.Close()
+	metricsAddr := freeAddr(t)
+
 	f, err := os.OpenFile(filepath.Join(dir, "daoguard.yaml"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(f, "probes:\n  - {agent: trader, endpoint: %q, suite: reference, every: 6h}\n", agentSrv.URL+"/decide")
+	fmt.Fprintf(f, "probes:\n  - {agent: trader, endpoint: %q, suite: reference, every: 6h}\nalert_url: %q\nmetrics_addr: %q\n", agentSrv.URL+"/decide", alertSrv.URL, metricsAddr)
 	f.Close()
 
 	logs := &lockedBuffer{}
@@ -69,10 +87,22 @@ func TestProbeCommands(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &trader) != nil {
 		t.Fatalf("create the agent: %d %s %s", code, out, errs)
 	}
+	wantAlert := func(kind string) {
+		t.Helper()
+		select {
+		case a := <-alerts:
+			if a["kind"] != kind || a["agent"] != trader.ID {
+				t.Fatalf("alert %v, want %s", a, kind)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s alert", kind)
+		}
+	}
 	// New agents start supervised; a human lets this one act alone.
 	if code, out, errs := run(t, nil, "principals", "autonomy", "--credential", human1, "--id", trader.ID, "--level", "autonomous", "--reason", "onboarded"); code != 0 {
 		t.Fatalf("autonomy: %s %s", out, errs)
 	}
+	wantAlert("autonomy_raised")
 
 	code, out, errs = run(t, nil, "probe", "run", "--credential", human1, trader.ID)
 	if code != exitFailed || !strings.Contains(out, "suite reference: FAILED") || !strings.Contains(out, "freysa-tool-redefinition") ||
@@ -90,6 +120,42 @@ func TestProbeCommands(t *testing.T) {
 	if !strings.Contains(logs.String(), "PROBE_FAILED") {
 		t.Fatalf("no PROBE_FAILED alert in the log:\n%s", logs.String())
 	}
+	wantAlert("probe_failed")
+	// The metrics (the alert's count lands just after its delivery).
+	lines := []string{
+		`daoguard_probe_runs_total{result="failed",suite="reference"} 1`,
+		`daoguard_probe_score{agent="` + trader.ID + `",suite="reference"}`,
+		`daoguard_agents{autonomy="supervised"} 1`,
+		`daoguard_autonomy_changes_total{actor_kind="system",to="supervised"} 1`,
+		`daoguard_alerts_total{result="sent"} 2`,
+	}
+	var missing []string
+	for range 100 {
+		res, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		missing = missing[:0]
+		for _, l := range lines {
+			if !strings.Contains(string(body), l) {
+				missing = append(missing, l)
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(missing) > 0 {
+		t.Fatalf("metrics lack %v", missing)
+	}
+	// A human moves the agent back: alerted too.
+	if code, out, errs := run(t, nil, "principals", "autonomy", "--credential", human1, "--id", trader.ID, "--level", "autonomous", "--reason", "retrained"); code != 0 {
+		t.Fatalf("autonomy: %s %s", out, errs)
+	}
+	wantAlert("autonomy_raised")
 	stop()
 	if code, out, errs := run(t, nil, "audit", "verify", "--data", dir); code != 0 {
 		t.Fatalf("audit verify: %d %s %s", code, out, errs)

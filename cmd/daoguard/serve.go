@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/alert"
 	"github.com/daoguard/daoguard/internal/auth"
 	"github.com/daoguard/daoguard/internal/evm"
 	"github.com/daoguard/daoguard/internal/httpapi"
+	"github.com/daoguard/daoguard/internal/metrics"
 	"github.com/daoguard/daoguard/internal/postgres"
 	"github.com/daoguard/daoguard/internal/pricefeed"
 	"github.com/daoguard/daoguard/internal/probe"
@@ -187,6 +189,17 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	svc.Prober = &probe.Runner{Signer: probeKey, Key: probeID}
+	// Metrics for everything the risk controls do, and alerts (signed
+	// with the same outgoing key) to alert_url.
+	met := metrics.New(st, cfg.Org.ID)
+	observers := service.Observers{met}
+	var alerts *alert.Sender
+	if cfg.AlertURL != "" {
+		alerts = alert.NewSender(cfg.AlertURL, probeKey, log)
+		alerts.Count = func(result string) { met.AlertsSent.WithLabelValues(result).Inc() }
+		observers = append(observers, alerts)
+	}
+	svc.Observer = observers
 	pub := newPublisher(*dir, cfg, log, svc)
 	if pub != nil {
 		svc.Published = pub.offer
@@ -243,6 +256,21 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if holdings != nil {
 		go holdings.Run(runCtx) // stops with runCtx; reads only
 	}
+	if alerts != nil {
+		go alerts.Run(runCtx) // stops with runCtx; the audit log is the record
+	}
+	var metricsSrv *http.Server
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "cannot listen on metrics_addr " + cfg.MetricsAddr + ": " + err.Error()}
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", met.Handler())
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+		go metricsSrv.Serve(mln)
+		log.Info("metrics serving", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
 	if pub != nil {
 		// The latest checkpoint first: one signed just before the last
 		// stop may not have been published.
@@ -278,6 +306,9 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
 	err = srv.Shutdown(sctx)
+	if metricsSrv != nil {
+		metricsSrv.Shutdown(sctx)
+	}
 	cancel()
 	for range workers {
 		<-done

@@ -101,6 +101,7 @@ func (s *Service) recordProbe(ctx context.Context, actorID, agentID string, t Pr
 	}
 	run := &ProbeRun{Agent: agentID, Result: res}
 	var e *daoguard.AuditEntry
+	var from daoguard.Autonomy
 	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
 		agent, err := tx.PrincipalForUpdate(ctx, agentID)
 		if err != nil {
@@ -123,7 +124,7 @@ func (s *Service) recordProbe(ctx context.Context, actorID, agentID string, t Pr
 		if err := tx.Append(ctx, e); err != nil {
 			return err
 		}
-		run.Lowered = false
+		run.Lowered, from = false, agent.Autonomy
 		if !res.Passed && agent.Autonomy > lowerTo {
 			if err := setAutonomy(ctx, tx, daoguard.ActorSystem, "system", agent, lowerTo, "alignment probes: "+res.Summary()); err != nil {
 				return err
@@ -137,6 +138,12 @@ func (s *Service) recordProbe(ctx context.Context, actorID, agentID string, t Pr
 		return nil, err
 	}
 	run.LogIndex = e.Seq // some stores number entries at commit
+	if s.Observer != nil {
+		s.Observer.ProbeRan(run)
+		if run.Lowered {
+			s.Observer.AutonomyChanged(agentID, from, run.Autonomy, "system")
+		}
+	}
 	if run.Lowered {
 		s.Logger.Warn("alignment probes failed: agent moved down", "code", "PROBE_FAILED", "agent", agentID, "to", run.Autonomy, "result", res.Summary())
 	} else if !res.Passed {

@@ -86,6 +86,10 @@ type Service struct {
 	Prober *probe.Runner
 	Probes []ProbeTarget
 
+	// Observer, if set, is told of decisions, breaker trips, probe runs
+	// and autonomy changes, after they commit (metrics, alerts).
+	Observer Observer
+
 	wake         chan struct{}
 	watchQ       chan *daoguard.Action
 	watchDropped atomic.Int64
@@ -158,10 +162,16 @@ func (s *Service) SubmitOnce(ctx context.Context, use func(daoguard.Tx) error, p
 	if out.State == daoguard.StateQueued {
 		s.Wake()
 	}
+	if s.Observer != nil && out.Logged != nil { // a new action, not a replay
+		s.Observer.Decided(out)
+	}
 	if s.Anomaly != nil && out.Logged != nil && out.Logged.ActorKind == "agent" { // a new agent submission, not a replay
 		select {
 		case s.watchQ <- out:
 		default: // counted, and logged now and then rather than once per submission
+			if s.Observer != nil {
+				s.Observer.WatchDropped()
+			}
 			if n := s.watchDropped.Add(1); n == 1 || n%1000 == 0 {
 				s.Logger.Warn("anomaly queue full: checks skipped (later checks still see these actions in the history)", "skipped", n)
 			}
@@ -606,12 +616,14 @@ func (s *Service) SetAutonomy(ctx context.Context, actorID, agentID string, leve
 		return nil, daoguard.FieldError(daoguard.CodeInvalid, "autonomy", "unknown autonomy level")
 	}
 	var out *daoguard.Principal
+	var from daoguard.Autonomy
+	var actorKind string
 	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
 		agent, err := tx.PrincipalForUpdate(ctx, agentID)
 		if err != nil {
 			return err
 		}
-		actorKind := "system"
+		from, actorKind = agent.Autonomy, "system"
 		if actorID != daoguard.ActorSystem {
 			actor, err := tx.Principal(ctx, actorID)
 			if err != nil {
@@ -628,6 +640,9 @@ func (s *Service) SetAutonomy(ctx context.Context, actorID, agentID string, leve
 		out = agent
 		return setAutonomy(ctx, tx, actorID, actorKind, agent, level, reason)
 	})
+	if err == nil && s.Observer != nil && from != out.Autonomy {
+		s.Observer.AutonomyChanged(out.ID, from, out.Autonomy, actorKind)
+	}
 	return out, err
 }
 

@@ -59,6 +59,9 @@ func (s *Service) Watch(ctx context.Context, a *daoguard.Action) ([]anomaly.Find
 	}
 	// The alert: operators watch for this line (and its code).
 	s.Logger.Warn("anomaly breaker tripped: agent moved to supervised", "code", "ANOMALY_BREAKER", "agent", agent.ID, "action", a.ID, "findings", anomaly.Summary(findings))
+	if s.Observer != nil {
+		s.Observer.BreakerTripped(agent.ID, findings)
+	}
 	return findings, nil
 }
 
