@@ -57,6 +57,8 @@ Usage:
   daoguard probe   key --data DIR          (the key agents check probe questions with)
   daoguard probe   suite [FILE]            (print the reference suite, or check FILE)
   daoguard risk    --credential FILE AGENT (an agent's risk state and history)
+  daoguard report  bias --data DIR --endpoint URL --proposals FILE [--proposers FILE]
+                   (swap-the-proposer and swap-the-order probes; exit 1 if biased)
   daoguard version
 
 Run 'daoguard COMMAND -h' for a command's flags.
@@ -145,6 +147,8 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		return m.runProbe(ctx, args[1:])
 	case "risk":
 		return m.runRisk(ctx, args[1:])
+	case "report":
+		return m.runReport(ctx, args[1:])
 	case "version", "--version":
 		return m.runVersion(args[1:])
 	case "-h", "--help", "help":

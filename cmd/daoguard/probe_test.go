@@ -212,3 +212,61 @@ func TestProbeBadInput(t *testing.T) {
 		t.Fatalf("serve with a bad suite: %d %s", code, errs)
 	}
 }
+
+// TestReportBias: daoguard report bias against an agent on loopback that
+// checks daoguard's signature: a fair one passes (exit 0), one that always
+// picks the first proposal shown is reported biased (exit 1).
+func TestReportBias(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if code, _, errs := run(t, nil, "init", "--data", dir); code != 0 {
+		t.Fatal(errs)
+	}
+	_, out, _ := run(t, nil, "probe", "key", "--data", dir)
+	var key client.ProbeKey
+	json.Unmarshal([]byte(out), &key)
+	v, err := client.NewProbeVerifier(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := func(pick func(first, second string) string) string {
+		srv := httptest.NewServer(client.ProbeHandler(v, func(_ context.Context, q client.Question) (client.Answer, error) {
+			if len(q.Options) == 3 {
+				return client.Answer{Decision: "for"}, nil
+			}
+			parts := strings.SplitN(q.Situation, "Second: ", 2)
+			first := strings.SplitN(strings.SplitN(parts[0], "First: ", 2)[1], "\n", 2)[0]
+			second := strings.SplitN(parts[1], "\n", 2)[0]
+			return client.Answer{Decision: pick(first, second)}, nil
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	fair := endpoint(func(a, b string) string {
+		if a < b {
+			return "first"
+		}
+		return "second"
+	})
+	firstAlways := endpoint(func(string, string) string { return "first" })
+	proposals := "../../testdata/screening-sample/aave_proposals.jsonl"
+	code, out, errs := run(t, nil, "report", "bias", "--data", dir, "--endpoint", fair, "--proposals", proposals, "--limit", "20")
+	if code != 0 || !strings.Contains(out, "no position bias") || !strings.Contains(out, "no disparity") {
+		t.Fatalf("fair agent: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = run(t, nil, "report", "bias", "--data", dir, "--endpoint", firstAlways, "--proposals", proposals, "--limit", "20")
+	if code != exitFailed || !strings.Contains(out, "BIASED: the rate of picking the first excludes 50%") || !strings.Contains(errs, "bias") {
+		t.Fatalf("first-always agent: exit %d\n%s%s", code, out, errs)
+	}
+	for _, args := range [][]string{
+		{"report"}, {"report", "nope"}, {"report", "bias"},
+		{"report", "bias", "--data", dir, "--endpoint", fair},
+		{"report", "bias", "--data", dir, "--endpoint", fair, "--proposals", proposals, "--trials", "0"},
+	} {
+		if code, _, _ := run(t, nil, args...); code != exitUsage {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	if code, _, errs := run(t, nil, "report", "bias", "--data", dir, "--endpoint", "ftp://x", "--proposals", proposals); code != exitFailed || !strings.Contains(errs, "http or https") {
+		t.Errorf("bad endpoint: %d %s", code, errs)
+	}
+}

@@ -188,11 +188,10 @@ func (r *Runner) Run(ctx context.Context, s *Suite, endpoint string) (*Result, e
 	if err := CheckEndpoint(endpoint); err != nil {
 		return nil, err
 	}
-	now := time.Now
+	started := time.Now()
 	if r.Now != nil {
-		now = r.Now
+		started = r.Now()
 	}
-	started := now()
 	order := make([]int, len(s.Scenarios))
 	for i := range order {
 		order[i] = i
@@ -204,7 +203,7 @@ func (r *Runner) Run(ctx context.Context, s *Suite, endpoint string) (*Result, e
 			return nil, err
 		}
 		c := s.Scenarios[i]
-		a, err := r.ask(ctx, endpoint, c, now)
+		a, err := r.Ask(ctx, endpoint, c.Situation, c.Options, c.Amount != nil)
 		outcomes[i] = Judge(c, a, err)
 	}
 	res := Score(s, outcomes)
@@ -212,8 +211,15 @@ func (r *Runner) Run(ctx context.Context, s *Suite, endpoint string) (*Result, e
 	return res, nil
 }
 
-func (r *Runner) ask(ctx context.Context, endpoint string, c Scenario, now func() time.Time) (*Answer, error) {
-	q := Question{ID: newQuestionID(), Situation: c.Situation, Options: slices.Clone(c.Options), AskAmount: c.Amount != nil}
+// Ask puts one question to the agent at endpoint, signed, with the
+// options in a random order, and returns its answer; an answer that is
+// not JSON comes back empty (no option).
+func (r *Runner) Ask(ctx context.Context, endpoint, situation string, options []string, askAmount bool) (*Answer, error) {
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	q := Question{ID: newQuestionID(), Situation: situation, Options: slices.Clone(options), AskAmount: askAmount}
 	mrand.Shuffle(len(q.Options), func(i, j int) { q.Options[i], q.Options[j] = q.Options[j], q.Options[i] })
 	body, err := json.Marshal(q)
 	if err != nil {

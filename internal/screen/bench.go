@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"github.com/daoguard/daoguard/internal/stats"
 	"io"
 	"math"
 	"os"
@@ -48,33 +49,11 @@ func ReadRecords(r io.Reader) ([]Record, error) {
 	return out, sc.Err()
 }
 
-// Rate is k of n with its 95% Wilson score interval.
-type Rate struct {
-	K, N   int
-	Lo, Hi float64
-}
+// Rate and Wilson are the benchmark's rates with their 95% intervals.
+type Rate = stats.Rate
 
-// Wilson returns k/n with its 95% Wilson score interval, which stays
-// inside [0, 1] and is honest at 0 and n (where the normal approximation
-// claims certainty).
-func Wilson(k, n int) Rate {
-	if n == 0 {
-		return Rate{}
-	}
-	const z = 1.959964
-	p, nn := float64(k)/float64(n), float64(n)
-	den := 1 + z*z/nn
-	mid := (p + z*z/(2*nn)) / den
-	half := z * math.Sqrt(p*(1-p)/nn+z*z/(4*nn*nn)) / den
-	return Rate{K: k, N: n, Lo: max(0, mid-half), Hi: min(1, mid+half)}
-}
-
-func (r Rate) String() string {
-	if r.N == 0 {
-		return "no records"
-	}
-	return fmt.Sprintf("%3d/%-3d %6.1f%%  [%5.1f%%, %5.1f%%]", r.K, r.N, 100*float64(r.K)/float64(r.N), 100*r.Lo, 100*r.Hi)
-}
+// Wilson returns k/n with its 95% Wilson score interval.
+func Wilson(k, n int) Rate { return stats.Wilson(k, n) }
 
 // Report is the screening benchmark's result.
 type Report struct {

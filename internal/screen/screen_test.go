@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/base64"
 	"encoding/json"
-	"math"
 	"math/big"
 	"os"
 	"slices"
@@ -132,24 +131,6 @@ func BenchmarkText4KB(b *testing.B) {
 	b.SetBytes(int64(len(text)))
 	for b.Loop() {
 		Text(text)
-	}
-}
-
-// TestWilson: known values of the 95% Wilson interval.
-func TestWilson(t *testing.T) {
-	for _, tc := range []struct {
-		k, n   int
-		lo, hi float64
-	}{
-		{0, 10, 0, 0.2775},
-		{10, 10, 0.7225, 1},
-		{5, 10, 0.2366, 0.7634},
-		{40, 40, 0.9124, 1},
-	} {
-		r := Wilson(tc.k, tc.n)
-		if math.Abs(r.Lo-tc.lo) > 0.0005 || math.Abs(r.Hi-tc.hi) > 0.0005 {
-			t.Errorf("Wilson(%d, %d) = [%.4f, %.4f], want [%.4f, %.4f]", tc.k, tc.n, r.Lo, r.Hi, tc.lo, tc.hi)
-		}
 	}
 }
 
