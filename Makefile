@@ -5,7 +5,7 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/daoguard/daoguard.Version=$(VERSION) -X github.com/daoguard/daoguard.Commit=$(COMMIT)
 BIN      := bin/daoguard
 
-.PHONY: all build contracts test vet staticcheck fmt-check interop-deps ganache-deps race policy-test screen-bench bench fuzz demo clean
+.PHONY: all build contracts test vet staticcheck fmt-check interop-deps ganache-deps race policy-test screen-bench bench fuzz demo clean model
 
 all: build
 
@@ -62,6 +62,13 @@ policy-test: build
 
 # The screening benchmark on the repository's sample of the screening sets;
 # in full: bin/daoguard screen bench --data ../shared/data/screening
+# The screening model, trained on the training split of the screening
+# data and daoguard's own texts (internal/screen/train), embedded in the
+# binary. Deterministic: TestModelReproducible checks the shipped one.
+SCREENING_DATA ?= ../shared/data/screening
+model:
+	$(GO) run ./internal/screen/train -data $(SCREENING_DATA) -out internal/screen/model.bin
+
 screen-bench: build
 	./$(BIN) screen bench --data testdata/screening-sample
 
@@ -84,6 +91,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzText$$' -fuzztime $(FUZZTIME) ./internal/screen
 	$(GO) test -run '^$$' -fuzz '^FuzzConsistency$$' -fuzztime $(FUZZTIME) ./internal/screen
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/probe
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshalModel$$' -fuzztime $(FUZZTIME) ./internal/screen
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./internal/sqlite ./internal/postgres

@@ -49,6 +49,17 @@ func ReadRecords(r io.Reader) ([]Record, error) {
 	return out, sc.Err()
 }
 
+// HeldOut reports whether a record belongs to the held-out split (about
+// 30%, by a hash of its id): the model never trains on it, and the
+// benchmark reports the model on it alone.
+func HeldOut(id string) bool {
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return h%10 < 3
+}
+
 // Rate and Wilson are the benchmark's rates with their 95% intervals.
 type Rate = stats.Rate
 
@@ -63,6 +74,9 @@ type Report struct {
 	// AtFPR: for each benign set, the lowest threshold whose false-positive
 	// rate on it is at most 1%, and every attack set's recall there.
 	AtFPR []OperatingPoint
+	// RulesOnly: every set's flagged rate with the rules alone, without
+	// the model.
+	RulesOnly []Line
 	// Per4KB is the mean time to screen 4 KB of the benign texts.
 	Per4KB time.Duration
 }
@@ -125,7 +139,7 @@ func Benchmark(dir string) (*Report, error) {
 		}
 		return out
 	}
-	embed := func(where string) []string {
+	embedIn := func(where string, bipia []Record) []string {
 		out := make([]string, len(bipia))
 		for i, b := range bipia {
 			c := aave[i%len(aave)].Text
@@ -145,6 +159,17 @@ func Benchmark(dir string) (*Report, error) {
 		}
 		return out
 	}
+	held := func(rs []Record) []Record {
+		var out []Record
+		for _, r := range rs {
+			if HeldOut(r.ID) {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	bipiaHeld := held(bipia)
+	embed := func(where string) []string { return embedIn(where, bipia) }
 	attackSets := []struct {
 		name  string
 		texts []string
@@ -153,6 +178,9 @@ func Benchmark(dir string) (*Report, error) {
 		{"BIPIA in Aave proposals, start", embed("start")},
 		{"BIPIA in Aave proposals, middle", embed("middle")},
 		{"BIPIA in Aave proposals, end", embed("end")},
+		{"held-out BIPIA in Aave, start", embedIn("start", bipiaHeld)},
+		{"held-out BIPIA in Aave, middle", embedIn("middle", bipiaHeld)},
+		{"held-out BIPIA in Aave, end", embedIn("end", bipiaHeld)},
 	}
 	benignSets := []struct {
 		name  string
@@ -160,6 +188,8 @@ func Benchmark(dir string) (*Report, error) {
 	}{
 		{"Aave proposals", texts(aave)},
 		{"NotInject", texts(notInject)},
+		{"held-out Aave proposals", texts(held(aave))},
+		{"held-out NotInject", texts(held(notInject))},
 	}
 	rep := &Report{Threshold: Threshold}
 	scores := map[string][]float64{}
@@ -179,15 +209,17 @@ func Benchmark(dir string) (*Report, error) {
 	for _, s := range attackSets {
 		score(s.name, s.texts, false)
 		rep.Attacks = append(rep.Attacks, Line{s.name, rateAt(scores[s.name], Threshold)})
+		rep.RulesOnly = append(rep.RulesOnly, Line{s.name, rulesOnly(s.texts)})
 	}
 	for _, s := range benignSets {
-		score(s.name, s.texts, true)
+		score(s.name, s.texts, !strings.HasPrefix(s.name, "held-out"))
 		rep.Benign = append(rep.Benign, Line{s.name, rateAt(scores[s.name], Threshold)})
+		rep.RulesOnly = append(rep.RulesOnly, Line{s.name, rulesOnly(s.texts)})
 	}
 	if bytesScreened > 0 {
 		rep.Per4KB = time.Duration(float64(spent) * 4096 / float64(bytesScreened))
 	}
-	for _, b := range benignSets {
+	for _, b := range benignSets[:2] {
 		t := lowestThreshold(scores[b.name], 0.01)
 		op := OperatingPoint{Benign: b.name, Threshold: t, FPR: rateAt(scores[b.name], t)}
 		for _, a := range attackSets {
@@ -196,6 +228,17 @@ func Benchmark(dir string) (*Report, error) {
 		rep.AtFPR = append(rep.AtFPR, op)
 	}
 	return rep, nil
+}
+
+// rulesOnly is the flagged rate of texts with the rules alone.
+func rulesOnly(texts []string) Rate {
+	k := 0
+	for _, t := range texts {
+		if screenWith(t, nil).Flagged {
+			k++
+		}
+	}
+	return Wilson(k, len(texts))
 }
 
 // rateAt counts the scores at or above t.
@@ -227,7 +270,7 @@ func lowestThreshold(benign []float64, fpr float64) float64 {
 
 // Write prints the report as a table.
 func (r *Report) Write(w io.Writer) {
-	fmt.Fprintf(w, "screening benchmark (threshold %.2f)\n\n", r.Threshold)
+	fmt.Fprintf(w, "screening benchmark (threshold %.2f; rules and model; \"held-out\": records the model never trained on)\n\n", r.Threshold)
 	fmt.Fprintf(w, "%-34s %s\n", "recall", "flagged   rate   95% Wilson")
 	for _, l := range r.Attacks {
 		fmt.Fprintf(w, "%-34s %s\n", l.Set, l.Rate)
@@ -245,6 +288,10 @@ func (r *Report) Write(w io.Writer) {
 		for _, l := range op.Recall {
 			fmt.Fprintf(w, "  %-32s %s\n", l.Set, l.Rate)
 		}
+	}
+	fmt.Fprintf(w, "\nrules alone (without the model)\n")
+	for _, l := range r.RulesOnly {
+		fmt.Fprintf(w, "  %-32s %s\n", l.Set, l.Rate)
 	}
 	fmt.Fprintf(w, "\nscreening time: %.3f ms per 4 KB of benign text\n", float64(r.Per4KB.Microseconds())/1000)
 }

@@ -39,8 +39,11 @@ const Threshold = 0.5
 // (callers bound their inputs well below this).
 const MaxText = 1 << 20
 
-// Text screens s.
-func Text(s string) Result {
+// Text screens s with the rules and the shipped model.
+func Text(s string) Result { return screenWith(s, model) }
+
+// screenWith screens s with the rules and m (nil: rules alone).
+func screenWith(s string, m *Model) Result {
 	if len(s) > MaxText {
 		s = s[:MaxText]
 	}
@@ -56,6 +59,9 @@ func Text(s string) Result {
 	}
 	for _, v := range views {
 		spans = append(spans, match(v, s)...)
+	}
+	if m != nil {
+		spans = append(spans, m.hits(norm, s)...)
 	}
 	for _, seg := range decodeSegments(s) {
 		inner, _ := normalize(seg.text)
@@ -80,8 +86,9 @@ type hit struct {
 // match runs every rule over v, reporting spans of original.
 func match(v view, original string) []hit {
 	var out []hit
-	for _, r := range rules {
-		for _, w := range windows(v.b, r) {
+	for ri, ws := range windows(v.b) {
+		r := rules[ri]
+		for _, w := range ws {
 			for _, m := range r.re.FindAllIndex(v.b[w[0]:w[1]], 8) {
 				if m[1] <= m[0] {
 					continue
@@ -94,35 +101,58 @@ func match(v view, original string) []hit {
 	return out
 }
 
-// windows returns the merged stretches of b around the occurrences of
-// r's keys, in order.
-func windows(b []byte, r rule) [][2]int {
-	var ws [][2]int
-	for _, k := range r.keys {
-		for from := 0; ; {
-			i := bytes.Index(b[from:], []byte(k))
-			if i < 0 {
-				break
+// keyAt indexes every rule's keys by their first two bytes, so that one
+// pass over a text finds every key of every rule (instead of one search
+// per key: ninety keys, three views).
+var keyAt = func() (t [1 << 16][]keyRef) {
+	for ri, r := range rules {
+		for _, k := range r.keys {
+			if len(k) < 2 {
+				panic("screen: a rule key shorter than 2 bytes: " + k)
 			}
-			at := from + i
-			ws = append(ws, [2]int{max(0, at-r.before), min(len(b), at+r.after)})
-			from = at + len(k)
+			p := uint16(k[0])<<8 | uint16(k[1])
+			t[p] = append(t[p], keyRef{ri, k})
 		}
 	}
-	if len(ws) < 2 {
-		return ws
-	}
-	sort.Slice(ws, func(i, j int) bool { return ws[i][0] < ws[j][0] })
-	merged := ws[:1]
-	for _, w := range ws[1:] {
-		last := &merged[len(merged)-1]
-		if w[0] <= last[1] {
-			last[1] = max(last[1], w[1])
-		} else {
-			merged = append(merged, w)
+	return t
+}()
+
+type keyRef struct {
+	rule int
+	key  string
+}
+
+// windows returns, for each rule, the merged stretches of b around the
+// occurrences of its keys, in order.
+func windows(b []byte) [][][2]int {
+	ws := make([][][2]int, len(rules))
+	for i := 0; i+1 < len(b); i++ {
+		for _, k := range keyAt[uint16(b[i])<<8|uint16(b[i+1])] {
+			if bytes.HasPrefix(b[i:], []byte(k.key)) {
+				r := &rules[k.rule]
+				ws[k.rule] = append(ws[k.rule], [2]int{max(0, i-r.before), min(len(b), i+r.after)})
+			}
 		}
 	}
-	return merged
+	for ri, w := range ws {
+		if len(w) < 2 {
+			continue
+		}
+		// Starts come in order; a window may still end before an earlier
+		// one (keys of different reach), so merge by extent.
+		sort.Slice(w, func(i, j int) bool { return w[i][0] < w[j][0] })
+		merged := w[:1]
+		for _, x := range w[1:] {
+			last := &merged[len(merged)-1]
+			if x[0] <= last[1] {
+				last[1] = max(last[1], x[1])
+			} else {
+				merged = append(merged, x)
+			}
+		}
+		ws[ri] = merged
+	}
+	return ws
 }
 
 // result scores the hits: each label counts once, at its strongest
