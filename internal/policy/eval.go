@@ -42,6 +42,10 @@ type Result struct {
 	Decision daoguard.Decision
 	Flows    []Flow
 	Prices   map[string]*big.Int // the trusted prices used, by symbol (1e18 fixed point)
+	// NearLimit: a limit held with less than 10% to spare (an amount,
+	// USD or rolling-window limit); the anomaly breaker counts clusters
+	// of such attempts.
+	NearLimit bool
 }
 
 // Reason codes policy adds to decisions. Stable; documented in
@@ -101,9 +105,10 @@ type evaluation struct {
 	tier     Tier
 	approval approval
 
-	flows    []Flow
-	usdTotal int64
-	usdKnown bool
+	flows     []Flow
+	usdTotal  int64
+	usdKnown  bool
+	nearLimit bool
 }
 
 // Evaluate judges one action. It never panics and never errs: a failure
@@ -217,7 +222,7 @@ func (e *evaluation) result() Result {
 			prices[sp.sym] = sp.p.Value
 		}
 	}
-	return Result{Tier: e.tier, Decision: d, Flows: e.recorded(), Prices: prices}
+	return Result{Tier: e.tier, Decision: d, Flows: e.recorded(), Prices: prices, NearLimit: e.nearLimit}
 }
 
 // recorded returns the flows to record for the action: its own, and a
@@ -810,6 +815,7 @@ func (e *evaluation) limits(r *rule, it *item) (exceeded, unpriced bool) {
 			e.reason(ReasonPerTxAmountExceeded, r.name, fmt.Sprintf("%s %s > %s %s per action", daoguard.FormatAmount(moved, a.Decimals), a.Symbol, r.maxAmountText, a.Symbol),
 				fmt.Sprintf("at most %s %s in one action", r.maxAmountText, a.Symbol))
 		} else {
+			e.near(moved, limit)
 			e.figure(fmt.Sprintf("per action %s ≤ %s %s", daoguard.FormatAmount(moved, a.Decimals), r.maxAmountText, a.Symbol))
 		}
 	}
@@ -827,6 +833,7 @@ func (e *evaluation) limits(r *rule, it *item) (exceeded, unpriced bool) {
 			e.reason(ReasonPerTxUSDExceeded, r.name, fmt.Sprintf("%s USD > %s USD per action", FormatUSD(e.usdTotal), FormatUSD(r.maxUSD)),
 				fmt.Sprintf("at most %s USD in one action", FormatUSD(r.maxUSD)))
 		} else {
+			e.near(big.NewInt(e.usdTotal), big.NewInt(r.maxUSD))
 			e.figureUSD("per action ", e.usdTotal, -1, r.maxUSDText)
 		}
 	}
@@ -861,6 +868,13 @@ func (e *evaluation) limits(r *rule, it *item) (exceeded, unpriced bool) {
 
 	}
 	return exceeded, unpriced
+}
+
+// near notes a limit held with less than 10% to spare: used ≥ 0.9·limit.
+func (e *evaluation) near(used, limit *big.Int) {
+	if limit.Sign() > 0 && new(big.Int).Mul(used, big.NewInt(10)).Cmp(new(big.Int).Mul(limit, big.NewInt(9))) >= 0 {
+		e.nearLimit = true
+	}
 }
 
 // moved sums the action's flows of an asset (to one counterparty, if set).
@@ -966,6 +980,9 @@ func (e *evaluation) window(r *rule, w *window, it *item) (exceeded, unpriced bo
 			e.reason(ReasonWindowUSDExceeded, r.name, fmt.Sprintf("%s: %s USD so far + %s USD = %s USD > %s USD", name, FormatUSD(t.USD), FormatUSD(mine), FormatUSD(sum), FormatUSD(w.maxUSD)),
 				fmt.Sprintf("up to %s USD now%s", FormatUSD(left), frees(excess, false)))
 			return true, false
+		}
+		if mine > 0 {
+			e.near(big.NewInt(sum), big.NewInt(w.maxUSD))
 		}
 		e.figureUSD(name+": ", t.USD, mine, w.maxUSDText)
 	default:

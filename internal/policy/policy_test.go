@@ -639,3 +639,33 @@ func TestParseSelectorNeverPanics(t *testing.T) {
 		t.Fatalf("transfer: %+v %v", m, err)
 	}
 }
+
+// TestNearLimit: an action that holds a limit with less than 10% to spare
+// is reported near the limit (the anomaly breaker counts clusters of
+// them); one well under, or over (refused anyway), is not.
+func TestNearLimit(t *testing.T) {
+	src := `version: 1
+name: t
+groups: {c: {role: r}}
+council: {group: c, approvals: 1, timelock: 1h}
+rules:
+  - {name: small, principal_kinds: [agent], actions: [transfer], tier: autonomous, assets: [USDC], limits: {max_amount: '1000', max_usd: '2000'}}
+  - {name: daily, principal_kinds: [agent], actions: [transfer], tier: autonomous, limits: {windows: [{period: 24h, per: agent, max_usd: '5000'}]}}
+`
+	p, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		usdc int64
+		near bool
+	}{
+		{500, false}, {899, false}, {900, true}, {1000, true}, {1001, false},
+	} {
+		in := fixture(t, p)
+		in.Action.Amount = daoguard.NewBigInt(big.NewInt(tc.usdc * 1_000_000))
+		if res := p.Evaluate(in); res.NearLimit != tc.near {
+			t.Errorf("%d USDC: near %v, want %v (%s %+v)", tc.usdc, res.NearLimit, tc.near, res.Decision.Verdict, res.Decision.Reasons)
+		}
+	}
+}

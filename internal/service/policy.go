@@ -480,7 +480,7 @@ func rebuild(ctx context.Context, tx daoguard.Tx, orgID string, pol *policy.Poli
 
 // decisionInputs keeps what the decision saw, for the record and replays.
 func decisionInputs(res policy.Result, holdings map[string]*big.Int) *daoguard.DecisionInputs {
-	in := &daoguard.DecisionInputs{Flows: make([]daoguard.Flow, len(res.Flows))}
+	in := &daoguard.DecisionInputs{Flows: make([]daoguard.Flow, len(res.Flows)), NearLimit: res.NearLimit}
 	for i, f := range res.Flows {
 		in.Flows[i] = daoguard.Flow{Asset: f.Asset, Token: f.Token, Amount: daoguard.NewBigInt(f.Amount), USD: f.USD, To: f.To}
 	}

@@ -69,6 +69,7 @@ func (s *Service) Watch(ctx context.Context, a *daoguard.Action) ([]anomaly.Find
 func eventOf(a *daoguard.Action) anomaly.Event {
 	e := anomaly.Event{Time: a.Created, Recipient: strings.ToLower(a.Decoded.To), Verdict: a.Decision.Verdict.String()}
 	if in := a.Decision.Inputs; in != nil {
+		e.NearLimit = in.NearLimit
 		for _, f := range in.Flows {
 			if f.USD > 0 {
 				e.USD += float64(f.USD) / 1e6
