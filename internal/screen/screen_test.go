@@ -125,13 +125,27 @@ func FuzzText(f *testing.F) {
 
 // BenchmarkText4KB: screening 4 KB of proposal-like text (target ≤ 1 ms).
 func BenchmarkText4KB(b *testing.B) {
-	para := "The Aave DAO proposes to onboard FXS to the Ethereum V3 pool with a supply cap of 3,000,000 and a borrow cap of 1,500,000. " +
-		"The risk stewards at 0x47c71dFEB55Ebaa431Ae3fbF99Ea50e0D3d30fA8 may adjust caps within pre-approved ranges. "
-	text := strings.Repeat(para, 4096/len(para)+1)[:4096]
+	text := proposal4KB()
 	b.SetBytes(int64(len(text)))
 	for b.Loop() {
 		Text(text)
 	}
+}
+
+// BenchmarkModel4KB: the model's share of that (every sentence scored).
+func BenchmarkModel4KB(b *testing.B) {
+	text := proposal4KB()
+	v, _ := normalize(text)
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		model.hits(v, text)
+	}
+}
+
+func proposal4KB() string {
+	para := "The Aave DAO proposes to onboard FXS to the Ethereum V3 pool with a supply cap of 3,000,000 and a borrow cap of 1,500,000. " +
+		"The risk stewards at 0x47c71dFEB55Ebaa431Ae3fbF99Ea50e0D3d30fA8 may adjust caps within pre-approved ranges. "
+	return strings.Repeat(para, 4096/len(para)+1)[:4096]
 }
 
 // TestBenchmarkSample: the benchmark over the repository's sample of the
