@@ -48,6 +48,10 @@ type Config struct {
 	SpendAlpha  float64 `yaml:"spend_alpha"`   // EWMA weight of the latest day
 
 	RareHour float64 `yaml:"rare_hour"` // an hour of day holding less than this share of the history
+
+	RateFactor float64 `yaml:"rate_factor"` // submissions in the trailing hour above this multiple of the EWMA of active hours
+	MinRate    int     `yaml:"min_rate"`    // and at least this many
+	RateAlpha  float64 `yaml:"rate_alpha"`  // EWMA weight of the latest active hour
 }
 
 // DefaultConfig returns the default thresholds.
@@ -59,7 +63,8 @@ func DefaultConfig() Config {
 		NearWindow: 24 * time.Hour, NearCount: 6,
 		NewRecipientQuantile: 0.95,
 		SpendFactor:          5, MinSpend: 10_000, SpendAlpha: 0.3,
-		RareHour: 0.005,
+		RareHour:   0.005,
+		RateFactor: 4, MinRate: 20, RateAlpha: 0.1,
 	}
 }
 
@@ -86,6 +91,12 @@ func (c Config) Validate() (field, why string) {
 		return "spend_alpha", "must be in (0, 1]"
 	case c.RareHour < 0 || c.RareHour >= 1:
 		return "rare_hour", "must be in [0, 1)"
+	case c.RateFactor <= 1:
+		return "rate_factor", "must be above 1"
+	case c.MinRate < 2:
+		return "min_rate", "must be at least 2"
+	case c.RateAlpha <= 0 || c.RateAlpha > 1:
+		return "rate_alpha", "must be in (0, 1]"
 	}
 	return "", ""
 }
@@ -107,6 +118,7 @@ const (
 	RuleNewRecipient  = "NEW_RECIPIENT_LARGE"
 	RuleDailySpend    = "DAILY_SPEND"
 	RuleUnusualHour   = "UNUSUAL_HOUR"
+	RuleRateSurge     = "RATE_SURGE"
 )
 
 // Check judges next against the agent's history (its earlier events, in
@@ -175,6 +187,33 @@ func Check(history []Event, next Event, cfg Config) []Finding {
 			if q := quantile(amounts, cfg.NewRecipientQuantile); next.USD > q {
 				find(RuleNewRecipient, false, "a first payment to %s of $%.2f, above %.0f%% of past amounts ($%.2f)", short(next.Recipient), next.USD, 100*cfg.NewRecipientQuantile, q)
 			}
+		}
+	}
+
+	// The trailing hour's rate against an EWMA of the agent's active
+	// hours (hours with at least one submission: an agent that works
+	// office hours is compared with its busy hours, not with its nights).
+	if len(history) >= cfg.MinHistory {
+		hour := func(t time.Time) time.Time { return t.UTC().Truncate(time.Hour) }
+		now := within(time.Hour, func(Event) bool { return true }) + 1
+		var ewma float64
+		seen := false
+		for i := 0; i < len(history); {
+			h, n := hour(history[i].Time), 0
+			for i < len(history) && hour(history[i].Time).Equal(h) {
+				n, i = n+1, i+1
+			}
+			if next.Time.Sub(h) <= time.Hour { // the trailing hour itself is what is judged
+				break
+			}
+			if !seen {
+				ewma, seen = float64(n), true
+			} else {
+				ewma = cfg.RateAlpha*float64(n) + (1-cfg.RateAlpha)*ewma
+			}
+		}
+		if seen && now >= cfg.MinRate && float64(now) > cfg.RateFactor*ewma {
+			find(RuleRateSurge, true, "%d submissions in the last hour, %.1f× the usual active hour (%.1f)", now, float64(now)/max(ewma, 0.01), ewma)
 		}
 	}
 

@@ -58,6 +58,8 @@ func TestRules(t *testing.T) {
 		{"a first recipient for a large sum", h, next(time.Hour, 2_000, "0xnew", "allow", false), RuleNewRecipient, false, true},
 		{"a first recipient for a usual sum", h, next(time.Hour, 450, "0xnew", "allow", false), RuleNewRecipient, false, false},
 		{"a burst", burst(h, 29), next(time.Second, 500, "vendor1", "allow", false), RuleBurst, true, true},
+		{"a rate surge (one a minute for half an hour)", more(h, 24, time.Minute, Event{USD: 500, Recipient: "vendor1", Verdict: "allow"}), next(25*time.Minute, 500, "vendor1", "allow", false), RuleRateSurge, true, true},
+		{"a busy hour, not a surge", more(h, 10, 5*time.Minute, Event{USD: 500, Recipient: "vendor1", Verdict: "allow"}), next(55*time.Minute, 500, "vendor1", "allow", false), RuleRateSurge, false, false},
 		{"almost a burst", burst(h, 27), next(time.Second, 500, "vendor1", "allow", false), RuleBurst, false, false},
 		{"limit probing", denials(h, 4), next(time.Minute, 500, "vendor1", "deny", false), RuleLimitProbing, true, true},
 		{"a few denials", denials(h, 3), next(time.Minute, 500, "vendor1", "deny", false), RuleLimitProbing, false, false},
