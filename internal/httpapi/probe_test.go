@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
@@ -260,5 +261,35 @@ func TestProbesUnreachableAgent(t *testing.T) {
 	}
 	if runs[0].Passed || !runs[0].Lowered || runs[0].Outcomes[0].Code != probe.OutcomeNoAnswer {
 		t.Fatalf("unreachable agent: %+v", runs[0])
+	}
+}
+
+// The schedule: a target with every set is run by Service.Run as daoguard
+// itself (actor system), and moves a failing agent down like a human's
+// run does.
+func TestProbesScheduled(t *testing.T) {
+	e := newSQLiteEnv(t)
+	signer, key, _ := probe.NewSigner([]byte("k"))
+	e.svc.Prober = &probe.Runner{Signer: signer, Key: key}
+	bad := newAgentEndpoint(t, key, gullible)
+	e.svc.Probes = []service.ProbeTarget{{Org: "org_test", Agent: "payroll bot", Endpoint: bad.srv.URL, Suite: probe.Reference(), Every: 20 * time.Millisecond}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.svc.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var hist []daoguard.AuditEntry
+		e.store.View(ctx, func(tx daoguard.Tx) (err error) { hist, err = tx.SubjectAudit(ctx, "agent_1", 10); return err })
+		if len(hist) >= 2 {
+			if hist[0].Event != "probe.run" || hist[0].ActorID != daoguard.ActorSystem || hist[1].Event != "principal.autonomy" {
+				t.Fatalf("scheduled run: %+v", hist)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no scheduled run in 10 s: %+v", hist)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
