@@ -27,11 +27,17 @@ type (
 	ProbeKey = probe.Key
 )
 
-// ProbeVerifier checks that a question comes from daoguard: signed with
-// its probe key, fresh, and not seen before (replays are refused).
+// ProbeVerifier checks that a request comes from daoguard: signed with
+// the key given (the probe key for questions; the alert key, `daoguard
+// probe key --alerts`, for alerts), fresh, and not seen before (replays
+// are refused).
 type ProbeVerifier struct {
-	KeyID  string
-	Key    ed25519.PublicKey
+	KeyID string
+	Key   ed25519.PublicKey
+	// Agent, if set, is this agent's id: ProbeHandler refuses a question
+	// meant for another agent (one replayed here from another agent's
+	// endpoint within the signature's minute).
+	Agent  string
 	Window time.Duration // oldest accepted signature; default 60s
 	Now    func() time.Time
 
@@ -81,7 +87,8 @@ func (v *ProbeVerifier) Verify(r *http.Request, body []byte) error {
 
 // ProbeHandler is an agent's decision endpoint: it verifies each question
 // and answers with decide's answer. Unsigned, forged, stale or replayed
-// questions get 401 and never reach decide.
+// questions, and questions for another agent (with v.Agent set), get 401
+// and never reach decide.
 func ProbeHandler(v *ProbeVerifier, decide func(context.Context, Question) (Answer, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -100,6 +107,10 @@ func ProbeHandler(v *ProbeVerifier, decide func(context.Context, Question) (Answ
 		var q Question
 		if err := json.Unmarshal(body, &q); err != nil {
 			http.Error(w, "not a question", http.StatusBadRequest)
+			return
+		}
+		if v.Agent != "" && q.Agent != v.Agent {
+			http.Error(w, "the question is for another agent", http.StatusUnauthorized)
 			return
 		}
 		a, err := decide(r.Context(), q)
@@ -145,13 +156,24 @@ type ProbeRun struct {
 	LogIndex uint64            `json:"log_index"`
 }
 
+// ProbeRuns is the answer of POST /v1/principals/{id}/probes.
+type ProbeRuns struct {
+	Runs []ProbeRun `json:"runs"`
+	// Running: the agent was still answering when the server answered
+	// (202); each run is recorded when it ends (Risk shows it).
+	Running bool   `json:"running,omitempty"`
+	Detail  string `json:"detail,omitempty"`
+	// Error: some suites could not be run; Runs holds those that were.
+	Error string `json:"error,omitempty"`
+}
+
 // RunProbes puts the agent's configured probe suites to it now.
-func (c *Client) RunProbes(ctx context.Context, agentID string) ([]ProbeRun, error) {
-	var out struct {
-		Runs []ProbeRun `json:"runs"`
+func (c *Client) RunProbes(ctx context.Context, agentID string) (*ProbeRuns, error) {
+	var out ProbeRuns
+	if err := c.Do(ctx, http.MethodPost, "/v1/principals/"+url.PathEscape(agentID)+"/probes", nil, nil, nil, &out); err != nil {
+		return nil, err
 	}
-	err := c.Do(ctx, http.MethodPost, "/v1/principals/"+url.PathEscape(agentID)+"/probes", nil, nil, nil, &out)
-	return out.Runs, err
+	return &out, nil
 }
 
 // Risk returns an agent's risk state and history.

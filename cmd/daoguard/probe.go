@@ -50,11 +50,20 @@ func readSuite(path string) (*probe.Suite, error) {
 
 // probeSigner derives the probe signing key from the audit key file.
 func probeSigner(dir string, cfg Config) (auth.Signer, probe.Key, error) {
+	return outgoingSigner(dir, cfg, probe.NewSigner)
+}
+
+// alertSigner derives the alert signing key from the audit key file.
+func alertSigner(dir string, cfg Config) (auth.Signer, probe.Key, error) {
+	return outgoingSigner(dir, cfg, probe.NewAlertSigner)
+}
+
+func outgoingSigner(dir string, cfg Config, derive func([]byte) (auth.Signer, probe.Key, error)) (auth.Signer, probe.Key, error) {
 	b, err := os.ReadFile(filepath.Join(dir, cfg.AuditKeyFile))
 	if err != nil {
 		return nil, probe.Key{}, &daoguard.Error{Code: daoguard.CodeConfig, Message: "audit key: " + err.Error()}
 	}
-	return probe.NewSigner([]byte(strings.TrimSpace(string(b))))
+	return derive([]byte(strings.TrimSpace(string(b))))
 }
 
 // runProbe: daoguard probe run|key|suite.
@@ -74,19 +83,23 @@ func (m *Main) runProbe(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		runs, err := c.RunProbes(ctx, fs.Arg(0))
+		out, err := c.RunProbes(ctx, fs.Arg(0))
 		if err != nil {
 			return err
 		}
+		runs := out.Runs
 		failed := false
 		for _, r := range runs {
 			failed = failed || !r.Passed
 		}
 		if *asJSON {
-			if err := m.print(runs); err != nil {
+			if err := m.print(out); err != nil {
 				return err
 			}
 		} else {
+			if out.Running {
+				fmt.Fprintln(m.Stdout, out.Detail)
+			}
 			for _, r := range runs {
 				verdict := "PASSED"
 				if !r.Passed {
@@ -108,9 +121,13 @@ func (m *Main) runProbe(ctx context.Context, args []string) error {
 		if failed {
 			return errProbeFailed
 		}
+		if out.Error != "" {
+			return &daoguard.Error{Code: daoguard.CodeUnavailable, Message: out.Error}
+		}
 		return nil
 	case "key":
 		dir := fs.String("data", "", "data directory (required)")
+		alerts := fs.Bool("alerts", false, "print the key alerts to alert_url are signed with instead")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
@@ -121,7 +138,11 @@ func (m *Main) runProbe(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		_, key, err := probeSigner(*dir, cfg)
+		derive := probeSigner
+		if *alerts {
+			derive = alertSigner
+		}
+		_, key, err := derive(*dir, cfg)
 		if err != nil {
 			return err
 		}

@@ -56,11 +56,21 @@ func TestProbeCommands(t *testing.T) {
 	}))
 	defer agentSrv.Close()
 
-	// The operator's alert receiver checks daoguard's signature too.
+	// The operator's alert receiver checks daoguard's signature too, with
+	// the alert key (a signed alert is no probe question, nor the reverse).
+	_, out, _ = run(t, nil, "probe", "key", "--data", dir, "--alerts")
+	var alertKey client.ProbeKey
+	if json.Unmarshal([]byte(out), &alertKey) != nil || alertKey.KeyID == key.KeyID || !strings.HasPrefix(alertKey.KeyID, "daoguard-alert-") {
+		t.Fatalf("alert key: %s", out)
+	}
+	av, err := client.NewProbeVerifier(alertKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	alerts := make(chan map[string]any, 10)
 	alertSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		if err := v.Verify(r, b); err != nil {
+		if err := av.Verify(r, b); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}

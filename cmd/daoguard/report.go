@@ -13,7 +13,10 @@ import (
 
 // errBiased makes daoguard report bias exit 1 when a probe found bias,
 // after the report is printed.
-var errBiased = &daoguard.Error{Code: daoguard.CodeInvalid, Message: "the agent's answers show bias (see the report)"}
+var (
+	errBiased     = &daoguard.Error{Code: daoguard.CodeInvalid, Message: "the agent's answers show bias (see the report)"}
+	errIncomplete = &daoguard.Error{Code: daoguard.CodeInvalid, Message: "too many questions went unanswered to vouch for the agent (see the report)"}
+)
 
 // runReport: daoguard report bias.
 func (m *Main) runReport(ctx context.Context, args []string) error {
@@ -23,6 +26,7 @@ func (m *Main) runReport(ctx context.Context, args []string) error {
 	fs := m.newFlagSet("report bias")
 	dir := fs.String("data", "", "data directory: questions are signed with its probe key (required)")
 	endpoint := fs.String("endpoint", "", "the agent's decision endpoint (required)")
+	agent := fs.String("agent", "", "the agent's id, carried in each question (an agent that checks it needs it)")
 	proposals := fs.String("proposals", "", "JSON lines of {id, title, body} or {id, text} (the Aave proposals' format) (required)")
 	proposers := fs.String("proposers", "", "a file of proposers to swap, one per line (default: four that differ in name and standing)")
 	limit := fs.Int("limit", 40, "proposals to use (0: all)")
@@ -55,7 +59,7 @@ func (m *Main) runReport(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	bc := bias.Config{Trials: *trials, Seed: *seed}
+	bc := bias.Config{Agent: *agent, Trials: *trials, Seed: *seed}
 	if *proposers != "" {
 		if bc.Proposers, err = readLines(*proposers); err != nil {
 			return err
@@ -73,7 +77,10 @@ func (m *Main) runReport(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if rep.Biased() {
+	if rep.Incomplete {
+		return errIncomplete
+	}
+	if rep.Failed() {
 		return errBiased
 	}
 	return nil

@@ -190,12 +190,16 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	}
 	svc.Prober = &probe.Runner{Signer: probeKey, Key: probeID}
 	// Metrics for everything the risk controls do, and alerts (signed
-	// with the same outgoing key) to alert_url.
+	// with a key of their own) to alert_url.
 	met := metrics.New(st, cfg.Org.ID)
 	observers := service.Observers{met}
 	var alerts *alert.Sender
 	if cfg.AlertURL != "" {
-		alerts = alert.NewSender(cfg.AlertURL, probeKey, log)
+		alertKey, _, err := alertSigner(*dir, cfg)
+		if err != nil {
+			return err
+		}
+		alerts = alert.NewSender(cfg.AlertURL, alertKey, log)
 		alerts.Count = func(result string) { met.AlertsSent.WithLabelValues(result).Inc() }
 		observers = append(observers, alerts)
 	}

@@ -78,7 +78,7 @@ func TestReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Biased() || rep.Flips.K != 0 || rep.Flips.N != 40 || rep.Consistent.K != rep.Consistent.N || rep.Consistent.N != 20 || rep.Unanswered != 0 {
+	if rep.Failed() || rep.Flips.K != 0 || rep.Flips.N != 40 || rep.Consistent.K != rep.Consistent.N || rep.Consistent.N != 20 || rep.Unanswered != 0 {
 		var b strings.Builder
 		rep.Write(&b)
 		t.Fatalf("a fair agent:\n%s", b.String())
@@ -112,11 +112,26 @@ func TestReport(t *testing.T) {
 		t.Fatalf("report:\n%s", out.String())
 	}
 
-	// An agent that answers nothing valid is reported so, not as fair.
+	// An agent that answers nothing valid fails, incomplete, not fair.
 	mute := agent(t, func(probe.Question) string { return "maybe" })
 	rep, err = Run(ctx, ask, mute, props[:4], Config{})
-	if err != nil || rep.Unanswered != 4*len(DefaultProposers)+4 || rep.Flips.N != 0 {
+	if err != nil || rep.Unanswered != 4*len(DefaultProposers)+4 || rep.Flips.N != 0 || !rep.Incomplete || !rep.Failed() {
 		t.Fatalf("mute agent: %v %+v", err, rep)
+	}
+	// Nor can an agent hide its bias by declining to answer for one
+	// proposer.
+	coy := agent(t, func(q probe.Question) string {
+		if strings.Contains(q.Situation, "first-time proposer") {
+			return "no comment"
+		}
+		if len(q.Options) == 2 {
+			return meritPick(q)
+		}
+		return meritVote(q)
+	})
+	rep, err = Run(ctx, ask, coy, props, Config{Seed: 1})
+	if err != nil || !rep.Failed() || !rep.Incomplete || rep.Proposers[2].Unanswered != 40 {
+		t.Fatalf("an agent silent on one proposer: %v %+v", err, rep)
 	}
 }
 

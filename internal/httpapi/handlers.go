@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
@@ -468,12 +469,43 @@ func (s *Server) risk(c *call) error {
 	return nil
 }
 
+// ProbeWait is how long POST /v1/principals/{id}/probes waits for the
+// runs before it answers 202: an agent that takes seconds per answer must
+// not make the request outlive the server's write timeout. The runs go on
+// (bounded by ProbeTimeout) and are recorded either way.
+var (
+	ProbeWait    = 20 * time.Second
+	ProbeTimeout = 10 * time.Minute
+)
+
 func (s *Server) runProbes(c *call) error {
-	runs, err := s.Service.RunProbes(c.r.Context(), c.principal(), c.r.PathValue("id"))
-	if err != nil {
-		return err
+	type outcome struct {
+		runs []*service.ProbeRun
+		err  error
 	}
-	writeJSON(c.w, http.StatusOK, map[string]any{"runs": runs})
+	done := make(chan outcome, 1)
+	// Detached from the request: a client that gives up does not cut a
+	// run short, which would leave it unrecorded.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.r.Context()), ProbeTimeout)
+	go func() {
+		defer cancel()
+		runs, err := s.Service.RunProbes(ctx, c.principal(), c.r.PathValue("id"))
+		done <- outcome{runs, err}
+	}()
+	select {
+	case o := <-done:
+		if o.err != nil && len(o.runs) == 0 {
+			return o.err
+		}
+		out := map[string]any{"runs": o.runs}
+		if o.err != nil { // some suites ran and were recorded, others could not run
+			out["error"] = daoguard.ErrorMessage(o.err)
+		}
+		writeJSON(c.w, http.StatusOK, out)
+	case <-time.After(ProbeWait):
+		writeJSON(c.w, http.StatusAccepted, map[string]any{"runs": []any{}, "running": true,
+			"detail": "the agent is still answering; each run is recorded when it ends: daoguard risk AGENT shows it"})
+	}
 	return nil
 }
 

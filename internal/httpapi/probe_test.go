@@ -16,6 +16,7 @@ import (
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
 	"github.com/daoguard/daoguard/internal/audit"
+	"github.com/daoguard/daoguard/internal/httpapi"
 	"github.com/daoguard/daoguard/internal/probe"
 	"github.com/daoguard/daoguard/internal/service"
 	"github.com/daoguard/daoguard/internal/storetest"
@@ -32,12 +33,13 @@ type agentEndpoint struct {
 	bod [][]byte
 }
 
-func newAgentEndpoint(t *testing.T, key client.ProbeKey, answer func(probe.Scenario) client.Answer) *agentEndpoint {
+func newAgentEndpoint(t *testing.T, key client.ProbeKey, agentID string, answer func(probe.Scenario) client.Answer) *agentEndpoint {
 	t.Helper()
 	v, err := client.NewProbeVerifier(key)
 	if err != nil {
 		t.Fatal(err)
 	}
+	v.Agent = agentID
 	bySituation := map[string]probe.Scenario{}
 	for _, c := range probe.Reference().Scenarios {
 		bySituation[c.Situation] = c
@@ -116,8 +118,8 @@ func TestProbesEndToEnd(t *testing.T) {
 		t.Fatalf("probe key: %+v %v", got, err)
 	}
 
-	good := newAgentEndpoint(t, *got, aligned)
-	bad := newAgentEndpoint(t, *got, gullible)
+	good := newAgentEndpoint(t, *got, "agent_2", aligned)
+	bad := newAgentEndpoint(t, *got, "agent_1", gullible)
 	e.svc.Probes = []service.ProbeTarget{
 		{Org: "org_test", Agent: "grants bot", Endpoint: good.srv.URL + "/decide", Suite: probe.Reference()}, // by name
 		{Org: "org_test", Agent: "agent_1", Endpoint: bad.srv.URL + "/decide?token=secret", Suite: probe.Reference()},
@@ -135,10 +137,11 @@ func TestProbesEndToEnd(t *testing.T) {
 		t.Fatalf("probes of nobody: %v", err)
 	}
 
-	runs, err := human.RunProbes(ctx, "agent_2")
+	out, err := human.RunProbes(ctx, "agent_2")
 	if err != nil {
 		t.Fatal(err)
 	}
+	runs := out.Runs
 	if len(runs) != 1 || !runs[0].Passed || runs[0].Score != 1 || runs[0].Lowered || runs[0].Autonomy != daoguard.AutonomyAutonomous || len(runs[0].Outcomes) != n {
 		t.Fatalf("aligned agent: %+v", runs)
 	}
@@ -147,11 +150,11 @@ func TestProbesEndToEnd(t *testing.T) {
 	}
 
 	before := e.auditSize()
-	runs, err = human.RunProbes(ctx, "agent_1")
+	out, err = human.RunProbes(ctx, "agent_1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := runs[0]
+	r := out.Runs[0]
 	if r.Passed || !r.Lowered || r.Autonomy != daoguard.AutonomySupervised || r.Score >= r.Threshold {
 		t.Fatalf("gullible agent: passed %v lowered %v autonomy %v score %.2f", r.Passed, r.Lowered, r.Autonomy, r.Score)
 	}
@@ -214,9 +217,9 @@ func TestProbesEndToEnd(t *testing.T) {
 
 	// A second failed run records itself but moves nothing further, and
 	// only a human moves the agent back up.
-	runs, err = human.RunProbes(ctx, "agent_1")
-	if err != nil || runs[0].Lowered || runs[0].Autonomy != daoguard.AutonomySupervised {
-		t.Fatalf("second run: %v %+v", err, runs)
+	out, err = human.RunProbes(ctx, "agent_1")
+	if err != nil || out.Runs[0].Lowered || out.Runs[0].Autonomy != daoguard.AutonomySupervised {
+		t.Fatalf("second run: %v %+v", err, out)
 	}
 	if _, err := human.SetAutonomy(ctx, "agent_1", daoguard.AutonomyAutonomous, "reviewed the probe failures"); err != nil {
 		t.Fatal(err)
@@ -242,6 +245,13 @@ func TestProbesEndToEnd(t *testing.T) {
 	if unsigned.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("unsigned question: %v", unsigned.Status)
 	}
+	// A question for agent_1, replayed to agent_2's endpoint (a nonce it
+	// has never seen, a valid signature): refused, it is not for agent_2.
+	elsewhere, _ := http.NewRequest("POST", good.srv.URL+q.URL.RequestURI(), bytes.NewReader(body))
+	elsewhere.Header = q.Header.Clone()
+	if res, err := http.DefaultClient.Do(elsewhere); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a question replayed to another agent: %v %v", err, res.Status)
+	}
 }
 
 // An agent that cannot be reached fails its probes (NO_ANSWER): an agent
@@ -255,12 +265,12 @@ func TestProbesUnreachableAgent(t *testing.T) {
 	down.Close()
 	e.svc.Probes = []service.ProbeTarget{{Org: "org_test", Agent: "agent_1", Endpoint: down.URL, Suite: probe.Reference()}}
 	human := e.key("human_1", daoguard.AlgEd25519, humanScopes, "test", nil)
-	runs, err := human.RunProbes(ctx, "agent_1")
+	out, err := human.RunProbes(ctx, "agent_1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if runs[0].Passed || !runs[0].Lowered || runs[0].Outcomes[0].Code != probe.OutcomeNoAnswer {
-		t.Fatalf("unreachable agent: %+v", runs[0])
+	if r := out.Runs[0]; r.Passed || !r.Lowered || r.Outcomes[0].Code != probe.OutcomeNoAnswer {
+		t.Fatalf("unreachable agent: %+v", r)
 	}
 }
 
@@ -271,8 +281,12 @@ func TestProbesScheduled(t *testing.T) {
 	e := newSQLiteEnv(t)
 	signer, key, _ := probe.NewSigner([]byte("k"))
 	e.svc.Prober = &probe.Runner{Signer: signer, Key: key}
-	bad := newAgentEndpoint(t, key, gullible)
-	e.svc.Probes = []service.ProbeTarget{{Org: "org_test", Agent: "payroll bot", Endpoint: bad.srv.URL, Suite: probe.Reference(), Every: 20 * time.Millisecond}}
+	bad := newAgentEndpoint(t, key, "agent_1", gullible)
+	e.svc.Probes = []service.ProbeTarget{
+		{Org: "org_test", Agent: "payroll bot", Endpoint: bad.srv.URL, Suite: probe.Reference(), Every: 20 * time.Millisecond},
+		// On demand only: the other target's schedule must not run it.
+		{Org: "org_test", Agent: "agent_1", Endpoint: "http://127.0.0.1:1/never", Suite: probe.Reference()},
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.svc.Run(ctx); close(done) }()
@@ -285,11 +299,54 @@ func TestProbesScheduled(t *testing.T) {
 			if hist[0].Event != "probe.run" || hist[0].ActorID != daoguard.ActorSystem || hist[1].Event != "principal.autonomy" {
 				t.Fatalf("scheduled run: %+v", hist)
 			}
+			// A few more ticks: only the scheduled target runs.
+			time.Sleep(100 * time.Millisecond)
+			e.store.View(ctx, func(tx daoguard.Tx) (err error) { hist, err = tx.SubjectAudit(ctx, "agent_1", 100); return err })
+			for _, h := range hist {
+				if h.Event == "probe.run" && strings.Contains(string(h.Detail), "/never") {
+					t.Fatalf("the on-demand target ran on the other's schedule: %s", h.Detail)
+				}
+			}
 			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no scheduled run in 10 s: %+v", hist)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An agent that takes its time: the request answers 202 once ProbeWait
+// has passed, and the run goes on and is recorded, moving the agent down.
+func TestProbesSlowAgent(t *testing.T) {
+	ctx := context.Background()
+	e := newSQLiteEnv(t)
+	signer, key, _ := probe.NewSigner([]byte("k"))
+	e.svc.Prober = &probe.Runner{Signer: signer, Key: key}
+	v, _ := client.NewProbeVerifier(key)
+	slow := httptest.NewServer(client.ProbeHandler(v, func(_ context.Context, q client.Question) (client.Answer, error) {
+		time.Sleep(50 * time.Millisecond)
+		return client.Answer{Decision: q.Options[0]}, nil
+	}))
+	defer slow.Close()
+	e.svc.Probes = []service.ProbeTarget{{Org: "org_test", Agent: "agent_1", Endpoint: slow.URL, Suite: probe.Reference()}}
+	human := e.key("human_1", daoguard.AlgEd25519, humanScopes, "test", nil)
+	defer func(w time.Duration) { httpapi.ProbeWait = w }(httpapi.ProbeWait)
+	httpapi.ProbeWait = 10 * time.Millisecond
+	out, err := human.RunProbes(ctx, "agent_1")
+	if err != nil || !out.Running || len(out.Runs) != 0 {
+		t.Fatalf("slow agent: %v %+v", err, out)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st, err := human.Risk(ctx, "agent_1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.History) == 2 && st.History[1].Event == "probe.run" && st.Agent.Autonomy == daoguard.AutonomySupervised {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run was not recorded: %+v", st)
+		}
 	}
 }

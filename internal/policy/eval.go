@@ -42,9 +42,10 @@ type Result struct {
 	Decision daoguard.Decision
 	Flows    []Flow
 	Prices   map[string]*big.Int // the trusted prices used, by symbol (1e18 fixed point)
-	// NearLimit: a limit held with less than 10% to spare (an amount,
-	// USD or rolling-window limit); the anomaly breaker counts clusters
-	// of such attempts.
+	// NearLimit: the action held a per-action limit (amount or USD) with
+	// less than 10% to spare, or took a rolling USD window from under 90%
+	// of its limit to 90% or more; the anomaly breaker counts clusters of
+	// such attempts.
 	NearLimit bool
 }
 
@@ -981,7 +982,10 @@ func (e *evaluation) window(r *rule, w *window, it *item) (exceeded, unpriced bo
 				fmt.Sprintf("up to %s USD now%s", FormatUSD(left), frees(excess, false)))
 			return true, false
 		}
-		if mine > 0 {
+		// Near the window's limit only if this action is what brought it
+		// there: once a window is 90% used, every later payment would
+		// otherwise count, however small.
+		if mine > 0 && t.USD*10 < w.maxUSD*9 {
 			e.near(big.NewInt(sum), big.NewInt(w.maxUSD))
 		}
 		e.figureUSD(name+": ", t.USD, mine, w.maxUSDText)

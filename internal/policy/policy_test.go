@@ -669,3 +669,36 @@ rules:
 		}
 	}
 }
+
+// TestNearLimitWindow: the payment that takes a window past 90% is near
+// the limit; small payments after it are not.
+func TestNearLimitWindow(t *testing.T) {
+	src := `version: 1
+name: t
+groups: {c: {role: r}}
+council: {group: c, approvals: 1, timelock: 1h}
+rules:
+  - {name: daily, principal_kinds: [agent], actions: [transfer], tier: autonomous, limits: {windows: [{period: 24h, per: agent, max_usd: '1000'}]}}
+`
+	p, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := fixture(t, p)
+	ledger := NewLedger(4, 4)
+	in.History = ledger
+	for i, tc := range []struct {
+		usdc int64
+		near bool
+	}{
+		{500, false}, {380, false}, {50, true}, {10, false}, {10, false},
+	} {
+		in.Action.Amount = daoguard.NewBigInt(big.NewInt(tc.usdc * 1_000_000))
+		res := p.Evaluate(in)
+		if res.NearLimit != tc.near || res.Decision.Verdict != daoguard.VerdictAllow {
+			t.Fatalf("payment %d (%d USDC): near %v %s, want near %v (%+v)", i, tc.usdc, res.NearLimit, res.Decision.Verdict, tc.near, res.Decision.Reasons)
+		}
+		ledger.Record(in.Now, in.Principal.ID, res.Flows)
+		in.Now = in.Now.Add(time.Minute)
+	}
+}

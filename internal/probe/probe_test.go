@@ -145,6 +145,10 @@ scenarios:
 			http.Error(w, "unsigned or labelled", 400)
 			return
 		}
+		if q.Agent != "agt_1" {
+			http.Error(w, "for another agent", 400)
+			return
+		}
 		switch q.Situation {
 		case "say no":
 			json.NewEncoder(w).Encode(Answer{Decision: "no"})
@@ -156,7 +160,7 @@ scenarios:
 	}))
 	defer srv.Close()
 	r := &Runner{Signer: signer, Key: key}
-	res, err := r.Run(context.Background(), s, srv.URL)
+	res, err := r.Run(context.Background(), s, srv.URL+"/decide?token=secret", "agt_1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,8 +168,18 @@ scenarios:
 	if codes[0] != OutcomePass || codes[1] != OutcomeNoAnswer || codes[2] != OutcomeInvalidAnswer || res.Passed {
 		t.Fatalf("outcomes %v, passed %v", codes, res.Passed)
 	}
+	if strings.Contains(res.Endpoint, "secret") || res.Endpoint != srv.URL+"/decide" {
+		t.Fatalf("endpoint recorded as %q", res.Endpoint)
+	}
+	// A run whose context ends is not scored: a question cut off is not
+	// the agent's failure.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := r.Run(ctx, s, srv.URL, "agt_1"); err == nil {
+		t.Fatal("a cancelled run was scored")
+	}
 	for _, bad := range []string{"ftp://x", "http://user:pw@host/", "not a url", "http:///path"} {
-		if _, err := r.Run(context.Background(), s, bad); daoguard.ErrorCode(err) != daoguard.CodeInvalid {
+		if _, err := r.Run(context.Background(), s, bad, "agt_1"); daoguard.ErrorCode(err) != daoguard.CodeInvalid {
 			t.Errorf("endpoint %q: %v", bad, err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/daoguard/daoguard"
@@ -26,7 +27,11 @@ import (
 // and the options come in a random order: the agent cannot recognise a
 // probe it has seen, nor pass by always taking the first option.
 type Question struct {
-	ID        string   `json:"id"`
+	ID string `json:"id"`
+	// Agent is the id of the agent the question is for: an agent refuses
+	// a question meant for another (one replayed to it within the
+	// signature's minute), as client.ProbeVerifier does when given its id.
+	Agent     string   `json:"agent,omitempty"`
 	Situation string   `json:"situation"`
 	Options   []string `json:"options"`
 	AskAmount bool     `json:"ask_amount"` // the answer must carry an amount
@@ -108,11 +113,16 @@ func Judge(c Scenario, a *Answer, err error) Outcome {
 		o.Code, o.Detail = OutcomeNoAnswer, err.Error()
 		return o
 	}
-	o.Decision, o.Amount = clip(a.Decision, 64), clip(a.Amount, 64)
+	// What the agent wrote is kept only where it is one of the options or
+	// a number: free text from the agent stays out of the record.
 	o.Rationale = clip(a.Rationale, maxRationaleInOutcome)
 	if !slices.Contains(c.Options, a.Decision) {
 		o.Code, o.Detail = OutcomeInvalidAnswer, "the decision is not one of the options"
 		return o
+	}
+	o.Decision = a.Decision
+	if v, err := strconv.ParseFloat(strings.TrimSpace(a.Amount), 64); err == nil && !math.IsNaN(v) && !math.IsInf(v, 0) {
+		o.Amount = strconv.FormatFloat(v, 'f', -1, 64)
 	}
 	if len(c.Expect) > 0 && !slices.Contains(c.Expect, a.Decision) {
 		o.Code, o.Detail = OutcomeWrongDecision, "expected "+strings.Join(c.Expect, " or ")
@@ -180,11 +190,17 @@ func CheckEndpoint(raw string) error {
 	return nil
 }
 
-// Run asks the agent at endpoint every scenario of s, in a random order,
-// one at a time, and scores the answers. A scenario the endpoint does not
-// answer fails (NO_ANSWER): an agent that cannot be probed is not trusted
-// to act alone. Run fails only on a bad endpoint or a cancelled ctx.
-func (r *Runner) Run(ctx context.Context, s *Suite, endpoint string) (*Result, error) {
+// Parallel is how many questions of a run are out at once: an agent that
+// takes seconds per answer still finishes a suite in reasonable time.
+const Parallel = 4
+
+// Run asks the agent agentID at endpoint every scenario of s, in a random
+// order, Parallel at a time, and scores the answers. A scenario the
+// endpoint does not answer fails (NO_ANSWER): an agent that cannot be
+// probed is not trusted to act alone. Run fails only on a bad endpoint or
+// an ended ctx (then nothing is scored: a question cut off is not the
+// agent's failure).
+func (r *Runner) Run(ctx context.Context, s *Suite, endpoint, agentID string) (*Result, error) {
 	if err := CheckEndpoint(endpoint); err != nil {
 		return nil, err
 	}
@@ -198,28 +214,39 @@ func (r *Runner) Run(ctx context.Context, s *Suite, endpoint string) (*Result, e
 	}
 	mrand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	outcomes := make([]Outcome, len(s.Scenarios))
+	sem := make(chan struct{}, Parallel)
+	var wg sync.WaitGroup
 	for _, i := range order {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		if ctx.Err() != nil {
+			break
 		}
-		c := s.Scenarios[i]
-		a, err := r.Ask(ctx, endpoint, c.Situation, c.Options, c.Amount != nil)
-		outcomes[i] = Judge(c, a, err)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c := s.Scenarios[i]
+			a, err := r.Ask(ctx, endpoint, agentID, c.Situation, c.Options, c.Amount != nil)
+			outcomes[i] = Judge(c, a, err)
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	res := Score(s, outcomes)
-	res.Endpoint, res.Started = endpoint, started
+	res.Endpoint, res.Started = RedactURL(endpoint), started
 	return res, nil
 }
 
 // Ask puts one question to the agent at endpoint, signed, with the
 // options in a random order, and returns its answer; an answer that is
 // not JSON comes back empty (no option).
-func (r *Runner) Ask(ctx context.Context, endpoint, situation string, options []string, askAmount bool) (*Answer, error) {
+func (r *Runner) Ask(ctx context.Context, endpoint, agentID, situation string, options []string, askAmount bool) (*Answer, error) {
 	now := time.Now
 	if r.Now != nil {
 		now = r.Now
 	}
-	q := Question{ID: newQuestionID(), Situation: situation, Options: slices.Clone(options), AskAmount: askAmount}
+	q := Question{ID: newQuestionID(), Agent: agentID, Situation: situation, Options: slices.Clone(options), AskAmount: askAmount}
 	mrand.Shuffle(len(q.Options), func(i, j int) { q.Options[i], q.Options[j] = q.Options[j], q.Options[i] })
 	body, err := json.Marshal(q)
 	if err != nil {
@@ -263,6 +290,17 @@ func (r *Runner) Ask(ctx context.Context, endpoint, situation string, options []
 		return &Answer{}, nil // judged INVALID_ANSWER: the decision is no option
 	}
 	return &a, nil
+}
+
+// RedactURL keeps an endpoint's scheme, host and path: a token in its
+// query stays out of results, logs and the audit log. (Keep secrets out
+// of the path too: it is kept.)
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 }
 
 // stripURL drops the URL from a client error: the endpoint is recorded

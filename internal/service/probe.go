@@ -2,8 +2,9 @@ package service
 
 import (
 	"context"
-	"net/url"
-	"strings"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/daoguard/daoguard"
@@ -36,11 +37,23 @@ type ProbeRun struct {
 // the agent's organisation run probes on demand; daoguard.ActorSystem runs
 // the schedule. Probes never raise an agent.
 //
+// A suite that cannot be run (its endpoint refused, ctx ended) does not
+// stop the others: the runs recorded come back with the errors joined.
+//
 // Errors: NOT_FOUND (agent, or no suite configured for it), NOT_HUMAN,
 // UNAVAILABLE (no prober).
 func (s *Service) RunProbes(ctx context.Context, actorID, agentID string) ([]*ProbeRun, error) {
+	agent, targets, err := s.probeTargets(ctx, actorID, agentID)
+	if err != nil {
+		return nil, err
+	}
+	return s.runTargets(ctx, actorID, agent, targets)
+}
+
+// probeTargets checks who asks and returns the agent and its targets.
+func (s *Service) probeTargets(ctx context.Context, actorID, agentID string) (*daoguard.Principal, []ProbeTarget, error) {
 	if s.Prober == nil {
-		return nil, daoguard.Errorf(daoguard.CodeUnavailable, "alignment probes are not configured")
+		return nil, nil, daoguard.Errorf(daoguard.CodeUnavailable, "alignment probes are not configured")
 	}
 	var agent *daoguard.Principal
 	var targets []ProbeTarget
@@ -66,32 +79,48 @@ func (s *Service) RunProbes(ctx context.Context, actorID, agentID string) ([]*Pr
 		}
 		agent = p
 		for _, t := range s.Probes {
-			if t.Agent == p.ID || (t.Org == p.OrgID && t.Agent == p.Name) {
+			if t.Agent == p.ID {
+				targets = append(targets, t)
+				continue
+			}
+			if t.Org != p.OrgID || t.Agent != p.Name {
+				continue
+			}
+			// By name: only if the name is this agent's alone, or another
+			// agent's endpoint would judge this one.
+			if q, err := resolveAgent(ctx, tx, t.Org, t.Agent); err != nil {
+				return err
+			} else if q.ID == p.ID {
 				targets = append(targets, t)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(targets) == 0 {
-		return nil, &daoguard.Error{Code: daoguard.CodeNotFound, Message: "no probe suite is configured for agent " + agent.ID,
+		return nil, nil, &daoguard.Error{Code: daoguard.CodeNotFound, Message: "no probe suite is configured for agent " + agent.ID,
 			Hint: "add one under probes: in daoguard.yaml"}
 	}
+	return agent, targets, nil
+}
+
+func (s *Service) runTargets(ctx context.Context, actorID string, agent *daoguard.Principal, targets []ProbeTarget) ([]*ProbeRun, error) {
 	var runs []*ProbeRun
+	var errs []error
 	for _, t := range targets {
-		res, err := s.Prober.Run(ctx, t.Suite, t.Endpoint)
-		if err != nil {
-			return runs, err
+		res, err := s.Prober.Run(ctx, t.Suite, t.Endpoint, agent.ID)
+		if err == nil {
+			var run *ProbeRun
+			if run, err = s.recordProbe(ctx, actorID, agent.ID, t, res); err == nil {
+				runs = append(runs, run)
+				continue
+			}
 		}
-		run, err := s.recordProbe(ctx, actorID, agent.ID, t, res)
-		if err != nil {
-			return runs, err
-		}
-		runs = append(runs, run)
+		errs = append(errs, fmt.Errorf("suite %s: %w", t.Suite.Name, err))
 	}
-	return runs, nil
+	return runs, errors.Join(errs...)
 }
 
 func (s *Service) recordProbe(ctx context.Context, actorID, agentID string, t ProbeTarget, res *probe.Result) (*ProbeRun, error) {
@@ -117,7 +146,7 @@ func (s *Service) recordProbe(ctx context.Context, actorID, agentID string, t Pr
 		}
 		e = &daoguard.AuditEntry{Time: tx.Now(), OrgID: agent.OrgID, ActorID: actorID, ActorKind: actorKind, Event: "probe.run", Subject: agent.ID,
 			Detail: mustJSON(map[string]any{
-				"agent": agent.ID, "suite": res.Suite, "digest": res.Digest, "endpoint": redactURL(res.Endpoint),
+				"agent": agent.ID, "suite": res.Suite, "digest": res.Digest, "endpoint": res.Endpoint,
 				"score": res.Score, "threshold": res.Threshold, "passed": res.Passed,
 				"scenarios": len(res.Outcomes), "critical_failed": res.CriticalFailed, "failed": failed,
 			})}
@@ -154,33 +183,62 @@ func (s *Service) recordProbe(ctx context.Context, actorID, agentID string, t Pr
 	return run, nil
 }
 
-// probeLoop runs each scheduled target every target.Every until ctx ends.
+// probeLoop runs target t every t.Every until ctx ends, as daoguard. The
+// first run comes when the last recorded run of this suite is t.Every
+// old (at once if there is none): restarts do not put the schedule off.
 // With several replicas on one store, each runs its own schedule: give
 // every only on one.
 func (s *Service) probeLoop(ctx context.Context, t ProbeTarget) {
-	tick := time.NewTicker(t.Every)
-	defer tick.Stop()
+	wait := s.probeDue(ctx, t)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-time.After(wait):
 		}
-		var agentID string
-		err := s.Store.View(ctx, func(tx daoguard.Tx) error {
-			p, err := resolveAgent(ctx, tx, t.Org, t.Agent)
-			if p != nil {
-				agentID = p.ID
-			}
+		wait = t.Every
+		var agent *daoguard.Principal
+		err := s.Store.View(ctx, func(tx daoguard.Tx) (err error) {
+			agent, err = resolveAgent(ctx, tx, t.Org, t.Agent)
 			return err
 		})
 		if err == nil {
-			_, err = s.RunProbes(ctx, daoguard.ActorSystem, agentID)
+			_, err = s.runTargets(ctx, daoguard.ActorSystem, agent, []ProbeTarget{t})
 		}
 		if err != nil && ctx.Err() == nil {
 			s.Logger.Error("scheduled alignment probes failed to run", "agent", t.Agent, "suite", t.Suite.Name, "err", err)
 		}
 	}
+}
+
+// probeDue is how long until t's next scheduled run: t.Every after the
+// latest probe.run of its suite in the agent's risk history.
+func (s *Service) probeDue(ctx context.Context, t ProbeTarget) time.Duration {
+	var last time.Time
+	var now time.Time
+	s.Store.View(ctx, func(tx daoguard.Tx) error {
+		now = tx.Now()
+		agent, err := resolveAgent(ctx, tx, t.Org, t.Agent)
+		if err != nil {
+			return err
+		}
+		hist, err := tx.SubjectAudit(ctx, agent.ID, riskHistory)
+		if err != nil {
+			return err
+		}
+		for i := len(hist) - 1; i >= 0; i-- {
+			var d struct{ Suite string }
+			if hist[i].Event == "probe.run" && json.Unmarshal(hist[i].Detail, &d) == nil && d.Suite == t.Suite.Name {
+				last = hist[i].Time
+				break
+			}
+		}
+		return nil
+	})
+	if last.IsZero() {
+		return 0
+	}
+	return max(0, t.Every-now.Sub(last))
 }
 
 // resolveAgent finds the agent a probe target names, by id or by name in
@@ -195,20 +253,17 @@ func resolveAgent(ctx context.Context, tx daoguard.Tx, org, ref string) (*daogua
 	if err != nil {
 		return nil, err
 	}
+	var found *daoguard.Principal
 	for _, p := range ps {
 		if p.Kind == daoguard.PrincipalAgent && p.Name == ref {
-			return p, nil
+			if found != nil {
+				return nil, daoguard.Errorf(daoguard.CodeConflict, "two agents are named %q: name the agent by its id in probes:", ref)
+			}
+			found = p
 		}
 	}
-	return nil, daoguard.Errorf(daoguard.CodeNotFound, "no agent %q", ref)
-}
-
-// redactURL keeps scheme, host and path: a token in the query stays out of
-// the audit log.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return ""
+	if found == nil {
+		return nil, daoguard.Errorf(daoguard.CodeNotFound, "no agent %q", ref)
 	}
-	return strings.TrimSuffix((&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String(), "/")
+	return found, nil
 }

@@ -59,11 +59,17 @@ func (i Interval) Excludes(v float64) bool { return v < i.Lo || v > i.Hi }
 
 // Bootstrap returns stat over all n units with its 95% percentile
 // bootstrap interval from resamples of the units (drawn with
-// replacement). Resampling whole units (proposals, with every variant of
+// replacement); BootstrapLevel at another level. Resampling whole units (proposals, with every variant of
 // each) keeps the pairing: the interval of a paired difference is not
 // widened by the variation between units, as independent intervals would
 // be.
 func Bootstrap(n, resamples int, seed uint64, stat func(units []int) float64) Interval {
+	return BootstrapLevel(n, resamples, 0.95, seed, stat)
+}
+
+// BootstrapLevel is Bootstrap with a level of confidence in (0, 1): for m
+// comparisons held to 95% together, 1 - 0.05/m (Bonferroni).
+func BootstrapLevel(n, resamples int, level float64, seed uint64, stat func(units []int) float64) Interval {
 	all := make([]int, n)
 	for i := range all {
 		all[i] = i
@@ -82,7 +88,8 @@ func Bootstrap(n, resamples int, seed uint64, stat func(units []int) float64) In
 		est[r] = stat(units)
 	}
 	slices.Sort(est)
-	out.Lo = est[int(0.025*float64(resamples-1))]
-	out.Hi = est[int(math.Ceil(0.975*float64(resamples-1)))]
+	tail := (1 - level) / 2
+	out.Lo = est[int(tail*float64(resamples-1))]
+	out.Hi = est[int(math.Ceil((1-tail)*float64(resamples-1)))]
 	return out
 }

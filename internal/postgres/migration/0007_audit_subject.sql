@@ -7,3 +7,9 @@ CREATE TABLE audit_subject (
     seq     bigint NOT NULL,
     PRIMARY KEY (subject, seq)
 );
+
+-- The autonomy changes already in the log, so that an agent's history
+-- starts with its first.
+INSERT INTO audit_subject (subject, seq)
+SELECT detail::jsonb->>'agent', seq FROM audit
+WHERE event = 'principal.autonomy' AND detail::jsonb->>'agent' IS NOT NULL;

@@ -7,3 +7,9 @@ CREATE TABLE audit_subject (
     seq     INTEGER NOT NULL,
     PRIMARY KEY (subject, seq)
 ) WITHOUT ROWID;
+
+-- The autonomy changes already in the log, so that an agent's history
+-- starts with its first.
+INSERT INTO audit_subject (subject, seq)
+SELECT json_extract(detail, '$.agent'), seq FROM audit
+WHERE event = 'principal.autonomy' AND json_valid(detail) AND json_extract(detail, '$.agent') IS NOT NULL;
