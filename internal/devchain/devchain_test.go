@@ -96,7 +96,11 @@ func newWorld(t testing.TB, dsn string, chain *evm.SimChain, eth evm.Client, key
 	return w
 }
 
-func (w *world) provision() {
+func (w *world) provision() { w.provisionWith(nil) }
+
+// provisionWith provisions the dev environment under the policy that
+// policyOf returns for it (nil: the default dev policy).
+func (w *world) provisionWith(policyOf func(*devchain.Env) string) {
 	ctx := context.Background()
 	err := w.store.Update(ctx, func(tx daoguard.Tx) error {
 		if err := tx.PutOrg(ctx, &daoguard.Organisation{ID: org, Name: "Dev DAO"}); err != nil {
@@ -119,10 +123,14 @@ func (w *world) provision() {
 	if w.env, err = devchain.Provision(ctx, w.store, w.keyring, org, w.eth, w.chain.Mine, w.chain.Deployer, nil); err != nil {
 		w.t.Fatal(err)
 	}
-	if _, err := policy.Parse([]byte(w.env.Policy())); err != nil {
-		w.t.Fatalf("the dev policy does not compile: %v\n%s", err, w.env.Policy())
+	doc := w.env.Policy()
+	if policyOf != nil {
+		doc = policyOf(w.env)
 	}
-	if _, err := w.svc.LoadFirstPolicy(ctx, org, w.env.Policy()); err != nil {
+	if _, err := policy.Parse([]byte(doc)); err != nil {
+		w.t.Fatalf("the policy does not compile: %v\n%s", err, doc)
+	}
+	if _, err := w.svc.LoadFirstPolicy(ctx, org, doc); err != nil {
 		w.t.Fatal(err)
 	}
 	w.load()

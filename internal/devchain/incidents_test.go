@@ -1,0 +1,354 @@
+package devchain_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/devchain"
+	"github.com/daoguard/daoguard/internal/evm"
+	"github.com/daoguard/daoguard/internal/evm/evmtest"
+	"github.com/ethereum/go-ethereum/accounts/abi"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"go.yaml.in/yaml/v3"
+)
+
+// An incident is one public loss of a DAO or an AI agent, replayed as the
+// attacker's moves through the real pipeline (decode, simulate on the
+// in-process chain, screen, policy, approvals, timelock, execution) under
+// testdata/incidents/policy.yaml.tmpl, with what daoguard must do at each
+// step. Pending incidents say why; they are listed, not skipped in silence.
+type incident struct {
+	Name    string `yaml:"name"`
+	When    string `yaml:"when"`
+	What    string `yaml:"what"`
+	Source  string `yaml:"source"`
+	Answer  string `yaml:"answer"`  // the mechanism that stops it
+	Pending string `yaml:"pending"` // why it is not replayed yet
+	Steps   []step `yaml:"steps"`
+}
+
+type step struct {
+	Name    string  `yaml:"name"`
+	Submit  *submit `yaml:"submit"`
+	Approve bool    `yaml:"approve"` // both humans approve the last action (with Safe signatures when it is a Safe's)
+	Veto    bool    `yaml:"veto"`    // human1 vetoes the last action
+	Run     bool    `yaml:"run"`     // time passes the timelock; what is due executes
+	Chain   string  `yaml:"chain"`   // deploy_proxy | upgrade_proxy: the world changes
+	Expect  *expect `yaml:"expect"`
+}
+
+type submit struct {
+	As        string `yaml:"as"` // agent (default), human1, human2
+	Account   string `yaml:"account"`
+	Kind      string `yaml:"kind"`
+	Asset     string `yaml:"asset"`
+	To        string `yaml:"to"`
+	Amount    string `yaml:"amount"`
+	Value     string `yaml:"value"`
+	Rationale string `yaml:"rationale"`
+	Operation string `yaml:"operation"`
+	Data      string `yaml:"data"`
+	Call      *call  `yaml:"call"`      // the data: one call by its contract's ABI
+	MultiSend []call `yaml:"multisend"` // the data: a MultiSend batch (to the MultiSend contract, delegatecall)
+	Repeat    int    `yaml:"repeat"`    // submit this many times; expect judges the last
+}
+
+type call struct {
+	Contract string   `yaml:"contract"` // token | safe | proxy
+	To       string   `yaml:"to"`       // default: the contract's address
+	Method   string   `yaml:"method"`
+	Args     []string `yaml:"args"`
+}
+
+type expect struct {
+	State   string   `yaml:"state"`
+	Reasons []string `yaml:"reasons"` // each must be among the decision's
+	Result  string   `yaml:"result"`  // the execution result's code
+	Error   string   `yaml:"error"`   // the submission is refused with this code
+}
+
+// incidentsDir holds the replays.
+const incidentsDir = "../../testdata/incidents"
+
+// The incidents issue 8 names: each has its file, replayed or pending.
+var wantIncidents = []string{
+	"aixbt", "audius", "beanstalk", "build-finance", "bybit", "compound-289",
+	"freysa", "lobstar-wilde", "mango", "socket", "tornado-cash", "wbtc-poisoning",
+}
+
+func loadIncidents(t *testing.T) map[string]incident {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(incidentsDir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]incident{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var in incident
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true) // a misspelt expectation must not pass silently
+		if err := dec.Decode(&in); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if in.Name == "" || in.What == "" || in.Answer == "" || (in.Pending == "") == (len(in.Steps) == 0) {
+			t.Fatalf("%s: needs name, what, answer, and either steps or the reason it is pending", f)
+		}
+		out[strings.TrimSuffix(filepath.Base(f), ".yaml")] = in
+	}
+	return out
+}
+
+// TestIncidents replays every incident that is not pending, each on a
+// chain and store of its own.
+func TestIncidents(t *testing.T) {
+	incidents := loadIncidents(t)
+	var names []string
+	for n := range incidents {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, wantIncidents) {
+		t.Fatalf("incident files %v, want %v", names, wantIncidents)
+	}
+	tmpl, err := template.ParseFiles(filepath.Join(incidentsDir, "policy.yaml.tmpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pending []string
+	for _, n := range names {
+		in := incidents[n]
+		if in.Pending != "" {
+			pending = append(pending, n+": "+in.Pending)
+			continue
+		}
+		t.Run(n, func(t *testing.T) { replay(t, in, tmpl) })
+	}
+	for _, p := range pending {
+		t.Logf("pending %s", p)
+	}
+}
+
+func replay(t *testing.T, in incident, tmpl *template.Template) {
+	ctx := context.Background()
+	chain, err := evm.NewSimChain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { chain.Close() })
+	w := newWorld(t, filepath.Join(t.TempDir(), "data.db"), chain, chain.Client, newKeyring(t), false)
+	w.provisionWith(func(env *devchain.Env) string {
+		var b strings.Builder
+		if err := tmpl.Execute(&b, env); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	})
+	safeArt, err := evm.LoadArtifact("Safe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyArt := evmtest.Artifact(t, "DevProxy")
+	var proxy common.Address
+	rcpt := w.env.Recipients[0]
+	// A look-alike of the first recipient: the same first and last four
+	// hex digits, the middle the attacker's own.
+	h := strings.ToLower(rcpt.Hex())
+	lookalike := common.HexToAddress(h[:6] + strings.Repeat("e", 32) + h[38:])
+	vars := map[string]string{
+		"$recipient": rcpt.Hex(), "$recipient2": w.env.Recipients[1].Hex(),
+		"$attacker": "0x000000000000000000000000000000000000dEaD", "$lookalike": lookalike.Hex(),
+		"$safe": w.env.Contracts.Safe.Hex(), "$token": w.env.Contracts.Token.Hex(),
+		"$multisend": w.env.Contracts.MultiSend.Hex(),
+		"$max":       new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1)).String(),
+	}
+	resolve := func(s string) string {
+		if s == "$proxy" {
+			return proxy.Hex()
+		}
+		if v, ok := vars[s]; ok {
+			return v
+		}
+		return s
+	}
+	artifact := func(c string) (*evm.Artifact, common.Address) {
+		switch c {
+		case "token":
+			return w.token, w.env.Contracts.Token
+		case "safe":
+			return safeArt, w.env.Contracts.Safe
+		case "proxy":
+			return proxyArt, proxy
+		}
+		t.Fatalf("unknown contract %q", c)
+		return nil, common.Address{}
+	}
+	pack := func(c call) (common.Address, []byte) {
+		art, at := artifact(c.Contract)
+		if c.To != "" {
+			at = common.HexToAddress(resolve(c.To))
+		}
+		m, ok := art.ABI.Methods[c.Method]
+		if !ok || len(m.Inputs) != len(c.Args) {
+			t.Fatalf("%s.%s with %d args: no such method", c.Contract, c.Method, len(c.Args))
+		}
+		args := make([]any, len(c.Args))
+		for i, a := range c.Args {
+			args[i] = abiArg(t, resolve(a), m.Inputs[i].Type)
+		}
+		data, err := art.ABI.Pack(c.Method, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return at, data
+	}
+	principal := map[string]string{"": w.agent, "agent": w.agent, "human1": w.humans[0], "human2": w.humans[1]}
+	var last *daoguard.Action
+	for i, st := range in.Steps {
+		label := fmt.Sprintf("step %d (%s)", i+1, st.Name)
+		var err error
+		switch {
+		case st.Submit != nil:
+			s := st.Submit
+			intent := daoguard.Intent{Account: s.Account, Kind: s.Kind, Asset: s.Asset, To: resolve(s.To), Amount: s.Amount, Value: s.Value,
+				Rationale: s.Rationale, Operation: s.Operation, Data: s.Data}
+			if s.Call != nil {
+				to, data := pack(*s.Call)
+				if intent.To == "" {
+					intent.To = to.Hex()
+				}
+				intent.Data = hexutil.Encode(data)
+			}
+			if len(s.MultiSend) > 0 {
+				var batch []evm.TxCall
+				for _, c := range s.MultiSend {
+					to, data := pack(c)
+					batch = append(batch, evm.TxCall{To: to, Data: data})
+				}
+				intent.To, intent.Operation, intent.Data = w.env.Contracts.MultiSend.Hex(), "delegatecall", hexutil.Encode(evm.PackMultiSend(batch...))
+			}
+			for range max(1, s.Repeat) {
+				if err = w.hold.Poll(ctx); err != nil {
+					t.Fatal(err)
+				}
+				last, err = w.svc.Submit(ctx, principal[s.As], "", intent)
+				if err != nil {
+					break
+				}
+				w.clock.Advance(time.Second)
+			}
+		case st.Approve:
+			for j, hum := range w.humans {
+				sig := ""
+				if last.Decoded.SafeTx != nil {
+					sig = w.sign(last, w.env.Humans[devchain.HumanNames[j]])
+				}
+				if last, err = w.svc.Approve(ctx, hum, last.ID, sig, "replay"); err != nil {
+					break
+				}
+			}
+		case st.Veto:
+			last, err = w.svc.Veto(ctx, w.humans[0], last.ID, "replay")
+		case st.Run:
+			w.clock.Advance(time.Hour)
+			if _, err = w.svc.ExecuteDue(ctx); err != nil {
+				t.Fatal(err)
+			}
+		case st.Chain == "deploy_proxy":
+			if proxy, err = evm.Deploy(ctx, w.eth, chain.Mine, chain.Deployer, proxyArt, w.env.Contracts.Token); err != nil {
+				t.Fatal(err)
+			}
+		case st.Chain == "upgrade_proxy":
+			other, err := evm.Deploy(ctx, w.eth, chain.Mine, chain.Deployer, w.token, "Other", "OTH", uint8(18))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := evm.Send(ctx, w.eth, chain.Mine, chain.Deployer, proxyArt, proxy, "upgradeTo", other); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatalf("%s: no action", label)
+		}
+		if st.Expect == nil {
+			if err != nil {
+				t.Fatalf("%s: %v", label, err)
+			}
+			continue
+		}
+		x := st.Expect
+		if x.Error != "" {
+			if string(daoguard.ErrorCode(err)) != x.Error {
+				t.Fatalf("%s: got %v, want the error %s", label, err, x.Error)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", label, err)
+		}
+		got := w.state(last.ID)
+		var codes []string
+		for _, r := range got.Decision.Reasons {
+			codes = append(codes, r.Code)
+		}
+		if x.State != "" && got.State.String() != x.State {
+			t.Fatalf("%s: state %s, want %s (reasons %v, result %+v)", label, got.State, x.State, codes, got.Result)
+		}
+		for _, r := range x.Reasons {
+			if !slices.Contains(codes, r) {
+				t.Fatalf("%s: reasons %v lack %s", label, codes, r)
+			}
+		}
+		if x.Result != "" && (got.Result == nil || got.Result.Code != x.Result) {
+			t.Fatalf("%s: result %+v, want %s", label, got.Result, x.Result)
+		}
+		if x.State == "executed" && (got.Result == nil || got.Result.TxHash == "") {
+			t.Fatalf("%s: executed without a transaction hash", label)
+		}
+	}
+}
+
+// abiArg converts a replay's argument to the Go value the ABI packs.
+func abiArg(t *testing.T, s string, typ abi.Type) any {
+	t.Helper()
+	switch typ.T {
+	case abi.AddressTy:
+		if !common.IsHexAddress(s) {
+			t.Fatalf("%q is not an address", s)
+		}
+		return common.HexToAddress(s)
+	case abi.UintTy, abi.IntTy:
+		n, ok := new(big.Int).SetString(s, 10)
+		if !ok {
+			t.Fatalf("%q is not an integer", s)
+		}
+		if typ.Size > 64 {
+			return n
+		}
+		return reflect.ValueOf(n.Uint64()).Convert(typ.GetType()).Interface()
+	case abi.BoolTy:
+		return s == "true"
+	case abi.BytesTy:
+		b, err := hexutil.Decode(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	t.Fatalf("argument type %s is not supported by the replays", typ)
+	return nil
+}
