@@ -5,7 +5,7 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/daoguard/daoguard.Version=$(VERSION) -X github.com/daoguard/daoguard.Commit=$(COMMIT)
 BIN      := bin/daoguard
 
-.PHONY: all build contracts test vet staticcheck fmt-check interop-deps ganache-deps race policy-test screen-bench bench fuzz demo clean model
+.PHONY: all build contracts test vet staticcheck fmt-check interop-deps ganache-deps race policy-test screen-bench bench fuzz demo tour clean model
 
 all: build
 
@@ -97,7 +97,13 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./internal/sqlite ./internal/postgres
 	$(GO) test -run '^$$' -bench Submit -benchtime 20000x ./internal/httpapi
 
+# The tour of API.md: daoguard demo on a temporary data directory and the
+# in-process chain, printed as a table; exit 1 if a step differs.
 demo: build
+	./$(BIN) demo
+
+# The CLI tour: every command a newcomer types, with its exit codes.
+tour: build
 	./scripts/demo.sh $(BIN)
 
 clean:

@@ -59,6 +59,7 @@ Usage:
   daoguard risk    --credential FILE AGENT (an agent's risk state and history)
   daoguard report  bias --data DIR --endpoint URL --proposals FILE [--proposers FILE]
                    (swap-the-proposer and swap-the-order probes; exit 1 if biased)
+  daoguard demo    [--keep]                (the tour on a temporary data dir and the in-process chain)
   daoguard version
 
 Run 'daoguard COMMAND -h' for a command's flags.
@@ -149,6 +150,8 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		return m.runRisk(ctx, args[1:])
 	case "report":
 		return m.runReport(ctx, args[1:])
+	case "demo":
+		return m.runDemo(ctx, args[1:])
 	case "version", "--version":
 		return m.runVersion(args[1:])
 	case "-h", "--help", "help":

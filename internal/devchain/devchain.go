@@ -170,7 +170,8 @@ func (e *Env) record(ctx context.Context, st daoguard.Store, orgID string) error
 }
 
 // Policy is the default dev policy: an agent's small transfers from ops to
-// the allowlisted recipients run on their own (up to 500 USDC or 0.5 ETH);
+// the allowlisted recipients run on their own (up to 500 USDC or 0.5 ETH,
+// and 1,500 USDC a day: split transfers escalate once the window fills);
 // larger ones, calls and approvals from ops, and anything from the
 // treasury need both humans' approval; an agent's transfer from ops to any
 // other address is denied (for the Safe, their EIP-712
@@ -205,7 +206,10 @@ rules:
     assets: [USDC]
     recipients: {lists: [recipients]}
     tier: autonomous
-    limits: {max_amount: "500"}
+    limits:
+      max_amount: "500"
+      windows:
+        - {period: 24h, per: agent, asset: USDC, max_amount: "1500"}
     over_limit: approval
     approval: {group: council, approvals: 2, timelock: 5s}
 
