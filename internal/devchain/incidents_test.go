@@ -18,6 +18,8 @@ import (
 	"github.com/daoguard/daoguard/internal/devchain"
 	"github.com/daoguard/daoguard/internal/evm"
 	"github.com/daoguard/daoguard/internal/evm/evmtest"
+	"github.com/daoguard/daoguard/internal/policy"
+	"github.com/daoguard/daoguard/internal/service"
 	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
@@ -36,6 +38,7 @@ type incident struct {
 	Source  string `yaml:"source"`
 	Answer  string `yaml:"answer"`  // the mechanism that stops it
 	Pending string `yaml:"pending"` // why it is not replayed yet
+	Policy  string `yaml:"policy"`  // the policy template, if not policy.yaml.tmpl
 	Steps   []step `yaml:"steps"`
 }
 
@@ -46,7 +49,10 @@ type step struct {
 	Veto    bool    `yaml:"veto"`    // human1 vetoes the last action
 	Run     bool    `yaml:"run"`     // time passes the timelock; what is due executes
 	Chain   string  `yaml:"chain"`   // deploy_proxy | upgrade_proxy: the world changes
-	Expect  *expect `yaml:"expect"`
+	// Prices sets the price sources' readings, now: asset → one price per
+	// source (sources a, b, …), in USD.
+	Prices map[string][]string `yaml:"prices"`
+	Expect *expect             `yaml:"expect"`
 }
 
 type submit struct {
@@ -126,16 +132,20 @@ func TestIncidents(t *testing.T) {
 	if !slices.Equal(names, wantIncidents) {
 		t.Fatalf("incident files %v, want %v", names, wantIncidents)
 	}
-	tmpl, err := template.ParseFiles(filepath.Join(incidentsDir, "policy.yaml.tmpl"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var pending []string
 	for _, n := range names {
 		in := incidents[n]
 		if in.Pending != "" {
 			pending = append(pending, n+": "+in.Pending)
 			continue
+		}
+		file := in.Policy
+		if file == "" {
+			file = "policy.yaml.tmpl"
+		}
+		tmpl, err := template.ParseFiles(filepath.Join(incidentsDir, file))
+		if err != nil {
+			t.Fatal(err)
 		}
 		t.Run(n, func(t *testing.T) { replay(t, in, tmpl) })
 	}
@@ -159,6 +169,8 @@ func replay(t *testing.T, in incident, tmpl *template.Template) {
 		}
 		return b.String()
 	})
+	prices := staticPrices{}
+	w.svc.Decider.(*service.PolicyDecider).Prices = prices
 	safeArt, err := evm.LoadArtifact("Safe")
 	if err != nil {
 		t.Fatal(err)
@@ -269,6 +281,18 @@ func replay(t *testing.T, in incident, tmpl *template.Template) {
 			if _, err = w.svc.ExecuteDue(ctx); err != nil {
 				t.Fatal(err)
 			}
+		case st.Prices != nil:
+			for asset, ps := range st.Prices {
+				var rs []policy.Reading
+				for k, p := range ps {
+					v, err := policy.ParsePrice(p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					rs = append(rs, policy.Reading{Source: string(rune('a' + k)), Price: v, At: w.clock.Now()})
+				}
+				prices[asset] = policy.NewQuotes(rs...)
+			}
 		case st.Chain == "deploy_proxy":
 			if proxy, err = evm.Deploy(ctx, w.eth, chain.Mine, chain.Deployer, proxyArt, w.env.Contracts.Token); err != nil {
 				t.Fatal(err)
@@ -321,6 +345,12 @@ func replay(t *testing.T, in incident, tmpl *template.Template) {
 		}
 	}
 }
+
+// staticPrices are the replay's price sources: what the last prices step
+// set.
+type staticPrices map[string]*policy.Quotes
+
+func (p staticPrices) Quotes() map[string]*policy.Quotes { return p }
 
 // abiArg converts a replay's argument to the Go value the ABI packs.
 func abiArg(t *testing.T, s string, typ abi.Type) any {
