@@ -50,9 +50,16 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // runDemo: daoguard demo. A temporary data directory and the in-process
-// chain; an agent and two human owners; then the story, each step through
-// the real HTTP API and pipeline, printed as a table. Exit 1 if any step
+// chain (serve --dev, in this process); an agent and two human owners;
+// then the story, each step through the real HTTP API and pipeline,
+// printed as a table. Exit 1 if any step
 // came out other than expected. DAOGUARD_DEMO_BREAK=N expects the
 // opposite at step N (to see the demo fail).
 func (m *Main) runDemo(ctx context.Context, args []string) error {
@@ -93,15 +100,16 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	}}
 	go func() { served <- server.Run(serveCtx, []string{"serve", "--data", dir, "--dev", "--addr", addr}) }()
 	defer func() { stop(); <-served }()
+	hc := &http.Client{Timeout: 2 * time.Second}
 	for i := 0; ; i++ {
-		if res, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		if res, err := hc.Get("http://" + addr + "/healthz"); err == nil {
 			res.Body.Close()
 			break
 		}
 		select {
 		case code := <-served:
 			served <- code
-			return &daoguard.Error{Code: daoguard.CodeInternal, Message: "demo: serve stopped: " + log.b.String()}
+			return &daoguard.Error{Code: daoguard.CodeInternal, Message: "demo: serve stopped: " + log.String()}
 		case <-time.After(50 * time.Millisecond):
 		}
 		if i > 600 {
@@ -113,11 +121,19 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	d.progress = m.Stderr
-	broken, _ := strconv.Atoi(m.Getenv("DAOGUARD_DEMO_BREAK"))
 	steps := d.steps(ctx)
+	broken := 0
+	if v := m.Getenv("DAOGUARD_DEMO_BREAK"); v != "" {
+		if broken, err = strconv.Atoi(v); err != nil || broken < 1 || broken > len(steps) {
+			return usagef("DAOGUARD_DEMO_BREAK must be a step number, 1 to %d", len(steps))
+		}
+	}
 	fmt.Fprintf(m.Stderr, "daoguard demo: %d steps on the in-process chain, through the signed HTTP API\n", len(steps))
 	var rows []demoStep
 	for i, s := range steps {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		fmt.Fprintf(m.Stderr, "  [%2d/%d] %s …\n", i+1, len(steps), s.name)
 		row := s.run()
 		row.name = fmt.Sprintf("%d. %s", i+1, s.name)
@@ -138,8 +154,12 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s (%s)\t%s\t%s\t\n", r.name, r.expected, r.actual, mark, strings.Join(r.reasons, " "), shortHash(r.tx))
 	}
 	tw.Flush()
+	fmt.Fprintln(m.Stdout, "(the dev chain has no price sources: every action also carries PRICE_UNAVAILABLE, left out above; its policy limits amounts)")
 	if failed > 0 {
 		fmt.Fprintf(m.Stdout, "\n%d of %d steps differ from what was expected\n", failed, len(rows))
+		if l := log.String(); l != "" {
+			fmt.Fprintf(m.Stderr, "--- the gateway's log (warnings and errors):\n%s", l)
+		}
 		return errDemoFailed
 	}
 	fmt.Fprintf(m.Stdout, "\nall %d steps came out as expected\n", len(rows))
@@ -162,6 +182,48 @@ type demo struct {
 	safe                  *evm.Artifact
 	progress              io.Writer
 	grant                 *client.Action
+	agentID               string
+}
+
+// latestSeq is the newest entry of an agent's risk history (0: none).
+func latestSeq(st *client.RiskState) uint64 {
+	if len(st.History) == 0 {
+		return 0
+	}
+	return st.History[0].Seq
+}
+
+// trippedAndReset waits (15 s at most) for the breaker to move the agent
+// to supervised, in an audit entry after since whose reason names rule;
+// then a human moves it back.
+func (d *demo) trippedAndReset(ctx context.Context, row demoStep, since uint64, rule string) demoStep {
+	for i := 0; ; i++ {
+		st, err := d.human1.Risk(ctx, d.agentID)
+		if err != nil || st.Agent == nil {
+			row.actual = fmt.Sprintf("risk state: %v", err)
+			return row
+		}
+		found := false
+		for _, e := range st.History {
+			found = found || e.Seq > since && e.Event == "principal.autonomy" && e.ActorID == daoguard.ActorSystem && strings.Contains(string(e.Detail), rule)
+		}
+		if found && st.Agent.Autonomy == daoguard.AutonomySupervised {
+			row.reasons = []string{rule}
+			break
+		}
+		if i > 300 {
+			row.actual = "not tripped on " + rule + " (" + st.Agent.Autonomy.String() + ")"
+			return row
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p, err := d.human2.SetAutonomy(ctx, d.agentID, daoguard.AutonomyAutonomous, "reviewed the "+rule+" trip")
+	if err != nil {
+		row.actual = "supervised; reset failed: " + oneLine(err)
+		return row
+	}
+	row.actual, row.ok = "supervised, then "+p.Autonomy.String(), p.Autonomy == daoguard.AutonomyAutonomous
+	return row
 }
 
 func newDemo(dir string) (*demo, error) {
@@ -216,7 +278,9 @@ func (d *demo) lookalike() string {
 func demoCodes(a *client.Action) []string {
 	var out []string
 	for _, r := range a.Decision.Reasons {
-		if r.Code != "RULE_MATCHED" && r.Code != "PRICE_UNAVAILABLE" && r.Code != "PRICE" {
+		// Figures, not findings; and the dev chain has no price sources, so
+		// every action carries PRICE_UNAVAILABLE (said under the table).
+		if r.Code != "RULE_MATCHED" && r.Code != "PRICE" && r.Code != "PRICE_UNAVAILABLE" {
 			out = append(out, r.Code)
 		}
 	}
@@ -286,6 +350,7 @@ func (d *demo) steps(ctx context.Context) []demoScript {
 		{"routine payment runs on its own", func() demoStep {
 			a, err := d.agent.Submit(ctx, usdc(d.rcpt(0), "100", "invoice #881"), "")
 			if err == nil {
+				d.agentID = a.PrincipalID
 				a, err = d.wait(ctx, a.ID, "queued", "executing")
 			}
 			return judged("executed", a, err, "executed")
@@ -302,14 +367,31 @@ func (d *demo) steps(ctx context.Context) []demoScript {
 				if a, err = d.agent.Submit(ctx, usdc(d.rcpt(1), "400", fmt.Sprintf("milestone %d", i+1)), ""); err != nil {
 					break
 				}
+				if i < 3 && a.State != "queued" && a.State != "executing" && a.State != "executed" {
+					row := judged("awaiting_approval", a, err, "queued")
+					row.actual = fmt.Sprintf("payment %d already %s", i+1, a.State)
+					row.ok = false
+					return row
+				}
 			}
-			return judged("awaiting_approval", a, err, "awaiting_approval", "WINDOW_AMOUNT_EXCEEDED")
+			row := judged("awaiting_approval", a, err, "awaiting_approval", "WINDOW_AMOUNT_EXCEEDED")
+			if row.ok {
+				row.actual = "3 ran, the 4th " + a.State
+			}
+			return row
 		}},
 		{"address poisoning: a look-alike recipient", func() demoStep {
 			a, err := d.agent.Submit(ctx, usdc(d.lookalike(), "50", "pay the usual vendor"), "")
 			row := judged("denied", a, err, "denied", "LOOKALIKE_ADDRESS")
 			if row.ok { // the imitated address is named
-				row.ok = strings.Contains(fmt.Sprint(a.Decision.Reasons), strings.ToLower(d.rcpt(0))) || strings.Contains(fmt.Sprint(a.Decision.Reasons), d.rcpt(0))
+				named := false
+				for _, r := range a.Decision.Reasons {
+					named = named || r.Code == "LOOKALIKE_ADDRESS" && strings.Contains(strings.ToLower(r.Detail+" "+r.WouldPass), strings.ToLower(d.rcpt(0)))
+				}
+				row.ok = named
+				if !named {
+					row.actual += ", the imitated address not named"
+				}
 			}
 			return row
 		}},
@@ -330,16 +412,42 @@ func (d *demo) steps(ctx context.Context) []demoScript {
 			a, err := d.agent.Submit(ctx, daoguard.Intent{Account: "treasury", Kind: "call", To: d.dev.Accounts["treasury"], Data: hexutil.Encode(data)}, "")
 			return judged("denied", a, err, "denied", "SAFE_SELF_CALL")
 		}},
+		{"five refusals in an hour trip the breaker; a human resets", func() demoStep {
+			// Steps 2, 4, 5, 6 and 7 were the agent's fifth denial within
+			// the hour: limit probing.
+			return d.trippedAndReset(ctx, demoStep{expected: "LIMIT_PROBING trips it; a human resets"}, 0, "LIMIT_PROBING")
+		}},
 		{"large grant: two owners sign, timelock, executed", func() demoStep {
 			a, err := d.agent.Submit(ctx, daoguard.Intent{Account: "treasury", Kind: "transfer", Asset: "USDC", To: d.rcpt(2), Amount: "25000", Rationale: "Q1 grant, approved by the council"}, "")
-			if err != nil || a.State != "awaiting_approval" {
+			if err != nil || a.State != "awaiting_approval" || a.Decoded.SafeTx == nil || a.Decision.RequiredApprovals != 2 || a.Decision.TimelockSeconds <= 0 {
+				row := judged("executed", a, err, "awaiting_approval")
+				row.ok, row.actual = false, row.actual+" (not held for two owners and a timelock)"
+				return row
+			}
+			if a, err = d.approveBoth(ctx, a); err != nil || a.State != "queued" || a.Decision.TimelockUntil == nil {
+				row := judged("executed", a, err, "queued")
+				row.ok = false
+				return row
+			}
+			until := *a.Decision.TimelockUntil
+			if a, err = d.wait(ctx, a.ID, "queued", "executing"); err != nil {
 				return judged("executed", a, err, "executed")
 			}
-			if a, err = d.approveBoth(ctx, a); err == nil {
-				a, err = d.wait(ctx, a.ID, "queued", "executing")
-			}
 			d.grant = a
-			return judged("executed", a, err, "executed")
+			row := judged("executed", a, err, "executed")
+			signed := 0
+			for _, ap := range a.Approvals {
+				if ap.Approve && ap.Signature != "" {
+					signed++
+				}
+			}
+			if row.ok && (signed != 2 || a.Updated.Before(until)) {
+				row.ok, row.actual = false, fmt.Sprintf("executed with %d owner signatures, at %s (timelock until %s)", signed, a.Updated.Format(time.RFC3339), until.Format(time.RFC3339))
+			}
+			if row.ok {
+				row.actual = "2 owner signatures, timelock, executed"
+			}
+			return row
 		}},
 		{"a queued payment is vetoed", func() demoStep {
 			a, err := d.agent.Submit(ctx, daoguard.Intent{Account: "ops", Kind: "transfer", Asset: "ETH", To: d.rcpt(0), Amount: "2", Rationale: "hardware"}, "")
@@ -351,40 +459,20 @@ func (d *demo) steps(ctx context.Context) []demoScript {
 			return judged("vetoed", a, err, "vetoed")
 		}},
 		{"anomaly breaker trips on a burst; a human resets", func() demoStep {
-			row := demoStep{expected: "supervised, then autonomous"}
-			var agentID string
+			row := demoStep{expected: "BURST trips it; a human resets"}
+			st, err := d.human1.Risk(ctx, d.agentID)
+			if err != nil || st.Agent == nil || st.Agent.Autonomy != daoguard.AutonomyAutonomous {
+				row.actual = fmt.Sprintf("not autonomous before the burst (%v)", err)
+				return row
+			}
+			since := latestSeq(st)
 			for i := range 31 {
-				a, err := d.agent.Submit(ctx, daoguard.Intent{Account: "ops", Kind: "transfer", Asset: "ETH", To: d.rcpt(1), Amount: "0.001", Rationale: fmt.Sprintf("refund %d", i)}, "")
-				if err != nil {
+				if _, err := d.agent.Submit(ctx, daoguard.Intent{Account: "ops", Kind: "transfer", Asset: "ETH", To: d.rcpt(1), Amount: "0.001", Rationale: fmt.Sprintf("refund %d", i)}, ""); err != nil {
 					row.actual = "error: " + oneLine(err)
 					return row
 				}
-				agentID = a.PrincipalID
 			}
-			var st *client.RiskState
-			var err error
-			for range 300 {
-				if st, err = d.human1.Risk(ctx, agentID); err != nil || st.Agent.Autonomy == daoguard.AutonomySupervised {
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			if err != nil || st.Agent.Autonomy != daoguard.AutonomySupervised {
-				row.actual = fmt.Sprintf("not tripped (%v)", err)
-				return row
-			}
-			for _, f := range st.Findings {
-				if f.Trip {
-					row.reasons = append(row.reasons, f.Rule)
-				}
-			}
-			p, err := d.human2.SetAutonomy(ctx, agentID, daoguard.AutonomyAutonomous, "reviewed the burst")
-			if err != nil {
-				row.actual = "supervised; reset failed: " + oneLine(err)
-				return row
-			}
-			row.actual, row.ok = "supervised, then "+p.Autonomy.String(), p.Autonomy == daoguard.AutonomyAutonomous
-			return row
+			return d.trippedAndReset(ctx, row, since, "BURST")
 		}},
 		{"pause stops the agent; resume", func() demoStep {
 			row := demoStep{expected: "ORG_PAUSED, then accepted"}
