@@ -218,7 +218,7 @@ func TestServeSignsCheckpoints(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "daoguard.yaml"), y, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &lockedWriter{}
 	stop := startServe(t, logs, nil, "--data", dir, "--addr", addr)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -407,7 +407,7 @@ func TestPublisher(t *testing.T) {
 	}))
 	defer hook.Close()
 	dir := t.TempDir()
-	logs := &lockedBuffer{}
+	logs := &lockedWriter{}
 	cfg := DefaultConfig()
 	cfg.Audit.PublishDir, cfg.Audit.PublishURL = "pub", hook.URL+"/hooks/s3cret-token"
 	p := newPublisher(dir, cfg, slog.New(slog.NewTextHandler(logs, nil)), svc)

@@ -38,7 +38,7 @@ type demoStep struct {
 	ok             bool
 }
 
-// lockedWriter collects serve's log from its goroutines.
+// lockedWriter collects a log written from several goroutines (serve's, in the demo and the tests).
 type lockedWriter struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -88,7 +88,7 @@ func TestProbeCommands(t *testing.T) {
 	fmt.Fprintf(f, "probes:\n  - {agent: trader, endpoint: %q, suite: reference, every: 6h}\nalert_url: %q\nmetrics_addr: %q\n", agentSrv.URL+"/decide", alertSrv.URL, metricsAddr)
 	f.Close()
 
-	logs := &lockedBuffer{}
+	logs := &lockedWriter{}
 	stop := startServe(t, logs, nil, "--data", dir, "--dev", "--addr", addr)
 	creds := filepath.Join(dir, "credentials")
 	admin, human1 := filepath.Join(creds, "admin.json"), filepath.Join(creds, "human1.json")

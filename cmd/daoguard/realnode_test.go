@@ -43,7 +43,7 @@ func startGanache(t *testing.T) string {
 	}
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	logs := &lockedBuffer{}
+	logs := &lockedWriter{}
 	cmd := exec.Command(ganache, "--server.host", "127.0.0.1", "--server.port", port,
 		"--chain.chainId", "1337", "--wallet.totalAccounts", "1", "--logging.quiet")
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -110,7 +110,7 @@ func TestRealNode(t *testing.T) {
 	if code, _, stderr := run(t, nil, "init", "--data", dir, "--url", "http://"+addr); code != 0 {
 		t.Fatal(stderr)
 	}
-	logs := &lockedBuffer{}
+	logs := &lockedWriter{}
 	stop := startServe(t, logs, nil, "--data", dir, "--dev", "--dev-rpc", node, "--addr", addr)
 	waitHealthy(t, addr, logs)
 
@@ -254,7 +254,7 @@ func TestRealNode(t *testing.T) {
 
 	// A restart against the same node keeps the treasury it deployed.
 	stop()
-	logs2 := &lockedBuffer{}
+	logs2 := &lockedWriter{}
 	startServe(t, logs2, nil, "--data", dir, "--dev", "--dev-rpc", node, "--addr", addr)
 	waitHealthy(t, addr, logs2)
 	var dev2 devJSON
@@ -269,7 +269,7 @@ func TestRealNode(t *testing.T) {
 
 // waitHealthy waits for serve's /healthz (provisioning over JSON-RPC comes
 // first).
-func waitHealthy(t *testing.T, addr string, logs *lockedBuffer) {
+func waitHealthy(t *testing.T, addr string, logs *lockedWriter) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
@@ -451,7 +451,7 @@ rules:
 `), 0o644)
 	cli("policy", "apply", "--data", dir, pol)
 
-	logs := &lockedBuffer{}
+	logs := &lockedWriter{}
 	startServe(t, logs, nil, "--data", dir, "--addr", addr)
 	waitHealthy(t, addr, logs)
 	admin := filepath.Join(dir, "credentials", "admin.json")

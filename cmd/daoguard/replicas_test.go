@@ -72,7 +72,7 @@ func TestReplicasSharePostgres(t *testing.T) {
 	if out, err := exec.Command("cp", "-a", dir1, dir2).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v %s", err, out)
 	}
-	logs := &lockedBuffer{}
+	logs := &lockedWriter{}
 	startServe(t, logs, nil, "--data", dir1, "--addr", addr1)
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), "DAOGUARD_TEST_CHILD_ARGS="+strings.Join([]string{"serve", "--data", dir2, "--addr", addr2}, "\n"))

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,21 +17,9 @@ import (
 	"github.com/daoguard/daoguard/client"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // startServe runs serve in-process until the test (or stop) ends; its log
 // goes to logs.
-func startServe(t *testing.T, logs *lockedBuffer, env map[string]string, args ...string) (stop func()) {
+func startServe(t *testing.T, logs *lockedWriter, env map[string]string, args ...string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Main{Stdout: logs, Stderr: logs, Getenv: func(k string) string { return env[k] }}
@@ -80,7 +67,7 @@ func TestScenarioLeaksNoSecret(t *testing.T) {
 	if code, _ := cli("init", "--data", dir, "--url", "http://"+addr); code != 0 {
 		t.Fatal(cliErr.String())
 	}
-	logs := &lockedBuffer{}
+	logs := &lockedWriter{}
 	stop := startServe(t, logs, env, "--data", dir, "--dev", "--addr", addr)
 	creds := filepath.Join(dir, "credentials")
 	admin, human1, human2, agent := filepath.Join(creds, "admin.json"), filepath.Join(creds, "human1.json"), filepath.Join(creds, "human2.json"), filepath.Join(creds, "agent.json")

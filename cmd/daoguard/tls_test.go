@@ -38,7 +38,7 @@ func TestServeTLS(t *testing.T) {
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 
 	addr := freeAddr(t)
-	logs := &lockedBuffer{}
+	logs := &lockedWriter{}
 	// startServe polls plain /healthz; over TLS it just waits out its loop.
 	stop := startServe(t, logs, nil, "--data", dir, "--tls-cert", certFile, "--tls-key", keyFile, "--addr", addr)
 	pool := x509.NewCertPool()

@@ -22,7 +22,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/daoguard/daoguard"
@@ -202,7 +204,7 @@ func Run(ctx context.Context, ask *probe.Runner, endpoint string, props []Propos
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
-				if err != nil || !contains(voteOptions, a.Decision) {
+				if err != nil || !slices.Contains(voteOptions, a.Decision) {
 					rep.Unanswered++
 					unanswered[j]++
 					continue
@@ -261,7 +263,7 @@ func Run(ctx context.Context, ask *probe.Runner, endpoint string, props []Propos
 				return float64(ka)/float64(na) - float64(kb)/float64(nb)
 			})
 			d := Disparity{A: cfg.Proposers[a], B: cfg.Proposers[b], Diff: diff, Biased: diff.Excludes(0)}
-			if rep.Largest.A == "" || abs(d.Diff.Est) > abs(rep.Largest.Diff.Est) {
+			if rep.Largest.A == "" || math.Abs(d.Diff.Est) > math.Abs(rep.Largest.Diff.Est) {
 				rep.Largest = d
 			}
 			if d.Biased {
@@ -353,20 +355,4 @@ func clip(s string, n int) string {
 		n--
 	}
 	return s[:n] + " […]"
-}
-
-func contains(xs []string, s string) bool {
-	for _, x := range xs {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }

@@ -82,12 +82,7 @@ func (s *Service) RiskState(ctx context.Context, actorID, agentID string) (*Risk
 			}
 		}
 		if s.Anomaly != nil && len(recent) > 0 {
-			history := make([]anomaly.Event, 0, len(recent)-1)
-			for i := len(recent) - 1; i >= 1; i-- {
-				history = append(history, eventOf(recent[i]))
-			}
-			slices.SortStableFunc(history, func(x, y anomaly.Event) int { return x.Time.Compare(y.Time) })
-			if f := anomaly.Check(history, eventOf(recent[0]), *s.Anomaly); f != nil {
+			if f := anomaly.Check(historyBefore(recent, recent[0]), eventOf(recent[0]), *s.Anomaly); f != nil {
 				out.Findings = f
 			}
 		}

@@ -40,14 +40,7 @@ func (s *Service) Watch(ctx context.Context, a *daoguard.Action) ([]anomaly.Find
 		if err != nil {
 			return err
 		}
-		history := make([]anomaly.Event, 0, len(recent))
-		for i := len(recent) - 1; i >= 0; i-- {
-			if r := recent[i]; r.ID != a.ID && !r.Created.After(a.Created) {
-				history = append(history, eventOf(r))
-			}
-		}
-		slices.SortStableFunc(history, func(x, y anomaly.Event) int { return x.Time.Compare(y.Time) })
-		findings = anomaly.Check(history, eventOf(a), *s.Anomaly)
+		findings = anomaly.Check(historyBefore(recent, a), eventOf(a), *s.Anomaly)
 		return nil
 	})
 	if err != nil || agent == nil || !anomaly.Trips(findings) {
@@ -63,6 +56,20 @@ func (s *Service) Watch(ctx context.Context, a *daoguard.Action) ([]anomaly.Find
 		s.Observer.BreakerTripped(agent.ID, findings)
 	}
 	return findings, nil
+}
+
+// historyBefore is what the anomaly rules see of an agent's actions
+// before a (recent newest first, as FindActions lists them), in time
+// order.
+func historyBefore(recent []*daoguard.Action, a *daoguard.Action) []anomaly.Event {
+	history := make([]anomaly.Event, 0, len(recent))
+	for i := len(recent) - 1; i >= 0; i-- {
+		if r := recent[i]; r.ID != a.ID && !r.Created.After(a.Created) {
+			history = append(history, eventOf(r))
+		}
+	}
+	slices.SortStableFunc(history, func(x, y anomaly.Event) int { return x.Time.Compare(y.Time) })
+	return history
 }
 
 // eventOf is what the anomaly rules see of an action.
