@@ -371,6 +371,9 @@ type DecisionInputs struct {
 	Flows    []Flow             `json:"flows,omitempty"`    // what the action moves, valued
 	Prices   map[string]string  `json:"prices,omitempty"`   // trusted USD price per symbol used (decimal)
 	Holdings map[string]*BigInt `json:"holdings,omitempty"` // the account's balances seen, base units
+	// Reserved is what open actions held of those balances (base units):
+	// the decision saw Holdings minus Reserved.
+	Reserved map[string]*BigInt `json:"reserved,omitempty"`
 	// NearLimit: the action held a limit with less than 10% to spare.
 	NearLimit bool `json:"near_limit,omitempty"`
 }

@@ -2,6 +2,7 @@ package daoguard
 
 import (
 	"context"
+	"math/big"
 	"time"
 )
 
@@ -26,6 +27,43 @@ type LedgerEntry struct {
 	At          time.Time `json:"at"`
 	Flows       []Flow    `json:"flows"`
 }
+
+// Reservation is what one action that may still move funds holds of one
+// account's balance of one asset: taken in the transaction that records
+// its decision, released when the action ends without moving funds, and
+// settled when it executes. A settled reservation still counts against a
+// holdings snapshot read before it settled (the snapshot does not show the
+// payment yet), so that a payment is never counted neither as reserved nor
+// as spent.
+type Reservation struct {
+	OrgID    string  `json:"org_id"`
+	ActionID string  `json:"action_id"`
+	Account  string  `json:"account"` // the paying account's address, lower-case hex
+	Asset    string  `json:"asset"`   // symbol
+	Amount   *BigInt `json:"amount"`  // base units
+	USD      int64   `json:"usd_micro"`
+	// Settled is when the action executed; zero while it is open.
+	Settled time.Time `json:"settled,omitempty"`
+}
+
+// ReservationStore keeps reservations. Like the ledger, it is read and
+// written by decisions under the organisation's ledger lock (LedgerTail
+// first), so that two gateways cannot both reserve the same balance.
+type ReservationStore interface {
+	// AddReservations records open reservations.
+	AddReservations(ctx context.Context, rs []Reservation) error
+	// Reserved returns, by asset symbol, what the account's open
+	// reservations hold plus what those settled after settledAfter moved.
+	Reserved(ctx context.Context, orgID, account string, settledAfter time.Time) (map[string]*big.Int, error)
+	// EndReservations releases the action's reservations (settled false:
+	// it ended without moving funds) or settles them at the unit's time.
+	// Settled reservations older than SettledMemory are forgotten.
+	EndReservations(ctx context.Context, actionID string, settled bool) error
+}
+
+// SettledMemory is how long settled reservations are kept: far longer than
+// any holdings snapshot is trusted.
+const SettledMemory = time.Hour
 
 // LedgerStore keeps the window ledger.
 type LedgerStore interface {

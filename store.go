@@ -42,6 +42,7 @@ type Tx interface {
 	AuditLog
 	PolicyStore
 	LedgerStore
+	ReservationStore
 	ChainStore
 	// AfterCommit runs fn once this unit's writes have committed, before
 	// any later unit of this store runs and before the caller of Update

@@ -65,13 +65,15 @@ func NewHoldingsPoller(c HoldingsReader, chainID uint64, list Catalogue) *Holdin
 }
 
 // Holdings implements service.Holdings: the account's balances by symbol,
-// or nil when they are unknown. The map is shared: callers must not change it.
-func (h *HoldingsPoller) Holdings(chainID uint64, account string) map[string]*big.Int {
+// or nil when they are unknown, and when the read began (before the block
+// was chosen: a payment settled before then is in the balances). The map
+// is shared: callers must not change it.
+func (h *HoldingsPoller) Holdings(chainID uint64, account string) (map[string]*big.Int, time.Time) {
 	s := h.snap.Load()
 	if s == nil || chainID != h.ChainID || h.Now().Sub(s.at) > h.MaxAge {
-		return nil
+		return nil, time.Time{}
 	}
-	return s.by[strings.ToLower(account)]
+	return s.by[strings.ToLower(account)], s.at
 }
 
 // Run polls every Every until ctx ends.

@@ -22,7 +22,12 @@ type Input struct {
 	Catalog   *Catalog
 	Prices    map[string]*Quotes  // by asset symbol
 	Holdings  map[string]*big.Int // the account's balances by asset symbol, base units
-	History   History             // nil: no history (every window empty)
+	// Reserved is what the account's open actions (and those settled after
+	// Holdings was read) hold, by symbol: every check sees Holdings minus
+	// Reserved, so that actions judged one after another on one snapshot
+	// can never together move more than the account holds.
+	Reserved map[string]*big.Int
+	History  History // nil: no history (every window empty)
 	// Trusted are prices (1e18 fixed point, by symbol) that an earlier
 	// decision already validated: a replay passes what the original
 	// decision used, so that it judges the same world. They take the place
@@ -67,6 +72,7 @@ const (
 	ReasonLookAlike            = "LOOKALIKE_ADDRESS"      // the address imitates a known one
 	ReasonUnitsMismatch        = "UNITS_MISMATCH"         // the effect differs from what the intent states, or moves too much of the holdings
 	ReasonHoldingsUnavailable  = "HOLDINGS_UNAVAILABLE"   // the units check could not see the account's holdings
+	ReasonInsufficientHoldings = "INSUFFICIENT_HOLDINGS"  // more than the account holds once open actions' reservations are taken out
 	ReasonPrice                = "PRICE"                  // the price used and its sources
 	ReasonPriceUnavailable     = "PRICE_UNAVAILABLE"      // no trusted price: USD rules fail closed to approval
 	ReasonGovernanceToken      = "GOVERNANCE_TOKEN_UNPRICED"
@@ -106,6 +112,8 @@ type evaluation struct {
 	tier     Tier
 	approval approval
 
+	// avail is Holdings minus Reserved, by symbol (nil: holdings unknown).
+	avail     map[string]*big.Int
 	flows     []Flow
 	usdTotal  int64
 	usdKnown  bool
@@ -126,6 +134,7 @@ func (p *Policy) Evaluate(in *Input) (res Result) {
 		return e.deny(ReasonEvaluationError, "", "incomplete evaluation input; denied (fail closed)")
 	}
 	e.agent = in.Principal.Kind != daoguard.PrincipalHuman
+	e.avail = available(in.Holdings, in.Reserved)
 	its, err := items(in.Action, in.Catalog)
 	if err != nil {
 		return e.deny(ReasonMalformedCalldata, "", err.Error())
@@ -529,7 +538,7 @@ func (e *evaluation) units() {
 		if len(e.flows) > 1 {
 			moved = e.moved(sym, "")
 		}
-		h, ok := e.in.Holdings[sym]
+		h, ok := e.avail[sym]
 		if !ok || h == nil {
 			// The share cannot be checked: approval for an agent, the
 			// council for a human (who would need it above the share).
@@ -541,11 +550,24 @@ func (e *evaluation) units() {
 			e.reason(ReasonHoldingsUnavailable, "", fmt.Sprintf("the holdings of %s are unknown: the share this action moves cannot be checked", sym), "")
 			continue
 		}
+		a, _ := e.in.Catalog.Asset(sym)
+		if moved.Cmp(h) > 0 {
+			// Never more than the account holds once every open action's
+			// reservation is taken out: N actions judged on one snapshot,
+			// concurrently or in a burst, cannot together overdraw it.
+			detail := fmt.Sprintf("moves %s %s; the account holds %s %s", daoguard.FormatAmount(moved, a.Decimals), sym, daoguard.FormatAmount(e.in.Holdings[sym], a.Decimals), sym)
+			if r := e.in.Reserved[sym]; r != nil && r.Sign() > 0 {
+				detail += fmt.Sprintf(", of which %s are reserved by open actions", daoguard.FormatAmount(r, a.Decimals))
+			}
+			e.raise(TierDeny, approval{})
+			e.reason(ReasonInsufficientHoldings, "", detail+fmt.Sprintf(" (%s available)", daoguard.FormatAmount(h, a.Decimals)),
+				"wait until open actions execute or end, or fund the account")
+			continue
+		}
 		// moved > share·holdings
 		lhs := new(big.Int).Mul(moved, e.p.unitsMaxShare.Denom())
 		rhs := new(big.Int).Mul(h, e.p.unitsMaxShare.Num())
 		if lhs.Cmp(rhs) > 0 {
-			a, _ := e.in.Catalog.Asset(sym)
 			pct := new(big.Rat).Mul(e.p.unitsMaxShare, big.NewRat(100, 1)).FloatString(1)
 			detail := fmt.Sprintf("moves %s %s, more than %s%% of the account's %s %s", daoguard.FormatAmount(moved, a.Decimals), sym, pct, daoguard.FormatAmount(h, a.Decimals), sym)
 			if e.agent {
@@ -899,12 +921,36 @@ func (e *evaluation) usdTo(to string) int64 {
 	return sum
 }
 
+// available is holdings minus reserved, by symbol, never below zero; nil
+// when the holdings are unknown. holdings itself is shared and left as is.
+func available(holdings, reserved map[string]*big.Int) map[string]*big.Int {
+	if holdings == nil || len(reserved) == 0 {
+		return holdings
+	}
+	out := make(map[string]*big.Int, len(holdings))
+	for sym, h := range holdings {
+		if h == nil {
+			out[sym] = nil
+			continue
+		}
+		v := h
+		if r := reserved[sym]; r != nil && r.Sign() > 0 {
+			v = new(big.Int).Sub(h, r)
+			if v.Sign() < 0 {
+				v.SetInt64(0)
+			}
+		}
+		out[sym] = v
+	}
+	return out
+}
+
 // treasuryUSD values the holdings that have a trusted price; the
 // governance token never counts (pumping it must not raise a limit), and
 // an unpriced holding is left out (a smaller base is a stricter limit).
 func (e *evaluation) treasuryUSD() (int64, bool) {
 	var total int64
-	for _, sym := range sortedKeys(e.in.Holdings) {
+	for _, sym := range sortedKeys(e.avail) {
 		if sym == e.p.govToken {
 			continue
 		}
@@ -913,7 +959,7 @@ func (e *evaluation) treasuryUSD() (int64, bool) {
 			continue
 		}
 		if p := e.price(sym); p.Value != nil {
-			total = addUSD(total, usdValue(e.in.Holdings[sym], a.Decimals, p.Value))
+			total = addUSD(total, usdValue(e.avail[sym], a.Decimals, p.Value))
 		}
 	}
 	return total, total > 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"time"
 
 	"github.com/daoguard/daoguard"
@@ -194,4 +195,38 @@ func scanLedger(rows pgx.Rows) ([]daoguard.LedgerEntry, error) {
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+func (tx *Tx) AddReservations(ctx context.Context, rs []daoguard.Reservation) error {
+	for _, r := range rs {
+		if _, err := tx.q.Exec(tx.c(ctx), `INSERT INTO reservations (org_id, action_id, account, asset, amount, usd) VALUES ($1, $2, $3, $4, $5::numeric, $6)`,
+			r.OrgID, r.ActionID, r.Account, r.Asset, r.Amount.String(), r.USD); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Reserved is read after LedgerTail took the organisation's ledger lock,
+// so every reservation committed by another gateway before it is seen.
+func (tx *Tx) Reserved(ctx context.Context, orgID, account string, settledAfter time.Time) (map[string]*big.Int, error) {
+	rows, err := tx.q.Query(tx.c(ctx), `SELECT asset, amount::text FROM reservations
+		WHERE org_id = $1 AND account = $2 AND (settled IS NULL OR settled > $3)`, orgID, account, settledAfter)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return sqlrow.SumReserved(rows)
+}
+
+func (tx *Tx) EndReservations(ctx context.Context, actionID string, settled bool) error {
+	if !settled {
+		_, err := tx.q.Exec(tx.c(ctx), `DELETE FROM reservations WHERE action_id = $1`, actionID)
+		return err
+	}
+	if _, err := tx.q.Exec(tx.c(ctx), `UPDATE reservations SET settled = $1 WHERE action_id = $2 AND settled IS NULL`, tx.now, actionID); err != nil {
+		return err
+	}
+	_, err := tx.q.Exec(tx.c(ctx), `DELETE FROM reservations WHERE settled < $1`, tx.now.Add(-daoguard.SettledMemory))
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/big"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,9 +20,11 @@ type Prices interface {
 
 // Holdings is a snapshot source of account balances, by asset symbol in
 // base units; nil or a missing account means unknown. Like Prices, it
-// answers from memory.
+// answers from memory. at is when the snapshot's read began: a payment
+// settled after it may not show in the balances yet, so the decider still
+// counts it as reserved.
 type Holdings interface {
-	Holdings(chainID uint64, account string) map[string]*big.Int
+	Holdings(chainID uint64, account string) (balances map[string]*big.Int, at time.Time)
 }
 
 // Known counterparties are remembered for at least this long, whatever the
@@ -331,9 +334,19 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 	if a.Decoded.Kind == daoguard.KindPolicy {
 		return pol.ChangeDecision(in.Principal.Kind != daoguard.PrincipalHuman), nil
 	}
-	var holdings map[string]*big.Int
+	var holdings, reserved map[string]*big.Int
 	if d.Holdings != nil {
-		holdings = d.Holdings.Holdings(a.Decoded.ChainID, a.Decoded.From)
+		var at time.Time
+		holdings, at = d.Holdings.Holdings(a.Decoded.ChainID, a.Decoded.From)
+		// What open actions hold of the account is read under the ledger
+		// lock taken by readTail: in PostgreSQL every reservation another
+		// gateway committed before it is seen, and none can be added until
+		// this unit commits.
+		if holdings != nil {
+			if reserved, err = tx.Reserved(ctx, orgID, strings.ToLower(a.Decoded.From), at); err != nil {
+				return daoguard.Decision{}, stored(err)
+			}
+		}
 	}
 	var quotes map[string]*policy.Quotes
 	if d.Prices != nil {
@@ -341,7 +354,7 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 	}
 	input := &policy.Input{
 		Now: now, Principal: in.Principal, Action: &a.Decoded, Catalog: c.cat,
-		Prices: quotes, Holdings: holdings, Contracts: d.Contracts,
+		Prices: quotes, Holdings: holdings, Reserved: reserved, Contracts: d.Contracts,
 	}
 
 	// Evaluate under mu (pure computation, no store call), so that the
@@ -417,7 +430,7 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 		o.mu.Unlock()
 	}
 	dec := res.Decision
-	dec.Inputs = decisionInputs(res, holdings)
+	dec.Inputs = decisionInputs(res, holdings, reserved)
 	if in.DryRun || dec.Verdict == daoguard.VerdictDeny {
 		return dec, nil
 	}
@@ -479,7 +492,7 @@ func rebuild(ctx context.Context, tx daoguard.Tx, orgID string, pol *policy.Poli
 }
 
 // decisionInputs keeps what the decision saw, for the record and replays.
-func decisionInputs(res policy.Result, holdings map[string]*big.Int) *daoguard.DecisionInputs {
+func decisionInputs(res policy.Result, holdings, reserved map[string]*big.Int) *daoguard.DecisionInputs {
 	in := &daoguard.DecisionInputs{Flows: make([]daoguard.Flow, len(res.Flows)), NearLimit: res.NearLimit}
 	for i, f := range res.Flows {
 		in.Flows[i] = daoguard.Flow{Asset: f.Asset, Token: f.Token, Amount: daoguard.NewBigInt(f.Amount), USD: f.USD, To: f.To}
@@ -494,6 +507,14 @@ func decisionInputs(res policy.Result, holdings map[string]*big.Int) *daoguard.D
 		in.Holdings = make(map[string]*daoguard.BigInt, len(holdings))
 		for sym, v := range holdings {
 			in.Holdings[sym] = daoguard.NewBigInt(v)
+		}
+	}
+	for sym, v := range reserved {
+		if v.Sign() > 0 {
+			if in.Reserved == nil {
+				in.Reserved = map[string]*daoguard.BigInt{}
+			}
+			in.Reserved[sym] = daoguard.NewBigInt(v)
 		}
 	}
 	return in

@@ -65,6 +65,12 @@ func (s *Service) Replay(ctx context.Context, orgID string, cand *policy.Policy)
 					for sym, v := range r.Holdings {
 						in.Holdings[sym] = v.Int()
 					}
+					if len(r.Reserved) > 0 {
+						in.Reserved = map[string]*big.Int{}
+						for sym, v := range r.Reserved {
+							in.Reserved[sym] = v.Int()
+						}
+					}
 				}
 				res := cand.Evaluate(in)
 				would := res.Decision

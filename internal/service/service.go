@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,6 +250,11 @@ func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemK
 		}
 		if record != nil && to != daoguard.StateDenied {
 			if err := record(ctx); err != nil {
+				return nil, true, err
+			}
+		}
+		if to != daoguard.StateDenied {
+			if err := tx.AddReservations(ctx, reservations(a)); err != nil {
 				return nil, true, err
 			}
 		}
@@ -715,7 +721,44 @@ func transition(ctx context.Context, tx daoguard.Tx, a *daoguard.Action, to daog
 	if err := tx.UpdateAction(ctx, a); err != nil {
 		return err
 	}
+	// An action that ends gives back what it reserved, or, executed, keeps
+	// it as settled until the holdings snapshot shows the payment.
+	if to.Terminal() {
+		if err := tx.EndReservations(ctx, a.ID, to == daoguard.StateExecuted); err != nil {
+			return err
+		}
+	}
 	return appendEntry(ctx, tx, actorID, actorKind, a, "action."+to.String(), detail)
+}
+
+// reservations are what a that goes ahead holds of its account: its valued
+// flows of assets the catalogue knows, summed per asset. (A flow of an
+// unknown token has no holdings to reserve against; policy never lets an
+// agent move one on its own.)
+func reservations(a *daoguard.Action) []daoguard.Reservation {
+	if a.Decision.Inputs == nil {
+		return nil
+	}
+	var out []daoguard.Reservation
+	for _, f := range a.Decision.Inputs.Flows {
+		if f.Asset == "" || f.Amount == nil || f.Amount.Int().Sign() <= 0 {
+			continue
+		}
+		i := slices.IndexFunc(out, func(r daoguard.Reservation) bool { return r.Asset == f.Asset })
+		if i < 0 {
+			out = append(out, daoguard.Reservation{OrgID: a.OrgID, ActionID: a.ID, Account: strings.ToLower(a.Decoded.From), Asset: f.Asset, Amount: daoguard.NewBigInt(new(big.Int)), USD: 0})
+			i = len(out) - 1
+		}
+		r := &out[i]
+		r.Amount = daoguard.NewBigInt(new(big.Int).Add(r.Amount.Int(), f.Amount.Int()))
+		switch {
+		case f.USD < 0 || r.USD < 0:
+			r.USD = -1 // unpriced
+		default:
+			r.USD += f.USD
+		}
+	}
+	return out
 }
 
 func appendEntry(ctx context.Context, tx daoguard.Tx, actorID, actorKind string, a *daoguard.Action, event string, detail any) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"math/big"
 	"time"
 
 	"github.com/daoguard/daoguard"
@@ -137,4 +138,36 @@ func (tx *Tx) LedgerTail(ctx context.Context, orgID string, after uint64, since 
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+func (tx *Tx) AddReservations(ctx context.Context, rs []daoguard.Reservation) error {
+	for _, r := range rs {
+		if _, err := tx.q.ExecContext(ctx, `INSERT INTO reservations (org_id, action_id, account, asset, amount, usd) VALUES (?, ?, ?, ?, ?, ?)`,
+			r.OrgID, r.ActionID, r.Account, r.Asset, r.Amount.String(), r.USD); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (tx *Tx) Reserved(ctx context.Context, orgID, account string, settledAfter time.Time) (map[string]*big.Int, error) {
+	rows, err := tx.q.QueryContext(ctx, `SELECT asset, amount FROM reservations
+		WHERE org_id = ? AND account = ? AND (settled = 0 OR settled > ?)`, orgID, account, micros(settledAfter))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return sqlrow.SumReserved(rows)
+}
+
+func (tx *Tx) EndReservations(ctx context.Context, actionID string, settled bool) error {
+	if !settled {
+		_, err := tx.q.ExecContext(ctx, `DELETE FROM reservations WHERE action_id = ?`, actionID)
+		return err
+	}
+	if _, err := tx.q.ExecContext(ctx, `UPDATE reservations SET settled = ? WHERE action_id = ? AND settled = 0`, micros(tx.now), actionID); err != nil {
+		return err
+	}
+	_, err := tx.q.ExecContext(ctx, `DELETE FROM reservations WHERE settled > 0 AND settled < ?`, micros(tx.now.Add(-daoguard.SettledMemory)))
+	return err
 }

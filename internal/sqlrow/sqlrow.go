@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/big"
 	"sort"
 	"strconv"
 
@@ -275,4 +276,34 @@ func FlowsJSON(fs []daoguard.Flow) ([]byte, error) {
 		return []byte("[]"), nil
 	}
 	return json.Marshal(fs)
+}
+
+// Rows is what both drivers' result sets offer.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// SumReserved adds up (asset, amount) rows by asset. An amount that is not
+// a non-negative integer is an error: a reservation that cannot be read
+// must not be read as nothing.
+func SumReserved(rows Rows) (map[string]*big.Int, error) {
+	out := map[string]*big.Int{}
+	for rows.Next() {
+		var asset, amount string
+		if err := rows.Scan(&asset, &amount); err != nil {
+			return nil, err
+		}
+		v, ok := new(big.Int).SetString(amount, 10)
+		if !ok || v.Sign() < 0 {
+			return nil, fmt.Errorf("reservation of %s holds %q, not an amount", asset, amount)
+		}
+		if t := out[asset]; t != nil {
+			t.Add(t, v)
+		} else {
+			out[asset] = v
+		}
+	}
+	return out, rows.Err()
 }

@@ -57,11 +57,12 @@ func (p ClockPrices) Quotes() map[string]*policy.Quotes {
 		policy.Reading{Source: "a", Price: one, At: now}, policy.Reading{Source: "b", Price: one, At: now})}
 }
 
-// FixedHoldings says every account holds 1,000,000,000 USDC.
+// FixedHoldings says every account holds 1,000,000,000 USDC, read at the
+// beginning of time: every settled reservation still counts against it.
 type FixedHoldings struct{}
 
-func (FixedHoldings) Holdings(uint64, string) map[string]*big.Int {
-	return map[string]*big.Int{"USDC": big.NewInt(1_000_000_000_000000)}
+func (FixedHoldings) Holdings(uint64, string) (map[string]*big.Int, time.Time) {
+	return map[string]*big.Int{"USDC": big.NewInt(1_000_000_000_000000)}, time.Time{}
 }
 
 // NewPolicyDecider returns the policy engine as decider, with ClockPrices

@@ -1,0 +1,16 @@
+-- What each action that may still move funds holds of its account's
+-- balances (the exposure bound): one row per action and asset, deleted when
+-- the action ends without moving funds, marked settled when it executes.
+-- Written and read by decisions under the organisation's ledger lock.
+CREATE TABLE reservations (
+	org_id    text NOT NULL REFERENCES orgs(id),
+	action_id text NOT NULL,
+	account   text NOT NULL,
+	asset     text NOT NULL,
+	amount    numeric(78, 0) NOT NULL,
+	usd       bigint NOT NULL,
+	settled   timestamptz,
+	PRIMARY KEY (action_id, asset)
+);
+CREATE INDEX reservations_account ON reservations (org_id, account);
+CREATE INDEX reservations_settled ON reservations (settled);

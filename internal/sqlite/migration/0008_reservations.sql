@@ -1,0 +1,15 @@
+-- What each action that may still move funds holds of its account's
+-- balances (the exposure bound): one row per action and asset, deleted when
+-- the action ends without moving funds, marked settled when it executes.
+CREATE TABLE reservations (
+	org_id    TEXT NOT NULL REFERENCES orgs(id),
+	action_id TEXT NOT NULL,
+	account   TEXT NOT NULL,
+	asset     TEXT NOT NULL,
+	amount    TEXT NOT NULL,
+	usd       INTEGER NOT NULL,
+	settled   INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (action_id, asset)
+);
+CREATE INDEX reservations_account ON reservations (org_id, account);
+CREATE INDEX reservations_settled ON reservations (settled);
