@@ -1,0 +1,217 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/policy"
+	"github.com/daoguard/daoguard/internal/service"
+)
+
+// ExposurePolicy lets agents pay the vendor up to 0.5 ETH or 500 USDC a
+// payment, with a day's window per agent in each asset (%s and %s in
+// display units); beyond the window the council approves. The units check
+// allows the whole balance in one action, so that only reservations stand
+// between parallel payments and an overdraft.
+const ExposurePolicy = `version: 1
+name: exposure
+lists:
+  vendors: ["` + Vendor + `"]
+groups:
+  council: {role: council}
+council: {group: council, approvals: 2, timelock: 1h}
+units: {max_holdings_pct: "100"}
+rules:
+  - name: agent-vendor-payments
+    principal_kinds: [agent]
+    accounts: [ops]
+    actions: [transfer]
+    assets: [ETH, USDC]
+    recipients: {lists: [vendors]}
+    tier: autonomous
+    limits:
+      windows:
+        - {period: 24h, per: agent, asset: ETH, max_amount: "%s"}
+        - {period: 24h, per: agent, asset: USDC, max_amount: "%s"}
+    over_limit: approval
+    approval: {group: council, approvals: 2, timelock: 1h}
+  - name: humans
+    principal_kinds: [human]
+    tier: approval
+    approval: {group: council, approvals: 2, timelock: 1h}
+`
+
+// SetHoldings is a holdings snapshot a test sets: balances by symbol in
+// base units, read at At.
+type SetHoldings struct {
+	mu  sync.Mutex
+	bal map[string]*big.Int
+	at  time.Time
+}
+
+// Set replaces the snapshot.
+func (h *SetHoldings) Set(at time.Time, bal map[string]*big.Int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.bal, h.at = bal, at
+}
+
+// Holdings implements service.Holdings.
+func (h *SetHoldings) Holdings(uint64, string) (map[string]*big.Int, time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.bal, h.at
+}
+
+func runExposure(t *testing.T, h Harness) {
+	ctx := context.Background()
+	amount := func(s string, dec int) *big.Int {
+		v, err := daoguard.ParseAmount(s, dec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+
+	// 50 payments at once, each under every per-action limit, whose sum
+	// exceeds the account's holdings and the day's window: what runs on its
+	// own never exceeds the window, what goes ahead at all (autonomous or
+	// awaiting approval) never exceeds the holdings, and exactly as much as
+	// fits goes ahead — on one gateway and across two on one database.
+	for _, tc := range []struct {
+		name, asset, pay string
+		dec              int
+		holdings, window string
+		queued, waiting  int // how many fit: autonomously, and for approval
+	}{
+		// Holdings bind: 11 × 0.44 = 4.84 ≤ 5.2 < 5.28.
+		{"ETH_Holdings", "ETH", "0.44", 18, "5.2", "100", 11, 0},
+		// The window binds first (10 × 0.44 = 4.4), then the holdings:
+		// one more waits for approval, reserving 4.84 in all.
+		{"ETH_Window", "ETH", "0.44", 18, "5.2", "4.4", 10, 1},
+		{"USDC_Holdings", "USDC", "440", 6, "5200", "100000", 11, 0},
+		{"USDC_Window", "USDC", "440", 6, "5200", "4400", 10, 1},
+	} {
+		for _, gateways := range []int{1, 2} {
+			t.Run(fmt.Sprintf("OK_ParallelDrain_%s_%dGateways", tc.name, gateways), func(t *testing.T) {
+				f := setup(t, h)
+				hold := &SetHoldings{}
+				hold.Set(time.Time{}, map[string]*big.Int{tc.asset: amount(tc.holdings, tc.dec)})
+				win := map[string]string{"ETH": "100", "USDC": "100000"}
+				win[tc.asset] = tc.window
+				doc := fmt.Sprintf(ExposurePolicy, win["ETH"], win["USDC"])
+				svcs := []*service.Service{service.New(f.Store, &service.PolicyDecider{Prices: ClockPrices{f.Clock}, Holdings: hold}, nil, "gw-1")}
+				if gateways == 2 {
+					s2, err := h.Open(f.DSN, f.Clock.Now)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer s2.Close()
+					svcs = append(svcs, service.New(s2, &service.PolicyDecider{Prices: ClockPrices{f.Clock}, Holdings: hold}, nil, "gw-2"))
+				}
+				if _, err := svcs[0].LoadFirstPolicy(ctx, f.Org, doc); err != nil {
+					t.Fatal(err)
+				}
+				intent := daoguard.Intent{Account: "ops", Kind: "transfer", Asset: tc.asset, To: Vendor, Amount: tc.pay, Rationale: "pay invoice"}
+				states := make([]*daoguard.Action, 50)
+				errs := race(50, func(i int) (err error) {
+					states[i], err = svcs[i%len(svcs)].Submit(ctx, f.Agent, "", intent)
+					return err
+				})
+				for _, err := range errs {
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				count := map[daoguard.State]int{}
+				for _, a := range states {
+					count[a.State]++
+					if a.State == daoguard.StateDenied && !hasReason(a.Decision, policy.ReasonInsufficientHoldings) {
+						t.Fatalf("denied without INSUFFICIENT_HOLDINGS: %+v", a.Decision.Reasons)
+					}
+				}
+				if count[daoguard.StateQueued] != tc.queued || count[daoguard.StateAwaitingApproval] != tc.waiting || count[daoguard.StateDenied] != 50-tc.queued-tc.waiting {
+					t.Fatalf("queued %d, awaiting approval %d, denied %d; want %d, %d, %d", count[daoguard.StateQueued], count[daoguard.StateAwaitingApproval], count[daoguard.StateDenied], tc.queued, tc.waiting, 50-tc.queued-tc.waiting)
+				}
+				pay, hl, w := amount(tc.pay, tc.dec), amount(tc.holdings, tc.dec), amount(tc.window, tc.dec)
+				auto := new(big.Int).Mul(pay, big.NewInt(int64(count[daoguard.StateQueued])))
+				ahead := new(big.Int).Mul(pay, big.NewInt(int64(tc.queued+tc.waiting)))
+				if auto.Cmp(w) > 0 || ahead.Cmp(hl) > 0 {
+					t.Fatalf("autonomous %s > window %s or ahead %s > holdings %s", auto, w, ahead, hl)
+				}
+				// The store holds exactly what went ahead, on every gateway.
+				for _, svc := range svcs {
+					ev, err := svc.Evaluate(ctx, nil, f.Agent, intent)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := ev.Decision.Inputs.Reserved[tc.asset]; got == nil || got.Int().Cmp(ahead) != 0 {
+						t.Fatalf("reserved %v, want %s", got, ahead)
+					}
+				}
+			})
+		}
+	}
+
+	// A reservation ends with its action: given back when the action ends
+	// without moving funds, kept as settled when it executes until a
+	// holdings snapshot read after the payment shows it.
+	t.Run("OK_ReleaseAndSettle", func(t *testing.T) {
+		f := setup(t, h)
+		hold := &SetHoldings{}
+		hold.Set(time.Time{}, map[string]*big.Int{"USDC": amount("1000", 6)})
+		svc := service.New(f.Store, &service.PolicyDecider{Prices: ClockPrices{f.Clock}, Holdings: hold}, f.Ledger, "gw-1")
+		if _, err := svc.LoadFirstPolicy(ctx, f.Org, fmt.Sprintf(ExposurePolicy, "100", "100000")); err != nil {
+			t.Fatal(err)
+		}
+		pay := func(amt string) *daoguard.Action {
+			t.Helper()
+			return must[*daoguard.Action](t)(svc.Submit(ctx, f.Agent, "", Transfer(amt, Vendor)))
+		}
+		a, b := pay("400"), pay("400")
+		if a.State != daoguard.StateQueued || b.State != daoguard.StateQueued {
+			t.Fatalf("%s %s", a.State, b.State)
+		}
+		if c := pay("400"); c.State != daoguard.StateDenied || !hasReason(c.Decision, policy.ReasonInsufficientHoldings) {
+			t.Fatalf("third: %s %+v", c.State, c.Decision.Reasons)
+		} else if d := reasonDetail(c.Decision, policy.ReasonInsufficientHoldings); !strings.Contains(d, "800 are reserved by open actions (200 available)") {
+			t.Fatalf("detail %q", d)
+		}
+		// A veto gives a's 400 back.
+		must[*daoguard.Action](t)(svc.Veto(ctx, f.Humans[0], a.ID, "not now"))
+		if c := pay("400"); c.State != daoguard.StateQueued {
+			t.Fatalf("after the veto: %s %+v", c.State, c.Decision.Reasons)
+		}
+		// Executed: still counted against the old snapshot.
+		if n, err := svc.ExecuteDue(ctx); err != nil || n != 2 {
+			t.Fatalf("executed %d: %v", n, err)
+		}
+		if c := pay("400"); c.State != daoguard.StateDenied {
+			t.Fatalf("after execution, on the old snapshot: %s %+v", c.State, c.Decision.Reasons)
+		}
+		// A snapshot read after the payments shows them: 200 left, free.
+		f.Clock.Advance(time.Second)
+		hold.Set(f.Clock.Now(), map[string]*big.Int{"USDC": amount("200", 6)})
+		if c := pay("200"); c.State != daoguard.StateQueued {
+			t.Fatalf("on a new snapshot: %s %+v", c.State, c.Decision.Reasons)
+		}
+		if c := pay("0.000001"); c.State != daoguard.StateDenied {
+			t.Fatalf("nothing left: %s %+v", c.State, c.Decision.Reasons)
+		}
+	})
+}
+
+func reasonDetail(d daoguard.Decision, code string) string {
+	for _, r := range d.Reasons {
+		if r.Code == code {
+			return r.Detail
+		}
+	}
+	return ""
+}
