@@ -5,8 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"strings"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/daoguard/daoguard"
