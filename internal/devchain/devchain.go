@@ -170,8 +170,9 @@ func (e *Env) record(ctx context.Context, st daoguard.Store, orgID string) error
 }
 
 // Policy is the default dev policy: an agent's small transfers from ops to
-// the allowlisted recipients run on their own (up to 500 USDC or 0.5 ETH,
-// and 1,500 USDC a day: split transfers escalate once the window fills);
+// the allowlisted recipients run on their own (up to 500 USDC or 0.5 ETH a
+// payment, and 1,500 USDC and 1.5 ETH a day: split transfers escalate once
+// the window fills);
 // larger ones, calls and approvals from ops, and anything from the
 // treasury need both humans' approval; an agent's transfer from ops to any
 // other address is denied (for the Safe, their EIP-712
@@ -220,7 +221,10 @@ rules:
     assets: [ETH]
     recipients: {lists: [recipients]}
     tier: autonomous
-    limits: {max_amount: "0.5"}
+    limits:
+      max_amount: "0.5"
+      windows:
+        - {period: 24h, per: agent, asset: ETH, max_amount: "1.5"}
     over_limit: approval
     approval: {group: council, approvals: 2, timelock: 5s}
 

@@ -3,6 +3,7 @@ package devchain_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"text/template"
 	"time"
@@ -69,6 +71,7 @@ type submit struct {
 	Call      *call  `yaml:"call"`      // the data: one call by its contract's ABI
 	MultiSend []call `yaml:"multisend"` // the data: a MultiSend batch (to the MultiSend contract, delegatecall)
 	Repeat    int    `yaml:"repeat"`    // submit this many times; expect judges the last
+	Parallel  int    `yaml:"parallel"`  // submit this many at once; expect judges one of them, count all
 }
 
 type call struct {
@@ -85,6 +88,12 @@ type expect struct {
 	NoTx    bool     `yaml:"no_tx"`   // nothing was sent: the result has no transaction hash
 	Detail  string   `yaml:"detail"`  // a substring of the first expected reason's detail ($names resolved)
 	Error   string   `yaml:"error"`   // the submission is refused with this code
+	// Count is how many actions of the last submit step (all its repeats
+	// or parallel submissions) are in each state, now.
+	Count map[string]int `yaml:"count"`
+	// Received is what addresses have received since the replay began,
+	// on chain: address → asset → amount in display units, exactly.
+	Received map[string]map[string]string `yaml:"received"`
 }
 
 // incidentsDir holds the replays.
@@ -92,8 +101,8 @@ const incidentsDir = "../../testdata/incidents"
 
 // The incidents issue 8 names: each has its file, replayed or pending.
 var wantIncidents = []string{
-	"aixbt", "audius", "beanstalk", "build-finance", "bybit", "compound-289",
-	"freysa", "lobstar-wilde", "mango", "socket", "tornado-cash", "wbtc-poisoning",
+	"aixbt", "audius", "beanstalk", "build-finance", "bybit", "compound-289", "eth-salami",
+	"freysa", "lobstar-wilde", "mango", "parallel-drain", "socket", "tornado-cash", "transfer-from-treasury", "wbtc-poisoning",
 }
 
 func loadIncidents(t *testing.T) map[string]incident {
@@ -187,7 +196,7 @@ func replay(t *testing.T, in incident, tmpl *template.Template) {
 	vars := map[string]string{
 		"$recipient": rcpt.Hex(), "$recipient2": w.env.Recipients[1].Hex(),
 		"$attacker": "0x000000000000000000000000000000000000dEaD", "$lookalike": lookalike.Hex(),
-		"$safe": w.env.Contracts.Safe.Hex(), "$token": w.env.Contracts.Token.Hex(),
+		"$safe": w.env.Contracts.Safe.Hex(), "$token": w.env.Contracts.Token.Hex(), "$ops": common.HexToAddress(w.env.Ops.Address).Hex(),
 		"$multisend": w.env.Contracts.MultiSend.Hex(),
 		"$max":       new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1)).String(),
 	}
@@ -233,6 +242,13 @@ func replay(t *testing.T, in incident, tmpl *template.Template) {
 	}
 	principal := map[string]string{"": w.agent, "agent": w.agent, "human1": w.humans[0], "human2": w.humans[1]}
 	var last *daoguard.Action
+	var batch []*daoguard.Action // the last submit step's actions
+	start := map[string]*big.Int{}
+	for _, a := range []common.Address{rcpt, w.env.Recipients[1], common.HexToAddress(vars["$attacker"])} {
+		for _, asset := range []string{"ETH", "USDC"} {
+			start[a.Hex()+asset] = w.balance(asset, a)
+		}
+	}
 	for i, st := range in.Steps {
 		label := fmt.Sprintf("step %d (%s)", i+1, st.Name)
 		actions := 0
@@ -271,6 +287,30 @@ func replay(t *testing.T, in incident, tmpl *template.Template) {
 				}
 				intent.To, intent.Operation, intent.Data = w.env.Contracts.MultiSend.Hex(), "delegatecall", hexutil.Encode(evm.PackMultiSend(batch...))
 			}
+			batch = nil
+			if s.Parallel > 0 {
+				if s.Repeat > 0 {
+					t.Fatalf("%s: repeat or parallel, not both", label)
+				}
+				if err = w.hold.Poll(ctx); err != nil {
+					t.Fatal(err)
+				}
+				batch = make([]*daoguard.Action, s.Parallel)
+				errs := make([]error, s.Parallel)
+				var wg sync.WaitGroup
+				for k := range s.Parallel {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						batch[k], errs[k] = w.svc.Submit(ctx, principal[s.As], "", intent)
+					}()
+				}
+				wg.Wait()
+				if err = errors.Join(errs...); err == nil {
+					last = batch[len(batch)-1]
+				}
+				break
+			}
 			for range max(1, s.Repeat) {
 				if err = w.hold.Poll(ctx); err != nil {
 					t.Fatal(err)
@@ -279,6 +319,7 @@ func replay(t *testing.T, in incident, tmpl *template.Template) {
 				if err != nil {
 					break
 				}
+				batch = append(batch, last)
 				w.clock.Advance(time.Second)
 			}
 		case st.Approve:
@@ -343,6 +384,37 @@ func replay(t *testing.T, in incident, tmpl *template.Template) {
 		}
 		if last == nil {
 			t.Fatalf("%s: no action to judge", label)
+		}
+		if x.Count != nil {
+			have := map[string]int{}
+			for _, a := range batch {
+				have[w.state(a.ID).State.String()]++
+			}
+			for state, n := range x.Count {
+				if have[state] != n {
+					t.Fatalf("%s: %d actions %s, want %d (all: %v)", label, have[state], state, n, have)
+				}
+			}
+		}
+		for who, assets := range x.Received {
+			addr := common.HexToAddress(resolve(who))
+			for asset, amt := range assets {
+				dec := 18
+				if asset == "USDC" {
+					dec = 6
+				}
+				want, perr := daoguard.ParseAmount(amt, dec)
+				if perr != nil {
+					t.Fatal(perr)
+				}
+				base := start[addr.Hex()+asset]
+				if base == nil {
+					t.Fatalf("%s: %s is not watched", label, who)
+				}
+				if got := new(big.Int).Sub(w.balance(asset, addr), base); got.Cmp(want) != 0 {
+					t.Fatalf("%s: %s received %s %s on chain, want %s", label, who, daoguard.FormatAmount(got, dec), asset, amt)
+				}
+			}
 		}
 		got := w.state(last.ID)
 		var codes []string

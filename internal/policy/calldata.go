@@ -87,7 +87,10 @@ type item struct {
 	Amount       *big.Int // transfer: amount moved; approval: allowance
 	Decimals     int
 	ApprovalAll  bool // setApprovalForAll(operator, true)
-	Permit       string
+	// From is whose tokens a transferFrom moves (lower-case hex); "" when
+	// the account's own.
+	From   string
+	Permit string
 	// UnknownTokenFn: a function policy does not recognise, called on a
 	// token of the catalogue.
 	UnknownTokenFn bool
@@ -259,8 +262,12 @@ func callItems(out *[]item, account string, kind daoguard.AccountKind, target st
 		if len(data) != 4+96 {
 			return &malformed{"transferFrom calldata is not three 32-byte words"}
 		}
-		if _, err := word(data[4:36]); err != nil {
+		from, err := word(data[4:36])
+		if err != nil {
 			return err
+		}
+		if from != account {
+			it.From = from
 		}
 		to, err := word(data[36:68])
 		if err != nil {
@@ -290,6 +297,19 @@ func callItems(out *[]item, account string, kind daoguard.AccountKind, target st
 			it.UnknownTokenFn = true
 			setToken()
 		}
+	}
+	if it.Type != ItemCall && it.Value != nil && it.Value.Sign() > 0 {
+		// Native value sent along with a token transfer or approval moves
+		// too: it is an item of its own, a native transfer to the token
+		// contract, which rules must cover like any other, and the token
+		// item carries none (so that it is counted once).
+		v := item{Type: ItemTransfer, Target: target, Counterparty: target, Operation: op, Value: it.Value, Amount: it.Value, InBatch: it.InBatch, SelfCall: it.SelfCall}
+		if cat.native != nil {
+			v.Asset, v.Decimals = cat.native.Symbol, cat.native.Decimals
+		}
+		it.Value = new(big.Int)
+		*out = append(*out, it, v)
+		return nil
 	}
 	*out = append(*out, it)
 	return nil

@@ -68,6 +68,7 @@ const (
 	ReasonApprovalForAll       = "APPROVAL_FOR_ALL"       // setApprovalForAll(operator, true)
 	ReasonPermit               = "PERMIT_SIGNATURE"       // a permit-style signature is submitted
 	ReasonUnknownTokenFunction = "UNKNOWN_TOKEN_FUNCTION" // a function policy does not recognise, on a token the treasury holds
+	ReasonTransferFromOther    = "TRANSFER_FROM_OTHER"    // transferFrom moves tokens another address holds, under an allowance it granted
 	ReasonProtected            = "PROTECTED_ACTION"       // a human may do it, through the council and its timelock
 	ReasonLookAlike            = "LOOKALIKE_ADDRESS"      // the address imitates a known one
 	ReasonUnitsMismatch        = "UNITS_MISMATCH"         // the effect differs from what the intent states, or moves too much of the holdings
@@ -441,6 +442,12 @@ func (e *evaluation) protect(it *item) {
 			}
 		}
 	}
+	if it.From != "" {
+		// The tokens are another holder's (the treasury's, under an
+		// allowance its owners granted this account): the acting account's
+		// rules, window and holdings say nothing about that holder.
+		hit(ReasonTransferFromOther, fmt.Sprintf("transferFrom moves %s %s held by %s, not by the acting account, under an allowance it granted", daoguard.FormatAmount(it.Amount, it.Decimals), e.assetName(it), it.From))
+	}
 	if it.Permit != "" {
 		hit(ReasonPermit, "a permit signature ("+it.Permit+") lets its holder move the account's tokens without a transaction from it")
 	}
@@ -570,9 +577,16 @@ func (e *evaluation) units() {
 		if lhs.Cmp(rhs) > 0 {
 			pct := new(big.Rat).Mul(e.p.unitsMaxShare, big.NewRat(100, 1)).FloatString(1)
 			detail := fmt.Sprintf("moves %s %s, more than %s%% of the account's %s %s", daoguard.FormatAmount(moved, a.Decimals), sym, pct, daoguard.FormatAmount(h, a.Decimals), sym)
+			hint := "check the amount's units: amounts are in display units (1.5 USDC, not 1500000)"
+			if r := e.in.Reserved[sym]; r != nil && r.Sign() > 0 {
+				// The share is of what open actions leave: many payments in
+				// flight at once shrink it.
+				detail += fmt.Sprintf(" not reserved by open actions (%s reserved)", daoguard.FormatAmount(r, a.Decimals))
+				hint += "; or wait until open actions execute or end"
+			}
 			if e.agent {
 				e.raise(TierDeny, approval{})
-				e.reason(ReasonUnitsMismatch, "", detail+": a units or decimals mistake?", "check the amount's units: amounts are in display units (1.5 USDC, not 1500000)")
+				e.reason(ReasonUnitsMismatch, "", detail+": a units or decimals mistake?", hint)
 			} else {
 				e.raise(TierVote, approval{})
 				e.reason(ReasonUnitsMismatch, "", detail, "")
