@@ -41,6 +41,10 @@ const (
 	KindTransfer ActionKind = iota + 1
 	KindCall
 	KindPolicy // a change of the policy in force: applied by daoguard itself once approved
+	// KindControl loosens a protection (resume the organisation, raise an
+	// agent's autonomy): made by the controls endpoints, never submitted,
+	// and applied by daoguard itself once k humans approved it.
+	KindControl
 )
 
 func (k ActionKind) String() string {
@@ -51,6 +55,8 @@ func (k ActionKind) String() string {
 		return "call"
 	case KindPolicy:
 		return "policy"
+	case KindControl:
+		return "control"
 	}
 	return fmt.Sprintf("ActionKind(%d)", uint8(k))
 }
@@ -64,6 +70,8 @@ func ParseActionKind(s string) (ActionKind, error) {
 		return KindCall, nil
 	case "policy":
 		return KindPolicy, nil
+	case "control":
+		return KindControl, nil
 	}
 	return 0, FieldError(CodeInvalid, "kind", "unknown kind %q (want transfer, call or policy)", clip(s))
 }
@@ -161,6 +169,8 @@ type Decoded struct {
 	Stated *Stated `json:"stated,omitempty"`
 	// Policy is a policy change: the version it replaces and the diff.
 	Policy *PolicyChange `json:"policy,omitempty"`
+	// Control is the protection a control action loosens.
+	Control *Control `json:"control,omitempty"`
 	// Simulation is what the action did when simulated on the chain before
 	// it was decided: policy judges it, approvers see it, and execution
 	// re-simulates and compares. Nil when no chain is configured.
@@ -173,6 +183,22 @@ type Decoded struct {
 	// each transaction of a MultiSend batch.
 	Calls []Call `json:"calls,omitempty"`
 }
+
+// Control is a loosening: resuming a paused organisation, or raising an
+// agent's autonomy. Tightening (pause, lowering) is instant and needs one
+// human; loosening needs k of them and a timelock, like a payment.
+type Control struct {
+	Op    string   `json:"op"`              // ControlResume or ControlAutonomy
+	Agent string   `json:"agent,omitempty"` // autonomy: the agent
+	From  Autonomy `json:"from,omitempty"`  // autonomy: its level when asked
+	Level Autonomy `json:"level,omitempty"` // autonomy: the level asked for
+}
+
+// Control operations.
+const (
+	ControlResume   = "resume"
+	ControlAutonomy = "autonomy"
+)
 
 // Call is one call an action makes, decoded with a known ABI: a configured
 // contract's, or a standard one (ERC-20, ERC-721, ERC-1155, Safe,
@@ -334,6 +360,7 @@ const (
 	ReasonInvalidDecision = "INVALID_DECISION"   // the decider returned something unusable
 	ReasonTextFlagged     = "TEXT_FLAGGED"       // the rationale reads as prompt injection: approval forced
 	ReasonTextMismatch    = "RATIONALE_MISMATCH" // the rationale names another recipient, asset or amount than the action's: approval forced
+	ReasonLoosening       = "LOOSENING"          // resuming or raising autonomy: k humans and the loosening timelock
 )
 
 // Codes of an execution that failed before anything was sent: the checks

@@ -141,6 +141,9 @@ type ActionFilter struct {
 	// NotPaused leaves out actions of paused organisations, so that one
 	// paused organisation's backlog cannot crowd out the others' work.
 	NotPaused bool
+	// Paused keeps only actions of paused organisations (a resume waiting
+	// to be applied).
+	Paused bool
 	AfterID   string // for paging: IDs sort by creation time
 	Limit     int    // 0 means DefaultFindLimit
 	// Newest lists newest first (AfterID then pages backwards): an

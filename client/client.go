@@ -241,9 +241,12 @@ func (c *Client) Pause(ctx context.Context, reason string) (*daoguard.Organisati
 	return &o, c.Do(ctx, "POST", "/v1/controls/pause", nil, nil, ControlRequest{Reason: reason}, &o)
 }
 
-// Resume turns the kill switch off.
-func (c *Client) Resume(ctx context.Context, reason string) (*daoguard.Organisation, error) {
-	var o daoguard.Organisation
+// Resume asks to turn the kill switch off. Loosening needs k humans: the
+// first asks (their request is their approval), each other one's Resume
+// approves; the answer's Action says where the request stands, and the
+// organisation is resumed when it is executed.
+func (c *Client) Resume(ctx context.Context, reason string) (*ControlResponse, error) {
+	var o ControlResponse
 	return &o, c.Do(ctx, "POST", "/v1/controls/resume", nil, nil, ControlRequest{Reason: reason}, &o)
 }
 
@@ -284,9 +287,10 @@ func (c *Client) RevokeKey(ctx context.Context, keyID, reason string) (*Key, err
 	return &k, c.Do(ctx, "POST", "/v1/keys/"+url.PathEscape(keyID)+"/revoke", nil, nil, RevokeRequest{Reason: reason}, &k)
 }
 
-// SetAutonomy changes an agent's autonomy (controls:write).
-func (c *Client) SetAutonomy(ctx context.Context, principalID string, level daoguard.Autonomy, reason string) (*daoguard.Principal, error) {
-	var p daoguard.Principal
+// SetAutonomy changes an agent's autonomy (controls:write): lowering at
+// once; raising, like Resume, once k humans asked for it.
+func (c *Client) SetAutonomy(ctx context.Context, principalID string, level daoguard.Autonomy, reason string) (*AutonomyResponse, error) {
+	var p AutonomyResponse
 	return &p, c.Do(ctx, "POST", "/v1/principals/"+url.PathEscape(principalID)+"/autonomy", nil, nil, AutonomyRequest{Level: level, Reason: reason}, &p)
 }
 

@@ -89,6 +89,22 @@ type ControlRequest struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// ControlResponse answers resume: the organisation as it now is and,
+// unless it was not paused, the control action that resumes it (awaiting
+// the approvals of more humans, queued behind the loosening timelock, or
+// executed).
+type ControlResponse struct {
+	daoguard.Organisation
+	Action *Action `json:"action,omitempty"`
+}
+
+// AutonomyResponse answers an autonomy change: the agent as it now is and,
+// for a raise, the control action that raises it once k humans approved.
+type AutonomyResponse struct {
+	daoguard.Principal
+	Action *Action `json:"action,omitempty"`
+}
+
 // AutonomyRequest sets an agent's autonomy.
 type AutonomyRequest struct {
 	Level  daoguard.Autonomy `json:"level"`

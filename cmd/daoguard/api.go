@@ -165,15 +165,22 @@ func (m *Main) runControl(ctx context.Context, verb string, args []string) error
 	if err != nil {
 		return err
 	}
-	run := c.Resume
 	if verb == "pause" {
-		run = c.Pause
+		org, err := c.Pause(ctx, *reason)
+		if err != nil {
+			return err
+		}
+		return m.print(org)
 	}
-	org, err := run(ctx, *reason)
+	// Resuming loosens: the answer says whether more humans must agree.
+	res, err := c.Resume(ctx, *reason)
 	if err != nil {
 		return err
 	}
-	return m.print(org)
+	if a := res.Action; a != nil && res.Paused {
+		fmt.Fprintf(m.Stderr, "resume requested (action %s, %s): another human must agree ('daoguard resume' with their credential, or 'daoguard approve %s')\n", a.ID, a.State, a.ID)
+	}
+	return m.print(res)
 }
 
 // runKeys: daoguard keys create|list|rotate|revoke|scan|rotate-master.
@@ -341,7 +348,11 @@ func (m *Main) runPrincipals(ctx context.Context, args []string) error {
 			return usagef("principals autonomy needs --id and --level autonomous|supervised|suspended")
 		}
 		return m.do(*cred, func(c *client.Client) (any, error) {
-			return c.SetAutonomy(ctx, *id, l, *reason)
+			res, err := c.SetAutonomy(ctx, *id, l, *reason)
+			if err == nil && res.Action != nil && res.Autonomy < l {
+				fmt.Fprintf(m.Stderr, "raise requested (action %s, %s): another human must agree (the same command with their credential, or 'daoguard approve %s')\n", res.Action.ID, res.Action.State, res.Action.ID)
+			}
+			return res, err
 		})
 	}
 	return usagef("unknown principals subcommand %q", args[0])

@@ -20,6 +20,7 @@ import (
 	"github.com/daoguard/daoguard/internal/policy"
 	"github.com/daoguard/daoguard/internal/pricefeed"
 	"github.com/daoguard/daoguard/internal/probe"
+	"github.com/daoguard/daoguard/internal/service"
 	"github.com/ethereum/go-ethereum/common"
 	"go.yaml.in/yaml/v3"
 )
@@ -39,6 +40,10 @@ type Config struct {
 	Auth          AuthConfig    `yaml:"auth"`
 	Audit         AuditConfig   `yaml:"audit"`
 	Anomaly       AnomalyConfig `yaml:"anomaly"`
+	// Loosening is what resuming a pause or raising an agent's autonomy
+	// takes: approvals humans (at least 2 while the organisation has two or
+	// more) and a timelock during which any human may veto.
+	Loosening LooseningConfig `yaml:"loosening"`
 	// Probes are the agents' alignment probe suites: each is put to the
 	// agent's decision endpoint every so often and on demand (daoguard
 	// probe run); a failed run moves the agent down.
@@ -96,6 +101,12 @@ type PricesConfig struct {
 type AnomalyConfig struct {
 	Enabled        bool `yaml:"enabled"`
 	anomaly.Config `yaml:",inline"`
+}
+
+// LooseningConfig is service.Loosening in daoguard.yaml.
+type LooseningConfig struct {
+	Approvals int           `yaml:"approvals"`
+	Timelock  time.Duration `yaml:"timelock"`
 }
 
 // ProbeConfig puts one suite to one agent.
@@ -157,8 +168,9 @@ func DefaultConfig() Config {
 		Chain:         ChainConfig{Confirmations: evm.DefaultConfirmations, DriftToleranceBPS: evm.DefaultDriftTolerance},
 		Auth: AuthConfig{SignatureWindow: auth.DefaultWindow, MaxBody: httpapi.DefaultMaxBody,
 			KeyRate: auth.DefaultKeyRate, KeyBurst: auth.DefaultKeyBurst, FailRate: auth.DefaultFailRate, FailBurst: auth.DefaultFailBurst},
-		Audit:   AuditConfig{CheckpointEvery: time.Minute},
-		Anomaly: AnomalyConfig{Enabled: true, Config: anomaly.DefaultConfig()},
+		Audit:     AuditConfig{CheckpointEvery: time.Minute},
+		Anomaly:   AnomalyConfig{Enabled: true, Config: anomaly.DefaultConfig()},
+		Loosening: LooseningConfig{Approvals: service.DefaultLoosening.Approvals, Timelock: service.DefaultLoosening.Timelock},
 	}
 }
 
@@ -274,6 +286,12 @@ func (c *Config) Validate() error {
 	}
 	if field, why := c.Anomaly.Validate(); field != "" {
 		bad("anomaly."+field, "%s", why)
+	}
+	if n := c.Loosening.Approvals; n < 1 || n > 100 {
+		bad("loosening.approvals", "must be between 1 and 100, not %d (at least 2 apply while the organisation has two or more humans)", n)
+	}
+	if tl := c.Loosening.Timelock; tl < 0 || tl > 30*24*time.Hour {
+		bad("loosening.timelock", "must be between 0s and 720h, not %s", tl)
 	}
 	for i, pc := range c.Probes {
 		at := fmt.Sprintf("probes[%d]", i)

@@ -217,12 +217,23 @@ func (d *demo) trippedAndReset(ctx context.Context, row demoStep, since uint64, 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	p, err := d.human2.SetAutonomy(ctx, d.agentID, daoguard.AutonomyAutonomous, "reviewed the "+rule+" trip")
+	// Raising an agent back up loosens a protection: one human asks, a
+	// second agrees.
+	first, err := d.human2.SetAutonomy(ctx, d.agentID, daoguard.AutonomyAutonomous, "reviewed the "+rule+" trip")
 	if err != nil {
 		row.actual = "supervised; reset failed: " + oneLine(err)
 		return row
 	}
-	row.actual, row.ok = "supervised, then "+p.Autonomy.String(), p.Autonomy == daoguard.AutonomyAutonomous
+	if first.Autonomy != daoguard.AutonomySupervised {
+		row.actual = "one human raised it alone (" + first.Autonomy.String() + ")"
+		return row
+	}
+	p, err := d.human1.SetAutonomy(ctx, d.agentID, daoguard.AutonomyAutonomous, "agreed")
+	if err != nil {
+		row.actual = "supervised; reset failed: " + oneLine(err)
+		return row
+	}
+	row.actual, row.ok = "supervised, then "+p.Autonomy.String()+" (two humans)", p.Autonomy == daoguard.AutonomyAutonomous
 	return row
 }
 
@@ -425,10 +436,10 @@ func (d *demo) steps(ctx context.Context) []demoScript {
 			a, err := d.agent.Submit(ctx, daoguard.Intent{Account: "treasury", Kind: "call", To: d.dev.Accounts["treasury"], Data: hexutil.Encode(data)}, "")
 			return judged("denied", a, err, "denied", "SAFE_SELF_CALL")
 		}},
-		{"five refusals in an hour trip the breaker; a human resets", func() demoStep {
+		{"five refusals in an hour trip the breaker; two humans reset", func() demoStep {
 			// Steps 2, 4, 5, 6 and 7 were the agent's fifth denial within
 			// the hour: limit probing.
-			return d.trippedAndReset(ctx, demoStep{expected: "LIMIT_PROBING trips it; a human resets"}, 0, "LIMIT_PROBING")
+			return d.trippedAndReset(ctx, demoStep{expected: "LIMIT_PROBING trips it; two humans reset"}, 0, "LIMIT_PROBING")
 		}},
 		{"large grant: two owners sign, timelock, executed", func() demoStep {
 			a, err := d.agent.Submit(ctx, daoguard.Intent{Account: "treasury", Kind: "transfer", Asset: "USDC", To: d.rcpt(2), Amount: "25000", Rationale: "Q1 grant, approved by the council"}, "")
@@ -471,8 +482,8 @@ func (d *demo) steps(ctx context.Context) []demoScript {
 			}
 			return judged("vetoed", a, err, "vetoed")
 		}},
-		{"anomaly breaker trips on a burst; a human resets", func() demoStep {
-			row := demoStep{expected: "BURST trips it; a human resets"}
+		{"anomaly breaker trips on a burst; two humans reset", func() demoStep {
+			row := demoStep{expected: "BURST trips it; two humans reset"}
 			st, err := d.human1.Risk(ctx, d.agentID)
 			if err != nil || st.Agent == nil || st.Agent.Autonomy != daoguard.AutonomyAutonomous {
 				row.actual = fmt.Sprintf("not autonomous before the burst (%v)", err)
@@ -487,7 +498,7 @@ func (d *demo) steps(ctx context.Context) []demoScript {
 			}
 			return d.trippedAndReset(ctx, row, since, "BURST")
 		}},
-		{"pause stops the agent; resume", func() demoStep {
+		{"pause stops the agent; two humans resume", func() demoStep {
 			row := demoStep{expected: "ORG_PAUSED, then accepted"}
 			if _, err := d.human1.Pause(ctx, "demo"); err != nil {
 				row.actual = "error: " + oneLine(err)
@@ -495,8 +506,13 @@ func (d *demo) steps(ctx context.Context) []demoScript {
 			}
 			_, err := d.agent.Submit(ctx, usdc(d.rcpt(0), "1", "during the pause"), "")
 			refused := daoguard.ErrorCode(err)
-			if _, err := d.human2.Resume(ctx, "demo over"); err != nil {
-				row.actual = "error: " + oneLine(err)
+			// Resuming loosens: one human asks, a second agrees.
+			if res, err := d.human2.Resume(ctx, "demo over"); err != nil || !res.Paused {
+				row.actual = fmt.Sprintf("one human's resume: paused %v, %v", res != nil && res.Paused, err)
+				return row
+			}
+			if res, err := d.human1.Resume(ctx, "agreed"); err != nil || res.Paused {
+				row.actual = fmt.Sprintf("two humans' resume: paused %v, %v", res != nil && res.Paused, err)
 				return row
 			}
 			a, err := d.agent.Submit(ctx, usdc(d.rcpt(0), "1", "after the pause"), "")

@@ -109,8 +109,12 @@ func TestProbeCommands(t *testing.T) {
 		}
 	}
 	// New agents start supervised; a human lets this one act alone.
-	if code, out, errs := run(t, nil, "principals", "autonomy", "--credential", human1, "--id", trader.ID, "--level", "autonomous", "--reason", "onboarded"); code != 0 {
-		t.Fatalf("autonomy: %s %s", out, errs)
+	// Raising loosens a protection: one human asks, a second agrees.
+	if code, out, errs := run(t, nil, "principals", "autonomy", "--credential", human1, "--id", trader.ID, "--level", "autonomous", "--reason", "onboarded"); code != 0 || !strings.Contains(errs, "another human must agree") || !strings.Contains(out, `"autonomy": "supervised"`) {
+		t.Fatalf("autonomy, one human: %s %s", out, errs)
+	}
+	if code, out, errs := run(t, nil, "principals", "autonomy", "--credential", filepath.Join(creds, "human2.json"), "--id", trader.ID, "--level", "autonomous", "--reason", "agreed"); code != 0 || !strings.Contains(out, `"autonomy": "autonomous"`) {
+		t.Fatalf("autonomy, two humans: %s %s", out, errs)
 	}
 	wantAlert("autonomy_raised")
 
@@ -161,9 +165,11 @@ func TestProbeCommands(t *testing.T) {
 	if len(missing) > 0 {
 		t.Fatalf("metrics lack %v", missing)
 	}
-	// A human moves the agent back: alerted too.
-	if code, out, errs := run(t, nil, "principals", "autonomy", "--credential", human1, "--id", trader.ID, "--level", "autonomous", "--reason", "retrained"); code != 0 {
-		t.Fatalf("autonomy: %s %s", out, errs)
+	// Two humans move the agent back: alerted too.
+	for _, who := range []string{human1, filepath.Join(creds, "human2.json")} {
+		if code, out, errs := run(t, nil, "principals", "autonomy", "--credential", who, "--id", trader.ID, "--level", "autonomous", "--reason", "retrained"); code != 0 {
+			t.Fatalf("autonomy: %s %s", out, errs)
+		}
 	}
 	wantAlert("autonomy_raised")
 	stop()

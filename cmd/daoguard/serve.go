@@ -176,6 +176,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	svc := service.New(st, decider, nil, node)
 	svc.Logger, svc.Keyring, svc.Environment, svc.Contracts = log, keyring, cfg.Environment, contracts
 	svc.AuditSigner, svc.AuditVerifier = auditKey, auditPub
+	svc.Loosening = service.Loosening{Approvals: cfg.Loosening.Approvals, Timelock: cfg.Loosening.Timelock}
 	if cfg.Anomaly.Enabled { // the breaker: agents moved to supervised on a tripping finding
 		anomalies := cfg.Anomaly.Config
 		svc.Anomaly = &anomalies

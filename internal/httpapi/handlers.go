@@ -205,13 +205,9 @@ func (s *Server) cancel(c *call) error {
 	return nil
 }
 
-func (s *Server) control(c *call, pause bool) error {
+func (s *Server) pause(c *call) error {
 	req := *c.in.(*client.ControlRequest)
-	run := s.Service.Resume
-	if pause {
-		run = s.Service.Pause
-	}
-	org, err := run(c.r.Context(), c.principal(), req.Reason)
+	org, err := s.Service.Pause(c.r.Context(), c.principal(), req.Reason)
 	if err != nil {
 		return err
 	}
@@ -219,16 +215,33 @@ func (s *Server) control(c *call, pause bool) error {
 	return nil
 }
 
-func (s *Server) pause(c *call) error  { return s.control(c, true) }
-func (s *Server) resume(c *call) error { return s.control(c, false) }
-
-func (s *Server) setAutonomy(c *call) error {
-	req := *c.in.(*client.AutonomyRequest)
-	p, err := s.Service.SetAutonomy(c.r.Context(), c.principal(), c.r.PathValue("id"), req.Level, req.Reason)
+func (s *Server) resume(c *call) error {
+	req := *c.in.(*client.ControlRequest)
+	org, a, err := s.Service.Resume(c.r.Context(), c.principal(), req.Reason)
 	if err != nil {
 		return err
 	}
-	writeJSON(c.w, http.StatusOK, p)
+	out := client.ControlResponse{Organisation: *org}
+	if a != nil {
+		v := viewAction(a)
+		out.Action = &v
+	}
+	writeJSON(c.w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) setAutonomy(c *call) error {
+	req := *c.in.(*client.AutonomyRequest)
+	p, a, err := s.Service.SetAutonomy(c.r.Context(), c.principal(), c.r.PathValue("id"), req.Level, req.Reason)
+	if err != nil {
+		return err
+	}
+	out := client.AutonomyResponse{Principal: *p}
+	if a != nil {
+		v := viewAction(a)
+		out.Action = &v
+	}
+	writeJSON(c.w, http.StatusOK, out)
 	return nil
 }
 

@@ -221,8 +221,12 @@ func TestProbesEndToEnd(t *testing.T) {
 	if err != nil || out.Runs[0].Lowered || out.Runs[0].Autonomy != daoguard.AutonomySupervised {
 		t.Fatalf("second run: %v %+v", err, out)
 	}
-	if _, err := human.SetAutonomy(ctx, "agent_1", daoguard.AutonomyAutonomous, "reviewed the probe failures"); err != nil {
-		t.Fatal(err)
+	if res, err := human.SetAutonomy(ctx, "agent_1", daoguard.AutonomyAutonomous, "reviewed the probe failures"); err != nil || res.Autonomy != daoguard.AutonomySupervised || res.Action == nil {
+		t.Fatalf("one human's raise: %v %+v", err, res)
+	}
+	human3 := e.key("human_3", daoguard.AlgEd25519, humanScopes, "test", nil)
+	if res, err := human3.SetAutonomy(ctx, "agent_1", daoguard.AutonomyAutonomous, "agreed"); err != nil || res.Autonomy != daoguard.AutonomyAutonomous || res.Action.State != "executed" {
+		t.Fatalf("two humans' raise: %v %+v", err, res)
 	}
 	if st, _ := human.Risk(ctx, "agent_1"); len(st.History) != 4 || st.History[0].ActorID != "human_1" {
 		t.Fatalf("history after the human's reset: %+v", st.History)

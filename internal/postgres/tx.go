@@ -381,12 +381,13 @@ func (tx *Tx) FindActions(ctx context.Context, f daoguard.ActionFilter) ([]*daog
 		AND ($6::timestamptz IS NULL OR lease_until <= $6)
 		AND ($7 = '' OR id ` + cmp + ` $7)
 		AND (NOT $9 OR org_id NOT IN (SELECT id FROM orgs WHERE paused))
+		AND (NOT $10 OR org_id IN (SELECT id FROM orgs WHERE paused))
 		ORDER BY ` + order + ` LIMIT $8`
 	states := make([]string, len(f.States))
 	for i, s := range f.States {
 		states[i] = s.String()
 	}
-	rows, err := tx.q.Query(tx.c(ctx), q, f.OrgID, f.PrincipalID, states, ts(f.RunnableBy), ts(f.ExpiresBy), ts(f.LeaseEndedBy), f.AfterID, sqlrow.Limit(f.Limit), f.NotPaused)
+	rows, err := tx.q.Query(tx.c(ctx), q, f.OrgID, f.PrincipalID, states, ts(f.RunnableBy), ts(f.ExpiresBy), ts(f.LeaseEndedBy), f.AfterID, sqlrow.Limit(f.Limit), f.NotPaused, f.Paused)
 	if err != nil {
 		return nil, err
 	}

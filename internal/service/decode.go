@@ -35,6 +35,9 @@ func Decode(ctx context.Context, tx Catalog, orgID string, in daoguard.Intent) (
 		return d, err
 	}
 	d.Kind = kind
+	if kind == daoguard.KindControl {
+		return d, daoguard.FieldError(daoguard.CodeInvalid, "kind", "control actions are made by POST /v1/controls/resume and POST /v1/principals/{id}/autonomy, not submitted")
+	}
 	if kind == daoguard.KindPolicy {
 		return decodePolicy(ctx, tx, orgID, in)
 	}

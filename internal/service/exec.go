@@ -132,7 +132,7 @@ func (s *Service) ExecuteDue(ctx context.Context) (int, error) {
 			// Without an executor only policy actions can run: look past the
 			// transfers that wait for one, or they would starve a change.
 			for _, a := range page {
-				if a.Decoded.Kind == daoguard.KindPolicy {
+				if a.Decoded.Kind == daoguard.KindPolicy || a.Decoded.Kind == daoguard.KindControl {
 					due = append(due, a)
 				}
 			}
@@ -145,12 +145,29 @@ func (s *Service) ExecuteDue(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// A resume runs while paused (it is what ends a pause): looked for
+	// among the paused organisations' newest queued actions, where it is
+	// (agents submit nothing while paused).
+	err = s.Store.View(ctx, func(tx daoguard.Tx) error {
+		page, err := tx.FindActions(ctx, daoguard.ActionFilter{States: []daoguard.State{daoguard.StateQueued}, RunnableBy: tx.Now(), Paused: true, Newest: true, Limit: daoguard.MaxFindLimit})
+		for _, a := range page {
+			if a.Decoded.Kind == daoguard.KindControl {
+				due = append(due, a)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
 	n := 0
 	var errs []error
 	for _, d := range due {
 		var done bool
 		var err error
 		switch {
+		case d.Decoded.Kind == daoguard.KindControl:
+			done, err = s.applyControl(ctx, d.ID)
 		case d.Decoded.Kind == daoguard.KindPolicy:
 			done, err = s.applyPolicy(ctx, d.ID)
 		case s.Executor == nil:
@@ -194,8 +211,8 @@ func (s *Service) claim(ctx context.Context, actionID string) (*daoguard.Action,
 		if a.State != daoguard.StateQueued || now.Before(a.RunnableAt) {
 			return nil // someone else claimed it, it was vetoed, or it is not due
 		}
-		if a.Decoded.Kind == daoguard.KindPolicy {
-			return nil // daoguard applies it itself (applyPolicy); no executor ever sees it
+		if a.Decoded.Kind == daoguard.KindPolicy || a.Decoded.Kind == daoguard.KindControl {
+			return nil // daoguard applies it itself (applyPolicy, applyControl); no executor ever sees it
 		}
 		if !now.Before(a.ExpiresAt) {
 			return nil // ExpireDue will expire it

@@ -72,10 +72,13 @@ type Service struct {
 
 	ApprovalTTL    time.Duration
 	ExecutionGrace time.Duration
-	Lease          time.Duration
-	ExecTimeout    time.Duration
-	Interval       time.Duration
-	Batch          int
+	// Loosening is what resuming a pause or raising an agent's autonomy
+	// takes (see loosen.go).
+	Loosening   Loosening
+	Lease       time.Duration
+	ExecTimeout time.Duration
+	Interval    time.Duration
+	Batch       int
 
 	// Anomaly, if set, runs the anomaly rules on every agent submission
 	// after it commits (Watch); a tripping finding moves the agent to
@@ -103,6 +106,7 @@ func New(store daoguard.Store, decider daoguard.Decider, exec daoguard.Executor,
 		Logger:          slog.Default(),
 		ApprovalTTL:     DefaultApprovalTTL,
 		ExecutionGrace:  DefaultExecutionGrace,
+		Loosening:       DefaultLoosening,
 		Lease:           DefaultLease,
 		ExecTimeout:     DefaultExecTimeout,
 		SimulateTimeout: DefaultSimulateTimeout,
@@ -393,7 +397,11 @@ func (s *Service) decide(ctx context.Context, in daoguard.DecisionInput) (daogua
 // Errors: NOT_FOUND, NOT_HUMAN, FORBIDDEN, DUPLICATE_APPROVAL,
 // ILLEGAL_TRANSITION, ACTION_EXPIRED.
 func (s *Service) Approve(ctx context.Context, principalID, actionID, signature, comment string) (*daoguard.Action, error) {
-	return s.vote(ctx, principalID, actionID, true, signature, comment)
+	a, err := s.vote(ctx, principalID, actionID, true, signature, comment)
+	if err == nil && a.Decoded.Kind == daoguard.KindControl {
+		return s.settleLoosening(ctx, principalID, a, false, comment)
+	}
+	return a, err
 }
 
 // Reject records one human's rejection, which ends the action.
@@ -570,17 +578,50 @@ func (s *Service) Pause(ctx context.Context, principalID, reason string) (*daogu
 	return s.setPaused(ctx, principalID, true, reason)
 }
 
-// Resume turns the kill switch off. Only humans resume.
+// Resume asks to turn the kill switch off. Loosening needs k humans
+// (Loosening): the first call makes a control action that holds the
+// asker's approval; a call by another human approves it (as does approving
+// the action); the last approval resumes the organisation once the
+// loosening timelock has passed. It returns the organisation as it now is
+// and the control action, nil if the organisation was not paused.
 //
-// Errors: NOT_FOUND, NOT_HUMAN.
-func (s *Service) Resume(ctx context.Context, principalID, reason string) (*daoguard.Organisation, error) {
-	org, err := s.setPaused(ctx, principalID, false, reason)
-	if err == nil {
-		s.Wake()
+// Errors: NOT_FOUND, NOT_HUMAN, INVALID_ARGUMENT.
+func (s *Service) Resume(ctx context.Context, principalID, reason string) (*daoguard.Organisation, *daoguard.Action, error) {
+	var org *daoguard.Organisation
+	var a *daoguard.Action
+	var vote bool
+	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
+		org, a, vote = nil, nil, false
+		p, err := tx.Principal(ctx, principalID)
+		if err != nil {
+			return err
+		}
+		if !p.IsHuman() {
+			return daoguard.Errorf(daoguard.CodeNotHuman, "only a human can pause or resume the organisation")
+		}
+		if org, err = tx.OrgForUpdate(ctx, p.OrgID); err != nil {
+			return err
+		}
+		if !org.Paused {
+			return nil
+		}
+		a, vote, err = s.requestLoosening(ctx, tx, p, daoguard.Control{Op: daoguard.ControlResume}, reason)
+		return err
+	})
+	if err != nil || a == nil {
+		return org, nil, err
 	}
-	return org, err
+	if a, err = s.settleLoosening(ctx, principalID, a, vote, reason); err != nil {
+		return nil, nil, err
+	}
+	err = s.Store.View(ctx, func(tx daoguard.Tx) (err error) {
+		org, err = tx.Org(ctx, org.ID)
+		return err
+	})
+	return org, a, err
 }
 
+// setPaused pauses; resuming goes through Resume's k of n.
 func (s *Service) setPaused(ctx context.Context, principalID string, paused bool, reason string) (*daoguard.Organisation, error) {
 	var out *daoguard.Organisation
 	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
@@ -612,19 +653,25 @@ func (s *Service) setPaused(ctx context.Context, principalID string, paused bool
 	return out, err
 }
 
-// SetAutonomy changes an agent's autonomy level. A human may set any level;
-// an agent may only lower its own; daoguard.ActorSystem (the anomaly
-// detector, alignment probes) may only lower any agent's.
+// SetAutonomy changes an agent's autonomy level. Lowering is instant: a
+// human may lower any agent, an agent only itself, daoguard.ActorSystem
+// (the anomaly detector, alignment probes) any agent. Raising is a human's
+// request that needs k humans (Loosening), as Resume: it returns the
+// control action, and the agent as it now is (raised only once the last
+// approval is in and the timelock has passed).
 //
 // Errors: NOT_FOUND, INVALID_ARGUMENT, FORBIDDEN, AUTONOMY_RAISE_FORBIDDEN.
-func (s *Service) SetAutonomy(ctx context.Context, actorID, agentID string, level daoguard.Autonomy, reason string) (*daoguard.Principal, error) {
+func (s *Service) SetAutonomy(ctx context.Context, actorID, agentID string, level daoguard.Autonomy, reason string) (*daoguard.Principal, *daoguard.Action, error) {
 	if !level.Valid() {
-		return nil, daoguard.FieldError(daoguard.CodeInvalid, "autonomy", "unknown autonomy level")
+		return nil, nil, daoguard.FieldError(daoguard.CodeInvalid, "autonomy", "unknown autonomy level")
 	}
 	var out *daoguard.Principal
 	var from daoguard.Autonomy
 	var actorKind string
+	var a *daoguard.Action
+	var vote bool
 	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
+		a, vote = nil, false
 		agent, err := tx.PrincipalForUpdate(ctx, agentID)
 		if err != nil {
 			return err
@@ -642,14 +689,32 @@ func (s *Service) SetAutonomy(ctx context.Context, actorID, agentID string, leve
 			if !actor.IsHuman() && actor.ID != agent.ID {
 				return daoguard.Errorf(daoguard.CodeForbidden, "an agent can change only its own autonomy")
 			}
+			if actor.IsHuman() && agent.Kind == daoguard.PrincipalAgent && level > agent.Autonomy {
+				out = agent
+				a, vote, err = s.requestLoosening(ctx, tx, actor, daoguard.Control{Op: daoguard.ControlAutonomy, Agent: agent.ID, From: agent.Autonomy, Level: level}, reason)
+				return err
+			}
 		}
 		out = agent
 		return setAutonomy(ctx, tx, actorID, actorKind, agent, level, reason)
 	})
-	if err == nil && s.Observer != nil && from != out.Autonomy {
+	if err != nil {
+		return nil, nil, err
+	}
+	if a != nil {
+		if a, err = s.settleLoosening(ctx, actorID, a, vote, reason); err != nil {
+			return nil, nil, err
+		}
+		err = s.Store.View(ctx, func(tx daoguard.Tx) (err error) {
+			out, err = tx.Principal(ctx, agentID)
+			return err
+		})
+		return out, a, err
+	}
+	if s.Observer != nil && from != out.Autonomy {
 		s.Observer.AutonomyChanged(out.ID, from, out.Autonomy, actorKind)
 	}
-	return out, err
+	return out, nil, nil
 }
 
 // setAutonomy moves agent to level in tx, with its audit entry (whose

@@ -70,7 +70,7 @@ func TestDecisionsFailClosed(t *testing.T) {
 func TestSupervisionOnlyTightens(t *testing.T) {
 	ctx := context.Background()
 	allow := newService(t, fixed{d: daoguard.Decision{Verdict: daoguard.VerdictAllow}})
-	if _, err := allow.SetAutonomy(ctx, daoguard.ActorSystem, "agent_1", daoguard.AutonomySupervised, "test"); err != nil {
+	if _, _, err := allow.SetAutonomy(ctx, daoguard.ActorSystem, "agent_1", daoguard.AutonomySupervised, "test"); err != nil {
 		t.Fatal(err)
 	}
 	a, err := allow.Submit(ctx, "agent_1", "", storetest.Transfer("5", storetest.Vendor))

@@ -47,7 +47,7 @@ func (s *Service) Watch(ctx context.Context, a *daoguard.Action) ([]anomaly.Find
 		return findings, err
 	}
 	reason := "anomaly breaker: " + anomaly.Summary(findings)
-	if _, err := s.SetAutonomy(ctx, daoguard.ActorSystem, agent.ID, daoguard.AutonomySupervised, reason); err != nil {
+	if _, _, err := s.SetAutonomy(ctx, daoguard.ActorSystem, agent.ID, daoguard.AutonomySupervised, reason); err != nil {
 		return findings, err
 	}
 	// The alert: operators watch for this line (and its code).

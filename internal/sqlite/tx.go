@@ -381,6 +381,9 @@ func (tx *Tx) FindActions(ctx context.Context, f daoguard.ActionFilter) ([]*daog
 	if f.NotPaused {
 		add("org_id NOT IN (SELECT id FROM orgs WHERE paused)")
 	}
+	if f.Paused {
+		add("org_id IN (SELECT id FROM orgs WHERE paused)")
+	}
 	cmp, order := ">", "id"
 	if f.Newest {
 		cmp, order = "<", "id DESC"

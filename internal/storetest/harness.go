@@ -201,3 +201,54 @@ func must[T any](t *testing.T) func(T, error) T {
 		return v
 	}
 }
+
+// must2 is must for the calls that also return a control action.
+func must2[T any](t *testing.T) func(T, *daoguard.Action, error) T {
+	return func(v T, _ *daoguard.Action, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		return v
+	}
+}
+
+// resumeBy resumes the organisation the way loosening needs: the first
+// human asks, the second approves.
+func resumeBy(t *testing.T, svc *service.Service, first, second string) {
+	t.Helper()
+	ctx := context.Background()
+	org, a, err := svc.Resume(ctx, first, "all clear")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !org.Paused || a == nil || a.State != daoguard.StateAwaitingApproval {
+		t.Fatalf("one human resumed alone: paused %v, %+v", org.Paused, a)
+	}
+	if org, a, err = svc.Resume(ctx, second, "agreed"); err != nil {
+		t.Fatal(err)
+	}
+	if org.Paused || a.State != daoguard.StateExecuted {
+		t.Fatalf("after the second human: paused %v, %s", org.Paused, a.State)
+	}
+}
+
+// raiseBy raises an agent's autonomy the way loosening needs.
+func raiseBy(t *testing.T, svc *service.Service, agent string, level daoguard.Autonomy, first, second string) *daoguard.Principal {
+	t.Helper()
+	ctx := context.Background()
+	p, a, err := svc.SetAutonomy(ctx, first, agent, level, "reviewed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Autonomy >= level || a == nil || a.State != daoguard.StateAwaitingApproval {
+		t.Fatalf("one human raised alone: %s, %+v", p.Autonomy, a)
+	}
+	if p, a, err = svc.SetAutonomy(ctx, second, agent, level, "agreed"); err != nil {
+		t.Fatal(err)
+	}
+	if p.Autonomy != level || a.State != daoguard.StateExecuted {
+		t.Fatalf("after the second human: %s, %s", p.Autonomy, a.State)
+	}
+	return p
+}

@@ -220,7 +220,7 @@ func runRaces(t *testing.T, h Harness) {
 		if _, err := f.Svc.Submit(ctx, f.Agent, "", Transfer("5", Vendor)); daoguard.ErrorCode(err) != daoguard.CodeOrgPaused {
 			t.Fatalf("submit after pause: %v", err)
 		}
-		must[*daoguard.Organisation](t)(f.Svc.Resume(ctx, f.Humans[0], ""))
+		resumeBy(t, f.Svc, f.Humans[0], f.Humans[1])
 
 		// 2. A suspension is not lost to a concurrent lowering that read the
 		// agent before it (the agent lowering itself to supervised).
@@ -233,7 +233,7 @@ func runRaces(t *testing.T, h Harness) {
 			return tx.PutPrincipal(ctx, p)
 		})
 		waitsFor("suspension", func() error {
-			_, err := svc2.SetAutonomy(ctx, daoguard.ActorSystem, f.Agent, daoguard.AutonomySuspended, "anomaly")
+			_, _, err := svc2.SetAutonomy(ctx, daoguard.ActorSystem, f.Agent, daoguard.AutonomySuspended, "anomaly")
 			return err
 		}, release, held)
 		var p *daoguard.Principal

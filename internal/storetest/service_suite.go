@@ -290,9 +290,21 @@ func runService(t *testing.T, h Harness) {
 		if n, _ := f.Ledger.Effects(queued.ID); n != 0 {
 			t.Fatal("side effect while paused")
 		}
-		_, err = f.Svc.Resume(ctx, f.Agent, "")
+		_, _, err = f.Svc.Resume(ctx, f.Agent, "")
 		wantCode(t, err, daoguard.CodeNotHuman)
-		must[*daoguard.Organisation](t)(f.Svc.Resume(ctx, f.Humans[2], "all clear"))
+		// One human's resume is a request: nothing runs until a second agrees.
+		if org := must2[*daoguard.Organisation](t)(f.Svc.Resume(ctx, f.Humans[2], "all clear")); !org.Paused {
+			t.Fatal("one human resumed alone")
+		}
+		if n := must[int](t)(f.Svc.ExecuteDue(ctx)); n != 0 {
+			t.Fatalf("executed %d while a resume awaits approval", n)
+		}
+		if org := must2[*daoguard.Organisation](t)(f.Svc.Resume(ctx, f.Humans[2], "again")); !org.Paused {
+			t.Fatal("the same human's second resume counted twice")
+		}
+		if org := must2[*daoguard.Organisation](t)(f.Svc.Resume(ctx, f.Humans[0], "agreed")); org.Paused {
+			t.Fatal("two humans did not resume")
+		}
 		if n := must[int](t)(f.Svc.ExecuteDue(ctx)); n != 1 {
 			t.Fatalf("executed %d after resume, want 1", n)
 		}
@@ -388,15 +400,13 @@ func runService(t *testing.T, h Harness) {
 		defer s2.Close()
 		svc2 := service.New(s2, f.Dec, f.Ledger, "node-restarted")
 		for _, actor := range []string{f.Agent, daoguard.ActorSystem} {
-			_, err := svc2.SetAutonomy(ctx, actor, f.Agent, daoguard.AutonomyAutonomous, "")
+			_, _, err := svc2.SetAutonomy(ctx, actor, f.Agent, daoguard.AutonomyAutonomous, "")
 			wantCode(t, err, daoguard.CodeAutonomyRaise)
 		}
 		if a := must[*daoguard.Action](t)(svc2.Submit(ctx, f.Agent, "", Transfer("5", Vendor))); a.State != daoguard.StateAwaitingApproval {
 			t.Fatalf("after a restart: %s", a.State)
 		}
-		if p := must[*daoguard.Principal](t)(svc2.SetAutonomy(ctx, f.Humans[0], f.Agent, daoguard.AutonomyAutonomous, "reviewed the burst")); p.Autonomy != daoguard.AutonomyAutonomous {
-			t.Fatalf("a human's reset: %v", p.Autonomy)
-		}
+		raiseBy(t, svc2, f.Agent, daoguard.AutonomyAutonomous, f.Humans[0], f.Humans[1])
 		// The agent's risk history: the trip, then the human's reset, in
 		// log order; the other agent's history is its own.
 		var hist, other, last []daoguard.AuditEntry
@@ -420,25 +430,25 @@ func runService(t *testing.T, h Harness) {
 
 	t.Run("OK_Autonomy", func(t *testing.T) {
 		f := setup(t, h)
-		_, err := f.Svc.SetAutonomy(ctx, f.Agent, f.Agent2, daoguard.AutonomySupervised, "")
+		_, _, err := f.Svc.SetAutonomy(ctx, f.Agent, f.Agent2, daoguard.AutonomySupervised, "")
 		wantCode(t, err, daoguard.CodeForbidden) // agents touch only themselves
-		must[*daoguard.Principal](t)(f.Svc.SetAutonomy(ctx, daoguard.ActorSystem, f.Agent, daoguard.AutonomySupervised, "anomaly"))
+		must2[*daoguard.Principal](t)(f.Svc.SetAutonomy(ctx, daoguard.ActorSystem, f.Agent, daoguard.AutonomySupervised, "anomaly"))
 		a := submit(t, f, f.Agent, "5", Vendor) // small: would be autonomous
 		if a.State != daoguard.StateAwaitingApproval || a.Decision.RequiredApprovals != 1 || a.Decision.Reasons[len(a.Decision.Reasons)-1].Code != daoguard.ReasonAgentSupervised {
 			t.Fatalf("supervised agent: %s %+v", a.State, a.Decision)
 		}
 		for _, actor := range []string{f.Agent, daoguard.ActorSystem} {
-			_, err = f.Svc.SetAutonomy(ctx, actor, f.Agent, daoguard.AutonomyAutonomous, "")
+			_, _, err = f.Svc.SetAutonomy(ctx, actor, f.Agent, daoguard.AutonomyAutonomous, "")
 			wantCode(t, err, daoguard.CodeAutonomyRaise)
 		}
-		must[*daoguard.Principal](t)(f.Svc.SetAutonomy(ctx, f.Agent, f.Agent, daoguard.AutonomySuspended, "self-restraint"))
+		must2[*daoguard.Principal](t)(f.Svc.SetAutonomy(ctx, f.Agent, f.Agent, daoguard.AutonomySuspended, "self-restraint"))
 		_, err = f.Svc.Submit(ctx, f.Agent, "", Transfer("5", Vendor))
 		wantCode(t, err, daoguard.CodeAgentSuspended)
-		_, err = f.Svc.SetAutonomy(ctx, f.Humans[0], f.Humans[1], daoguard.AutonomySupervised, "")
+		_, _, err = f.Svc.SetAutonomy(ctx, f.Humans[0], f.Humans[1], daoguard.AutonomySupervised, "")
 		wantCode(t, err, daoguard.CodeInvalid) // humans have no autonomy level
-		_, err = f.Svc.SetAutonomy(ctx, f.Humans[0], f.Agent, daoguard.Autonomy(9), "")
+		_, _, err = f.Svc.SetAutonomy(ctx, f.Humans[0], f.Agent, daoguard.Autonomy(9), "")
 		wantCode(t, err, daoguard.CodeInvalid)
-		p := must[*daoguard.Principal](t)(f.Svc.SetAutonomy(ctx, f.Humans[0], f.Agent, daoguard.AutonomyAutonomous, "reviewed"))
+		p := raiseBy(t, f.Svc, f.Agent, daoguard.AutonomyAutonomous, f.Humans[0], f.Humans[1])
 		if p.Autonomy != daoguard.AutonomyAutonomous {
 			t.Fatalf("autonomy %s", p.Autonomy)
 		}
@@ -615,7 +625,7 @@ func runService(t *testing.T, h Harness) {
 		_, _, err = f.Svc.Action(ctx, "human_b", a.ID)
 		wantCode(t, err, daoguard.CodeNotFound)
 		for _, target := range []string{f.Agent, f.Humans[0], "nobody"} { // an agent, a human, a missing id: all look alike
-			_, err = f.Svc.SetAutonomy(ctx, "human_b", target, daoguard.AutonomySuspended, "")
+			_, _, err = f.Svc.SetAutonomy(ctx, "human_b", target, daoguard.AutonomySuspended, "")
 			wantCode(t, err, daoguard.CodeNotFound)
 		}
 		for _, op := range []func() error{
