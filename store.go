@@ -143,9 +143,9 @@ type ActionFilter struct {
 	NotPaused bool
 	// Paused keeps only actions of paused organisations (a resume waiting
 	// to be applied).
-	Paused bool
-	AfterID   string // for paging: IDs sort by creation time
-	Limit     int    // 0 means DefaultFindLimit
+	Paused  bool
+	AfterID string // for paging: IDs sort by creation time
+	Limit   int    // 0 means DefaultFindLimit
 	// Newest lists newest first (AfterID then pages backwards): an
 	// agent's recent history, for the anomaly rules.
 	Newest bool

@@ -50,7 +50,7 @@ func TestRefusedRequests(t *testing.T) {
 	agent := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", nil)
 	human := e.key("human_1", daoguard.AlgEd25519, humanScopes, "test", nil)
 	submitter := e.key("human_3", daoguard.AlgEd25519, []string{daoguard.ScopeActionsWrite}, "test", nil)
-	human3 := e.key("human_3", daoguard.AlgEd25519, humanScopes, "test", nil) // a second human: resuming needs two
+	human3 := e.key("human_3", daoguard.AlgEd25519, humanScopes, "test", nil)       // a second human: resuming needs two
 	humanHMAC := e.key("human_2", daoguard.AlgHMACSHA256, humanScopes, "test", nil) // never issued by the API; planted in the store
 	live := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "live", nil)
 	revoked := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", func(c *daoguard.Credential) { c.RevokedAt = now.Add(-time.Minute) })
