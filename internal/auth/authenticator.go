@@ -150,7 +150,7 @@ func (a *Authenticator) authenticate(ctx context.Context, r *http.Request, need 
 		return nil, keyID, &daoguard.Error{Code: daoguard.CodeWrongEnvironment,
 			Message: fmt.Sprintf("a %s key was used on a %s deployment", env, a.Environment), Hint: "use a credential issued by this deployment"}
 	}
-	if err := checkProfile(sig); err != nil {
+	if err := checkProfile(sig, r.Header); err != nil {
 		return nil, keyID, err
 	}
 	now := a.Now()
@@ -240,10 +240,14 @@ func (a *Authenticator) UseNonce(ctx context.Context, tx daoguard.Tx, id *Identi
 	return tx.UseNonce(ctx, id.Credential.KeyID, id.nonce, id.created, id.nonceExpires)
 }
 
-// checkProfile enforces API.md's profile on a parsed signature.
-func checkProfile(s *Signature) error {
-	if !slices.Equal(s.Components, Components) {
-		return invalid(`the signature must cover exactly "@method" "@path" "@query" "content-digest", in this order`)
+// checkProfile enforces API.md's profile on a parsed signature of a
+// request with header h.
+func checkProfile(s *Signature, h http.Header) error {
+	if want := ComponentsFor(h); !slices.Equal(s.Components, want) {
+		if len(want) > len(Components) {
+			return invalid(`a request with an Idempotency-Key must cover exactly "@method" "@path" "@query" "content-digest" "idempotency-key", in this order`)
+		}
+		return invalid(`the signature must cover exactly "@method" "@path" "@query" "content-digest", in this order (and "idempotency-key" after them when that header is sent)`)
 	}
 	if s.Tag != Tag {
 		return invalid(`the signature must carry tag="daoguard"`)

@@ -24,7 +24,7 @@ func VerifyOutgoing(r *http.Request, body []byte, keyID string, pub ed25519.Publ
 	if err != nil {
 		return nil, err
 	}
-	if err := checkProfile(sig); err != nil {
+	if err := checkProfile(sig, r.Header); err != nil {
 		return nil, err
 	}
 	// The key id is public; the comparison is constant-time anyway, as

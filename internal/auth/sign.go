@@ -22,6 +22,21 @@ const (
 // Components are the covered components, in order.
 var Components = []string{"@method", "@path", "@query", "content-digest"}
 
+// IdempotencyComponent is covered after Components whenever a request
+// carries an Idempotency-Key: otherwise anyone on the path could rewrite a
+// retry's key into a fresh one and have a signed payment made twice.
+const IdempotencyComponent = "idempotency-key"
+
+// ComponentsFor returns the components a request with header h must cover.
+func ComponentsFor(h http.Header) []string {
+	if len(h.Values("Idempotency-Key")) > 0 {
+		return withIdempotency
+	}
+	return Components
+}
+
+var withIdempotency = append(append([]string{}, Components...), IdempotencyComponent)
+
 // Signer signs signature bases with one credential's key.
 //
 // Warning: a Signer is a signing oracle. Give it only bases built by
@@ -86,7 +101,7 @@ func SignRequest(r *http.Request, body []byte, s Signer, now time.Time) error {
 	params.Add("alg", s.Alg())
 	params.Add("tag", Tag)
 	list := httpsfv.InnerList{Params: params}
-	for _, c := range Components {
+	for _, c := range ComponentsFor(r.Header) {
 		list.Items = append(list.Items, httpsfv.NewItem(c))
 	}
 	input := httpsfv.NewDictionary()

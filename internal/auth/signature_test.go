@@ -133,7 +133,7 @@ func TestSignRequestRoundTrip(t *testing.T) {
 	if !ok {
 		t.Fatal("the fast path refused the fields SignRequest writes")
 	}
-	if err := checkProfile(sig); err != nil {
+	if err := checkProfile(sig, r.Header); err != nil {
 		t.Fatal(err)
 	}
 	base, _ := sig.Base(r)
