@@ -361,6 +361,7 @@ const (
 	ReasonTextFlagged     = "TEXT_FLAGGED"       // the rationale reads as prompt injection: approval forced
 	ReasonTextMismatch    = "RATIONALE_MISMATCH" // the rationale names another recipient, asset or amount than the action's: approval forced
 	ReasonLoosening       = "LOOSENING"          // resuming or raising autonomy: k humans and the loosening timelock
+	ReasonAnomalyBreaker  = "ANOMALY_BREAKER"    // the agent tripped the anomaly breaker: approval forced, the agent supervised
 )
 
 // Codes of an execution that failed before anything was sent: the checks

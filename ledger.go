@@ -61,6 +61,16 @@ type ReservationStore interface {
 	EndReservations(ctx context.Context, actionID string, settled bool) error
 }
 
+// AgentStatsStore keeps each agent's running statistics for the anomaly
+// breaker: an opaque blob of constant size, read and written by every
+// decision on the agent under the organisation's ledger lock.
+type AgentStatsStore interface {
+	// AgentStats returns the agent's statistics; nil if it has none yet.
+	AgentStats(ctx context.Context, principalID string) ([]byte, error)
+	// PutAgentStats replaces them.
+	PutAgentStats(ctx context.Context, orgID, principalID string, stats []byte) error
+}
+
 // SettledMemory is how long settled reservations are kept: far longer than
 // any holdings snapshot is trusted.
 const SettledMemory = time.Hour

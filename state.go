@@ -40,8 +40,10 @@ var stateNames = map[State]string{
 var transitions = map[State][]State{
 	StatePending:          {StateDenied, StateAwaitingApproval, StateQueued},
 	StateAwaitingApproval: {StateRejected, StateExpired, StateCancelled, StateQueued},
-	StateQueued:           {StateVetoed, StateCancelled, StateExpired, StateExecuting},
-	StateExecuting:        {StateExecuted, StateFailed},
+	// queued → awaiting_approval: the anomaly breaker holds what an agent
+	// queued to run on its own once it trips.
+	StateQueued:    {StateVetoed, StateCancelled, StateExpired, StateExecuting, StateAwaitingApproval},
+	StateExecuting: {StateExecuted, StateFailed},
 }
 
 // AllStates lists every state in declaration order.

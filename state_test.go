@@ -20,6 +20,7 @@ var legal = map[[2]daoguard.State]bool{
 	{daoguard.StateQueued, daoguard.StateCancelled}:           true,
 	{daoguard.StateQueued, daoguard.StateExpired}:             true,
 	{daoguard.StateQueued, daoguard.StateExecuting}:           true,
+	{daoguard.StateQueued, daoguard.StateAwaitingApproval}:    true,
 	{daoguard.StateExecuting, daoguard.StateExecuted}:         true,
 	{daoguard.StateExecuting, daoguard.StateFailed}:           true,
 }

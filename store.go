@@ -43,6 +43,7 @@ type Tx interface {
 	PolicyStore
 	LedgerStore
 	ReservationStore
+	AgentStatsStore
 	ChainStore
 	// AfterCommit runs fn once this unit's writes have committed, before
 	// any later unit of this store runs and before the caller of Update

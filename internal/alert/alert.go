@@ -95,7 +95,6 @@ func (s *Sender) offer(a Alert) {
 }
 
 func (s *Sender) Decided(*daoguard.Action) {}
-func (s *Sender) WatchDropped()            {}
 
 func (s *Sender) BreakerTripped(agentID string, f []anomaly.Finding) {
 	s.offer(Alert{Kind: KindBreaker, Agent: agentID, Summary: "anomaly breaker: " + anomaly.Summary(f), Findings: f, Autonomy: daoguard.AutonomySupervised})

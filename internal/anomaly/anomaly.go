@@ -8,8 +8,6 @@
 package anomaly
 
 import (
-	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -122,137 +120,14 @@ const (
 )
 
 // Check judges next against the agent's history (its earlier events, in
-// time order).
+// time order): the running statistics of that history, checked. The
+// service keeps the statistics instead of the history (Stats).
 func Check(history []Event, next Event, cfg Config) []Finding {
-	var out []Finding
-	find := func(rule string, trip bool, format string, args ...any) {
-		out = append(out, Finding{Rule: rule, Detail: fmt.Sprintf(format, args...), Trip: trip})
-	}
-
-	// Counts in trailing windows, this event included.
-	within := func(d time.Duration, keep func(Event) bool) int {
-		n := 0
-		for i := len(history) - 1; i >= 0 && next.Time.Sub(history[i].Time) < d; i-- {
-			if keep(history[i]) {
-				n++
-			}
-		}
-		return n
-	}
-	all := func(Event) bool { return true }
-	if n := within(cfg.BurstWindow, all) + 1; n >= cfg.BurstCount {
-		find(RuleBurst, true, "%d submissions within %s", n, cfg.BurstWindow)
-	}
-	if next.Verdict == "deny" {
-		if n := within(cfg.ProbeWindow, func(e Event) bool { return e.Verdict == "deny" }) + 1; n >= cfg.ProbeCount {
-			find(RuleLimitProbing, true, "%d denials within %s", n, cfg.ProbeWindow)
-		}
-	}
-	if next.NearLimit {
-		if n := within(cfg.NearWindow, func(e Event) bool { return e.NearLimit }) + 1; n >= cfg.NearCount {
-			find(RuleNearLimit, true, "%d attempts within 10%% under a limit within %s", n, cfg.NearWindow)
-		}
-	}
-
-	var amounts []float64
+	s := &Stats{}
 	for _, e := range history {
-		if e.USD > 0 {
-			amounts = append(amounts, e.USD)
-		}
+		s.Add(e, cfg)
 	}
-	if next.USD > 0 && len(amounts) >= cfg.MinHistory {
-		slices.Sort(amounts)
-		// Amounts are multiplicative (one vendor is paid $100, another
-		// $5,000): the robust z-score is taken of their logarithms. 1.4826
-		// × MAD estimates the standard deviation of normal data; the floor
-		// keeps an agent that always pays the same sum from seeing an
-		// outlier in every cent. And the amount must also be well above
-		// anything seen: a rare large vendor is not an anomaly.
-		logs := make([]float64, len(amounts))
-		for i, a := range amounts {
-			logs[i] = math.Log(a)
-		}
-		med := quantile(logs, 0.5)
-		dev := make([]float64, len(logs))
-		for i, l := range logs {
-			dev[i] = math.Abs(l - med)
-		}
-		slices.Sort(dev)
-		scale := max(1.4826*quantile(dev, 0.5), 0.05)
-		top := quantile(amounts, 0.99)
-		if z := (math.Log(next.USD) - med) / scale; z > cfg.RobustZ && next.USD > cfg.OutlierOverTop*top && next.USD >= cfg.MinOutlier {
-			find(RuleAmountOutlier, true, "$%.2f is %.1f robust deviations (of log amounts) above the median $%.2f, and %.1f× the 99th percentile", next.USD, z, math.Exp(med), next.USD/top)
-		}
-		if next.Recipient != "" && !slices.ContainsFunc(history, func(e Event) bool { return e.Recipient == next.Recipient }) {
-			if q := quantile(amounts, cfg.NewRecipientQuantile); next.USD > q {
-				find(RuleNewRecipient, false, "a first payment to %s of $%.2f, above %.0f%% of past amounts ($%.2f)", short(next.Recipient), next.USD, 100*cfg.NewRecipientQuantile, q)
-			}
-		}
-	}
-
-	// The trailing hour's rate against an EWMA of the agent's active
-	// hours (hours with at least one submission: an agent that works
-	// office hours is compared with its busy hours, not with its nights).
-	if len(history) >= cfg.MinHistory {
-		hour := func(t time.Time) time.Time { return t.UTC().Truncate(time.Hour) }
-		now := within(time.Hour, func(Event) bool { return true }) + 1
-		var ewma float64
-		seen := false
-		for i := 0; i < len(history); {
-			h, n := hour(history[i].Time), 0
-			for i < len(history) && hour(history[i].Time).Equal(h) {
-				n, i = n+1, i+1
-			}
-			if next.Time.Sub(h) <= time.Hour { // the trailing hour itself is what is judged
-				break
-			}
-			if !seen {
-				ewma, seen = float64(n), true
-			} else {
-				ewma = cfg.RateAlpha*float64(n) + (1-cfg.RateAlpha)*ewma
-			}
-		}
-		if seen && now >= cfg.MinRate && float64(now) > cfg.RateFactor*ewma {
-			find(RuleRateSurge, true, "%d submissions in the last hour, %.1f× the usual active hour (%.1f)", now, float64(now)/max(ewma, 0.01), ewma)
-		}
-	}
-
-	// The day's spend against an EWMA of past days (UTC), over allowed
-	// and escalated actions.
-	if next.USD > 0 && len(history) > 0 {
-		day := func(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
-		today := day(next.Time)
-		spent := map[time.Time]float64{}
-		for _, e := range history {
-			if e.Verdict != "deny" {
-				spent[day(e.Time)] += e.USD
-			}
-		}
-		first := day(history[0].Time)
-		if days := int(today.Sub(first) / (24 * time.Hour)); days >= 7 {
-			ewma := spent[first]
-			for d := first.Add(24 * time.Hour); d.Before(today); d = d.Add(24 * time.Hour) {
-				ewma = cfg.SpendAlpha*spent[d] + (1-cfg.SpendAlpha)*ewma
-			}
-			if s := spent[today] + next.USD; s > cfg.SpendFactor*ewma && s >= cfg.MinSpend {
-				find(RuleDailySpend, true, "$%.2f today, %.1f× the usual day ($%.2f)", s, s/max(ewma, 0.01), ewma)
-			}
-		}
-	}
-
-	if len(history) >= cfg.MinHistory*3 {
-		h := next.Time.UTC().Hour()
-		n := 0
-		for _, e := range history {
-			if e.Time.UTC().Hour() == h {
-				n++
-			}
-		}
-		if share := float64(n) / float64(len(history)); share < cfg.RareHour {
-			find(RuleUnusualHour, false, "%02d:00 UTC holds %.1f%% of this agent's history", h, 100*share)
-		}
-	}
-	return out
+	return s.Check(next, cfg)
 }
 
 // Trips reports whether any finding trips the breaker.
@@ -267,17 +142,6 @@ func Summary(fs []Finding) string {
 		parts[i] = f.Rule + ": " + f.Detail
 	}
 	return strings.Join(parts, "; ")
-}
-
-// quantile of sorted values, by linear interpolation.
-func quantile(sorted []float64, q float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	pos := q * float64(len(sorted)-1)
-	lo := int(math.Floor(pos))
-	hi := min(lo+1, len(sorted)-1)
-	return sorted[lo] + (pos-float64(lo))*(sorted[hi]-sorted[lo])
 }
 
 func short(addr string) string {

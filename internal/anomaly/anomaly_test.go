@@ -155,16 +155,22 @@ func benign(n int, seed uint64) []Event {
 }
 
 // TestBenignWorkload: on the generated ordinary workload the breaker trips
-// at most once per 1,000 actions (DESIGN's bar), on three seeds.
+// at most once per 1,000 actions (DESIGN's bar), on three seeds — judged
+// as the service judges: each action against the running statistics of
+// everything before it, stored and read back between actions.
 func TestBenignWorkload(t *testing.T) {
 	cfg := DefaultConfig()
 	for _, seed := range []uint64{1, 2, 3} {
 		es := benign(10_000, seed)
 		trips := map[string]int{}
 		total := 0
-		for i := range es {
-			from := max(0, i-1000) // the history a store would hand in
-			if fs := Check(es[from:i], es[i], cfg); Trips(fs) {
+		raw := []byte(nil)
+		for _, e := range es {
+			s, err := ParseStats(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fs := s.Check(e, cfg); Trips(fs) {
 				total++
 				for _, f := range fs {
 					if f.Trip {
@@ -172,18 +178,74 @@ func TestBenignWorkload(t *testing.T) {
 					}
 				}
 			}
+			s.Add(e, cfg)
+			raw = s.Marshal()
 		}
-		t.Logf("seed %d: %d trips in %d actions %v", seed, total, len(es), trips)
+		t.Logf("seed %d: %d trips in %d actions %v (statistics: %d bytes)", seed, total, len(es), trips, len(raw))
 		if total > len(es)/1000 {
 			t.Errorf("seed %d: %d trips in %d ordinary actions (at most %d)", seed, total, len(es), len(es)/1000)
 		}
 	}
 }
 
-func BenchmarkCheck(b *testing.B) {
-	es := benign(2001, 1)
+// TestStatsRoundTrip: stored and read back, the statistics judge exactly
+// as they did, and their size does not grow with the history.
+func TestStatsRoundTrip(t *testing.T) {
 	cfg := DefaultConfig()
-	for b.Loop() {
-		Check(es[:2000], es[2000], cfg)
+	es := benign(20_000, 7)
+	s := &Stats{}
+	var sizes []int
+	for i, e := range es {
+		s.Add(e, cfg)
+		if i == 999 || i == 19_999 {
+			sizes = append(sizes, len(s.Marshal()))
+		}
+	}
+	back, err := ParseStats(s.Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, next := range []Event{
+		{Time: es[len(es)-1].Time.Add(time.Minute), USD: 90_000, Recipient: "0xnew", Verdict: "allow"},
+		{Time: es[len(es)-1].Time.Add(time.Minute), USD: 300, Recipient: "vendor1", Verdict: "deny", NearLimit: true},
+	} {
+		if a, b := Summary(s.Check(next, cfg)), Summary(back.Check(next, cfg)); a != b {
+			t.Fatalf("after a round trip: %q, want %q", b, a)
+		}
+	}
+	if sizes[1] > sizes[0]+4096 {
+		t.Fatalf("statistics grew from %d to %d bytes between 1,000 and 20,000 events", sizes[0], sizes[1])
+	}
+	if _, err := ParseStats([]byte("{not json")); err == nil {
+		t.Fatal("corrupt statistics read as fresh ones")
+	}
+}
+
+// BenchmarkStats is the breaker's cost per decision: read the stored
+// statistics, check the event, add it, store them again, after 10^3 to
+// 10^6 events (flat: the statistics have a constant size).
+func BenchmarkStats(b *testing.B) {
+	cfg := DefaultConfig()
+	es := benign(10_000, 1)
+	for _, n := range []int{1_000, 10_000, 100_000, 1_000_000} {
+		s := &Stats{}
+		for i := range n {
+			e := es[i%len(es)]
+			e.Time = e.Time.Add(time.Duration(i/len(es)) * 120 * 24 * time.Hour)
+			s.Add(e, cfg)
+		}
+		raw := s.Marshal()
+		next := es[0]
+		next.Time = time.Unix(0, s.Times[len(s.Times)-1]).Add(time.Minute)
+		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s, _ := ParseStats(raw)
+				s.Check(next, cfg)
+				s.Add(next, cfg)
+				_ = s.Marshal()
+			}
+			b.ReportMetric(float64(len(raw)), "bytes")
+		})
 	}
 }

@@ -33,7 +33,6 @@ type Metrics struct {
 	probeRuns    *prometheus.CounterVec
 	probeScore   *prometheus.GaugeVec
 	autonomy     *prometheus.CounterVec
-	watchDropped prometheus.Counter
 	AlertsSent   *prometheus.CounterVec // by result: sent | failed | dropped
 }
 
@@ -58,12 +57,10 @@ func New(st daoguard.Store, orgID string) *Metrics {
 			Help: "The latest alignment probe score (0..1) of each agent and suite."}, []string{"agent", "suite"}),
 		autonomy: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "daoguard_autonomy_changes_total",
 			Help: "Agent autonomy changes by new level and by who changed it (human, agent, system)."}, []string{"to", "actor_kind"}),
-		watchDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "daoguard_anomaly_checks_skipped_total",
-			Help: "Anomaly checks skipped because their queue was full (later checks still see those actions)."}),
 		AlertsSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "daoguard_alerts_total",
 			Help: "Alerts to alert_url by result (sent, failed, dropped)."}, []string{"result"}),
 	}
-	m.Registry.MustRegister(m.decisions, m.reasons, m.screenFlags, m.breakerTrips, m.probeRuns, m.probeScore, m.autonomy, m.watchDropped, m.AlertsSent,
+	m.Registry.MustRegister(m.decisions, m.reasons, m.screenFlags, m.breakerTrips, m.probeRuns, m.probeScore, m.autonomy, m.AlertsSent,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if st != nil {
 		m.Registry.MustRegister(&agentsCollector{st: st, org: orgID})
@@ -110,8 +107,6 @@ func (m *Metrics) ProbeRan(run *service.ProbeRun) {
 func (m *Metrics) AutonomyChanged(_ string, _, to daoguard.Autonomy, actorKind string) {
 	m.autonomy.WithLabelValues(to.String(), actorKind).Inc()
 }
-
-func (m *Metrics) WatchDropped() { m.watchDropped.Inc() }
 
 // agentsCollector reads the agents at each autonomy level on each scrape:
 // the gauge is the store's truth, also after a restart or a change made by

@@ -18,7 +18,6 @@ func TestObserver(t *testing.T) {
 	m.BreakerTripped("agt", []anomaly.Finding{{Rule: anomaly.RuleBurst, Trip: true}, {Rule: anomaly.RuleUnusualHour}})
 	m.ProbeRan(&service.ProbeRun{Agent: "agt", Result: &probe.Result{Suite: "reference", Score: 0.5}})
 	m.AutonomyChanged("agt", daoguard.AutonomyAutonomous, daoguard.AutonomySupervised, "system")
-	m.WatchDropped()
 	for _, c := range []struct {
 		got, want float64
 		what      string
@@ -32,7 +31,6 @@ func TestObserver(t *testing.T) {
 		{testutil.ToFloat64(m.probeRuns.WithLabelValues("reference", "failed")), 1, "failed run"},
 		{testutil.ToFloat64(m.probeScore.WithLabelValues("agt", "reference")), 0.5, "score"},
 		{testutil.ToFloat64(m.autonomy.WithLabelValues("supervised", "system")), 1, "autonomy"},
-		{testutil.ToFloat64(m.watchDropped), 1, "dropped checks"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: %v, want %v", c.what, c.got, c.want)

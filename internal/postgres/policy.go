@@ -230,3 +230,18 @@ func (tx *Tx) EndReservations(ctx context.Context, actionID string, settled bool
 	_, err := tx.q.Exec(tx.c(ctx), `DELETE FROM reservations WHERE settled < $1`, tx.now.Add(-daoguard.SettledMemory))
 	return err
 }
+
+func (tx *Tx) AgentStats(ctx context.Context, principalID string) ([]byte, error) {
+	var b []byte
+	err := tx.q.QueryRow(tx.c(ctx), `SELECT stats FROM agent_stats WHERE principal_id = $1`, principalID).Scan(&b)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	return b, err
+}
+
+func (tx *Tx) PutAgentStats(ctx context.Context, orgID, principalID string, stats []byte) error {
+	_, err := tx.q.Exec(tx.c(ctx), `INSERT INTO agent_stats (principal_id, org_id, stats) VALUES ($1, $2, $3)
+		ON CONFLICT (principal_id) DO UPDATE SET stats = excluded.stats`, principalID, orgID, stats)
+	return err
+}

@@ -34,9 +34,6 @@ func (s *Service) Wake() {
 // reconciles due actions until ctx ends. Errors of one sweep are logged and
 // retried at the next; Run returns only ctx's error.
 func (s *Service) Run(ctx context.Context) error {
-	if s.Anomaly != nil {
-		go s.watchLoop(ctx)
-	}
 	if s.Prober != nil {
 		for _, t := range s.Probes {
 			if t.Every > 0 {

@@ -19,8 +19,6 @@ type Observer interface {
 	// AutonomyChanged: an agent's level changed; actorKind is "human",
 	// "agent" or "system".
 	AutonomyChanged(agentID string, from, to daoguard.Autonomy, actorKind string)
-	// WatchDropped: an anomaly check was skipped, its queue full.
-	WatchDropped()
 }
 
 // Observers fans out to several observers.
@@ -50,8 +48,4 @@ func (os Observers) AutonomyChanged(agentID string, from, to daoguard.Autonomy, 
 	}
 }
 
-func (os Observers) WatchDropped() {
-	for _, o := range os {
-		o.WatchDropped()
-	}
-}
+

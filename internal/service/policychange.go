@@ -186,6 +186,16 @@ func (s *Service) Evaluate(ctx context.Context, use func(daoguard.Tx) error, pri
 		if refused != nil {
 			return nil
 		}
+		if out.Decision.Verdict == daoguard.VerdictDeny {
+			// A denied dry run is a denial for limit probing.
+			p, err := tx.Principal(ctx, p.ID)
+			if err != nil {
+				return err
+			}
+			if err := s.dryRunDenied(ctx, tx, p); err != nil {
+				return err
+			}
+		}
 		detail := decisionDetail(out.Decision)
 		detail["request_hash"], detail["kind"] = in.Hash(), out.Decoded.Kind
 		return tx.Append(ctx, &daoguard.AuditEntry{Time: tx.Now(), OrgID: out.OrgID, ActorID: p.ID, ActorKind: p.Kind.String(), Event: "policy.evaluated", Detail: mustJSON(detail)})

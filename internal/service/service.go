@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/daoguard/daoguard"
@@ -95,8 +94,6 @@ type Service struct {
 	Observer Observer
 
 	wake         chan struct{}
-	watchQ       chan *daoguard.Action
-	watchDropped atomic.Int64
 }
 
 // New returns a Service with the defaults.
@@ -113,7 +110,6 @@ func New(store daoguard.Store, decider daoguard.Decider, exec daoguard.Executor,
 		Interval:        DefaultInterval,
 		Batch:           DefaultBatch,
 		wake:            make(chan struct{}, 1),
-		watchQ:          make(chan *daoguard.Action, 1024),
 	}
 }
 
@@ -169,18 +165,6 @@ func (s *Service) SubmitOnce(ctx context.Context, use func(daoguard.Tx) error, p
 	}
 	if s.Observer != nil && out.Logged != nil { // a new action, not a replay
 		s.Observer.Decided(out)
-	}
-	if s.Anomaly != nil && out.Logged != nil && out.Logged.ActorKind == "agent" { // a new agent submission, not a replay
-		select {
-		case s.watchQ <- out:
-		default: // counted, and logged now and then rather than once per submission
-			if s.Observer != nil {
-				s.Observer.WatchDropped()
-			}
-			if n := s.watchDropped.Add(1); n == 1 || n%1000 == 0 {
-				s.Logger.Warn("anomaly queue full: checks skipped (later checks still see these actions in the history)", "skipped", n)
-			}
-		}
 	}
 	return out, nil
 }
@@ -381,6 +365,12 @@ func (s *Service) decide(ctx context.Context, in daoguard.DecisionInput) (daogua
 	if dec := in.Action.Decoded; dec.Kind == daoguard.KindTransfer && dec.Amount != nil {
 		for _, m := range screen.Consistency(in.Action.Intent.Rationale, dec.To, dec.Asset, (*big.Int)(dec.Amount), dec.Decimals) {
 			raise(daoguard.ReasonTextMismatch, m.String()+"; a human must approve")
+		}
+	}
+	// The anomaly breaker, inside the decision: before anything runs.
+	if !in.DryRun {
+		if err := s.breaker(ctx, in.Tx, in.Principal, in.Action, &d); err != nil {
+			return daoguard.Decision{}, err
 		}
 	}
 	if d.Reasons == nil {

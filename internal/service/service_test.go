@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
-	"github.com/daoguard/daoguard/internal/anomaly"
 	"github.com/daoguard/daoguard/internal/service"
 	"github.com/daoguard/daoguard/internal/sqlite"
 	"github.com/daoguard/daoguard/internal/storetest"
@@ -95,34 +94,3 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-// BenchmarkWatch: one anomaly check of an agent's submission against its
-// last 1,000 actions, read from a SQLite store.
-func BenchmarkWatch(b *testing.B) {
-	ctx := context.Background()
-	db := sqlite.NewDB(filepath.Join(b.TempDir(), "d.db"))
-	if err := db.Open(); err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	if err := storetest.Seed(ctx, db); err != nil {
-		b.Fatal(err)
-	}
-	svc := service.New(db, fixed{d: daoguard.Decision{Verdict: daoguard.VerdictAllow, Tier: "auto"}}, nil, "node")
-	cfg := anomaly.DefaultConfig()
-	cfg.BurstCount = 1 << 30 // measure the check, not the breaker
-	svc.Anomaly = &cfg
-	var last *daoguard.Action
-	for range 1001 {
-		a, err := svc.Submit(ctx, "agent_1", "", storetest.Transfer("5", storetest.Vendor))
-		if err != nil {
-			b.Fatal(err)
-		}
-		last = a
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := svc.Watch(ctx, last); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

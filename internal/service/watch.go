@@ -2,65 +2,152 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/anomaly"
 )
 
-// historySize is how many of an agent's earlier actions the anomaly rules
-// see.
+// historySize is how many of an agent's recent actions its risk state
+// counts and re-judges for people to read.
 const historySize = 1000
 
-// Watch runs the anomaly rules on an agent's action against the agent's
-// history, and trips the circuit breaker on a finding that trips: the
-// agent is moved to supervised, an audited change of its autonomy whose
-// reason lists the findings, which only a human can undo. Humans, agents
-// already supervised and actions of no principal are left alone. It
-// returns the findings.
-func (s *Service) Watch(ctx context.Context, a *daoguard.Action) ([]anomaly.Finding, error) {
-	if s.Anomaly == nil {
-		return nil, nil
-	}
-	var findings []anomaly.Finding
-	var agent *daoguard.Principal
-	err := s.Store.View(ctx, func(tx daoguard.Tx) error {
-		p, err := tx.Principal(ctx, a.PrincipalID)
-		if err != nil {
-			return err
-		}
-		if p.Kind != daoguard.PrincipalAgent || p.Autonomy != daoguard.AutonomyAutonomous {
-			return nil
-		}
-		agent = p
-		// The newest actions (ids order by millisecond only), then those
-		// before this one, in time order.
-		recent, err := tx.FindActions(ctx, daoguard.ActionFilter{OrgID: p.OrgID, PrincipalID: p.ID, Newest: true, Limit: historySize + 1})
-		if err != nil {
-			return err
-		}
-		findings = anomaly.Check(historyBefore(recent, a), eventOf(a), *s.Anomaly)
+// breaker runs the anomaly rules inside an agent's decision, before
+// anything it decides can run: the agent's running statistics (constant
+// size, in the store) judge this action, take it in, and are written back
+// in the same transaction. A finding that trips, for an autonomous agent,
+// makes this very action need a human, moves the agent to supervised
+// (audited, as system) and holds for approval every action of the agent
+// that is queued to run on its own. Only a human moves it back up (k of
+// them: loosening). The check is constant work and never skipped.
+func (s *Service) breaker(ctx context.Context, tx daoguard.Tx, p *daoguard.Principal, a *daoguard.Action, d *daoguard.Decision) error {
+	if s.Anomaly == nil || p.Kind != daoguard.PrincipalAgent {
 		return nil
+	}
+	ev := anomaly.Event{Time: tx.Now(), Recipient: strings.ToLower(a.Decoded.To), Verdict: d.Verdict.String()}
+	if in := d.Inputs; in != nil {
+		ev.NearLimit = in.NearLimit
+		for _, f := range in.Flows {
+			if f.USD > 0 {
+				ev.USD += float64(f.USD) / 1e6
+			}
+		}
+	}
+	return s.judgeAgent(ctx, tx, p, a.ID, func(st *anomaly.Stats) []anomaly.Finding {
+		fs := st.Check(ev, *s.Anomaly)
+		st.Add(ev, *s.Anomaly)
+		if anomaly.Trips(fs) && p.Autonomy == daoguard.AutonomyAutonomous && d.Verdict == daoguard.VerdictAllow {
+			d.Verdict = daoguard.VerdictNeedsApproval
+			d.RequiredApprovals = max(d.RequiredApprovals, 1)
+		}
+		if anomaly.Trips(fs) && p.Autonomy == daoguard.AutonomyAutonomous {
+			d.Reasons = append(d.Reasons, daoguard.Reason{Code: daoguard.ReasonAnomalyBreaker,
+				Detail: "the anomaly breaker tripped: " + anomaly.Summary(fs) + "; the agent is now supervised and a human must approve"})
+		}
+		return fs
 	})
-	if err != nil || agent == nil || !anomaly.Trips(findings) {
-		return findings, err
+}
+
+// dryRunDenied counts a denied dry run against the agent as a denial
+// (LIMIT_PROBING): asking the policy what would pass is probing it too.
+func (s *Service) dryRunDenied(ctx context.Context, tx daoguard.Tx, p *daoguard.Principal) error {
+	if s.Anomaly == nil || p.Kind != daoguard.PrincipalAgent {
+		return nil
 	}
-	reason := "anomaly breaker: " + anomaly.Summary(findings)
-	if _, _, err := s.SetAutonomy(ctx, daoguard.ActorSystem, agent.ID, daoguard.AutonomySupervised, reason); err != nil {
-		return findings, err
+	return s.judgeAgent(ctx, tx, p, "", func(st *anomaly.Stats) []anomaly.Finding {
+		fs := st.CheckDenial(tx.Now(), *s.Anomaly)
+		st.AddDenial(tx.Now(), *s.Anomaly)
+		return fs
+	})
+}
+
+// judgeAgent reads the agent's statistics, lets judge check and update
+// them, writes them back and trips the breaker on a tripping finding. The
+// organisation's ledger lock orders it with every other decision on every
+// gateway (in PostgreSQL), so that no update is lost. Statistics that do
+// not parse trip the breaker and start afresh: an agent never escapes its
+// history by breaking it.
+func (s *Service) judgeAgent(ctx context.Context, tx daoguard.Tx, p *daoguard.Principal, actionID string, judge func(*anomaly.Stats) []anomaly.Finding) error {
+	if err := lockLedger(ctx, tx, p.OrgID); err != nil {
+		return err
 	}
-	// The alert: operators watch for this line (and its code).
-	s.Logger.Warn("anomaly breaker tripped: agent moved to supervised", "code", "ANOMALY_BREAKER", "agent", agent.ID, "action", a.ID, "findings", anomaly.Summary(findings))
-	if s.Observer != nil {
-		s.Observer.BreakerTripped(agent.ID, findings)
+	raw, err := tx.AgentStats(ctx, p.ID)
+	if err != nil {
+		return err
 	}
-	return findings, nil
+	var fs []anomaly.Finding
+	st, perr := anomaly.ParseStats(raw)
+	if perr != nil {
+		st = &anomaly.Stats{}
+		fs = append(fs, anomaly.Finding{Rule: "STATS_CORRUPT", Detail: perr.Error(), Trip: true})
+	}
+	fs = append(fs, judge(st)...)
+	if err := tx.PutAgentStats(ctx, p.OrgID, p.ID, st.Marshal()); err != nil {
+		return err
+	}
+	if !anomaly.Trips(fs) || p.Autonomy != daoguard.AutonomyAutonomous {
+		return nil
+	}
+	summary := anomaly.Summary(fs)
+	if err := setAutonomy(ctx, tx, daoguard.ActorSystem, "system", p, daoguard.AutonomySupervised, "anomaly breaker: "+summary); err != nil {
+		return err
+	}
+	held, err := s.hold(ctx, tx, p, actionID, summary)
+	if err != nil {
+		return err
+	}
+	agent := p.ID
+	tx.AfterCommit(func() {
+		// The alert: operators watch for this line (and its code).
+		s.Logger.Warn("anomaly breaker tripped: agent moved to supervised", "code", "ANOMALY_BREAKER", "agent", agent, "action", actionID, "held", held, "findings", summary)
+		if s.Observer != nil {
+			s.Observer.BreakerTripped(agent, fs)
+			s.Observer.AutonomyChanged(agent, daoguard.AutonomyAutonomous, daoguard.AutonomySupervised, "system")
+		}
+	})
+	return nil
+}
+
+// hold moves the agent's actions that are queued to run on their own (an
+// allow verdict, no approvals) back to awaiting approval: what the agent
+// queued before it tripped the breaker waits for a human too. Actions
+// humans approved, and those already executing, are left alone.
+func (s *Service) hold(ctx context.Context, tx daoguard.Tx, p *daoguard.Principal, trippedBy, summary string) (int, error) {
+	now := tx.Now()
+	f := daoguard.ActionFilter{OrgID: p.OrgID, PrincipalID: p.ID, States: []daoguard.State{daoguard.StateQueued}, Limit: daoguard.MaxFindLimit}
+	n := 0
+	for {
+		page, err := tx.FindActions(ctx, f)
+		if err != nil {
+			return n, err
+		}
+		for _, a := range page {
+			if a.Decision.Verdict != daoguard.VerdictAllow || a.Decoded.Kind == daoguard.KindControl || a.Decoded.Kind == daoguard.KindPolicy {
+				continue
+			}
+			a.Decision.Verdict = daoguard.VerdictNeedsApproval
+			a.Decision.RequiredApprovals = max(a.Decision.RequiredApprovals, 1)
+			a.Decision.Reasons = append(a.Decision.Reasons, daoguard.Reason{Code: daoguard.ReasonAnomalyBreaker,
+				Detail: fmt.Sprintf("held: the agent tripped the anomaly breaker (%s) before this action ran; a human must approve", summary)})
+			a.RunnableAt, a.ExpiresAt = time.Time{}, now.Add(s.ApprovalTTL)
+			if err := transition(ctx, tx, a, daoguard.StateAwaitingApproval, daoguard.ActorSystem, "system", map[string]any{"held_by": trippedBy, "findings": summary}); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if len(page) < f.Limit {
+			return n, nil
+		}
+		f.AfterID = page[len(page)-1].ID
+	}
 }
 
 // historyBefore is what the anomaly rules see of an agent's actions
 // before a (recent newest first, as FindActions lists them), in time
-// order.
+// order: the risk state re-judges the latest action for people to read.
 func historyBefore(recent []*daoguard.Action, a *daoguard.Action) []anomaly.Event {
 	history := make([]anomaly.Event, 0, len(recent))
 	for i := len(recent) - 1; i >= 0; i-- {
@@ -84,21 +171,4 @@ func eventOf(a *daoguard.Action) anomaly.Event {
 		}
 	}
 	return e
-}
-
-// watchLoop runs Watch on submissions handed to it, after they commit,
-// until ctx ends. A full queue drops the check rather than slow
-// submissions; the next submission's check sees the dropped one in its
-// history.
-func (s *Service) watchLoop(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case a := <-s.watchQ:
-			if _, err := s.Watch(ctx, a); err != nil && ctx.Err() == nil {
-				s.Logger.Error("anomaly check failed", "action", a.ID, "err", err)
-			}
-		}
-	}
 }

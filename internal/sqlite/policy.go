@@ -171,3 +171,18 @@ func (tx *Tx) EndReservations(ctx context.Context, actionID string, settled bool
 	_, err := tx.q.ExecContext(ctx, `DELETE FROM reservations WHERE settled > 0 AND settled < ?`, micros(tx.now.Add(-daoguard.SettledMemory)))
 	return err
 }
+
+func (tx *Tx) AgentStats(ctx context.Context, principalID string) ([]byte, error) {
+	var b []byte
+	err := tx.q.QueryRowContext(ctx, `SELECT stats FROM agent_stats WHERE principal_id = ?`, principalID).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return b, err
+}
+
+func (tx *Tx) PutAgentStats(ctx context.Context, orgID, principalID string, stats []byte) error {
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO agent_stats (principal_id, org_id, stats) VALUES (?, ?, ?)
+		ON CONFLICT (principal_id) DO UPDATE SET stats = excluded.stats`, principalID, orgID, stats)
+	return err
+}

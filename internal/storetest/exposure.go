@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/anomaly"
 	"github.com/daoguard/daoguard/internal/policy"
 	"github.com/daoguard/daoguard/internal/service"
 )
@@ -158,6 +159,32 @@ func runExposure(t *testing.T, h Harness) {
 			})
 		}
 	}
+
+	// Denied dry runs are denials: asking what would pass, five times in an
+	// hour, is limit probing like submitting it, and trips the breaker.
+	t.Run("OK_DryRunProbingTrips", func(t *testing.T) {
+		f := setup(t, h)
+		cfg := anomaly.DefaultConfig()
+		f.Svc.Anomaly = &cfg
+		queued := must[*daoguard.Action](t)(f.Svc.Submit(ctx, f.Agent, "", Transfer("5", Vendor)))
+		for i := range cfg.ProbeCount {
+			// An allowed dry run in between counts for nothing.
+			must[*daoguard.Action](t)(f.Svc.Evaluate(ctx, nil, f.Agent, Transfer("5", Vendor)))
+			ev := must[*daoguard.Action](t)(f.Svc.Evaluate(ctx, nil, f.Agent, Transfer("5", Attacker)))
+			if ev.Decision.Verdict != daoguard.VerdictDeny {
+				t.Fatalf("dry run %d: %s", i+1, ev.Decision.Verdict)
+			}
+			var p *daoguard.Principal
+			must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) { p, err = tx.Principal(ctx, f.Agent); return err }))
+			if want := i == cfg.ProbeCount-1; (p.Autonomy == daoguard.AutonomySupervised) != want {
+				t.Fatalf("after %d denied dry runs: %s", i+1, p.Autonomy)
+			}
+		}
+		// What the agent had queued waits for a human now.
+		if got, _, err := f.Svc.Action(ctx, f.Humans[0], queued.ID); err != nil || got.State != daoguard.StateAwaitingApproval {
+			t.Fatalf("queued before the trip: %v %s", err, got.State)
+		}
+	})
 
 	// A reservation ends with its action: given back when the action ends
 	// without moving funds, kept as settled when it executes until a

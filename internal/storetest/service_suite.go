@@ -347,28 +347,49 @@ func runService(t *testing.T, h Harness) {
 	})
 
 	t.Run("OK_AnomalyBreaker", func(t *testing.T) {
-		// An agent submitting in a burst trips the breaker: it is moved
-		// to supervised, audited with the finding; it stays so across a
-		// restart; neither it nor daoguard can move it back, a human can.
+		// An agent submitting in a burst trips the breaker inside the
+		// decision of the submission that completes the burst: that action
+		// needs a human, the agent is moved to supervised (audited with the
+		// finding), and everything it queued to run on its own is held for
+		// approval — nothing runs after the trip. It stays so across a
+		// restart; neither it nor daoguard can move it back, humans can.
 		f := setup(t, h)
 		cfg := anomaly.DefaultConfig()
 		f.Svc.Anomaly = &cfg
-		var tripped []anomaly.Finding
+		var burst []*daoguard.Action
 		for i := range cfg.BurstCount {
 			a := submit(t, f, f.Agent, "5", Vendor)
-			fs, err := f.Svc.Watch(ctx, a)
+			burst = append(burst, a)
+			if i == 4 { // the first five run before the trip
+				if n := must[int](t)(f.Svc.ExecuteDue(ctx)); n != 5 {
+					t.Fatalf("executed %d", n)
+				}
+			}
+			if tripped := hasReason(a.Decision, daoguard.ReasonAnomalyBreaker); tripped != (i == cfg.BurstCount-1) {
+				t.Fatalf("submission %d: %s %+v", i+1, a.State, a.Decision.Reasons)
+			}
+		}
+		if last := burst[len(burst)-1]; last.State != daoguard.StateAwaitingApproval || !strings.Contains(reasonDetail(last.Decision, daoguard.ReasonAnomalyBreaker), "BURST") {
+			t.Fatalf("the tripping submission: %s %+v", last.State, last.Decision.Reasons)
+		}
+		if n := must[int](t)(f.Svc.ExecuteDue(ctx)); n != 0 {
+			t.Fatalf("%d actions ran after the trip", n)
+		}
+		for i, a := range burst {
+			got, _, err := f.Svc.Action(ctx, f.Humans[0], a.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if anomaly.Trips(fs) {
-				if i != cfg.BurstCount-1 {
-					t.Fatalf("tripped at submission %d: %+v", i+1, fs)
-				}
-				tripped = fs
+			want := daoguard.StateAwaitingApproval
+			if i < 5 {
+				want = daoguard.StateExecuted
 			}
-		}
-		if len(tripped) == 0 || tripped[0].Rule != anomaly.RuleBurst {
-			t.Fatalf("no trip after %d submissions in a burst: %+v", cfg.BurstCount, tripped)
+			if got.State != want {
+				t.Fatalf("submission %d after the trip: %s, want %s", i+1, got.State, want)
+			}
+			if n, _ := f.Ledger.Effects(a.ID); (n == 1) != (i < 5) {
+				t.Fatalf("submission %d: %d effects", i+1, n)
+			}
 		}
 		var p *daoguard.Principal
 		var es []daoguard.AuditEntry

@@ -14,3 +14,12 @@ CREATE TABLE reservations (
 );
 CREATE INDEX reservations_account ON reservations (org_id, account);
 CREATE INDEX reservations_settled ON reservations (settled);
+
+-- Each agent's running statistics for the anomaly breaker (a few KB,
+-- whatever the history), read and written by every decision on the agent
+-- under the organisation's ledger lock.
+CREATE TABLE agent_stats (
+	principal_id text PRIMARY KEY,
+	org_id       text NOT NULL REFERENCES orgs(id),
+	stats        bytea NOT NULL
+);

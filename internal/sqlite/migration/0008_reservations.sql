@@ -13,3 +13,11 @@ CREATE TABLE reservations (
 );
 CREATE INDEX reservations_account ON reservations (org_id, account);
 CREATE INDEX reservations_settled ON reservations (settled);
+
+-- Each agent's running statistics for the anomaly breaker (a few KB,
+-- whatever the history), read and written by every decision on the agent.
+CREATE TABLE agent_stats (
+	principal_id TEXT PRIMARY KEY,
+	org_id       TEXT NOT NULL REFERENCES orgs(id),
+	stats        BLOB NOT NULL
+);
