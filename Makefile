@@ -98,6 +98,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzConsistency$$' -fuzztime $(FUZZTIME) ./internal/screen
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/probe
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshalModel$$' -fuzztime $(FUZZTIME) ./internal/screen
+	$(GO) test -run '^$$' -fuzz '^FuzzParseStats$$' -fuzztime $(FUZZTIME) ./internal/anomaly
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./internal/sqlite ./internal/postgres

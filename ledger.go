@@ -14,6 +14,9 @@ type Flow struct {
 	Amount *BigInt `json:"amount"`          // base units
 	USD    int64   `json:"usd_micro"`       // micro-dollars; -1 when no trusted price existed
 	To     string  `json:"to"`
+	// Allowance: an approval's allowance (exposure, not a payment): it
+	// counts in windows, reserves no holdings.
+	Allowance bool `json:"allowance,omitempty"`
 }
 
 // LedgerEntry is one action that counts against rolling windows: every

@@ -249,3 +249,32 @@ func BenchmarkStats(b *testing.B) {
 		})
 	}
 }
+
+// FuzzParseStats: stored statistics come from the database; whatever the
+// bytes, parsing never panics, and what parses stores back the same.
+func FuzzParseStats(f *testing.F) {
+	cfg := DefaultConfig()
+	s := &Stats{}
+	for _, e := range benign(500, 3) {
+		s.Add(e, cfg)
+	}
+	f.Add(s.Marshal())
+	f.Add([]byte{})
+	f.Add([]byte{statsVersion})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := ParseStats(b)
+		if err != nil || len(b) == 0 {
+			return
+		}
+		again, err := ParseStats(s.Marshal())
+		if err != nil {
+			t.Fatalf("re-parse: %v", err)
+		}
+		if string(again.Marshal()) != string(s.Marshal()) {
+			t.Fatal("not stable")
+		}
+		next := Event{Time: time.Unix(0, 0).Add(time.Hour), USD: 100, Recipient: "0xabc", Verdict: "deny", NearLimit: true}
+		s.Check(next, cfg)
+		s.Add(next, cfg)
+	})
+}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/anomaly"
 	"github.com/daoguard/daoguard/internal/devchain"
 	"github.com/daoguard/daoguard/internal/evm"
 	"github.com/daoguard/daoguard/internal/evm/evmtest"
@@ -101,7 +102,7 @@ const incidentsDir = "../../testdata/incidents"
 
 // The incidents issue 8 names: each has its file, replayed or pending.
 var wantIncidents = []string{
-	"aixbt", "audius", "beanstalk", "build-finance", "bybit", "compound-289", "eth-salami",
+	"aixbt", "audius", "beanstalk", "build-finance", "burst-before-detection", "bybit", "compound-289", "eth-salami",
 	"freysa", "lobstar-wilde", "mango", "parallel-drain", "socket", "tornado-cash", "transfer-from-treasury", "wbtc-poisoning",
 }
 
@@ -182,6 +183,9 @@ func replay(t *testing.T, in incident, tmpl *template.Template) {
 	})
 	prices := staticPrices{}
 	w.svc.Decider.(*service.PolicyDecider).Prices = prices
+	// Every control on, as serve runs: the anomaly breaker too.
+	breaker := anomaly.DefaultConfig()
+	w.svc.Anomaly = &breaker
 	safeArt, err := evm.LoadArtifact("Safe")
 	if err != nil {
 		t.Fatal(err)

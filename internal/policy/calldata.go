@@ -404,6 +404,12 @@ func flows(its []item, cat *Catalog) []Flow {
 				continue // a native transfer: its value is the amount
 			}
 		}
+		if it.Type == ItemApproval && !it.ApprovalAll && it.Amount != nil && it.Amount.Sign() > 0 && it.Amount.Cmp(unlimitedThreshold) < 0 {
+			// An allowance is exposure: the spender may take it whenever it
+			// likes, so it counts like a payment in windows and limits. (An
+			// unlimited one is refused outright.)
+			fs = append(fs, Flow{Asset: it.Asset, Token: it.Token, Amount: it.Amount, To: it.Counterparty, USD: -1, Allowance: true})
+		}
 		if it.Value != nil && it.Value.Sign() > 0 {
 			f := Flow{Amount: it.Value, To: it.Target, USD: -1}
 			if cat.native != nil {

@@ -369,7 +369,7 @@ func (e *evaluation) simulated() {
 		if out.Sign() == 0 {
 			continue
 		}
-		if said := e.moved(c.Asset, ""); out.Cmp(said) > 0 {
+		if said := e.movedNow(c.Asset); out.Cmp(said) > 0 { // an allowance is no outflow: it must not hide one
 			extra := out.Sub(out, said)
 			to := strings.ToLower(e.in.Action.To)
 			e.flows = append(e.flows, Flow{Asset: c.Asset, Token: c.Token, Amount: extra, To: to, USD: -1})
@@ -393,6 +393,12 @@ func (e *evaluation) simulated() {
 		for _, al := range s.Allowances {
 			if al.Token == it.Token && al.Spender == it.Counterparty && al.Amount.Int().Cmp(it.Amount) > 0 {
 				it.Amount, it.Resulting = new(big.Int).Set(al.Amount.Int()), true
+				// The exposure is the live allowance the chain would hold.
+				for j := range e.flows {
+					if f := &e.flows[j]; f.Allowance && f.Token == it.Token && f.To == it.Counterparty && it.Amount.Cmp(unlimitedThreshold) < 0 {
+						f.Amount = it.Amount
+					}
+				}
 			}
 		}
 	}
@@ -537,13 +543,13 @@ func (e *evaluation) units() {
 		}
 	}
 	for i, f := range e.flows {
-		if f.Asset == "" || slices.ContainsFunc(e.flows[:i], func(g Flow) bool { return g.Asset == f.Asset }) {
-			continue // each asset once, in the order it first appears
+		if f.Asset == "" || f.Allowance || slices.ContainsFunc(e.flows[:i], func(g Flow) bool { return g.Asset == f.Asset && !g.Allowance }) {
+			continue // each asset once, in the order it first appears; allowances move nothing now
 		}
 		sym := f.Asset
 		moved := f.Amount
 		if len(e.flows) > 1 {
-			moved = e.moved(sym, "")
+			moved = e.movedNow(sym)
 		}
 		h, ok := e.avail[sym]
 		if !ok || h == nil {
@@ -912,6 +918,18 @@ func (e *evaluation) near(used, limit *big.Int) {
 	if limit.Sign() > 0 && new(big.Int).Mul(used, big.NewInt(10)).Cmp(new(big.Int).Mul(limit, big.NewInt(9))) >= 0 {
 		e.nearLimit = true
 	}
+}
+
+// movedNow sums what the action's flows move of an asset now (allowances
+// left out).
+func (e *evaluation) movedNow(asset string) *big.Int {
+	sum := new(big.Int)
+	for _, f := range e.flows {
+		if f.Asset == asset && !f.Allowance {
+			sum.Add(sum, f.Amount)
+		}
+	}
+	return sum
 }
 
 // moved sums the action's flows of an asset (to one counterparty, if set).

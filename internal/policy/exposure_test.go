@@ -105,3 +105,60 @@ func TestReservedHoldings(t *testing.T) {
 		}
 	}
 }
+
+// An allowance is money the spender can take: approving counts in the
+// window like paying, and a payment after it finds the window used.
+func TestAllowanceCountsInWindows(t *testing.T) {
+	src := `version: 1
+name: t
+lists: {vendors: ["0x9f3a11111111111111111111111111111111c0de"], spenders: ["0xe592427a0aece92de3edee1f18e0157c05861564"]}
+groups: {c: {role: r}}
+council: {group: c, approvals: 2, timelock: 1h}
+protections: {approval_caps: {USDC: "5000"}}
+rules:
+  - name: agent-usdc
+    principal_kinds: [agent]
+    accounts: [ops]
+    actions: [transfer, approval]
+    assets: [USDC]
+    recipients: {lists: [vendors, spenders]}
+    tier: autonomous
+    limits:
+      windows: [{period: 24h, per: agent, asset: USDC, max_amount: "1000"}]
+    over_limit: approval
+    approval: {group: c, approvals: 1, timelock: 1h}
+`
+	p, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	approve := func(amount int64) *daoguard.Decoded {
+		data, _ := hex.DecodeString("095ea7b3" + strings.Repeat("0", 24) + "e592427a0aece92de3edee1f18e0157c05861564" + strings.Repeat("0", 64))
+		new(big.Int).SetInt64(amount).FillBytes(data[36:68])
+		return &daoguard.Decoded{Kind: daoguard.KindCall, Account: "ops", AccountKind: daoguard.AccountWallet, From: "0x1000000000000000000000000000000000000001",
+			To: "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", Value: daoguard.NewBigInt(new(big.Int)), Data: data, Operation: daoguard.OpCall}
+	}
+	in := fixture(t, p)
+	hist := in.History.(*Ledger)
+	in.Action = approve(800_000000)
+	res := p.Evaluate(in)
+	if res.Decision.Verdict != daoguard.VerdictAllow || len(res.Flows) != 1 || !res.Flows[0].Allowance || res.Flows[0].Amount.Int64() != 800_000000 {
+		t.Fatalf("an 800 USDC approval: %s %+v %+v", res.Decision.Verdict, res.Decision.Reasons, res.Flows)
+	}
+	hist.Record(in.Now, in.Principal.ID, res.Flows)
+	if hist.Known("0xe592427a0aece92de3edee1f18e0157c05861564") {
+		t.Fatal("an approval made its spender a known counterparty")
+	}
+	// 800 approved + 300 paid > 1000: the payment needs approval.
+	in = fixture(t, p)
+	in.History = hist
+	in.Action.Amount = daoguard.NewBigInt(big.NewInt(300_000000))
+	if d := p.Evaluate(in).Decision; d.Verdict != daoguard.VerdictNeedsApproval || !hasCode(d, ReasonWindowAmountExceeded) {
+		t.Fatalf("a payment after the approval: %s %+v", d.Verdict, d.Reasons)
+	}
+	// And a second approval that would take the exposure past the window.
+	in.Action = approve(300_000000)
+	if d := p.Evaluate(in).Decision; d.Verdict != daoguard.VerdictNeedsApproval || !hasCode(d, ReasonWindowAmountExceeded) {
+		t.Fatalf("a second approval: %s %+v", d.Verdict, d.Reasons)
+	}
+}

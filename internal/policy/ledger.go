@@ -106,6 +106,11 @@ type Flow struct {
 	Amount *big.Int `json:"amount"`
 	USD    int64    `json:"usd_micro"` // -1 when unpriced
 	To     string   `json:"to"`
+	// Allowance: an approval's allowance, not a payment. It counts in
+	// windows and limits (the spender can take it at any time) but moves
+	// nothing now: no holdings are reserved for it, and its spender does
+	// not become a known counterparty.
+	Allowance bool `json:"allowance,omitempty"`
 }
 
 // Record adds one action's flows at time at. Every action counts once per
@@ -163,7 +168,7 @@ func (l *Ledger) Record(at time.Time, principal string, flows []Flow) {
 		// Only a counterparty that received something becomes known: a
 		// call or an approval (a zero flow) must not make an address look
 		// familiar to the new-recipient rule and the look-alike check.
-		if f.To == "" || f.Amount == nil || f.Amount.Sign() == 0 {
+		if f.To == "" || f.Amount == nil || f.Amount.Sign() == 0 || f.Allowance {
 			continue
 		}
 		if _, ok := l.known[f.To]; !ok {

@@ -495,7 +495,7 @@ func rebuild(ctx context.Context, tx daoguard.Tx, orgID string, pol *policy.Poli
 func decisionInputs(res policy.Result, holdings, reserved map[string]*big.Int) *daoguard.DecisionInputs {
 	in := &daoguard.DecisionInputs{Flows: make([]daoguard.Flow, len(res.Flows)), NearLimit: res.NearLimit}
 	for i, f := range res.Flows {
-		in.Flows[i] = daoguard.Flow{Asset: f.Asset, Token: f.Token, Amount: daoguard.NewBigInt(f.Amount), USD: f.USD, To: f.To}
+		in.Flows[i] = daoguard.Flow{Asset: f.Asset, Token: f.Token, Amount: daoguard.NewBigInt(f.Amount), USD: f.USD, To: f.To, Allowance: f.Allowance}
 	}
 	if len(res.Prices) > 0 {
 		in.Prices = make(map[string]string, len(res.Prices))
@@ -527,7 +527,7 @@ func policyFlows(fs []daoguard.Flow) []policy.Flow {
 		if f.Amount != nil {
 			amt = f.Amount.Int()
 		}
-		out[i] = policy.Flow{Asset: f.Asset, Token: f.Token, Amount: amt, USD: f.USD, To: f.To}
+		out[i] = policy.Flow{Asset: f.Asset, Token: f.Token, Amount: amt, USD: f.USD, To: f.To, Allowance: f.Allowance}
 	}
 	return out
 }

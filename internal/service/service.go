@@ -796,7 +796,7 @@ func reservations(a *daoguard.Action) []daoguard.Reservation {
 	}
 	var out []daoguard.Reservation
 	for _, f := range a.Decision.Inputs.Flows {
-		if f.Asset == "" || f.Amount == nil || f.Amount.Int().Sign() <= 0 {
+		if f.Asset == "" || f.Allowance || f.Amount == nil || f.Amount.Int().Sign() <= 0 {
 			continue
 		}
 		i := slices.IndexFunc(out, func(r daoguard.Reservation) bool { return r.Asset == f.Asset })
