@@ -47,5 +47,3 @@ func (os Observers) AutonomyChanged(agentID string, from, to daoguard.Autonomy, 
 		o.AutonomyChanged(agentID, from, to, actorKind)
 	}
 }
-
-

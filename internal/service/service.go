@@ -93,7 +93,7 @@ type Service struct {
 	// and autonomy changes, after they commit (metrics, alerts).
 	Observer Observer
 
-	wake         chan struct{}
+	wake chan struct{}
 }
 
 // New returns a Service with the defaults.

@@ -93,4 +93,3 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
-
