@@ -27,8 +27,12 @@ type LedgerEntry struct {
 	OrgID       string    `json:"org_id"`
 	ActionID    string    `json:"action_id"`
 	PrincipalID string    `json:"principal_id"`
-	At          time.Time `json:"at"`
-	Flows       []Flow    `json:"flows"`
+	// Agent and Roles are the principal's kind and roles when it acted:
+	// the shared totals the ceilings bound (all agents, each role).
+	Agent bool      `json:"agent,omitempty"`
+	Roles []string  `json:"roles,omitempty"`
+	At    time.Time `json:"at"`
+	Flows []Flow    `json:"flows"`
 }
 
 // Reservation is what one action that may still move funds holds of one

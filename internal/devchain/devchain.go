@@ -244,6 +244,16 @@ rules:
     accounts: [treasury]
     tier: approval
     approval: {group: council, approvals: 2, timelock: 5s}
+
+# What all agents together move on their own, whatever the rules say (the
+# dev chain has no price sources: the ceilings count each asset in its
+# own units).
+ceilings:
+  - name: agents-together
+    agents: true
+    windows:
+      - {period: 24h, asset: ETH, max_amount: "3"}
+      - {period: 24h, asset: USDC, max_amount: "3000"}
 `, strings.ToLower(e.Contracts.MultiSendCallOnly.Hex()), strings.ToLower(e.Contracts.MultiSend.Hex()))
 	return b.String()
 }

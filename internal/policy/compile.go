@@ -78,6 +78,7 @@ type Policy struct {
 	byRole      map[string][]*rule
 	byKind      [3]bucket // by principal kind; [0] any
 	maxPeriod   time.Duration
+	ceilings    []*ceiling
 }
 
 // bucket holds the rules of one principal kind: those naming recipients
@@ -144,6 +145,7 @@ type window struct {
 	maxAmount  string // display units; resolved with the asset's decimals
 	maxUSD     int64  // -1: none
 	maxCount   int    // 0: none
+	role       string // PerRole: the role whose total it is
 }
 
 type addrSet struct {
@@ -400,6 +402,7 @@ func (c *compiler) compile(d *Document) *Policy {
 		c.errf([]any{"rules"}, "more than %d rules", maxRules)
 	}
 	names := map[string]bool{}
+	defer func() { c.ceilings(d, p) }() // after the rules: a ceiling is checked against them
 	for i := range d.Rules {
 		r := c.rule([]any{"rules", i}, &d.Rules[i], p)
 		if r == nil {

@@ -37,6 +37,23 @@ type Document struct {
 	Units      UnitsDoc      `yaml:"units"`
 	LookAlike  LookAlikeDoc  `yaml:"look_alike"`
 	Rules      []RuleDoc     `yaml:"rules"`
+	// Ceilings cap what agents move without a human, whatever the rules
+	// allow: checked at every decision after the rules.
+	Ceilings []CeilingDoc `yaml:"ceilings"`
+}
+
+// CeilingDoc is one council-set ceiling: over its windows, what the agents
+// in its scope move on their own (payments and allowances, every asset
+// together in USD where priced, or one asset in its own units) stays
+// within its limits; beyond, the council approves. Exactly one scope:
+// principals (each agent on its own), roles (the agents holding each
+// role, together), or agents: true (all agents together).
+type CeilingDoc struct {
+	Name       string      `yaml:"name"`
+	Principals []string    `yaml:"principals"`
+	Roles      []string    `yaml:"roles"`
+	Agents     bool        `yaml:"agents"`
+	Windows    []WindowDoc `yaml:"windows"` // period and max_usd, or asset and max_amount; no per
 }
 
 // GroupDoc names the role whose holders approve.

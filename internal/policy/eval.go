@@ -155,6 +155,7 @@ func (p *Policy) Evaluate(in *Input) (res Result) {
 			return e.deny(ReasonEvaluationError, "", err.Error()+"; denied (fail closed)")
 		}
 	}
+	e.ceilings()
 	return e.result()
 }
 
@@ -1008,6 +1009,8 @@ func (e *evaluation) window(r *rule, w *window, it *item) (exceeded, unpriced bo
 		k.Who = e.in.Principal.ID
 	case PerRecipient:
 		k.Who, to = it.Counterparty, it.Counterparty
+	case PerRole:
+		k.Who = w.role
 	}
 	since := e.in.Now.Add(-w.period)
 	var t Total

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/hex"
+	"fmt"
 	"math/big"
 	"slices"
 	"strings"
@@ -160,5 +161,69 @@ rules:
 	in.Action = approve(300_000000)
 	if d := p.Evaluate(in).Decision; d.Verdict != daoguard.VerdictNeedsApproval || !hasCode(d, ReasonWindowAmountExceeded) {
 		t.Fatalf("a second approval: %s %+v", d.Verdict, d.Reasons)
+	}
+}
+
+// A policy whose autonomous rules promise more than a ceiling allows is
+// refused at load, every problem located; so is a malformed ceiling.
+func TestCeilingsRefused(t *testing.T) {
+	base := `version: 1
+name: t
+groups: {c: {role: r}}
+council: {group: c, approvals: 2, timelock: 1h}
+rules:
+  - name: pay
+    principal_kinds: [agent]
+    actions: [transfer]
+    assets: [ETH]
+    tier: autonomous
+    limits:
+      max_amount: "%s"
+      max_usd: "%s"
+      windows: [{period: 7d, per: agent, max_usd: "%s"}]
+  - {name: people, principal_kinds: [human], tier: approval, approval: {group: c, approvals: 1, timelock: 1h}}
+ceilings:
+%s`
+	ok := "  - {name: each, principals: [bot], windows: [{period: 24h, max_usd: \"1000\"}, {period: 24h, asset: ETH, max_amount: \"1\"}]}\n"
+	for _, tc := range []struct {
+		name, amt, usd, week, ceilings string
+		fields                         []string
+	}{
+		{"OK_WithinEveryCeiling", "0.5", "500", "1000", ok, nil},
+		{"ErrPerActionUSD", "0.5", "5000", "1000", ok, []string{"rules[0].limits.max_usd"}},
+		{"ErrPerActionAmount", "2", "500", "1000", ok, []string{"rules[0].limits.max_amount"}},
+		{"ErrLongerWindowAbove", "0.5", "500", "9000", ok, []string{"rules[0].limits.windows[0]"}},
+		{"OK_RoleCeilingIgnoresPerAgentWindows", "0.5", "500", "9000", "  - {name: team, roles: [x], windows: [{period: 24h, max_usd: \"1000\"}]}\n", nil},
+		{"ErrTwoScopes", "0.5", "500", "1000", "  - {name: x, agents: true, roles: [x], windows: [{period: 24h, max_usd: \"1000\"}]}\n", []string{"ceilings[0]"}},
+		{"ErrPerInCeiling", "0.5", "500", "1000", "  - {name: x, agents: true, windows: [{period: 24h, per: agent, max_usd: \"1000\"}]}\n", []string{"ceilings[0].windows[0].per"}},
+		{"ErrNoWindows", "0.5", "500", "1000", "  - {name: x, agents: true}\n", []string{"ceilings[0].windows"}},
+		{"ErrDuplicateName", "0.5", "500", "1000", ok + ok, []string{"ceilings[1].name"}},
+		{"ErrBadPeriod", "0.5", "500", "1000", "  - {name: x, agents: true, windows: [{period: 400d, max_usd: \"1\"}]}\n", []string{"ceilings[0].windows[0].period"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(fmt.Appendf(nil, base, tc.amt, tc.usd, tc.week, tc.ceilings))
+			if tc.fields == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			pe, ok := err.(*ParseError)
+			if !ok {
+				t.Fatalf("%T %v, want a ParseError", err, err)
+			}
+			var got []string
+			for _, p := range pe.Problems {
+				got = append(got, p.Field)
+				if p.Line == 0 {
+					t.Errorf("problem without a line: %+v", p)
+				}
+			}
+			for _, f := range tc.fields {
+				if !slices.Contains(got, f) {
+					t.Fatalf("problems at %v, want one at %s (%v)", got, f, pe)
+				}
+			}
+		})
 	}
 }

@@ -16,6 +16,8 @@ const (
 	PerAgent     Per = iota + 1 // the submitting principal
 	PerRecipient                // the counterparty
 	PerOrg                      // everything
+	PerRole                     // every principal holding a role (Who is the role)
+	PerAgents                   // every agent together
 )
 
 func (p Per) String() string {
@@ -26,6 +28,10 @@ func (p Per) String() string {
 		return "recipient"
 	case PerOrg:
 		return "org"
+	case PerRole:
+		return "role"
+	case PerAgents:
+		return "agents"
 	}
 	return "?"
 }
@@ -113,16 +119,42 @@ type Flow struct {
 	Allowance bool `json:"allowance,omitempty"`
 }
 
-// Record adds one action's flows at time at. Every action counts once per
-// key it touches, even with no flows (so that counts limit velocity).
+// Who is whom an entry is recorded for: the principal, and what puts it
+// in shared totals (the agents together, each of its roles), which the
+// ceilings bound.
+type Who struct {
+	ID    string
+	Agent bool
+	Roles []string
+}
+
+// Record adds one action's flows at time at for a principal of no role:
+// RecordFor with only the ID.
 func (l *Ledger) Record(at time.Time, principal string, flows []Flow) {
+	l.RecordFor(at, Who{ID: principal}, flows)
+}
+
+// RecordFor adds one action's flows at time at. Every action counts once
+// per key it touches, even with no flows (so that counts limit velocity):
+// its principal's, each recipient's, the organisation's, and for the
+// ceilings each of the principal's roles' and, for an agent, all agents'.
+func (l *Ledger) RecordFor(at time.Time, who Who, flows []Flow) {
+	principal := who.ID
 	type agg struct {
 		amt uint256.Int
 		usd int64
 		unp bool // a flow with no trusted price
 		ovf bool
 	}
-	sums := make(map[Key]*agg, 6)
+	shared := make([]Key, 0, 2+len(who.Roles))
+	shared = append(shared, Key{Per: PerAgent, Who: principal}, Key{Per: PerOrg})
+	for _, r := range who.Roles {
+		shared = append(shared, Key{Per: PerRole, Who: r})
+	}
+	if who.Agent {
+		shared = append(shared, Key{Per: PerAgents})
+	}
+	sums := make(map[Key]*agg, 6+len(who.Roles))
 	add := func(k Key, f Flow) {
 		a := sums[k]
 		if a == nil {
@@ -142,15 +174,22 @@ func (l *Ledger) Record(at time.Time, principal string, flows []Flow) {
 			a.unp = true
 		}
 	}
-	sums[Key{Per: PerAgent, Who: principal}] = &agg{}
-	sums[Key{Per: PerOrg}] = &agg{}
+	for _, k := range shared {
+		sums[k] = &agg{}
+	}
 	for _, f := range flows {
-		for _, k := range [...]Key{{Per: PerAgent, Who: principal}, {Per: PerRecipient, Who: f.To}, {Per: PerOrg}} {
+		for _, k := range shared {
 			add(k, f) // the USD and count key
 			if f.Asset != "" {
 				k.Asset = f.Asset
 				add(k, f)
 			}
+		}
+		k := Key{Per: PerRecipient, Who: f.To}
+		add(k, f)
+		if f.Asset != "" {
+			k.Asset = f.Asset
+			add(k, f)
 		}
 	}
 	ns := at.UnixNano()

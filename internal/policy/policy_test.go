@@ -376,8 +376,10 @@ func TestUSDArithmetic(t *testing.T) {
 // FuzzParsePolicy: any input either parses or gives problems with a line;
 // never a panic. A parsed policy evaluates a fixed action without panic.
 func FuzzParsePolicy(f *testing.F) {
-	if src, err := os.ReadFile(goldenPolicy); err == nil {
-		f.Add(src)
+	for _, path := range []string{goldenPolicy, "../../testdata/policy/ceilings/policy.yaml"} {
+		if src, err := os.ReadFile(path); err == nil {
+			f.Add(src)
+		}
 	}
 	f.Add([]byte("version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 1, timelock: 1h}\nrules: [{name: a, tier: autonomous, cel: 'usd < 10.0', limits: {windows: [{period: 1h, per: agent, max_count: 2}]}}]\n"))
 	f.Add([]byte("version: 1\nrules: [{name: a, tier: approval, params: [{arg: '1.*.0', op: in, set: ['1']}], function: 'f((uint8,address)[])'}]\n"))

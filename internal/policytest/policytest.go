@@ -513,7 +513,11 @@ func build(fx *Fixture, c Case) (*policy.Input, error) {
 			}
 			fl = append(fl, policy.Flow{Asset: f.Asset, Amount: amt, USD: usd, To: strings.ToLower(f.To)})
 		}
-		led.Record(now.Add(-a), h.Principal, fl)
+		who := policy.Who{ID: h.Principal}
+		if pf, ok := fx.Principals[h.Principal]; ok { // the shared totals the ceilings bound
+			who.Agent, who.Roles = pf.Kind == "agent", pf.Roles
+		}
+		led.RecordFor(now.Add(-a), who, fl)
 	}
 	for _, k := range fx.Known {
 		led.AddKnown(strings.ToLower(k))

@@ -119,8 +119,8 @@ func (tx *Tx) AddLedgerEntry(ctx context.Context, e *daoguard.LedgerEntry) error
 	tx.undo = append(tx.undo, func() { e.Seq, e.At = s, at })
 	e.At = tx.now
 	var seq int64
-	err = tx.q.QueryRow(tx.c(ctx), `INSERT INTO ledger (org_id, action_id, principal_id, at, flows) VALUES ($1, $2, $3, $4, $5) RETURNING seq`,
-		e.OrgID, e.ActionID, e.PrincipalID, e.At, flows).Scan(&seq)
+	err = tx.q.QueryRow(tx.c(ctx), `INSERT INTO ledger (org_id, action_id, principal_id, at, flows, agent, roles) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq`,
+		e.OrgID, e.ActionID, e.PrincipalID, e.At, flows, e.Agent, sqlrow.RolesJSON(e.Roles)).Scan(&seq)
 	e.Seq = uint64(seq)
 	return err
 }
@@ -136,7 +136,7 @@ func (tx *Tx) AddLedgerEntry(ctx context.Context, e *daoguard.LedgerEntry) error
 // then answers from it): a decision reads it right after the tail, and
 // under the lock it cannot change (applyPolicy takes the lock too).
 func (tx *Tx) LedgerTail(ctx context.Context, orgID string, after uint64, since time.Time, limit int) ([]daoguard.LedgerEntry, error) {
-	const q = `SELECT seq, org_id, action_id, principal_id, at, flows FROM ledger
+	const q = `SELECT seq, org_id, action_id, principal_id, at, flows, agent, roles FROM ledger
 		WHERE org_id = $1 AND seq > $2 AND at > $3 ORDER BY seq LIMIT $4`
 	args := []any{orgID, int64(after), since, limit}
 	var rows pgx.Rows
@@ -185,7 +185,12 @@ func scanLedger(rows pgx.Rows) ([]daoguard.LedgerEntry, error) {
 		var e daoguard.LedgerEntry
 		var seq int64
 		var flows []byte
-		if err := rows.Scan(&seq, &e.OrgID, &e.ActionID, &e.PrincipalID, &e.At, &flows); err != nil {
+		var roles string
+		if err := rows.Scan(&seq, &e.OrgID, &e.ActionID, &e.PrincipalID, &e.At, &flows, &e.Agent, &roles); err != nil {
+			return nil, err
+		}
+		var err error
+		if e.Roles, err = sqlrow.ParseRoles(roles); err != nil {
 			return nil, err
 		}
 		e.Seq, e.At = uint64(seq), e.At.UTC()

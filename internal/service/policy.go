@@ -204,7 +204,7 @@ func (o *orgPolicy) stage(es []daoguard.LedgerEntry) []uint64 {
 		o.staged = append(o.staged, e)
 		added = append(added, e.Seq)
 		if o.stagedL != nil {
-			o.stagedL.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
+			o.stagedL.RecordFor(e.At, whoOf(e), policyFlows(e.Flows))
 		}
 	}
 	return added
@@ -254,7 +254,7 @@ func (o *orgPolicy) commit(seq uint64) {
 	w, n := o.win, 0
 	for n < len(o.staged) && o.staged[n].Seq <= seq {
 		if e := &o.staged[n]; w != nil && e.Seq > w.seq {
-			w.l.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
+			w.l.RecordFor(e.At, whoOf(*e), policyFlows(e.Flows))
 			w.seq = e.Seq
 		}
 		n++
@@ -283,7 +283,7 @@ func (o *orgPolicy) history(pol *policy.Policy) policy.History {
 	if o.stagedL == nil || !sameDigits(o.stagedL, lead, trail) {
 		o.stagedL = pol.NewLedger()
 		for _, e := range o.staged {
-			o.stagedL.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
+			o.stagedL.RecordFor(e.At, whoOf(e), policyFlows(e.Flows))
 		}
 	}
 	return policy.Stack(o.win.l, o.stagedL)
@@ -400,7 +400,7 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 				if extra == nil {
 					extra = pol.NewLedger()
 				}
-				extra.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
+				extra.RecordFor(e.At, whoOf(e), policyFlows(e.Flows))
 			}
 		}
 		if extra != nil {
@@ -439,7 +439,8 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 		// What goes ahead counts against the windows from now on, also
 		// while it waits for approval: queueing many small requests must
 		// not get around a window.
-		e := &daoguard.LedgerEntry{OrgID: orgID, ActionID: a.ID, PrincipalID: in.Principal.ID, Flows: flows}
+		e := &daoguard.LedgerEntry{OrgID: orgID, ActionID: a.ID, PrincipalID: in.Principal.ID, Flows: flows,
+			Agent: in.Principal.Kind == daoguard.PrincipalAgent, Roles: in.Principal.Roles}
 		if err := tx.AddLedgerEntry(ctx, e); err != nil {
 			return err
 		}
@@ -453,7 +454,7 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 				if e.Seq <= rebuilt.seq { // another unit's tail brought it in already
 					return
 				}
-				rebuilt.l.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
+				rebuilt.l.RecordFor(e.At, whoOf(*e), policyFlows(e.Flows))
 				rebuilt.seq = e.Seq
 				if o.win == rebuilt {
 					o.dropStaged(0)
@@ -485,7 +486,7 @@ func rebuild(ctx context.Context, tx daoguard.Tx, orgID string, pol *policy.Poli
 		return nil, err
 	}
 	for _, e := range es {
-		nw.l.Record(e.At, e.PrincipalID, policyFlows(e.Flows))
+		nw.l.RecordFor(e.At, whoOf(e), policyFlows(e.Flows))
 		nw.seq = e.Seq
 	}
 	return nw, nil
@@ -518,6 +519,11 @@ func decisionInputs(res policy.Result, holdings, reserved map[string]*big.Int) *
 		}
 	}
 	return in
+}
+
+// whoOf is whom a stored entry counts for.
+func whoOf(e daoguard.LedgerEntry) policy.Who {
+	return policy.Who{ID: e.PrincipalID, Agent: e.Agent, Roles: e.Roles}
 }
 
 func policyFlows(fs []daoguard.Flow) []policy.Flow {

@@ -78,7 +78,7 @@ func (s *Service) Replay(ctx context.Context, orgID string, cand *policy.Policy)
 					would.Verdict = daoguard.VerdictNeedsApproval // the agent was supervised then
 				}
 				if would.Verdict != daoguard.VerdictDeny {
-					ledger.Record(a.Created, p.ID, res.Flows)
+					ledger.RecordFor(a.Created, policy.Who{ID: p.ID, Agent: p.Kind == daoguard.PrincipalAgent, Roles: p.Roles}, res.Flows)
 				}
 				rep.Actions++
 				if would.Verdict != a.Decision.Verdict {

@@ -104,8 +104,8 @@ func (tx *Tx) AddLedgerEntry(ctx context.Context, e *daoguard.LedgerEntry) error
 	s, at := e.Seq, e.At
 	tx.undo = append(tx.undo, func() { e.Seq, e.At = s, at })
 	e.At = tx.now
-	res, err := tx.q.ExecContext(ctx, `INSERT INTO ledger (org_id, action_id, principal_id, at, flows) VALUES (?, ?, ?, ?, ?)`,
-		e.OrgID, e.ActionID, e.PrincipalID, micros(e.At), string(flows))
+	res, err := tx.q.ExecContext(ctx, `INSERT INTO ledger (org_id, action_id, principal_id, at, flows, agent, roles) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		e.OrgID, e.ActionID, e.PrincipalID, micros(e.At), string(flows), e.Agent, sqlrow.RolesJSON(e.Roles))
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func (tx *Tx) AddLedgerEntry(ctx context.Context, e *daoguard.LedgerEntry) error
 // LedgerTail needs no lock: SQLite has one writer, so entries are added in
 // commit order and no unit can interleave with another.
 func (tx *Tx) LedgerTail(ctx context.Context, orgID string, after uint64, since time.Time, limit int) ([]daoguard.LedgerEntry, error) {
-	rows, err := tx.q.QueryContext(ctx, `SELECT seq, org_id, action_id, principal_id, at, flows FROM ledger
+	rows, err := tx.q.QueryContext(ctx, `SELECT seq, org_id, action_id, principal_id, at, flows, agent, roles FROM ledger
 		WHERE org_id = ? AND seq > ? AND at > ? ORDER BY seq LIMIT ?`, orgID, int64(after), micros(since), limit)
 	if err != nil {
 		return nil, err
@@ -127,8 +127,11 @@ func (tx *Tx) LedgerTail(ctx context.Context, orgID string, after uint64, since 
 	for rows.Next() {
 		var e daoguard.LedgerEntry
 		var at int64
-		var flows string
-		if err := rows.Scan(&e.Seq, &e.OrgID, &e.ActionID, &e.PrincipalID, &at, &flows); err != nil {
+		var flows, roles string
+		if err := rows.Scan(&e.Seq, &e.OrgID, &e.ActionID, &e.PrincipalID, &at, &flows, &e.Agent, &roles); err != nil {
+			return nil, err
+		}
+		if e.Roles, err = sqlrow.ParseRoles(roles); err != nil {
 			return nil, err
 		}
 		e.At = fromMicros(at)

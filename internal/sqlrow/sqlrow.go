@@ -307,3 +307,25 @@ func SumReserved(rows Rows) (map[string]*big.Int, error) {
 	}
 	return out, rows.Err()
 }
+
+// RolesJSON encodes a ledger entry's roles: "" for none (the column's
+// default, as entries written before roles were recorded have it).
+func RolesJSON(roles []string) string {
+	if len(roles) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(roles) // strings: cannot fail
+	return string(b)
+}
+
+// ParseRoles reads RolesJSON's form.
+func ParseRoles(s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []string
+	if err := json.Unmarshal([]byte(s), &out); err != nil {
+		return nil, fmt.Errorf("ledger roles %q: %w", s, err)
+	}
+	return out, nil
+}

@@ -23,3 +23,8 @@ CREATE TABLE agent_stats (
 	org_id       text NOT NULL REFERENCES orgs(id),
 	stats        bytea NOT NULL
 );
+
+-- Whom each window entry counts for beyond its principal: all agents
+-- together, and each of its roles (JSON list), for the ceilings.
+ALTER TABLE ledger ADD COLUMN agent boolean NOT NULL DEFAULT false;
+ALTER TABLE ledger ADD COLUMN roles text NOT NULL DEFAULT '';

@@ -21,3 +21,8 @@ CREATE TABLE agent_stats (
 	org_id       TEXT NOT NULL REFERENCES orgs(id),
 	stats        BLOB NOT NULL
 );
+
+-- Whom each window entry counts for beyond its principal: all agents
+-- together, and each of its roles (JSON list), for the ceilings.
+ALTER TABLE ledger ADD COLUMN agent INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN roles TEXT NOT NULL DEFAULT '';
