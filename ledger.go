@@ -23,10 +23,10 @@ type Flow struct {
 // action a decision did not deny, with the flows it moves (maybe none: it
 // still counts for velocity limits).
 type LedgerEntry struct {
-	Seq         uint64    `json:"seq"` // assigned by the store, increasing in commit order per organisation
-	OrgID       string    `json:"org_id"`
-	ActionID    string    `json:"action_id"`
-	PrincipalID string    `json:"principal_id"`
+	Seq         uint64 `json:"seq"` // assigned by the store, increasing in commit order per organisation
+	OrgID       string `json:"org_id"`
+	ActionID    string `json:"action_id"`
+	PrincipalID string `json:"principal_id"`
 	// Agent and Roles are the principal's kind and roles when it acted:
 	// the shared totals the ceilings bound (all agents, each role).
 	Agent bool      `json:"agent,omitempty"`
