@@ -290,6 +290,10 @@ type PolicyChange struct {
 	Base   int    `json:"base_version"` // the version in force when it was submitted; applying fails if another change landed first
 	Digest string `json:"digest"`       // hex SHA-256 of the new document
 	Diff   string `json:"diff"`         // unified line diff from the base version
+	// Bounds is how the change moves what each agent (and all agents
+	// together) can move without a human: "agent payroll-bot: 24h USDC
+	// 1500 → 3000", at the holdings and prices when it was submitted.
+	Bounds []string `json:"bounds,omitempty"`
 }
 
 // Stated is an amount of an asset, in base units, that an intent states.

@@ -340,6 +340,16 @@ func (c *Client) ProposePolicy(ctx context.Context, req PolicyRequest, idemKey s
 	return &a, nil
 }
 
+// PolicyBounds returns what each agent (and all agents together) can move
+// without a human under the policy in force (an agent: its own).
+func (c *Client) PolicyBounds(ctx context.Context) ([]daoguard.Bound, error) {
+	var b Bounds
+	if err := c.Do(ctx, http.MethodGet, "/v1/policy/bounds", nil, nil, nil, &b); err != nil {
+		return nil, err
+	}
+	return b.Bounds, nil
+}
+
 // Policy returns the policy in force.
 func (c *Client) Policy(ctx context.Context) (*Policy, error) {
 	var p Policy

@@ -89,6 +89,11 @@ type ControlRequest struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// Bounds answers GET /v1/policy/bounds.
+type Bounds struct {
+	Bounds []daoguard.Bound `json:"bounds"`
+}
+
 // ControlResponse answers resume: the organisation as it now is and,
 // unless it was not paused, the control action that resumes it (awaiting
 // the approvals of more humans, queued behind the loosening timelock, or

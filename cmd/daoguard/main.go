@@ -181,6 +181,26 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseArgs parses flags and arguments in any order ("bounds DIR
+// --credential F" as well as "bounds --credential F DIR") and returns the
+// arguments.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef("%v", err)
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
 // parseOneArg parses flags followed by exactly one argument, named what.
 func parseOneArg(fs *flag.FlagSet, args []string, what string) error {
 	if err := fs.Parse(args); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,7 +17,7 @@ import (
 	"github.com/daoguard/daoguard/internal/service"
 )
 
-const policyUsage = "check FILE, test DIR, diff OLD NEW, apply --data DIR FILE, show --data DIR, replay --data DIR --candidate FILE, evaluate, or propose FILE"
+const policyUsage = "check FILE, test DIR, diff OLD NEW [--fixture DIR], bounds DIR | bounds --credential FILE, apply --data DIR FILE, show --data DIR, replay --data DIR --candidate FILE, evaluate, or propose FILE"
 
 // runPolicy: `daoguard policy check FILE` validates a policy document;
 // `daoguard policy test DIR` runs its test cases, like `opa test`; the
@@ -28,22 +29,80 @@ func (m *Main) runPolicy(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "diff":
 		fs := m.newFlagSet("policy diff")
-		if err := fs.Parse(args[1:]); err != nil {
-			return usagef("%v", err)
-		}
-		if fs.NArg() != 2 {
-			return usagef("policy diff takes OLD and NEW")
-		}
-		old, err := os.ReadFile(fs.Arg(0))
+		fixture := fs.String("fixture", "", "a directory with fixture.yaml (principals, holdings, prices): also show how the change moves each agent's bounds")
+		files, err := parseArgs(fs, args[1:])
 		if err != nil {
 			return err
 		}
-		next, err := os.ReadFile(fs.Arg(1))
+		if len(files) != 2 {
+			return usagef("policy diff takes OLD and NEW")
+		}
+		old, err := os.ReadFile(files[0])
+		if err != nil {
+			return err
+		}
+		next, err := os.ReadFile(files[1])
 		if err != nil {
 			return err
 		}
 		fmt.Fprint(m.Stdout, policy.Diff(string(old), string(next)))
+		if *fixture == "" {
+			return nil
+		}
+		op, err := policy.Parse(old)
+		if err != nil {
+			return m.printProblems(files[0], err)
+		}
+		np, err := policy.Parse(next)
+		if err != nil {
+			return m.printProblems(files[1], err)
+		}
+		w, err := policytest.WorldOf(np, filepath.Join(*fixture, "fixture.yaml"))
+		if err != nil {
+			return err
+		}
+		changes := policy.BoundChanges(op, np, w)
+		fmt.Fprintf(m.Stdout, "\nbounds (what agents move without a human):\n")
+		if len(changes) == 0 {
+			fmt.Fprintln(m.Stdout, "  unchanged")
+		}
+		for _, c := range changes {
+			fmt.Fprintln(m.Stdout, "  "+c)
+		}
 		return nil
+	case "bounds":
+		fs := m.newFlagSet("policy bounds")
+		cred := fs.String("credential", "", "ask the server for the policy in force (a credential file); otherwise give DIR")
+		dirs, err := parseArgs(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if *cred != "" {
+			if len(dirs) != 0 {
+				return usagef("policy bounds takes DIR or --credential, not both")
+			}
+			c, err := m.loadClient(*cred)
+			if err != nil {
+				return err
+			}
+			bs, err := c.PolicyBounds(ctx)
+			if err != nil {
+				return err
+			}
+			return m.printBounds(bs)
+		}
+		if len(dirs) != 1 {
+			return usagef("policy bounds takes DIR (with policy.yaml and fixture.yaml) or --credential FILE")
+		}
+		p, w, err := policytest.World(dirs[0])
+		var pe *policy.ParseError
+		if errors.As(err, &pe) {
+			return m.printProblems(filepath.Join(dirs[0], "policy.yaml"), err)
+		}
+		if err != nil {
+			return err
+		}
+		return m.printBounds(p.Bounds(w))
 	case "apply":
 		return m.runPolicyApply(ctx, args[1:])
 	case "show":
@@ -277,4 +336,25 @@ func codes(d daoguard.Decision) string {
 		return "-"
 	}
 	return strings.Join(out, ",")
+}
+
+// printBounds prints bounds as a table: who, over what window, in what,
+// the most it moves without a human, and what binds it.
+func (m *Main) printBounds(bs []policy.Bound) error {
+	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "principal\twindow\tasset\twithout a human, at most\tbound by")
+	for _, b := range bs {
+		who := b.Principal
+		if who == "" {
+			who = "all agents"
+		} else if b.Name != "" && b.Name != b.Principal {
+			who = b.Name + " (" + b.Principal + ")"
+		}
+		amt := b.Amount
+		if b.Unbounded {
+			amt = "unbounded"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", who, b.Period, b.Asset, amt, b.By)
+	}
+	return tw.Flush()
 }

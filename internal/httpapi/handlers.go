@@ -103,6 +103,18 @@ func (s *Server) getPolicy(c *call) error {
 	return nil
 }
 
+func (s *Server) policyBounds(c *call) error {
+	bs, err := s.Service.PolicyBounds(c.r.Context(), c.principal())
+	if err != nil {
+		return err
+	}
+	if bs == nil {
+		bs = []daoguard.Bound{}
+	}
+	writeJSON(c.w, http.StatusOK, client.Bounds{Bounds: bs})
+	return nil
+}
+
 func (s *Server) listActions(c *call) error {
 	q := c.r.URL.Query()
 	f := daoguard.ActionFilter{AfterID: q.Get("after")}

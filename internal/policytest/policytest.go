@@ -710,3 +710,105 @@ func simulation(f *SimFixture, assets map[string]*daoguard.Asset) (*daoguard.Sim
 	}
 	return s, nil
 }
+
+// World loads a suite's policy and fixture (dir/policy.yaml and
+// dir/fixture.yaml) as the world bounds are computed in: its principals,
+// catalogue, holdings and the prices the fixture's readings give.
+func World(dir string) (*policy.Policy, *policy.World, error) {
+	src, err := os.ReadFile(filepath.Join(dir, "policy.yaml"))
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := policy.Parse(src)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "fixture.yaml"))
+	if err != nil {
+		return nil, nil, err
+	}
+	var fx Fixture
+	if err := strictYAML(raw, &fx); err != nil {
+		return nil, nil, fmt.Errorf("%s: %v", filepath.Join(dir, "fixture.yaml"), err)
+	}
+	w, err := world(p, &fx)
+	return p, w, err
+}
+
+func world(p *policy.Policy, fx *Fixture) (*policy.World, error) {
+	now, err := time.Parse(time.RFC3339, fx.Now)
+	if err != nil {
+		return nil, fmt.Errorf("fixture now %q: %v", fx.Now, err)
+	}
+	w := &policy.World{Holdings: map[string]map[string]*big.Int{}}
+	ids := make([]string, 0, len(fx.Principals))
+	for id := range fx.Principals {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		pf := fx.Principals[id]
+		kind, err := daoguard.ParsePrincipalKind(pf.Kind)
+		if err != nil {
+			return nil, err
+		}
+		w.Principals = append(w.Principals, &daoguard.Principal{ID: id, Name: id, Kind: kind, Roles: pf.Roles, Autonomy: daoguard.AutonomyAutonomous})
+	}
+	assets := map[string]*daoguard.Asset{}
+	var list []*daoguard.Asset
+	for sym, a := range fx.Assets {
+		as := &daoguard.Asset{Symbol: sym, ChainID: 1, Address: strings.ToLower(a.Address), Decimals: a.Decimals}
+		assets[sym] = as
+		list = append(list, as)
+	}
+	w.Catalog = policy.NewCatalog(list)
+	for name := range fx.Accounts {
+		w.Accounts = append(w.Accounts, name)
+	}
+	sort.Strings(w.Accounts)
+	for acc, bal := range fx.Holdings {
+		w.Holdings[acc] = map[string]*big.Int{}
+		for sym, v := range bal {
+			a, ok := assets[sym]
+			if !ok {
+				return nil, fmt.Errorf("holdings: unknown asset %s", sym)
+			}
+			amt, err := daoguard.ParseAmount(v, a.Decimals)
+			if err != nil {
+				return nil, err
+			}
+			w.Holdings[acc][sym] = amt
+		}
+	}
+	quotes := map[string]*policy.Quotes{}
+	for sym, rs := range fx.Prices {
+		var readings []policy.Reading
+		for _, r := range rs {
+			pr, err := policy.ParsePrice(r.Price)
+			if err != nil {
+				return nil, err
+			}
+			age, err := time.ParseDuration(r.Age)
+			if err != nil {
+				return nil, fmt.Errorf("price age %q: %v", r.Age, err)
+			}
+			readings = append(readings, policy.Reading{Source: r.Source, Price: pr, At: now.Add(-age)})
+		}
+		quotes[sym] = policy.NewQuotes(readings...)
+	}
+	w.Prices = p.TrustedPrices(quotes, now)
+	return w, nil
+}
+
+// WorldOf is World for a policy already parsed and a fixture file.
+func WorldOf(p *policy.Policy, fixture string) (*policy.World, error) {
+	raw, err := os.ReadFile(fixture)
+	if err != nil {
+		return nil, err
+	}
+	var fx Fixture
+	if err := strictYAML(raw, &fx); err != nil {
+		return nil, fmt.Errorf("%s: %v", fixture, err)
+	}
+	return world(p, &fx)
+}

@@ -162,7 +162,7 @@ func (s *Service) Evaluate(ctx context.Context, use func(daoguard.Tx) error, pri
 			return nil
 		}
 		s.attach(&dec, pre)
-		if err := s.describe(ctx, tx, org.ID, &dec); err != nil {
+		if err := s.describe(ctx, tx, org.ID, &dec, in.Policy); err != nil {
 			return err
 		}
 		a := &daoguard.Action{ID: daoguard.NewID("dry", now), OrgID: org.ID, PrincipalID: p.ID, Intent: in, Decoded: dec, State: daoguard.StatePending, Created: now}

@@ -200,7 +200,7 @@ func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemK
 			return nil, false, err
 		}
 		s.attach(&dec, pre)
-		if err := s.describe(ctx, tx, org.ID, &dec); err != nil {
+		if err := s.describe(ctx, tx, org.ID, &dec, in.Policy); err != nil {
 			return nil, false, err
 		}
 		a := &daoguard.Action{
@@ -296,7 +296,14 @@ func replay(ctx context.Context, tx daoguard.Tx, principalID, key string, in dao
 }
 
 // describe decodes a call action's calls for its approvers.
-func (s *Service) describe(ctx context.Context, tx daoguard.Tx, orgID string, dec *daoguard.Decoded) error {
+// For a policy change (doc, the new document), how it moves each agent's
+// bounds.
+func (s *Service) describe(ctx context.Context, tx daoguard.Tx, orgID string, dec *daoguard.Decoded, doc string) error {
+	if dec.Kind == daoguard.KindPolicy && dec.Policy != nil {
+		var err error
+		dec.Policy.Bounds, err = s.boundChanges(ctx, tx, orgID, dec.Policy.Base, doc)
+		return err
+	}
 	if dec.Kind != daoguard.KindCall {
 		return nil
 	}
