@@ -165,7 +165,8 @@ func (p *Policy) periods(rules []*rule, ceilings []*ceiling) []time.Duration {
 	return slices.Compact(ps)
 }
 
-// Bounds returns, for each agent of the world and for all agents together,
+// Bounds returns, for each agent of the world and for all agents together
+// (capped by the holdings of the accounts their rules pay from),
 // the most it can move without a human over each window length the policy
 // uses (and a day): per asset, and in USD for every asset together. A
 // bound is the least of what the agent's autonomous rules allow (the most
@@ -192,6 +193,8 @@ func (p *Policy) Bounds(w *World) []Bound {
 	}
 	together := map[key]*limit{} // the sum over agents
 	allPeriods := []time.Duration{}
+	// The accounts any agent's autonomous rules pay each asset from.
+	paysFrom, paysFromAny := map[string]map[string]bool{}, map[string]bool{}
 	for _, pr := range agents {
 		var auto []*rule
 		for _, r := range p.rulesFor(pr) {
@@ -234,6 +237,13 @@ func (p *Policy) Bounds(w *World) []Bound {
 				if !moves {
 					continue // no autonomous rule moves it: it moves only with a human
 				}
+				if paysFrom[a.Symbol] == nil {
+					paysFrom[a.Symbol] = map[string]bool{}
+				}
+				for acc := range accounts {
+					paysFrom[a.Symbol][acc] = true
+				}
+				paysFromAny[a.Symbol] = paysFromAny[a.Symbol] || anyAccount
 				any = true
 				for _, c := range ceils {
 					for _, cw := range c.windows {
@@ -299,6 +309,7 @@ func (p *Policy) Bounds(w *World) []Bound {
 	// agents, and everything the organisation holds.
 	slices.Sort(allPeriods)
 	for _, period := range slices.Compact(allPeriods) {
+		assetsUSD, assetsKnown := new(big.Int), true
 		for _, a := range assets {
 			t := together[key{period, a.Symbol}]
 			if t == nil {
@@ -316,13 +327,23 @@ func (p *Policy) Bounds(w *World) []Bound {
 					best.ceiling(c, &cw, a, period, w)
 				}
 			}
-			best.min(w.held(a.Symbol, nil, true), "holdings")
+			best.min(w.held(a.Symbol, paysFrom[a.Symbol], paysFromAny[a.Symbol]), "holdings")
 			out = append(out, p.bound(nil, period, a, best))
+			if price := w.Prices[a.Symbol]; price != nil {
+				if best.v == nil {
+					assetsKnown = false
+				} else {
+					assetsUSD.Add(assetsUSD, big.NewInt(usdValue(best.v, a.Decimals, price)))
+				}
+			}
 		}
 		if t := together[key{period, "USD"}]; t != nil {
 			best := *t
 			if best.v != nil {
 				best.v = new(big.Int).Set(best.v)
+			}
+			if assetsKnown {
+				best.min(assetsUSD, "its assets' bounds added up")
 			}
 			for _, c := range p.ceilings {
 				for _, cw := range c.windows {
