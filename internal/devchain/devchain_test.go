@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -663,5 +664,41 @@ func TestReattach(t *testing.T) {
 	gone.Token = common.HexToAddress("0x00000000000000000000000000000000000000aa")
 	if _, err := devchain.Reattach(ctx, w.store, w.keyring, org, w.eth, &gone, w.env.Humans); !errors.Is(err, devchain.ErrGone) {
 		t.Fatalf("no code at the token: %v", err)
+	}
+}
+
+// TestDevPolicyBounds: the dev policy's bounds, as GET /v1/policy/bounds
+// gives them: the agent moves at most its day's windows (1.5 ETH, 1,500
+// USDC) without a human; all agents together at most the ceilings' 3 ETH
+// and 3,000 USDC a day. Every asset an agent may move has a bound.
+func TestDevPolicyBounds(t *testing.T) {
+	ctx := context.Background()
+	_, w := simWorld(t)
+	if err := w.hold.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := w.svc.PolicyBounds(ctx, w.humans[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]daoguard.Bound{}
+	for _, b := range bs {
+		if b.Unbounded && b.Asset != "USD" {
+			t.Errorf("unbounded: %+v", b)
+		}
+		got[b.Principal+" "+b.Period+" "+b.Asset] = b
+	}
+	for key, want := range map[string]string{
+		w.agent + " 24h ETH":  "1.5",
+		w.agent + " 24h USDC": "1500",
+		" 24h ETH":            "1.5",
+		" 24h USDC":           "1500",
+	} {
+		if b, ok := got[key]; !ok || b.Amount != want {
+			t.Errorf("%s: %+v, want %s", key, b, want)
+		}
+	}
+	if b := got[w.agent+" 24h ETH"]; !strings.Contains(b.By, "ops-small-eth") {
+		t.Errorf("ETH bound by %q", b.By)
 	}
 }
