@@ -404,6 +404,39 @@ func (d *demo) steps(ctx context.Context) []demoScript {
 			}
 			return row
 		}},
+		{"parallel drain: five payments at once stop at the window", func() demoStep {
+			// 0.1 ETH already today: 0.44 × 3 fit in the 1.5 ETH day, sent
+			// together or not; the other two wait for both humans. Every
+			// one reserves what it moves, in the transaction of its decision.
+			row := demoStep{expected: "3 run, 2 awaiting_approval"}
+			var wg sync.WaitGroup
+			as, errs := make([]*client.Action, 5), make([]error, 5)
+			for i := range 5 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					as[i], errs[i] = d.agent.Submit(ctx, daoguard.Intent{Account: "ops", Kind: "transfer", Asset: "ETH", To: d.rcpt(1), Amount: "0.44", Rationale: fmt.Sprintf("parallel invoice %d", i+1)}, "")
+				}()
+			}
+			wg.Wait()
+			ran, waiting := 0, 0
+			for i, a := range as {
+				if errs[i] != nil {
+					row.actual = "error: " + oneLine(errs[i])
+					return row
+				}
+				switch a.State {
+				case "queued", "executing", "executed":
+					ran++
+				case "awaiting_approval":
+					waiting++
+					row.reasons = demoCodes(a)
+				}
+			}
+			row.actual = fmt.Sprintf("%d run, %d awaiting_approval", ran, waiting)
+			row.ok = ran == 3 && waiting == 2 && slices.Contains(row.reasons, "WINDOW_AMOUNT_EXCEEDED")
+			return row
+		}},
 		{"address poisoning: a look-alike recipient", func() demoStep {
 			a, err := d.agent.Submit(ctx, usdc(d.lookalike(), "50", "pay the usual vendor"), "")
 			row := judged("denied", a, err, "denied", "LOOKALIKE_ADDRESS")
@@ -474,7 +507,7 @@ func (d *demo) steps(ctx context.Context) []demoScript {
 			return row
 		}},
 		{"a queued payment is vetoed", func() demoStep {
-			a, err := d.agent.Submit(ctx, daoguard.Intent{Account: "ops", Kind: "transfer", Asset: "ETH", To: d.rcpt(0), Amount: "2", Rationale: "hardware"}, "")
+			a, err := d.agent.Submit(ctx, daoguard.Intent{Account: "ops", Kind: "transfer", Asset: "ETH", To: d.rcpt(0), Amount: "1.5", Rationale: "hardware"}, "")
 			if err == nil {
 				if a, err = d.approveBoth(ctx, a); err == nil {
 					a, err = d.human1.Veto(ctx, a.ID, "wrong vendor")
