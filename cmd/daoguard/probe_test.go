@@ -291,7 +291,7 @@ func TestReportBias(t *testing.T) {
 // directory, and exits 1 when a step is made to come out otherwise.
 func TestDemo(t *testing.T) {
 	code, out, errs := run(t, nil, "demo")
-	if code != 0 || !strings.Contains(out, "all 13 steps came out as expected") || !strings.Contains(out, "tx hash") {
+	if code != 0 || !strings.Contains(out, "all 14 steps came out as expected") || !strings.Contains(out, "tx hash") {
 		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errs)
 	}
 	for _, step := range []string{"Freysa", "salami", "look-alike", "MultiSend", "delegatecall", "Safe owner", "LIMIT_PROBING", "grant", "vetoed", "BURST", "pause", "audit log"} {
@@ -300,10 +300,10 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	code, out, _ = run(t, map[string]string{"DAOGUARD_DEMO_BREAK": "5"}, "demo")
-	if code != exitFailed || !strings.Contains(out, "DIFFERS") || !strings.Contains(out, "1 of 13 steps differ") {
+	if code != exitFailed || !strings.Contains(out, "DIFFERS") || !strings.Contains(out, "1 of 14 steps differ") {
 		t.Fatalf("a broken step: exit %d\n%s", code, out)
 	}
-	if code, _, errs := run(t, map[string]string{"DAOGUARD_DEMO_BREAK": "14"}, "demo"); code != exitUsage {
+	if code, _, errs := run(t, map[string]string{"DAOGUARD_DEMO_BREAK": "15"}, "demo"); code != exitUsage {
 		t.Fatalf("a step that does not exist: exit %d %s", code, errs)
 	}
 }
