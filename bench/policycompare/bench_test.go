@@ -1,6 +1,7 @@
 package policycompare
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/anomaly"
 	"github.com/daoguard/daoguard/internal/policy"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -376,4 +378,69 @@ func BenchmarkHistory(b *testing.B) {
 			measure(b, func() { p.Evaluate(in) })
 		})
 	}
+}
+
+// BenchmarkDecisionBound is the decision as the exposure bound makes it,
+// deployment-shaped: the 1,000-rule policy with ceilings on each agent, on
+// a role and on all agents together (USD and USDC); a history of 100,000
+// entries recorded for agents of that role; holdings less open
+// reservations; and the anomaly breaker's running statistics of the agent
+// as the service runs them in the submission's transaction: the stored
+// bytes compared with those it last committed (then its parsed copy is
+// cloned, not parsed again), checked, updated and encoded to be written.
+func BenchmarkDecisionBound(b *testing.B) {
+	w := newWorld()
+	var ceil strings.Builder
+	ceil.WriteString("ceilings:\n  - name: each-agent\n    principals: [")
+	for i := range agents {
+		if i > 0 {
+			ceil.WriteString(", ")
+		}
+		fmt.Fprintf(&ceil, "agent-%d", i)
+	}
+	ceil.WriteString("]\n    windows: [{period: 24h, max_usd: \"50000\"}]\n")
+	ceil.WriteString("  - {name: payments, roles: [payments], windows: [{period: 24h, max_usd: \"1000000\"}, {period: 24h, asset: USDC, max_amount: \"1000000\"}]}\n")
+	ceil.WriteString("  - {name: all-agents, agents: true, windows: [{period: 7d, max_usd: \"10000000\"}, {period: 24h, asset: USDC, max_amount: \"5000000\"}]}\n")
+	p, err := policy.Parse([]byte(w.policySrc + ceil.String()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, in, _ := daoguardSetup(b, w, 1, benchNow)
+	led := policy.NewLedger(4, 4)
+	rng := rand.New(rand.NewPCG(1, 1))
+	start := benchNow.Add(-7 * 24 * time.Hour)
+	const n = 100_000
+	step := 7 * 24 * time.Hour / time.Duration(n)
+	for i := range n {
+		who := policy.Who{ID: fmt.Sprintf("agent-%d", rng.IntN(agents)), Agent: true, Roles: []string{"payments"}}
+		if i%10 == 0 {
+			who.ID = subject
+		}
+		led.RecordFor(start.Add(time.Duration(i)*step), who, []policy.Flow{{Asset: "USDC", Amount: big.NewInt(1000), USD: 1000, To: w.allow[rng.IntN(allowlisted)]}})
+	}
+	in.History = led
+	in.Principal.Roles = []string{"payments"}
+	in.Reserved = map[string]*big.Int{"USDC": big.NewInt(250_000_000_000)}
+	cfg := anomaly.DefaultConfig()
+	st := &anomaly.Stats{}
+	for i := range 5_000 {
+		st.Add(anomaly.Event{Time: benchNow.Add(-time.Duration(5_000-i) * time.Minute), USD: float64(100 + i%900), Recipient: w.allow[i%allowlisted], Verdict: "allow"}, cfg)
+	}
+	raw := st.Marshal()
+	res := p.Evaluate(in)
+	if res.Decision.Tier != "autonomous" || !slices.ContainsFunc(res.Decision.Reasons, func(r daoguard.Reason) bool { return r.Code == policy.ReasonCeiling }) {
+		b.Fatalf("%s %+v", res.Decision.Tier, res.Decision.Reasons)
+	}
+	ev := anomaly.Event{Time: benchNow, USD: 500, Recipient: w.to, Verdict: "allow"}
+	stored := append([]byte(nil), raw...)
+	measure(b, func() {
+		p.Evaluate(in)
+		if !bytes.Equal(stored, raw) {
+			b.Fatal("changed")
+		}
+		s := st.Clone()
+		s.Check(ev, cfg)
+		s.Add(ev, cfg)
+		_ = s.Marshal()
+	})
 }

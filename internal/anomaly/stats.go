@@ -37,11 +37,14 @@ type Stats struct {
 	// Weighted histograms: each new event weighs Scale; Scale grows by
 	// 1/decay per event (older weights shrink relatively) and everything
 	// is divided down when it gets large.
-	Scale float64         `json:"scale"`
-	Amt   map[int]float64 `json:"amt"`   // log-amount bucket → weight
-	AmtW  float64         `json:"amt_w"` // total amount weight
-	Hours [24]float64     `json:"hours"`
-	HourW float64         `json:"hour_w"`
+	Scale float64 `json:"scale"`
+	// Amt is the weight of each log-amount bucket from AmtLo on (dense:
+	// an agent's amounts span a few decades, a hundred buckets at most).
+	AmtLo int         `json:"amt_lo"`
+	Amt   []float64   `json:"amt"`
+	AmtW  float64     `json:"amt_w"` // total amount weight
+	Hours [24]float64 `json:"hours"`
+	HourW float64     `json:"hour_w"`
 
 	// Daily spend (UTC days since the epoch): the last dayRing days'
 	// spend by day (slot d%dayRing holds day DayOf[slot]), and the EWMA of
@@ -73,6 +76,8 @@ const (
 	amtFloor         = -2 // log10 of $0.01
 	maxRecips        = 256
 	dayRing          = 8
+	// maxBuckets spans $0.01 to $10^17: everything a uint64 of micro-dollars holds.
+	maxBuckets = 19 * bucketsPerDecade
 	// maxRing bounds the time rings whatever the configuration.
 	maxRing = 1024
 )
@@ -100,17 +105,19 @@ func ParseStats(b []byte) (*Stats, error) {
 	s.N, s.Priced = r.int(), r.int()
 	s.Times, s.Denied, s.Near = r.times(), r.times(), r.times()
 	if n := r.count(maxRecips); n > 0 {
-		s.Recips = make([]uint32, n)
-		for i := range s.Recips {
-			s.Recips[i] = uint32(r.uvarint())
+		if raw := r.bytes(4 * n); raw != nil {
+			s.Recips = make([]uint32, n)
+			for i := range s.Recips {
+				s.Recips[i] = binary.LittleEndian.Uint32(raw[4*i:])
+			}
 		}
 	}
 	s.Scale = r.float()
-	if n := r.count(4096); n > 0 {
-		s.Amt = make(map[int]float64, n)
-		for range n {
-			k := int(r.varint())
-			s.Amt[k] = r.float()
+	s.AmtLo = int(r.varint())
+	if n := r.count(maxBuckets); n > 0 {
+		s.Amt = make([]float64, n)
+		for i := range s.Amt {
+			s.Amt[i] = r.float()
 		}
 	}
 	s.AmtW = r.float()
@@ -133,10 +140,18 @@ func ParseStats(b []byte) (*Stats, error) {
 	return s, nil
 }
 
+// Clone returns a copy that shares nothing with s.
+func (s *Stats) Clone() *Stats {
+	c := *s
+	c.Times, c.Denied, c.Near = slices.Clone(s.Times), slices.Clone(s.Denied), slices.Clone(s.Near)
+	c.Recips, c.Amt = slices.Clone(s.Recips), slices.Clone(s.Amt)
+	return &c
+}
+
 // Marshal returns the statistics to store: a version byte, then varints
 // and IEEE 754 doubles in a fixed order (a few KB, whatever the history).
 func (s *Stats) Marshal() []byte {
-	b := make([]byte, 0, 2048+len(s.Amt)*12)
+	b := make([]byte, 0, 1024+10*(len(s.Times)+len(s.Denied)+len(s.Near))+4*len(s.Recips)+8*len(s.Amt))
 	b = append(b, statsVersion)
 	b = binary.AppendUvarint(b, uint64(s.N))
 	b = binary.AppendUvarint(b, uint64(s.Priced))
@@ -148,18 +163,13 @@ func (s *Stats) Marshal() []byte {
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.Recips)))
 	for _, h := range s.Recips {
-		b = binary.AppendUvarint(b, uint64(h))
+		b = binary.LittleEndian.AppendUint32(b, h)
 	}
 	b = appendFloat(b, s.Scale)
-	keys := make([]int, 0, len(s.Amt))
-	for k := range s.Amt {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys) // the same statistics, the same bytes
-	b = binary.AppendUvarint(b, uint64(len(keys)))
-	for _, k := range keys {
-		b = binary.AppendVarint(b, int64(k))
-		b = appendFloat(b, s.Amt[k])
+	b = binary.AppendVarint(b, int64(s.AmtLo))
+	b = binary.AppendUvarint(b, uint64(len(s.Amt)))
+	for _, w := range s.Amt {
+		b = appendFloat(b, w)
 	}
 	b = appendFloat(b, s.AmtW)
 	for _, h := range s.Hours {
@@ -252,6 +262,16 @@ func (r *reader) count(limit int) int {
 	return int(n)
 }
 
+func (r *reader) bytes(n int) []byte {
+	if len(r.b) < n {
+		r.fail()
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
 func (r *reader) float() float64 {
 	if len(r.b) < 8 {
 		r.fail()
@@ -288,11 +308,11 @@ func bucketLog(b int) float64 {
 
 // amtQuantile is the q-quantile of log amounts, interpolated within the
 // bucket it falls in.
-func (s *Stats) amtQuantile(keys []int, q float64) float64 {
+func (s *Stats) amtQuantile(q float64) float64 {
 	target := q * s.AmtW
 	acc := 0.0
-	for _, k := range keys {
-		w := s.Amt[k]
+	for i, w := range s.Amt {
+		k := s.AmtLo + i
 		if acc+w >= target {
 			frac := 0.0
 			if w > 0 {
@@ -303,12 +323,30 @@ func (s *Stats) amtQuantile(keys []int, q float64) float64 {
 		}
 		acc += w
 	}
-	return bucketLog(keys[len(keys)-1])
+	return bucketLog(s.AmtLo + len(s.Amt) - 1)
 }
 
 // hashRecipient: 32 bits are plenty for "seen among the last 256" (a
 // false match is a one-in-16-million chance per new recipient, and only
 // silences a finding that does not trip).
+// addAmount adds this event's weight to bucket k, growing the dense range
+// to reach it (within maxBuckets: amounts beyond the range count in its
+// edge bucket).
+func (s *Stats) addAmount(k int) {
+	k = min(max(k, 0), maxBuckets-1)
+	switch {
+	case len(s.Amt) == 0:
+		s.AmtLo, s.Amt = k, []float64{0}
+	case k < s.AmtLo:
+		grown := make([]float64, s.AmtLo-k+len(s.Amt))
+		copy(grown[s.AmtLo-k:], s.Amt)
+		s.AmtLo, s.Amt = k, grown
+	case k >= s.AmtLo+len(s.Amt):
+		s.Amt = append(s.Amt, make([]float64, k-s.AmtLo-len(s.Amt)+1)...)
+	}
+	s.Amt[k-s.AmtLo] += s.Scale
+}
+
 func hashRecipient(r string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(r))
@@ -421,25 +459,20 @@ func (s *Stats) Check(next Event, cfg Config) []Finding {
 	}
 
 	if next.USD > 0 && s.Priced >= cfg.MinHistory && s.AmtW > 0 {
-		keys := make([]int, 0, len(s.Amt))
-		for k := range s.Amt {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
 		// Robust z of the log amount: median and interquartile range of
 		// past log amounts (IQR/1.349 estimates the standard deviation of
 		// normal data); the floor keeps an agent that always pays the
 		// same sum from seeing an outlier in every cent. And the amount
 		// must be well above anything usual: a rare large vendor is not an
 		// anomaly.
-		med := s.amtQuantile(keys, 0.5)
-		scale := max((s.amtQuantile(keys, 0.75)-s.amtQuantile(keys, 0.25))/1.349, 0.05)
-		top := math.Exp(s.amtQuantile(keys, 0.99))
+		med := s.amtQuantile(0.5)
+		scale := max((s.amtQuantile(0.75)-s.amtQuantile(0.25))/1.349, 0.05)
+		top := math.Exp(s.amtQuantile(0.99))
 		if z := (math.Log(next.USD) - med) / scale; z > cfg.RobustZ && next.USD > cfg.OutlierOverTop*top && next.USD >= cfg.MinOutlier {
 			find(RuleAmountOutlier, true, "$%.2f is %.1f robust deviations (of log amounts) above the median $%.2f, and %.1f× the 99th percentile", next.USD, z, math.Exp(med), next.USD/top)
 		}
 		if next.Recipient != "" && !slices.Contains(s.Recips, hashRecipient(next.Recipient)) {
-			if q := math.Exp(s.amtQuantile(keys, cfg.NewRecipientQuantile)); next.USD > q {
+			if q := math.Exp(s.amtQuantile(cfg.NewRecipientQuantile)); next.USD > q {
 				find(RuleNewRecipient, false, "a first payment to %s of $%.2f, above %.0f%% of past amounts ($%.2f)", short(next.Recipient), next.USD, 100*cfg.NewRecipientQuantile, q)
 			}
 		}
@@ -505,8 +538,8 @@ func (s *Stats) Add(e Event, cfg Config) {
 	}
 	s.Scale /= decay
 	if s.Scale > 1e100 {
-		for k := range s.Amt {
-			s.Amt[k] /= s.Scale
+		for i := range s.Amt {
+			s.Amt[i] /= s.Scale
 		}
 		for i := range s.Hours {
 			s.Hours[i] /= s.Scale
@@ -516,10 +549,7 @@ func (s *Stats) Add(e Event, cfg Config) {
 		s.Scale = 1
 	}
 	if e.USD > 0 && !math.IsInf(e.USD, 0) && !math.IsNaN(e.USD) {
-		if s.Amt == nil {
-			s.Amt = map[int]float64{}
-		}
-		s.Amt[bucketOf(e.USD)] += s.Scale
+		s.addAmount(bucketOf(e.USD))
 		s.AmtW += s.Scale
 		s.Priced++
 	}

@@ -93,7 +93,8 @@ type Service struct {
 	// and autonomy changes, after they commit (metrics, alerts).
 	Observer Observer
 
-	wake chan struct{}
+	wake  chan struct{}
+	stats statsCache // the anomaly breaker's statistics, parsed
 }
 
 // New returns a Service with the defaults.

@@ -1,10 +1,12 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/daoguard/daoguard"
@@ -79,15 +81,20 @@ func (s *Service) judgeAgent(ctx context.Context, tx daoguard.Tx, p *daoguard.Pr
 		return err
 	}
 	var fs []anomaly.Finding
-	st, perr := anomaly.ParseStats(raw)
+	st, perr := s.stats.parse(p.ID, raw)
 	if perr != nil {
 		st = &anomaly.Stats{}
 		fs = append(fs, anomaly.Finding{Rule: "STATS_CORRUPT", Detail: perr.Error(), Trip: true})
 	}
 	fs = append(fs, judge(st)...)
-	if err := tx.PutAgentStats(ctx, p.OrgID, p.ID, st.Marshal()); err != nil {
+	out := st.Marshal()
+	if err := tx.PutAgentStats(ctx, p.OrgID, p.ID, out); err != nil {
 		return err
 	}
+	// Kept parsed once committed: the next decision on the agent reads the
+	// same bytes back and skips parsing them.
+	id := p.ID
+	tx.AfterCommit(func() { s.stats.put(id, out, st) })
 	if !anomaly.Trips(fs) || p.Autonomy != daoguard.AutonomyAutonomous {
 		return nil
 	}
@@ -171,4 +178,41 @@ func eventOf(a *daoguard.Action) anomaly.Event {
 		}
 	}
 	return e
+}
+
+// statsCache keeps each agent's statistics parsed, with the bytes they were
+// parsed from: a decision still reads the stored bytes (another gateway
+// may have written them) and uses the parsed copy only when they are the
+// same. Bounded: past maxCachedStats agents it starts afresh.
+type statsCache struct {
+	mu sync.Mutex
+	m  map[string]cachedStats
+}
+
+type cachedStats struct {
+	raw []byte
+	st  *anomaly.Stats
+}
+
+const maxCachedStats = 10_000
+
+// parse returns raw's statistics, to be changed by the caller.
+func (c *statsCache) parse(id string, raw []byte) (*anomaly.Stats, error) {
+	c.mu.Lock()
+	e, ok := c.m[id]
+	c.mu.Unlock()
+	if ok && bytes.Equal(e.raw, raw) {
+		return e.st.Clone(), nil
+	}
+	return anomaly.ParseStats(raw)
+}
+
+// put keeps what was committed. st is not changed after.
+func (c *statsCache) put(id string, raw []byte, st *anomaly.Stats) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedStats {
+		c.m = map[string]cachedStats{}
+	}
+	c.m[id] = cachedStats{raw: raw, st: st}
 }
