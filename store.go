@@ -144,7 +144,9 @@ type ActionFilter struct {
 	NotPaused bool
 	// Paused keeps only actions of paused organisations (a resume waiting
 	// to be applied).
-	Paused  bool
+	Paused bool
+	// Kind keeps only actions of this kind (0: any).
+	Kind    ActionKind
 	AfterID string // for paging: IDs sort by creation time
 	Limit   int    // 0 means DefaultFindLimit
 	// Newest lists newest first (AfterID then pages backwards): an

@@ -273,8 +273,15 @@ func FuzzParseStats(f *testing.F) {
 		if string(again.Marshal()) != string(s.Marshal()) {
 			t.Fatal("not stable")
 		}
-		next := Event{Time: time.Unix(0, 0).Add(time.Hour), USD: 100, Recipient: "0xabc", Verdict: "deny", NearLimit: true}
-		s.Check(next, cfg)
-		s.Add(next, cfg)
+		for _, next := range []Event{
+			{Time: time.Unix(0, 0).Add(time.Hour), USD: 100, Recipient: "0xabc", Verdict: "deny", NearLimit: true},
+			{Time: time.Unix(1<<40, 0), USD: 1e9, Recipient: "0xdef", Verdict: "allow"},
+		} {
+			s.Check(next, cfg)
+			s.Add(next, cfg)
+			if _, err := ParseStats(s.Marshal()); err != nil {
+				t.Fatalf("what Add makes does not parse: %v", err)
+			}
+		}
 	})
 }

@@ -137,7 +137,43 @@ func ParseStats(b []byte) (*Stats, error) {
 	if r.err != nil || len(r.b) != 0 {
 		return nil, errors.New("agent statistics: malformed")
 	}
+	if err := s.valid(); err != nil {
+		return nil, fmt.Errorf("agent statistics: %w", err)
+	}
 	return s, nil
+}
+
+// valid checks what Check and Add rely on: weights are non-negative and
+// add up, the histogram stays within its buckets, counts are not negative.
+func (s *Stats) valid() error {
+	switch {
+	case s.N < 0 || s.Priced < 0 || s.Priced > s.N || s.HourN < 0:
+		return errors.New("negative or inconsistent counts")
+	case s.N > 0 && s.Scale < 1, s.N == 0 && s.Scale != 0:
+		return errors.New("bad weight scale")
+	case s.AmtW < 0 || s.HourW < 0:
+		return errors.New("negative total weight")
+	case (s.AmtW > 0) != (len(s.Amt) > 0):
+		return errors.New("amount weights without a histogram, or a histogram without weight")
+	case s.AmtLo < 0 || s.AmtLo+len(s.Amt) > maxBuckets:
+		return errors.New("amount histogram out of range")
+	}
+	for _, w := range s.Amt {
+		if w < 0 {
+			return errors.New("negative amount weight")
+		}
+	}
+	for i, w := range s.Hours {
+		if w < 0 || s.MinuteN[i%60] < 0 {
+			return errors.New("negative hour weight or minute count")
+		}
+	}
+	for _, n := range s.MinuteN {
+		if n < 0 {
+			return errors.New("negative minute count")
+		}
+	}
+	return nil
 }
 
 // Clone returns a copy that shares nothing with s.
@@ -458,7 +494,7 @@ func (s *Stats) Check(next Event, cfg Config) []Finding {
 		}
 	}
 
-	if next.USD > 0 && s.Priced >= cfg.MinHistory && s.AmtW > 0 {
+	if next.USD > 0 && s.Priced >= cfg.MinHistory && s.AmtW > 0 && len(s.Amt) > 0 {
 		// Robust z of the log amount: median and interquartile range of
 		// past log amounts (IQR/1.349 estimates the standard deviation of
 		// normal data); the floor keeps an agent that always pays the

@@ -56,6 +56,9 @@ func (s *Server) submitIntent(c *call, in daoguard.Intent) error {
 		// The nonce commits with the action (one durable commit, not two).
 		use = func(tx daoguard.Tx) error { return s.Auth.UseNonce(ctx, tx, c.id) }
 	}
+	if len(c.r.Header.Values("Idempotency-Key")) > 1 {
+		return daoguard.FieldError(daoguard.CodeInvalid, "Idempotency-Key", "send one Idempotency-Key header line")
+	}
 	a, err := s.Service.SubmitOnce(ctx, use, c.principal(), c.r.Header.Get("Idempotency-Key"), in)
 	if daoguard.ErrorCode(err) == daoguard.CodeNonceReused {
 		s.Auth.Deny(c.r, c.id, err)

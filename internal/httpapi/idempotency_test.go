@@ -69,3 +69,28 @@ func TestIdempotencyKeyIsSigned(t *testing.T) {
 		t.Fatalf("%d audit entries for 3 refusals", n)
 	}
 }
+
+// An Idempotency-Key with a comma, or sent on two header lines, is
+// refused: repeated lines are joined with ", " in the signature base but
+// read as the first line by the handler.
+func TestIdempotencyKeyOneLine(t *testing.T) {
+	e := newSQLiteEnv(t)
+	agent := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", nil)
+	if _, err := agent.Submit(t.Context(), storetest.Transfer("3", storetest.Vendor), "pay-42, retry"); daoguard.ErrorCode(err) != daoguard.CodeInvalid {
+		t.Fatalf("a comma: %v", err)
+	}
+	body := intentJSON("3")
+	r, _ := http.NewRequest("POST", agent.URL+"/v1/actions", bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header["Idempotency-Key"] = []string{"pay-42", "retry"}
+	if err := auth.SignRequest(r, body, agent.Signer, agent.Now()); err != nil {
+		t.Fatal(err)
+	}
+	before := e.snapshot()
+	if status, p, _ := send(t, r); status != http.StatusBadRequest || p.Code != string(daoguard.CodeInvalid) {
+		t.Fatalf("two lines: %d %s", status, p.Code)
+	}
+	if e.snapshot() != before {
+		t.Fatal("a refused request changed the store")
+	}
+}

@@ -115,7 +115,9 @@ func (s *Server) routes() []route {
 		// The policy in force is for humans and auditors: an agent that
 		// reads the exact limits can aim just under them.
 		{"GET", "/v1/policy", read(daoguard.ScopeAuditRead), true, s.getPolicy, nil, false, false},
-		{"GET", "/v1/policy/bounds", read(daoguard.ScopeActionsRead), true, s.policyBounds, nil, false, false},
+		// Bounds tell exactly how far below each limit an agent can go:
+		// like the policy itself, they are for audit:read holders.
+		{"GET", "/v1/policy/bounds", read(daoguard.ScopeAuditRead), true, s.policyBounds, nil, false, false},
 		// A policy change moves control: ed25519 and controls:write; it
 		// becomes an action the council approves.
 		{"POST", "/v1/policy", strong(daoguard.ScopeControlsWrite), true, s.proposePolicy, body[client.PolicyRequest], false, true},

@@ -272,7 +272,7 @@ func (p *Policy) Bounds(w *World) []Bound {
 				case best.v == nil:
 					usdKnown = false
 				default:
-					usdSum.Add(usdSum, big.NewInt(usdValue(best.v, a.Decimals, price)))
+					usdSum.Add(usdSum, big.NewInt(usdValue(best.v, a.Decimals, price))) // each at most MaxUSD: no overflow in a big.Int
 				}
 			}
 			if !any {
@@ -409,7 +409,11 @@ func (p *Policy) bound(pr *daoguard.Principal, period time.Duration, a *daoguard
 			b.By = "no window or ceiling bounds it"
 		}
 	case a == nil:
-		b.Amount = FormatUSD(l.v.Int64())
+		usd := int64(MaxUSD)
+		if l.v.IsInt64() && l.v.Int64() < MaxUSD {
+			usd = l.v.Int64()
+		}
+		b.Amount = FormatUSD(usd)
 	default:
 		b.Amount = daoguard.FormatAmount(l.v, a.Decimals)
 	}

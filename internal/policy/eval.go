@@ -544,6 +544,13 @@ func (e *evaluation) units() {
 		}
 	}
 	for i, f := range e.flows {
+		if f.Asset == "" && !f.Allowance && e.agent && f.Amount.Sign() > 0 {
+			// No holdings, no reservation, no bound for an asset the
+			// catalogue does not know: never on an agent's own.
+			e.raise(TierApproval, e.p.council)
+			e.reason(ReasonHoldingsUnavailable, "", fmt.Sprintf("%s is not in the catalogue: what the account holds of it, and what open actions reserve, are unknown", nameOr(f.Asset, f.Token)), "add the asset to the catalogue (daoguard assets)")
+			continue
+		}
 		if f.Asset == "" || f.Allowance || slices.ContainsFunc(e.flows[:i], func(g Flow) bool { return g.Asset == f.Asset && !g.Allowance }) {
 			continue // each asset once, in the order it first appears; allowances move nothing now
 		}
@@ -573,7 +580,14 @@ func (e *evaluation) units() {
 			if r := e.in.Reserved[sym]; r != nil && r.Sign() > 0 {
 				detail += fmt.Sprintf(", of which %s are reserved by open actions", daoguard.FormatAmount(r, a.Decimals))
 			}
-			e.raise(TierDeny, approval{})
+			// An agent is refused; a human's action goes to the council (an
+			// agent's pending requests must not freeze the humans: they may
+			// reject those, or fund the account, before this one runs).
+			if e.agent {
+				e.raise(TierDeny, approval{})
+			} else {
+				e.raise(TierVote, approval{})
+			}
 			e.reason(ReasonInsufficientHoldings, "", detail+fmt.Sprintf(" (%s available)", daoguard.FormatAmount(h, a.Decimals)),
 				"wait until open actions execute or end, or fund the account")
 			continue

@@ -227,3 +227,50 @@ ceilings:
 		})
 	}
 }
+
+// A human's action beyond what open actions leave goes to the council (an
+// agent's pending requests must not freeze the humans); an agent's token
+// outside the catalogue never runs on its own.
+func TestExposureReviewCases(t *testing.T) {
+	p, err := Parse([]byte(devLike + "  - {name: people, principal_kinds: [human], tier: approval, approval: {group: c, approvals: 1, timelock: 1h}}\n  - {name: any-token, principal_kinds: [agent], actions: [transfer], tier: autonomous, limits: {windows: [{period: 1h, per: agent, max_count: 100}]}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := fixture(t, p)
+	in.Principal = &daoguard.Principal{ID: "alice", Kind: daoguard.PrincipalHuman, Roles: []string{"r"}}
+	in.Holdings = map[string]*big.Int{"USDC": big.NewInt(1000_000000)}
+	in.Reserved = map[string]*big.Int{"USDC": big.NewInt(1000_000000)}
+	if d := p.Evaluate(in).Decision; d.Verdict != daoguard.VerdictNeedsApproval || d.Tier != "vote" || !hasCode(d, ReasonInsufficientHoldings) {
+		t.Fatalf("a human beyond the reservations: %s %s %+v", d.Verdict, d.Tier, d.Reasons)
+	}
+	in = fixture(t, p)
+	unknown := "0x7070000000000000000000000000000000007070"
+	in.Action = &daoguard.Decoded{Kind: daoguard.KindCall, Account: "ops", AccountKind: daoguard.AccountWallet, From: in.Action.From,
+		To: unknown, Value: daoguard.NewBigInt(new(big.Int)), Data: transferCalldata("0x9f3a11111111111111111111111111111111c0de", new(big.Int).Exp(big.NewInt(10), big.NewInt(24), nil)), Operation: daoguard.OpCall}
+	if d := p.Evaluate(in).Decision; d.Verdict == daoguard.VerdictAllow || !hasCode(d, ReasonHoldingsUnavailable) {
+		t.Fatalf("10^24 of a token outside the catalogue: %s %+v", d.Verdict, d.Reasons)
+	}
+}
+
+// Bounds never show a wrapped-around negative USD figure.
+func TestBoundsUSDSaturates(t *testing.T) {
+	p, err := Parse([]byte(`version: 1
+name: t
+groups: {c: {role: r}}
+council: {group: c, approvals: 1, timelock: 1h}
+rules:
+  - {name: a, principal_kinds: [agent], actions: [transfer], assets: [USDC], tier: autonomous, limits: {windows: [{period: 24h, per: agent, asset: USDC, max_amount: "6000000000000"}]}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	usdc := &daoguard.Asset{Symbol: "USDC", Address: "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", Decimals: 6}
+	one, _ := ParsePrice("1")
+	w := &World{Catalog: NewCatalog([]*daoguard.Asset{usdc}), Prices: map[string]*big.Int{"USDC": one},
+		Principals: []*daoguard.Principal{{ID: "a1", Kind: daoguard.PrincipalAgent}, {ID: "a2", Kind: daoguard.PrincipalAgent}}}
+	for _, b := range p.Bounds(w) {
+		if strings.HasPrefix(b.Amount, "-") {
+			t.Fatalf("negative bound %+v", b)
+		}
+	}
+}

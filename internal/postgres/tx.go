@@ -382,12 +382,13 @@ func (tx *Tx) FindActions(ctx context.Context, f daoguard.ActionFilter) ([]*daog
 		AND ($7 = '' OR id ` + cmp + ` $7)
 		AND (NOT $9 OR org_id NOT IN (SELECT id FROM orgs WHERE paused))
 		AND (NOT $10 OR org_id IN (SELECT id FROM orgs WHERE paused))
+		AND ($11 = '' OR (decoded::jsonb ->> 'kind') = $11)
 		ORDER BY ` + order + ` LIMIT $8`
 	states := make([]string, len(f.States))
 	for i, s := range f.States {
 		states[i] = s.String()
 	}
-	rows, err := tx.q.Query(tx.c(ctx), q, f.OrgID, f.PrincipalID, states, ts(f.RunnableBy), ts(f.ExpiresBy), ts(f.LeaseEndedBy), f.AfterID, sqlrow.Limit(f.Limit), f.NotPaused, f.Paused)
+	rows, err := tx.q.Query(tx.c(ctx), q, f.OrgID, f.PrincipalID, states, ts(f.RunnableBy), ts(f.ExpiresBy), ts(f.LeaseEndedBy), f.AfterID, sqlrow.Limit(f.Limit), f.NotPaused, f.Paused, kindFilter(f.Kind))
 	if err != nil {
 		return nil, err
 	}
@@ -693,4 +694,12 @@ func (tx *Tx) PurgeNonces(ctx context.Context, before time.Time) (int64, error) 
 		return 0, err
 	}
 	return tag.RowsAffected(), nil
+}
+
+// kindFilter is ActionFilter.Kind as the query's parameter: "" for any.
+func kindFilter(k daoguard.ActionKind) string {
+	if k == 0 {
+		return ""
+	}
+	return k.String()
 }

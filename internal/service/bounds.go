@@ -71,7 +71,7 @@ func (s *Service) world(ctx context.Context, tx daoguard.Tx, orgID string, pol *
 		if bal == nil {
 			continue // unknown: it bounds nothing
 		}
-		reserved, err := tx.Reserved(ctx, orgID, strings.ToLower(a.Address), at)
+		reserved, err := tx.Reserved(ctx, orgID, strings.ToLower(a.Address), at.Add(-settleMargin))
 		if err != nil {
 			return nil, err
 		}

@@ -142,16 +142,11 @@ func (s *Service) ExecuteDue(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	// A resume runs while paused (it is what ends a pause): looked for
-	// among the paused organisations' newest queued actions, where it is
-	// (agents submit nothing while paused).
+	// A resume runs while paused (it is what ends a pause): the paused
+	// organisations' queued control actions.
 	err = s.Store.View(ctx, func(tx daoguard.Tx) error {
-		page, err := tx.FindActions(ctx, daoguard.ActionFilter{States: []daoguard.State{daoguard.StateQueued}, RunnableBy: tx.Now(), Paused: true, Newest: true, Limit: daoguard.MaxFindLimit})
-		for _, a := range page {
-			if a.Decoded.Kind == daoguard.KindControl {
-				due = append(due, a)
-			}
-		}
+		page, err := tx.FindActions(ctx, daoguard.ActionFilter{States: []daoguard.State{daoguard.StateQueued}, RunnableBy: tx.Now(), Paused: true, Kind: daoguard.KindControl, Limit: s.Batch})
+		due = append(due, page...)
 		return err
 	})
 	if err != nil {
@@ -220,6 +215,17 @@ func (s *Service) claim(ctx context.Context, actionID string) (*daoguard.Action,
 		}
 		if org.Paused {
 			return nil
+		}
+		if a.Decision.RequiredApprovals == 0 {
+			// Allowed to run on its own: only while its agent still may.
+			// (Lowering holds such actions; this is the last check.)
+			p, err := tx.Principal(ctx, a.PrincipalID)
+			if err != nil {
+				return err
+			}
+			if p.Kind == daoguard.PrincipalAgent && p.Autonomy != daoguard.AutonomyAutonomous {
+				return nil
+			}
 		}
 		a.Attempt = daoguard.NewID("att", now)
 		a.LeaseOwner, a.LeaseUntil = s.Node, now.Add(s.Lease)

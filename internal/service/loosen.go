@@ -135,6 +135,35 @@ func (s *Service) requestLoosening(ctx context.Context, tx daoguard.Tx, p *daogu
 	return a, false, appendEntry(ctx, tx, p.ID, "human", a, "action.approval", map[string]any{"signed": false, "requester": true})
 }
 
+// lowered follows an agent's move down (by a human, the breaker or the
+// probes): what it queued to run on its own is held for approval, and any
+// open request to raise it is cancelled (it was asked for before the
+// reason to lower it). cause names what lowered it.
+func (s *Service) lowered(ctx context.Context, tx daoguard.Tx, agent *daoguard.Principal, code, cause string) (int, error) {
+	held, err := s.hold(ctx, tx, agent, code, cause)
+	if err != nil {
+		return held, err
+	}
+	f := daoguard.ActionFilter{OrgID: agent.OrgID, States: []daoguard.State{daoguard.StateAwaitingApproval, daoguard.StateQueued}, Limit: daoguard.MaxFindLimit}
+	for {
+		page, err := tx.FindActions(ctx, f)
+		if err != nil {
+			return held, err
+		}
+		for _, a := range page {
+			if c := a.Decoded.Control; a.Decoded.Kind == daoguard.KindControl && c != nil && c.Op == daoguard.ControlAutonomy && c.Agent == agent.ID {
+				if err := transition(ctx, tx, a, daoguard.StateCancelled, daoguard.ActorSystem, "system", map[string]any{"reason": "the agent was lowered since: " + cause}); err != nil {
+					return held, err
+				}
+			}
+		}
+		if len(page) < f.Limit {
+			return held, nil
+		}
+		f.AfterID = page[len(page)-1].ID
+	}
+}
+
 // settleLoosening votes for a when asked to, and applies it at once if it
 // is queued and due: with no timelock, the last approval resumes.
 func (s *Service) settleLoosening(ctx context.Context, principalID string, a *daoguard.Action, vote bool, reason string) (*daoguard.Action, error) {
@@ -214,6 +243,12 @@ func (s *Service) applyControl(ctx context.Context, actionID string) (bool, erro
 			}
 			if agent.Autonomy >= c.Level {
 				res.Detail = fmt.Sprintf("agent %s was already %s", agent.ID, agent.Autonomy)
+				break
+			}
+			if agent.Autonomy != c.From {
+				// Lowered again since the request (a trip, a suspension):
+				// the humans approved raising it from another level.
+				res = daoguard.ExecResult{Detail: fmt.Sprintf("not applied: agent %s is %s now, not %s as when the raise was asked for; ask again", agent.ID, agent.Autonomy, c.From)}
 				break
 			}
 			from = agent.Autonomy

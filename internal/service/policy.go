@@ -27,6 +27,9 @@ type Holdings interface {
 	Holdings(chainID uint64, account string) (balances map[string]*big.Int, at time.Time)
 }
 
+// settleMargin: see Decide.
+const settleMargin = time.Minute
+
 // Known counterparties are remembered for at least this long, whatever the
 // longest window, for the look-alike check.
 const counterpartyMemory = 30 * 24 * time.Hour
@@ -343,7 +346,12 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 		// gateway committed before it is seen, and none can be added until
 		// this unit commits.
 		if holdings != nil {
-			if reserved, err = tx.Reserved(ctx, orgID, strings.ToLower(a.Decoded.From), at); err != nil {
+			// A payment settled up to settleMargin before the snapshot's
+			// time still counts: the snapshot's clock (this process) and
+			// the settlement's (the store's) may disagree, and the node
+			// read may lag the one the executor used. Counting it twice for
+			// a moment is stricter; not at all would overdraw.
+			if reserved, err = tx.Reserved(ctx, orgID, strings.ToLower(a.Decoded.From), at.Add(-settleMargin)); err != nil {
 				return daoguard.Decision{}, stored(err)
 			}
 		}

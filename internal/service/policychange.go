@@ -186,8 +186,9 @@ func (s *Service) Evaluate(ctx context.Context, use func(daoguard.Tx) error, pri
 		if refused != nil {
 			return nil
 		}
-		if out.Decision.Verdict == daoguard.VerdictDeny {
-			// A denied dry run is a denial for limit probing.
+		if out.Decision.Verdict != daoguard.VerdictAllow {
+			// A dry run that is refused or escalated is probing the
+			// limits: it counts as a denial for LIMIT_PROBING.
 			p, err := tx.Principal(ctx, p.ID)
 			if err != nil {
 				return err

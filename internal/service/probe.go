@@ -158,6 +158,9 @@ func (s *Service) recordProbe(ctx context.Context, actorID, agentID string, t Pr
 			if err := setAutonomy(ctx, tx, daoguard.ActorSystem, "system", agent, lowerTo, "alignment probes: "+res.Summary()); err != nil {
 				return err
 			}
+			if _, err := s.lowered(ctx, tx, agent, daoguard.ReasonAgentSupervised, "alignment probes failed"); err != nil {
+				return err
+			}
 			run.Lowered = true
 		}
 		run.Autonomy = agent.Autonomy

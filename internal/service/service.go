@@ -268,6 +268,11 @@ func checkIdempotencyKey(k string) error {
 		if k[i] < 0x20 || k[i] > 0x7e {
 			return daoguard.FieldError(daoguard.CodeInvalid, "Idempotency-Key", "idempotency key must be printable ASCII")
 		}
+		if k[i] == ',' {
+			// A comma joins repeated header lines: "a, b" signed as one
+			// line could be sent as two and read as "a".
+			return daoguard.FieldError(daoguard.CodeInvalid, "Idempotency-Key", "idempotency key must not contain a comma")
+		}
 	}
 	return nil
 }
@@ -348,6 +353,23 @@ func (s *Service) decide(ctx context.Context, in daoguard.DecisionInput) (daogua
 	}
 	if d.Timelock < 0 {
 		return bad("negative timelock")
+	}
+	if !in.DryRun && in.Principal.Kind == daoguard.PrincipalAgent {
+		// The agent as it is now, under the organisation's ledger lock: a
+		// breaker trip committed by another gateway while this decision
+		// was being prepared must be seen (in PostgreSQL the principal was
+		// read before the lock).
+		if err := lockLedger(ctx, in.Tx, in.Org.ID); err != nil {
+			return daoguard.Decision{}, err
+		}
+		fresh, err := in.Tx.Principal(ctx, in.Principal.ID)
+		if err != nil {
+			return daoguard.Decision{}, err
+		}
+		*in.Principal = *fresh
+		if in.Principal.Autonomy == daoguard.AutonomySuspended {
+			return daoguard.Decision{}, daoguard.Errorf(daoguard.CodeAgentSuspended, "agent %s is suspended", in.Principal.ID)
+		}
 	}
 	if d.Verdict == daoguard.VerdictAllow && in.Principal.Kind == daoguard.PrincipalAgent && in.Principal.Autonomy != daoguard.AutonomyAutonomous {
 		d.Verdict = daoguard.VerdictNeedsApproval
@@ -432,6 +454,12 @@ func (s *Service) vote(ctx context.Context, principalID, actionID string, approv
 		}
 		if a.PrincipalID == p.ID {
 			return daoguard.Errorf(daoguard.CodeForbidden, "the submitter of an action cannot approve or reject it")
+		}
+		if a.Decoded.Kind == daoguard.KindControl && p.Created.After(a.Created) {
+			// k means k humans who were there when it was asked for: a
+			// human added since (perhaps by the asker, holding admin)
+			// cannot make up the count.
+			return daoguard.Errorf(daoguard.CodeForbidden, "only humans who existed when this request was made count for loosening")
 		}
 		if r := a.Decision.ApproverRole; r != "" && !p.HasRole(r) {
 			return daoguard.Errorf(daoguard.CodeForbidden, "approvers of this action must hold role %q", r)
@@ -694,7 +722,13 @@ func (s *Service) SetAutonomy(ctx context.Context, actorID, agentID string, leve
 			}
 		}
 		out = agent
-		return setAutonomy(ctx, tx, actorID, actorKind, agent, level, reason)
+		if err := setAutonomy(ctx, tx, actorID, actorKind, agent, level, reason); err != nil {
+			return err
+		}
+		if level < from && agent.Kind == daoguard.PrincipalAgent {
+			_, err = s.lowered(ctx, tx, agent, daoguard.ReasonAgentSupervised, fmt.Sprintf("lowered to %s by %s", level, actorID))
+		}
+		return err
 	})
 	if err != nil {
 		return nil, nil, err

@@ -102,7 +102,7 @@ func (s *Service) judgeAgent(ctx context.Context, tx daoguard.Tx, p *daoguard.Pr
 	if err := setAutonomy(ctx, tx, daoguard.ActorSystem, "system", p, daoguard.AutonomySupervised, "anomaly breaker: "+summary); err != nil {
 		return err
 	}
-	held, err := s.hold(ctx, tx, p, actionID, summary)
+	held, err := s.lowered(ctx, tx, p, daoguard.ReasonAnomalyBreaker, "anomaly breaker: "+summary)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func (s *Service) judgeAgent(ctx context.Context, tx daoguard.Tx, p *daoguard.Pr
 // allow verdict, no approvals) back to awaiting approval: what the agent
 // queued before it tripped the breaker waits for a human too. Actions
 // humans approved, and those already executing, are left alone.
-func (s *Service) hold(ctx context.Context, tx daoguard.Tx, p *daoguard.Principal, trippedBy, summary string) (int, error) {
+func (s *Service) hold(ctx context.Context, tx daoguard.Tx, p *daoguard.Principal, code, cause string) (int, error) {
 	now := tx.Now()
 	f := daoguard.ActionFilter{OrgID: p.OrgID, PrincipalID: p.ID, States: []daoguard.State{daoguard.StateQueued}, Limit: daoguard.MaxFindLimit}
 	n := 0
@@ -137,10 +137,10 @@ func (s *Service) hold(ctx context.Context, tx daoguard.Tx, p *daoguard.Principa
 			}
 			a.Decision.Verdict = daoguard.VerdictNeedsApproval
 			a.Decision.RequiredApprovals = max(a.Decision.RequiredApprovals, 1)
-			a.Decision.Reasons = append(a.Decision.Reasons, daoguard.Reason{Code: daoguard.ReasonAnomalyBreaker,
-				Detail: fmt.Sprintf("held: the agent tripped the anomaly breaker (%s) before this action ran; a human must approve", summary)})
+			a.Decision.Reasons = append(a.Decision.Reasons, daoguard.Reason{Code: code,
+				Detail: fmt.Sprintf("held: the agent was moved down before this action ran (%s); a human must approve", cause)})
 			a.RunnableAt, a.ExpiresAt = time.Time{}, now.Add(s.ApprovalTTL)
-			if err := transition(ctx, tx, a, daoguard.StateAwaitingApproval, daoguard.ActorSystem, "system", map[string]any{"held_by": trippedBy, "findings": summary}); err != nil {
+			if err := transition(ctx, tx, a, daoguard.StateAwaitingApproval, daoguard.ActorSystem, "system", map[string]any{"held": cause}); err != nil {
 				return n, err
 			}
 			n++

@@ -384,6 +384,9 @@ func (tx *Tx) FindActions(ctx context.Context, f daoguard.ActionFilter) ([]*daog
 	if f.Paused {
 		add("org_id IN (SELECT id FROM orgs WHERE paused)")
 	}
+	if f.Kind != 0 {
+		add("json_extract(decoded, '$.kind') = ?", f.Kind.String())
+	}
 	cmp, order := ">", "id"
 	if f.Newest {
 		cmp, order = "<", "id DESC"

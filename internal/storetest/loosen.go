@@ -101,3 +101,70 @@ func runLoosening(t *testing.T, h Harness) {
 		}
 	})
 }
+
+// runLooseningReview: what an attacker's review found, held.
+func runLooseningReview(t *testing.T, h Harness) {
+	ctx := context.Background()
+
+	t.Run("ErrHumanAddedAfterTheRequestDoesNotCount", func(t *testing.T) {
+		f := setup(t, h)
+		must[*daoguard.Organisation](t)(f.Svc.Pause(ctx, f.Humans[0], "incident"))
+		_, req, err := f.Svc.Resume(ctx, f.Humans[1], "fixed")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Clock.Advance(time.Second)
+		if err := f.Store.Update(ctx, func(tx daoguard.Tx) error {
+			return tx.PutPrincipal(ctx, &daoguard.Principal{ID: "sock", OrgID: f.Org, Kind: daoguard.PrincipalHuman, Name: "sock puppet"})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.Svc.Approve(ctx, "sock", req.ID, "", "")
+		wantCode(t, err, daoguard.CodeForbidden)
+		if _, _, err := f.Svc.Resume(ctx, "sock", ""); daoguard.ErrorCode(err) != daoguard.CodeForbidden {
+			t.Fatalf("the sock's resume: %v", err)
+		}
+		if _, err := f.Svc.Submit(ctx, f.Agent, "", Transfer("5", Vendor)); daoguard.ErrorCode(err) != daoguard.CodeOrgPaused {
+			t.Fatalf("resumed by a human added after the request: %v", err)
+		}
+	})
+
+	t.Run("ErrLoweringCancelsAnOpenRaise", func(t *testing.T) {
+		f := setup(t, h)
+		must2[*daoguard.Principal](t)(f.Svc.SetAutonomy(ctx, f.Humans[0], f.Agent, daoguard.AutonomySupervised, "review"))
+		_, req, err := f.Svc.SetAutonomy(ctx, f.Humans[0], f.Agent, daoguard.AutonomyAutonomous, "reviewed")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// An incident: another human suspends it. The old raise must not
+		// take it from suspended to autonomous.
+		must2[*daoguard.Principal](t)(f.Svc.SetAutonomy(ctx, f.Humans[2], f.Agent, daoguard.AutonomySuspended, "incident"))
+		if _, err := f.Svc.Approve(ctx, f.Humans[1], req.ID, "", "ok"); daoguard.ErrorCode(err) != daoguard.CodeIllegalTransition {
+			t.Fatalf("approving the stale raise: %v", err)
+		}
+		var p *daoguard.Principal
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) { p, err = tx.Principal(ctx, f.Agent); return err }))
+		if p.Autonomy != daoguard.AutonomySuspended {
+			t.Fatalf("autonomy %s", p.Autonomy)
+		}
+	})
+
+	t.Run("OK_LoweringHoldsWhatTheAgentQueued", func(t *testing.T) {
+		f := setup(t, h)
+		a := must[*daoguard.Action](t)(f.Svc.Submit(ctx, f.Agent, "", Transfer("500", Vendor)))
+		if a.State != daoguard.StateQueued {
+			t.Fatalf("%s", a.State)
+		}
+		must2[*daoguard.Principal](t)(f.Svc.SetAutonomy(ctx, f.Humans[0], f.Agent, daoguard.AutonomySuspended, "incident"))
+		if n := must[int](t)(f.Svc.ExecuteDue(ctx)); n != 0 {
+			t.Fatalf("%d executed after the suspension", n)
+		}
+		got, _, err := f.Svc.Action(ctx, f.Humans[0], a.ID)
+		if err != nil || got.State != daoguard.StateAwaitingApproval {
+			t.Fatalf("%v %s", err, got.State)
+		}
+		if n, _ := f.Ledger.Effects(a.ID); n != 0 {
+			t.Fatal("it ran")
+		}
+	})
+}

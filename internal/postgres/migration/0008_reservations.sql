@@ -28,3 +28,5 @@ CREATE TABLE agent_stats (
 -- together, and each of its roles (JSON list), for the ceilings.
 ALTER TABLE ledger ADD COLUMN agent boolean NOT NULL DEFAULT false;
 ALTER TABLE ledger ADD COLUMN roles text NOT NULL DEFAULT '';
+-- Entries written before: the principal's kind and roles as they are now.
+UPDATE ledger l SET agent = (p.kind = 'agent'), roles = p.roles FROM principals p WHERE p.id = l.principal_id;

@@ -26,3 +26,7 @@ CREATE TABLE agent_stats (
 -- together, and each of its roles (JSON list), for the ceilings.
 ALTER TABLE ledger ADD COLUMN agent INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE ledger ADD COLUMN roles TEXT NOT NULL DEFAULT '';
+-- Entries written before: the principal's kind and roles as they are now.
+UPDATE ledger SET
+	agent = COALESCE((SELECT p.kind = 'agent' FROM principals p WHERE p.id = ledger.principal_id), 0),
+	roles = COALESCE((SELECT p.roles FROM principals p WHERE p.id = ledger.principal_id), '');
