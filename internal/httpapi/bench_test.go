@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,15 +42,15 @@ func BenchmarkSubmit(b *testing.B) {
 	for _, v := range []struct {
 		name           string
 		verify, policy bool
-	}{{"Signed", true, false}, {"Unverified", false, false}, {"SignedPolicy", true, true}} {
-		b.Run(v.name, func(b *testing.B) { benchSubmit(b, v.verify, v.policy) })
+	}{{"Signed", true, false}, {"Unverified", false, false}, {"SignedPolicy", true, true}, {"SignedPolicyBreaker", true, true}} {
+		b.Run(v.name, func(b *testing.B) { benchSubmit(b, v.verify, v.policy, strings.HasSuffix(v.name, "Breaker")) })
 	}
 }
 
-func benchSubmit(b *testing.B, verify, withPolicy bool) {
+func benchSubmit(b *testing.B, verify, withPolicy bool, breaker ...bool) {
 	e := newSQLiteEnvClock(b, storetest.NewRunningClock())
 	agent := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", nil)
-	srv := startBenchServer(b, e, verify, withPolicy)
+	srv := startBenchServer(b, e, verify, withPolicy, breaker...)
 	agent.URL = srv.URL
 	reqs, bodies, hc := presign(b, agent)
 	before, cpu0 := srv.mark(b), cpuTime()

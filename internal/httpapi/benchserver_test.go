@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/daoguard/daoguard/internal/anomaly"
 	"io"
 	"log/slog"
 	"net"
@@ -82,6 +83,17 @@ func runBenchServer(arg string) error {
 	}
 	svc := service.New(db, decider, nil, "bench")
 	svc.Logger, svc.Keyring, svc.Environment = log, keyring, "test"
+	if slices.Contains(modes, "breaker") {
+		// The anomaly breaker on, as serve runs it, with thresholds the
+		// benchmark's one agent at full speed never reaches (every answer
+		// must still be queued): its cost, not its verdicts.
+		cfg := anomaly.DefaultConfig()
+		cfg.BurstWindow, cfg.NearWindow, cfg.MinRate = time.Nanosecond, time.Nanosecond, 1<<30
+		svc.Anomaly = &cfg
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go svc.Run(ctx)
+	}
 	if slices.Contains(modes, "policy") {
 		if err := loadBenchPolicy(svc); err != nil {
 			return err
@@ -152,7 +164,7 @@ type benchServer struct {
 // with verification switched off (Server.SkipVerification), withPolicy
 // decides with the policy engine (storetest.BenchPolicy) instead of the
 // fixed test decider.
-func startBenchServer(b *testing.B, e *env, verify, withPolicy bool) *benchServer {
+func startBenchServer(b *testing.B, e *env, verify, withPolicy bool, breaker ...bool) *benchServer {
 	e.srv.Close()
 	if err := e.store.Close(); err != nil {
 		b.Fatal(err)
@@ -167,6 +179,9 @@ func startBenchServer(b *testing.B, e *env, verify, withPolicy bool) *benchServe
 	}
 	if withPolicy {
 		arg += " policy"
+	}
+	if len(breaker) > 0 && breaker[0] {
+		arg += " breaker"
 	}
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), benchServerEnv+"="+arg)

@@ -208,6 +208,11 @@ func (tx *Tx) AddReservations(ctx context.Context, rs []daoguard.Reservation) er
 			r.OrgID, r.ActionID, r.Account, r.Asset, r.Amount.String(), r.USD); err != nil {
 			return err
 		}
+		if _, err := tx.q.Exec(tx.c(ctx), `INSERT INTO reserved_open (org_id, account, asset, amount) VALUES ($1, $2, $3, $4::numeric)
+			ON CONFLICT (org_id, account, asset) DO UPDATE SET amount = reserved_open.amount + excluded.amount`,
+			r.OrgID, r.Account, r.Asset, r.Amount.String()); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -215,8 +220,9 @@ func (tx *Tx) AddReservations(ctx context.Context, rs []daoguard.Reservation) er
 // Reserved is read after LedgerTail took the organisation's ledger lock,
 // so every reservation committed by another gateway before it is seen.
 func (tx *Tx) Reserved(ctx context.Context, orgID, account string, settledAfter time.Time) (map[string]*big.Int, error) {
-	rows, err := tx.q.Query(tx.c(ctx), `SELECT asset, amount::text FROM reservations
-		WHERE org_id = $1 AND account = $2 AND (settled IS NULL OR settled > $3)`, orgID, account, settledAfter)
+	rows, err := tx.q.Query(tx.c(ctx), `SELECT asset, amount::text FROM reserved_open WHERE org_id = $1 AND account = $2
+		UNION ALL SELECT asset, amount::text FROM reserved_settled WHERE org_id = $1 AND account = $2 AND second >= $3`,
+		orgID, account, settledAfter.Unix())
 	if err != nil {
 		return nil, err
 	}
@@ -224,15 +230,23 @@ func (tx *Tx) Reserved(ctx context.Context, orgID, account string, settledAfter 
 	return sqlrow.SumReserved(rows)
 }
 
+// EndReservations moves the action's reservations out of the open totals
+// (into the settled ones, executed) in one statement.
 func (tx *Tx) EndReservations(ctx context.Context, actionID string, settled bool) error {
-	if !settled {
-		_, err := tx.q.Exec(tx.c(ctx), `DELETE FROM reservations WHERE action_id = $1`, actionID)
+	_, err := tx.q.Exec(tx.c(ctx), `WITH gone AS (
+			DELETE FROM reservations WHERE action_id = $1 RETURNING org_id, account, asset, amount
+		), opened AS (
+			UPDATE reserved_open o SET amount = o.amount - g.amount FROM gone g
+			WHERE o.org_id = g.org_id AND o.account = g.account AND o.asset = g.asset
+		)
+		INSERT INTO reserved_settled (org_id, account, asset, second, amount)
+		SELECT org_id, account, asset, $2, amount FROM gone WHERE $3
+		ON CONFLICT (org_id, account, second, asset) DO UPDATE SET amount = reserved_settled.amount + excluded.amount`,
+		actionID, tx.now.Unix(), settled)
+	if err != nil || !settled {
 		return err
 	}
-	if _, err := tx.q.Exec(tx.c(ctx), `UPDATE reservations SET settled = $1 WHERE action_id = $2 AND settled IS NULL`, tx.now, actionID); err != nil {
-		return err
-	}
-	_, err := tx.q.Exec(tx.c(ctx), `DELETE FROM reservations WHERE settled < $1`, tx.now.Add(-daoguard.SettledMemory))
+	_, err = tx.q.Exec(tx.c(ctx), `DELETE FROM reserved_settled WHERE second < $1`, tx.now.Add(-daoguard.SettledMemory).Unix())
 	return err
 }
 

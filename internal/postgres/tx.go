@@ -322,10 +322,10 @@ func (tx *Tx) CreateAction(ctx context.Context, a *daoguard.Action) error {
 	v, c, u := a.Version, a.Created, a.Updated
 	a.Version, a.Created, a.Updated = 1, tx.now, tx.now
 	tag, err := tx.q.Exec(tx.c(ctx), `INSERT INTO actions (id, org_id, principal_id, idempotency_key, request_hash, state, intent, decoded, decision,
-		runnable_at, expires_at, attempt, lease_owner, lease_until, result, version, created, updated)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (principal_id, idempotency_key) DO NOTHING`,
+		runnable_at, expires_at, attempt, lease_owner, lease_until, result, version, created, updated, kind)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) ON CONFLICT (principal_id, idempotency_key) DO NOTHING`,
 		a.ID, a.OrgID, a.PrincipalID, sqlrow.Nullable(a.IdempotencyKey), a.RequestHash, r.State, string(r.Intent), string(r.Decoded), string(r.Decision),
-		ts(a.RunnableAt), ts(a.ExpiresAt), a.Attempt, a.LeaseOwner, ts(a.LeaseUntil), r.NullResult(), a.Version, a.Created, a.Updated)
+		ts(a.RunnableAt), ts(a.ExpiresAt), a.Attempt, a.LeaseOwner, ts(a.LeaseUntil), r.NullResult(), a.Version, a.Created, a.Updated, a.Decoded.Kind.String())
 	if err != nil {
 		return err
 	}
@@ -382,7 +382,7 @@ func (tx *Tx) FindActions(ctx context.Context, f daoguard.ActionFilter) ([]*daog
 		AND ($7 = '' OR id ` + cmp + ` $7)
 		AND (NOT $9 OR org_id NOT IN (SELECT id FROM orgs WHERE paused))
 		AND (NOT $10 OR org_id IN (SELECT id FROM orgs WHERE paused))
-		AND ($11 = '' OR (decoded::jsonb ->> 'kind') = $11)
+		AND ($11 = '' OR kind = $11)
 		ORDER BY ` + order + ` LIMIT $8`
 	states := make([]string, len(f.States))
 	for i, s := range f.States {

@@ -117,27 +117,23 @@ func (s *Service) ExecuteDue(ctx context.Context) (int, error) {
 	var due []*daoguard.Action
 	err := s.Store.View(ctx, func(tx daoguard.Tx) error {
 		f := daoguard.ActionFilter{States: []daoguard.State{daoguard.StateQueued}, RunnableBy: tx.Now(), NotPaused: true, Limit: s.Batch}
-		for {
+		if s.Executor != nil {
+			page, err := tx.FindActions(ctx, f)
+			due = page
+			return err
+		}
+		// Without an executor only policy and control actions can run:
+		// asked for by kind, not found by reading past every transfer
+		// that waits for an executor.
+		for _, k := range []daoguard.ActionKind{daoguard.KindPolicy, daoguard.KindControl} {
+			f.Kind = k
 			page, err := tx.FindActions(ctx, f)
 			if err != nil {
 				return err
 			}
-			if s.Executor != nil {
-				due = page
-				return nil
-			}
-			// Without an executor only policy actions can run: look past the
-			// transfers that wait for one, or they would starve a change.
-			for _, a := range page {
-				if a.Decoded.Kind == daoguard.KindPolicy || a.Decoded.Kind == daoguard.KindControl {
-					due = append(due, a)
-				}
-			}
-			if len(page) < f.Limit || len(due) >= s.Batch {
-				return nil
-			}
-			f.AfterID = page[len(page)-1].ID
+			due = append(due, page...)
 		}
+		return nil
 	})
 	if err != nil {
 		return 0, err

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"time"
@@ -149,13 +150,42 @@ func (tx *Tx) AddReservations(ctx context.Context, rs []daoguard.Reservation) er
 			r.OrgID, r.ActionID, r.Account, r.Asset, r.Amount.String(), r.USD); err != nil {
 			return err
 		}
+		if err := tx.addReserved(ctx, r.OrgID, r.Account, r.Asset, r.Amount.Int()); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
+// addReserved adds delta (maybe negative) to the account's open total of
+// an asset. SQLite has no 256-bit integers: the sum is made here, under
+// the single writer.
+func (tx *Tx) addReserved(ctx context.Context, org, account, asset string, delta *big.Int) error {
+	var text string
+	err := tx.q.QueryRowContext(ctx, `SELECT amount FROM reserved_open WHERE org_id = ? AND account = ? AND asset = ?`, org, account, asset).Scan(&text)
+	cur := new(big.Int)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return err
+	default:
+		if _, ok := cur.SetString(text, 10); !ok {
+			return fmt.Errorf("reserved_open holds %q, not an amount", text)
+		}
+	}
+	cur.Add(cur, delta)
+	if cur.Sign() < 0 {
+		return fmt.Errorf("reserved %s of %s would go below zero", asset, account)
+	}
+	_, err = tx.q.ExecContext(ctx, `INSERT INTO reserved_open (org_id, account, asset, amount) VALUES (?, ?, ?, ?)
+		ON CONFLICT (org_id, account, asset) DO UPDATE SET amount = excluded.amount`, org, account, asset, cur.String())
+	return err
+}
+
 func (tx *Tx) Reserved(ctx context.Context, orgID, account string, settledAfter time.Time) (map[string]*big.Int, error) {
-	rows, err := tx.q.QueryContext(ctx, `SELECT asset, amount FROM reservations
-		WHERE org_id = ? AND account = ? AND (settled = 0 OR settled > ?)`, orgID, account, micros(settledAfter))
+	rows, err := tx.q.QueryContext(ctx, `SELECT asset, amount FROM reserved_open WHERE org_id = ? AND account = ?
+		UNION ALL SELECT asset, amount FROM reserved_settled WHERE org_id = ? AND account = ? AND second >= ?`,
+		orgID, account, orgID, account, floorSecond(settledAfter))
 	if err != nil {
 		return nil, err
 	}
@@ -163,15 +193,69 @@ func (tx *Tx) Reserved(ctx context.Context, orgID, account string, settledAfter 
 	return sqlrow.SumReserved(rows)
 }
 
+// floorSecond is the settlement bucket holding t: a bucket counts if any
+// of its second may be after the snapshot (never less than exact).
+func floorSecond(t time.Time) int64 { return t.Unix() }
+
 func (tx *Tx) EndReservations(ctx context.Context, actionID string, settled bool) error {
-	if !settled {
-		_, err := tx.q.ExecContext(ctx, `DELETE FROM reservations WHERE action_id = ?`, actionID)
+	rows, err := tx.q.QueryContext(ctx, `SELECT org_id, account, asset, amount FROM reservations WHERE action_id = ?`, actionID)
+	if err != nil {
 		return err
 	}
-	if _, err := tx.q.ExecContext(ctx, `UPDATE reservations SET settled = ? WHERE action_id = ? AND settled = 0`, micros(tx.now), actionID); err != nil {
+	type res struct {
+		org, account, asset string
+		amount              *big.Int
+	}
+	var rs []res
+	for rows.Next() {
+		var r res
+		var text string
+		if err := rows.Scan(&r.org, &r.account, &r.asset, &text); err != nil {
+			rows.Close()
+			return err
+		}
+		var ok bool
+		if r.amount, ok = new(big.Int).SetString(text, 10); !ok {
+			rows.Close()
+			return fmt.Errorf("reservation of %s holds %q", actionID, text)
+		}
+		rs = append(rs, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(rs) == 0 {
 		return err
 	}
-	_, err := tx.q.ExecContext(ctx, `DELETE FROM reservations WHERE settled > 0 AND settled < ?`, micros(tx.now.Add(-daoguard.SettledMemory)))
+	if _, err := tx.q.ExecContext(ctx, `DELETE FROM reservations WHERE action_id = ?`, actionID); err != nil {
+		return err
+	}
+	sec := tx.now.Unix()
+	for _, r := range rs {
+		if err := tx.addReserved(ctx, r.org, r.account, r.asset, new(big.Int).Neg(r.amount)); err != nil {
+			return err
+		}
+		if !settled {
+			continue
+		}
+		var text string
+		err := tx.q.QueryRowContext(ctx, `SELECT amount FROM reserved_settled WHERE org_id = ? AND account = ? AND second = ? AND asset = ?`, r.org, r.account, sec, r.asset).Scan(&text)
+		sum := new(big.Int).Set(r.amount)
+		if err == nil {
+			prev, ok := new(big.Int).SetString(text, 10)
+			if !ok {
+				return fmt.Errorf("reserved_settled holds %q", text)
+			}
+			sum.Add(sum, prev)
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if _, err := tx.q.ExecContext(ctx, `INSERT INTO reserved_settled (org_id, account, asset, second, amount) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (org_id, account, second, asset) DO UPDATE SET amount = excluded.amount`, r.org, r.account, r.asset, sec, sum.String()); err != nil {
+			return err
+		}
+	}
+	if settled {
+		_, err = tx.q.ExecContext(ctx, `DELETE FROM reserved_settled WHERE second < ?`, tx.now.Add(-daoguard.SettledMemory).Unix())
+	}
 	return err
 }
 

@@ -307,10 +307,10 @@ func (tx *Tx) CreateAction(ctx context.Context, a *daoguard.Action) error {
 	tx.undo = append(tx.undo, func() { a.Version, a.Created, a.Updated = v, c, u })
 	a.Version, a.Created, a.Updated = 1, tx.now, tx.now
 	res, err := tx.q.ExecContext(ctx, `INSERT INTO actions (id, org_id, principal_id, idempotency_key, request_hash, state, intent, decoded, decision,
-		runnable_at, expires_at, attempt, lease_owner, lease_until, result, version, created, updated)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (principal_id, idempotency_key) DO NOTHING`,
+		runnable_at, expires_at, attempt, lease_owner, lease_until, result, version, created, updated, kind)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (principal_id, idempotency_key) DO NOTHING`,
 		a.ID, a.OrgID, a.PrincipalID, sqlrow.Nullable(a.IdempotencyKey), a.RequestHash, r.State, r.Intent, r.Decoded, r.Decision,
-		micros(a.RunnableAt), micros(a.ExpiresAt), a.Attempt, a.LeaseOwner, micros(a.LeaseUntil), r.NullResult(), a.Version, micros(a.Created), micros(a.Updated))
+		micros(a.RunnableAt), micros(a.ExpiresAt), a.Attempt, a.LeaseOwner, micros(a.LeaseUntil), r.NullResult(), a.Version, micros(a.Created), micros(a.Updated), a.Decoded.Kind.String())
 	if err != nil {
 		return err
 	}
@@ -385,7 +385,7 @@ func (tx *Tx) FindActions(ctx context.Context, f daoguard.ActionFilter) ([]*daog
 		add("org_id IN (SELECT id FROM orgs WHERE paused)")
 	}
 	if f.Kind != 0 {
-		add("json_extract(decoded, '$.kind') = ?", f.Kind.String())
+		add("kind = ?", f.Kind.String())
 	}
 	cmp, order := ">", "id"
 	if f.Newest {

@@ -1,6 +1,7 @@
 -- What each action that may still move funds holds of its account's
 -- balances (the exposure bound): one row per action and asset, deleted when
--- the action ends without moving funds, marked settled when it executes.
+-- the action ends (its amount then leaves reserved_open, and moves to
+-- reserved_settled if it executed).
 CREATE TABLE reservations (
 	org_id    TEXT NOT NULL REFERENCES orgs(id),
 	action_id TEXT NOT NULL,
@@ -8,11 +9,28 @@ CREATE TABLE reservations (
 	asset     TEXT NOT NULL,
 	amount    TEXT NOT NULL,
 	usd       INTEGER NOT NULL,
-	settled   INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (action_id, asset)
 );
-CREATE INDEX reservations_account ON reservations (org_id, account);
-CREATE INDEX reservations_settled ON reservations (settled);
+-- What the open reservations of an account hold, per asset: read by every
+-- decision in one lookup, whatever the number of open actions.
+CREATE TABLE reserved_open (
+	org_id  TEXT NOT NULL REFERENCES orgs(id),
+	account TEXT NOT NULL,
+	asset   TEXT NOT NULL,
+	amount  TEXT NOT NULL,
+	PRIMARY KEY (org_id, account, asset)
+);
+-- What executed actions moved, per second of settlement: counted against
+-- holdings snapshots read before then; kept an hour.
+CREATE TABLE reserved_settled (
+	org_id  TEXT NOT NULL REFERENCES orgs(id),
+	account TEXT NOT NULL,
+	asset   TEXT NOT NULL,
+	second  INTEGER NOT NULL,
+	amount  TEXT NOT NULL,
+	PRIMARY KEY (org_id, account, second, asset)
+);
+CREATE INDEX reserved_settled_second ON reserved_settled (second);
 
 -- Each agent's running statistics for the anomaly breaker (a few KB,
 -- whatever the history), read and written by every decision on the agent.
@@ -30,3 +48,9 @@ ALTER TABLE ledger ADD COLUMN roles TEXT NOT NULL DEFAULT '';
 UPDATE ledger SET
 	agent = COALESCE((SELECT p.kind = 'agent' FROM principals p WHERE p.id = ledger.principal_id), 0),
 	roles = COALESCE((SELECT p.roles FROM principals p WHERE p.id = ledger.principal_id), '');
+
+-- What each action does, as a column: daoguard's own actions (policy
+-- changes, controls) are found by kind, not by reading every queued one.
+ALTER TABLE actions ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+UPDATE actions SET kind = COALESCE(json_extract(decoded, '$.kind'), '');
+CREATE INDEX actions_state_kind ON actions (state, kind, runnable_at);
