@@ -94,6 +94,10 @@ type LedgerStore interface {
 	// serialised, so two gateways cannot both spend the same budget, and
 	// Seq order is commit order.
 	LedgerTail(ctx context.Context, orgID string, after uint64, since time.Time, limit int) ([]LedgerEntry, error)
+	// LockLedger takes the organisation's ledger lock (as LedgerTail does)
+	// without reading: held to the end of the transaction. A no-op where
+	// the store has a single writer.
+	LockLedger(ctx context.Context, orgID string) error
 }
 
 // PolicyVersion is one version of an organisation's policy document.

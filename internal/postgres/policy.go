@@ -264,3 +264,13 @@ func (tx *Tx) PutAgentStats(ctx context.Context, orgID, principalID string, stat
 		ON CONFLICT (principal_id) DO UPDATE SET stats = excluded.stats`, principalID, orgID, stats)
 	return err
 }
+
+// LockLedger takes the organisation's ledger lock, held to commit (taking
+// it again in the same transaction is free of effect).
+func (tx *Tx) LockLedger(ctx context.Context, orgID string) error {
+	if !tx.write {
+		return nil
+	}
+	_, err := tx.q.Exec(tx.c(ctx), `SELECT pg_advisory_xact_lock($1, hashtext($2))`, int32(lockLedger), orgID)
+	return err
+}

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/policy"
@@ -118,8 +117,7 @@ func (s *Service) applyPolicy(ctx context.Context, actionID string) (bool, error
 // entry): a policy change is then ordered with every decision, which reads
 // the version in force only once it holds the same lock.
 func lockLedger(ctx context.Context, tx daoguard.Tx, orgID string) error {
-	_, err := tx.LedgerTail(ctx, orgID, 1<<63-1, time.Time{}, 1)
-	return err
+	return tx.LockLedger(ctx, orgID)
 }
 
 // CurrentPolicy returns the policy version in force. Errors: NOT_FOUND.

@@ -59,6 +59,9 @@ func (s *Service) dryRunDenied(ctx context.Context, tx daoguard.Tx, p *daoguard.
 	if s.Anomaly == nil || p.Kind != daoguard.PrincipalAgent {
 		return nil
 	}
+	if err := lockLedger(ctx, tx, p.OrgID); err != nil {
+		return err
+	}
 	return s.judgeAgent(ctx, tx, p, "", func(st *anomaly.Stats) []anomaly.Finding {
 		fs := st.CheckDenial(tx.Now(), *s.Anomaly)
 		st.AddDenial(tx.Now(), *s.Anomaly)
@@ -72,10 +75,9 @@ func (s *Service) dryRunDenied(ctx context.Context, tx daoguard.Tx, p *daoguard.
 // gateway (in PostgreSQL), so that no update is lost. Statistics that do
 // not parse trip the breaker and start afresh: an agent never escapes its
 // history by breaking it.
+//
+// The caller holds the ledger lock.
 func (s *Service) judgeAgent(ctx context.Context, tx daoguard.Tx, p *daoguard.Principal, actionID string, judge func(*anomaly.Stats) []anomaly.Finding) error {
-	if err := lockLedger(ctx, tx, p.OrgID); err != nil {
-		return err
-	}
 	raw, err := tx.AgentStats(ctx, p.ID)
 	if err != nil {
 		return err
