@@ -242,6 +242,14 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
+	// The windows and the policy in force are loaded before the gateway
+	// listens: ready means decisions can be made, without a rebuild on the
+	// first one.
+	warmed := time.Now()
+	if err := decider.Warm(ctx, st, cfg.Org.ID); err != nil {
+		return err
+	}
+	log.Info("windows loaded", "took", time.Since(warmed).Round(time.Millisecond).String())
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return &daoguard.Error{Code: daoguard.CodeUnavailable, Message: "cannot listen on " + cfg.Addr + ": " + err.Error(), Hint: "is another daoguard running? use --addr"}

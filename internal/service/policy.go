@@ -560,3 +560,45 @@ func stored(err error) error {
 	}
 	return &storeError{err}
 }
+
+// Warm loads the organisation's window ledger (back as far as the policy
+// in force looks) and compiles that policy, so that the first decision
+// after start does not: serve calls it before it listens, and reports
+// ready only once decisions can be made. Without a policy it does nothing.
+func (d *PolicyDecider) Warm(ctx context.Context, st daoguard.Store, orgID string) error {
+	return st.View(ctx, func(tx daoguard.Tx) error {
+		v, err := tx.CurrentPolicy(ctx, orgID)
+		if err != nil || v == 0 {
+			return err
+		}
+		o := d.org(orgID)
+		pv, err := tx.Policy(ctx, orgID, v)
+		if err != nil {
+			return err
+		}
+		pol, err := policy.Parse([]byte(pv.Source))
+		if err != nil {
+			return daoguard.Errorf(daoguard.CodeInternal, "policy version %d does not compile: %v", v, err)
+		}
+		assets, err := tx.Assets(ctx, orgID)
+		if err != nil {
+			return err
+		}
+		w, err := rebuild(ctx, tx, orgID, pol, tx.Now())
+		if err != nil {
+			return err
+		}
+		// A read-only snapshot: everything in it is committed, and entries
+		// after it are read as the next decision's tail.
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.win == nil || o.win.seq < w.seq {
+			o.win = w
+			o.dropStaged(0)
+		}
+		if o.compiled[v] == nil {
+			o.compiled[v] = &compiled{pol: pol, cat: policy.NewCatalog(assets)}
+		}
+		return nil
+	})
+}
