@@ -211,7 +211,7 @@ func (p *Policy) Bounds(w *World) []Bound {
 		periods := p.periods(auto, ceils)
 		allPeriods = append(allPeriods, periods...)
 		for _, period := range periods {
-			usdSum, usdKnown, any := new(big.Int), true, false
+			usdSum, usdKnown, any, priced := new(big.Int), true, false, 0
 			var unpriced []string
 			for _, a := range assets {
 				best, moves := limit{v: new(big.Int)}, false
@@ -272,14 +272,15 @@ func (p *Policy) Bounds(w *World) []Bound {
 				case best.v == nil:
 					usdKnown = false
 				default:
+					priced++
 					usdSum.Add(usdSum, big.NewInt(usdValue(best.v, a.Decimals, price))) // each at most MaxUSD: no overflow in a big.Int
 				}
 			}
 			if !any {
 				continue
 			}
-			usd := limit{}
-			if usdKnown {
+			usd := limit{by: "no asset it moves has a trusted price: see each asset's bound"}
+			if usdKnown && priced > 0 {
 				usd = limit{v: usdSum, by: "its assets' bounds added up"}
 			}
 
@@ -291,7 +292,7 @@ func (p *Policy) Bounds(w *World) []Bound {
 				}
 			}
 			b := p.bound(pr, period, nil, usd)
-			if len(unpriced) > 0 {
+			if len(unpriced) > 0 && priced > 0 {
 				b.By += " (priced assets only: " + strings.Join(unpriced, ", ") + " have no price and are bounded in their own units)"
 			}
 			out = append(out, b)
@@ -309,7 +310,7 @@ func (p *Policy) Bounds(w *World) []Bound {
 	// agents, and everything the organisation holds.
 	slices.Sort(allPeriods)
 	for _, period := range slices.Compact(allPeriods) {
-		assetsUSD, assetsKnown := new(big.Int), true
+		assetsUSD, assetsKnown, assetsPriced := new(big.Int), true, 0
 		for _, a := range assets {
 			t := together[key{period, a.Symbol}]
 			if t == nil {
@@ -333,6 +334,7 @@ func (p *Policy) Bounds(w *World) []Bound {
 				if best.v == nil {
 					assetsKnown = false
 				} else {
+					assetsPriced++
 					assetsUSD.Add(assetsUSD, big.NewInt(usdValue(best.v, a.Decimals, price)))
 				}
 			}
@@ -342,7 +344,7 @@ func (p *Policy) Bounds(w *World) []Bound {
 			if best.v != nil {
 				best.v = new(big.Int).Set(best.v)
 			}
-			if assetsKnown {
+			if assetsKnown && assetsPriced > 0 {
 				best.min(assetsUSD, "its assets' bounds added up")
 			}
 			for _, c := range p.ceilings {
