@@ -458,22 +458,11 @@ func build(fx *Fixture, c Case) (*policy.Input, error) {
 	if err != nil {
 		return nil, fmt.Errorf("contracts: %v", err)
 	}
-	in := &policy.Input{Now: now, Principal: pr, Action: &d, Catalog: policy.NewCatalog(assets), Prices: map[string]*policy.Quotes{}, Holdings: map[string]*big.Int{}, Contracts: reg}
-	for sym, rs := range fx.Prices {
-		var readings []policy.Reading
-		for _, r := range rs {
-			p, err := policy.ParsePrice(r.Price)
-			if err != nil {
-				return nil, err
-			}
-			age, err := time.ParseDuration(r.Age)
-			if err != nil {
-				return nil, fmt.Errorf("price age %q: %v", r.Age, err)
-			}
-			readings = append(readings, policy.Reading{Source: r.Source, Price: p, At: now.Add(-age)})
-		}
-		in.Prices[sym] = policy.NewQuotes(readings...)
+	quotes, err := quotesOf(fx, now)
+	if err != nil {
+		return nil, err
 	}
+	in := &policy.Input{Now: now, Principal: pr, Action: &d, Catalog: policy.NewCatalog(assets), Prices: quotes, Holdings: map[string]*big.Int{}, Contracts: reg}
 	for sym, v := range fx.Holdings[d.Account] {
 		a, ok := cat.assets[sym]
 		if !ok {
@@ -780,21 +769,9 @@ func world(p *policy.Policy, fx *Fixture) (*policy.World, error) {
 			w.Holdings[acc][sym] = amt
 		}
 	}
-	quotes := map[string]*policy.Quotes{}
-	for sym, rs := range fx.Prices {
-		var readings []policy.Reading
-		for _, r := range rs {
-			pr, err := policy.ParsePrice(r.Price)
-			if err != nil {
-				return nil, err
-			}
-			age, err := time.ParseDuration(r.Age)
-			if err != nil {
-				return nil, fmt.Errorf("price age %q: %v", r.Age, err)
-			}
-			readings = append(readings, policy.Reading{Source: r.Source, Price: pr, At: now.Add(-age)})
-		}
-		quotes[sym] = policy.NewQuotes(readings...)
+	quotes, err := quotesOf(fx, now)
+	if err != nil {
+		return nil, err
 	}
 	w.Prices = p.TrustedPrices(quotes, now)
 	return w, nil
@@ -811,4 +788,26 @@ func WorldOf(p *policy.Policy, fixture string) (*policy.World, error) {
 		return nil, fmt.Errorf("%s: %v", fixture, err)
 	}
 	return world(p, &fx)
+}
+
+// quotesOf turns the fixture's price readings into quotes, each reading
+// observed its age before now.
+func quotesOf(fx *Fixture, now time.Time) (map[string]*policy.Quotes, error) {
+	quotes := map[string]*policy.Quotes{}
+	for sym, rs := range fx.Prices {
+		var readings []policy.Reading
+		for _, r := range rs {
+			pr, err := policy.ParsePrice(r.Price)
+			if err != nil {
+				return nil, err
+			}
+			age, err := time.ParseDuration(r.Age)
+			if err != nil {
+				return nil, fmt.Errorf("price age %q: %v", r.Age, err)
+			}
+			readings = append(readings, policy.Reading{Source: r.Source, Price: pr, At: now.Add(-age)})
+		}
+		quotes[sym] = policy.NewQuotes(readings...)
+	}
+	return quotes, nil
 }
