@@ -28,6 +28,9 @@ type ceiling struct {
 	windows []window
 	hasUSD  bool
 	assets  map[string]bool // assets it has a window of its own for
+	// as is the ceiling in the shape of a rule, for the window checks and
+	// their explanations (named "ceiling NAME"): made once, at load.
+	as *rule
 }
 
 // applies reports whether the ceiling bounds p.
@@ -57,7 +60,7 @@ func (c *compiler) ceilings(d *Document, p *Policy) {
 	for i := range d.Ceilings {
 		cd := &d.Ceilings[i]
 		path := []any{"ceilings", i}
-		ce := &ceiling{name: cd.Name, line: locate(c.root, path), assets: map[string]bool{}}
+		ce := &ceiling{name: cd.Name, line: locate(c.root, path), assets: map[string]bool{}, as: &rule{name: "ceiling " + cd.Name}}
 		if cd.Name == "" {
 			c.errf(at(path, "name"), "a ceiling needs a name")
 		} else if names[cd.Name] {
@@ -206,7 +209,7 @@ func (e *evaluation) ceilings() {
 		if !ce.applies(e.in.Principal) {
 			continue
 		}
-		pseudo := &rule{name: "ceiling " + ce.name}
+		pseudo := ce.as
 		before := len(e.reasons)
 		e.fig = e.fig[:0]
 		over := false
