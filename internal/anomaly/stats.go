@@ -163,9 +163,9 @@ func (s *Stats) valid() error {
 			return errors.New("negative amount weight")
 		}
 	}
-	for i, w := range s.Hours {
-		if w < 0 || s.MinuteN[i%60] < 0 {
-			return errors.New("negative hour weight or minute count")
+	for _, w := range s.Hours {
+		if w < 0 {
+			return errors.New("negative hour weight")
 		}
 	}
 	for _, n := range s.MinuteN {

@@ -164,7 +164,7 @@ type benchServer struct {
 // with verification switched off (Server.SkipVerification), withPolicy
 // decides with the policy engine (storetest.BenchPolicy) instead of the
 // fixed test decider.
-func startBenchServer(b *testing.B, e *env, verify, withPolicy bool, breaker ...bool) *benchServer {
+func startBenchServer(b *testing.B, e *env, verify, withPolicy, breaker bool) *benchServer {
 	e.srv.Close()
 	if err := e.store.Close(); err != nil {
 		b.Fatal(err)
@@ -180,7 +180,7 @@ func startBenchServer(b *testing.B, e *env, verify, withPolicy bool, breaker ...
 	if withPolicy {
 		arg += " policy"
 	}
-	if len(breaker) > 0 && breaker[0] {
+	if breaker {
 		arg += " breaker"
 	}
 	cmd := exec.Command(os.Args[0])

@@ -131,19 +131,10 @@ func (o *orgPolicy) version(ctx context.Context, tx daoguard.Tx, orgID string, v
 	if c != nil {
 		return c, nil
 	}
-	pv, err := tx.Policy(ctx, orgID, v)
+	c, err := compile(ctx, tx, orgID, v)
 	if err != nil {
-		return nil, stored(err)
+		return nil, err
 	}
-	pol, err := policy.Parse([]byte(pv.Source))
-	if err != nil {
-		return nil, daoguard.Errorf(daoguard.CodeInternal, "policy version %d does not compile: %v", v, err)
-	}
-	assets, err := tx.Assets(ctx, orgID)
-	if err != nil {
-		return nil, stored(err)
-	}
-	c = &compiled{pol: pol, cat: policy.NewCatalog(assets)}
 	// Cached only once committed: the version may belong to this batch.
 	tx.AfterCommit(func() {
 		o.mu.Lock()
@@ -159,6 +150,23 @@ func (o *orgPolicy) version(ctx context.Context, tx daoguard.Tx, orgID string, v
 		o.compiled[v] = c
 	})
 	return c, nil
+}
+
+// compile reads policy version v and the catalogue as tx sees them.
+func compile(ctx context.Context, tx daoguard.Tx, orgID string, v int) (*compiled, error) {
+	pv, err := tx.Policy(ctx, orgID, v)
+	if err != nil {
+		return nil, stored(err)
+	}
+	pol, err := policy.Parse([]byte(pv.Source))
+	if err != nil {
+		return nil, daoguard.Errorf(daoguard.CodeInternal, "policy version %d does not compile: %v", v, err)
+	}
+	assets, err := tx.Assets(ctx, orgID)
+	if err != nil {
+		return nil, stored(err)
+	}
+	return &compiled{pol: pol, cat: policy.NewCatalog(assets)}, nil
 }
 
 func horizonOf(p *policy.Policy) time.Duration { return max(p.Horizon(), counterpartyMemory) }
@@ -572,19 +580,11 @@ func (d *PolicyDecider) Warm(ctx context.Context, st daoguard.Store, orgID strin
 			return err
 		}
 		o := d.org(orgID)
-		pv, err := tx.Policy(ctx, orgID, v)
+		c, err := compile(ctx, tx, orgID, v)
 		if err != nil {
 			return err
 		}
-		pol, err := policy.Parse([]byte(pv.Source))
-		if err != nil {
-			return daoguard.Errorf(daoguard.CodeInternal, "policy version %d does not compile: %v", v, err)
-		}
-		assets, err := tx.Assets(ctx, orgID)
-		if err != nil {
-			return err
-		}
-		w, err := rebuild(ctx, tx, orgID, pol, tx.Now())
+		w, err := rebuild(ctx, tx, orgID, c.pol, tx.Now())
 		if err != nil {
 			return err
 		}
@@ -597,7 +597,7 @@ func (d *PolicyDecider) Warm(ctx context.Context, st daoguard.Store, orgID strin
 			o.dropStaged(0)
 		}
 		if o.compiled[v] == nil {
-			o.compiled[v] = &compiled{pol: pol, cat: policy.NewCatalog(assets)}
+			o.compiled[v] = c
 		}
 		return nil
 	})

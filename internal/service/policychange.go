@@ -191,7 +191,7 @@ func (s *Service) Evaluate(ctx context.Context, use func(daoguard.Tx) error, pri
 			if err != nil {
 				return err
 			}
-			if err := s.dryRunDenied(ctx, tx, p); err != nil {
+			if err := s.dryRunRefused(ctx, tx, p); err != nil {
 				return err
 			}
 		}

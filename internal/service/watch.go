@@ -29,23 +29,15 @@ func (s *Service) breaker(ctx context.Context, tx daoguard.Tx, p *daoguard.Princ
 	if s.Anomaly == nil || p.Kind != daoguard.PrincipalAgent {
 		return nil
 	}
-	ev := anomaly.Event{Time: tx.Now(), Recipient: strings.ToLower(a.Decoded.To), Verdict: d.Verdict.String()}
-	if in := d.Inputs; in != nil {
-		ev.NearLimit = in.NearLimit
-		for _, f := range in.Flows {
-			if f.USD > 0 {
-				ev.USD += float64(f.USD) / 1e6
-			}
-		}
-	}
+	ev := event(tx.Now(), a.Decoded.To, d)
 	return s.judgeAgent(ctx, tx, p, a.ID, func(st *anomaly.Stats) []anomaly.Finding {
 		fs := st.Check(ev, *s.Anomaly)
 		st.Add(ev, *s.Anomaly)
-		if anomaly.Trips(fs) && p.Autonomy == daoguard.AutonomyAutonomous && d.Verdict == daoguard.VerdictAllow {
-			d.Verdict = daoguard.VerdictNeedsApproval
-			d.RequiredApprovals = max(d.RequiredApprovals, 1)
-		}
 		if anomaly.Trips(fs) && p.Autonomy == daoguard.AutonomyAutonomous {
+			if d.Verdict == daoguard.VerdictAllow {
+				d.Verdict = daoguard.VerdictNeedsApproval
+				d.RequiredApprovals = max(d.RequiredApprovals, 1)
+			}
 			d.Reasons = append(d.Reasons, daoguard.Reason{Code: daoguard.ReasonAnomalyBreaker,
 				Detail: "the anomaly breaker tripped: " + anomaly.Summary(fs) + "; the agent is now supervised and a human must approve"})
 		}
@@ -53,9 +45,10 @@ func (s *Service) breaker(ctx context.Context, tx daoguard.Tx, p *daoguard.Princ
 	})
 }
 
-// dryRunDenied counts a denied dry run against the agent as a denial
-// (LIMIT_PROBING): asking the policy what would pass is probing it too.
-func (s *Service) dryRunDenied(ctx context.Context, tx daoguard.Tx, p *daoguard.Principal) error {
+// dryRunRefused counts a dry run that was refused or escalated as a
+// denial (LIMIT_PROBING): asking the policy what would pass is probing it
+// too.
+func (s *Service) dryRunRefused(ctx context.Context, tx daoguard.Tx, p *daoguard.Principal) error {
 	if s.Anomaly == nil || p.Kind != daoguard.PrincipalAgent {
 		return nil
 	}
@@ -169,9 +162,13 @@ func historyBefore(recent []*daoguard.Action, a *daoguard.Action) []anomaly.Even
 }
 
 // eventOf is what the anomaly rules see of an action.
-func eventOf(a *daoguard.Action) anomaly.Event {
-	e := anomaly.Event{Time: a.Created, Recipient: strings.ToLower(a.Decoded.To), Verdict: a.Decision.Verdict.String()}
-	if in := a.Decision.Inputs; in != nil {
+func eventOf(a *daoguard.Action) anomaly.Event { return event(a.Created, a.Decoded.To, &a.Decision) }
+
+// event is what the anomaly rules see of a decision made at `at` on an
+// action to `to`.
+func event(at time.Time, to string, d *daoguard.Decision) anomaly.Event {
+	e := anomaly.Event{Time: at, Recipient: strings.ToLower(to), Verdict: d.Verdict.String()}
+	if in := d.Inputs; in != nil {
 		e.NearLimit = in.NearLimit
 		for _, f := range in.Flows {
 			if f.USD > 0 {
