@@ -98,6 +98,23 @@ type LedgerStore interface {
 	// without reading: held to the end of the transaction. A no-op where
 	// the store has a single writer.
 	LockLedger(ctx context.Context, orgID string) error
+	// PutLedgerSnapshot keeps s as the organisation's snapshot unless the
+	// one kept already reaches further (a higher Seq).
+	PutLedgerSnapshot(ctx context.Context, s *LedgerSnapshot) error
+	// LedgerSnapshot returns the organisation's snapshot; ErrNotFound if
+	// there is none.
+	LedgerSnapshot(ctx context.Context, orgID string) (*LedgerSnapshot, error)
+}
+
+// LedgerSnapshot is a gateway's window ledger as of entry Seq (every entry
+// through Seq in it, none after), in the decider's binary form: a start
+// reads it and the entries after it instead of every entry in the windows.
+// It is a cache: it can always be rebuilt from the entries.
+type LedgerSnapshot struct {
+	OrgID string
+	Seq   uint64
+	At    time.Time // when it was taken (the store's clock)
+	Data  []byte
 }
 
 // PolicyVersion is one version of an organisation's policy document.

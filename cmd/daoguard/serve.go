@@ -256,10 +256,18 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan struct{}, 5)
-	workers := 4 // goroutines that signal done; the publisher adds one
+	done := make(chan struct{}, 6)
+	workers := 5 // goroutines that signal done; the publisher adds one
 	go func() { svc.Run(runCtx); done <- struct{}{} }()
 	go func() { authn.Run(runCtx, auth.DefaultFlushEvery); done <- struct{}{} }()
+	go func() {
+		// The windows are stored every minute once 10,000 entries were
+		// added (and at a stop), so a start reads at most about that many.
+		decider.RunSnapshots(runCtx, st, time.Minute, 10_000, func(err error) {
+			log.Warn("cannot store the window snapshot; the next start reads more of the ledger", "err", err.Error())
+		})
+		done <- struct{}{}
+	}()
 	go func() {
 		if len(cfg.Prices.Sources) > 0 {
 			prices.Run(runCtx)

@@ -7,8 +7,10 @@ import (
 	"math/big"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/daoguard/daoguard"
@@ -79,6 +81,8 @@ type Policy struct {
 	byKind      [3]bucket // by principal kind; [0] any
 	maxPeriod   time.Duration
 	ceilings    []*ceiling
+	kindsOnce   sync.Once
+	kinds       []Kind
 }
 
 // bucket holds the rules of one principal kind: those naming recipients
@@ -828,7 +832,41 @@ func (p *Policy) Horizon() time.Duration { return p.maxPeriod }
 
 // NewLedger returns an empty ledger whose look-alike check uses this
 // policy's digits.
-func (p *Policy) NewLedger() *Ledger { return NewLedger(p.lookLead, p.lookTrail) }
+func (p *Policy) NewLedger() *Ledger { return NewLedgerOf(p.lookLead, p.lookTrail, p.Kinds()) }
+
+// Kinds returns the totals this policy's windows and ceilings read, in
+// a fixed order. Computed once; callers must not modify it.
+func (p *Policy) Kinds() []Kind {
+	p.kindsOnce.Do(func() { p.kinds = p.readKinds() })
+	return p.kinds
+}
+
+func (p *Policy) readKinds() []Kind {
+	seen := map[Kind]bool{}
+	var out []Kind
+	add := func(w window) {
+		k := Kind{Per: w.per}
+		if w.maxAmount != "" {
+			k.Asset = w.asset
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	for _, r := range p.rules {
+		for _, w := range r.windows {
+			add(w)
+		}
+	}
+	for _, c := range p.ceilings {
+		for _, w := range c.windows {
+			add(w)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return kindLess(out[i], out[j]) })
+	return out
+}
 
 // LookAlikeDigits returns how many leading and trailing hex digits make
 // two addresses look alike under this policy.

@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"math"
 	"math/big"
+	"math/bits"
 	"sort"
 	"sync"
 	"time"
@@ -45,6 +47,13 @@ type Key struct {
 	Asset string
 }
 
+// Kind is what a window reads, whoever's total it is: a grouping and an
+// asset (or "" for the USD and count total).
+type Kind struct {
+	Per   Per
+	Asset string
+}
+
 // Total is a window's content.
 type Total struct {
 	Amount *big.Int // base units; asset keys only
@@ -77,22 +86,68 @@ type History interface {
 // total over any window is a difference of two prefix sums found by binary
 // search: O(log n) per window, whatever the window's length and however
 // many entries it holds. Nothing is ever summed by scanning.
+//
+// Entries are exact while recent. As they age, Trim merges each into the
+// next entry of its key that falls in the same aligned bucket of width
+// grain(age) (at most 1/128 of its age), so a key keeps a few hundred
+// buckets per doubling of age however busy it is. A merged entry leaves a
+// window with the latest entry of its bucket: never earlier than it would
+// have, at most 1/128 of the window's length later (a day window: at most
+// 512 s). Totals are never looser, only that much stricter.
 type Ledger struct {
 	mu        sync.RWMutex
 	series    map[Key]*series
-	known     map[string]struct{}
+	known     map[string]int64 // counterparty → when it was last paid (UnixNano)
 	lookAlike *LookAlikes
+	// kinds are the totals kept (nil: all of them). A policy's ledger keeps
+	// only what its windows and ceilings read: a busy organisation's
+	// entries then cost a few keys each, not a dozen.
+	kinds map[Kind]bool
 }
+
+// Records reports whether the ledger keeps totals of kind k.
+func (l *Ledger) Records(k Kind) bool { return l.kinds == nil || l.kinds[k] }
+
+// NewLedgerOf returns an empty ledger like NewLedger that keeps only the
+// totals of the given kinds.
+func NewLedgerOf(lead, trail int, kinds []Kind) *Ledger {
+	l := NewLedger(lead, trail)
+	l.kinds = make(map[Kind]bool, len(kinds))
+	for _, k := range kinds {
+		l.kinds[k] = true
+	}
+	return l
+}
+
+// thinShift: an entry of age a is merged within buckets of at most
+// a / 2^thinShift.
+const thinShift = 7
+
+// grain returns the width (ns) of the aligned buckets in which entries of
+// the given age (ns) are merged: the largest power of two seconds no more
+// than age / 128, or 0 (kept exact) under 256 s.
+func grain(age int64) int64 {
+	s := (age >> thinShift) / int64(time.Second)
+	if s < 2 {
+		return 0
+	}
+	return int64(time.Second) << (bits.Len64(uint64(s)) - 1)
+}
+
+// exactAge is the age under which grain is 0.
+const exactAge = 2 << thinShift * int64(time.Second)
 
 // series is one key's entries in time order.
 type series struct {
-	t    []int64       // UnixNano of each entry, non-decreasing
+	t    []int64       // UnixNano of each entry (or bucket: its latest), non-decreasing
+	cnt  []uint32      // cumulative entries through entry i (mod 2^32: only differences are read)
 	amt  []uint256.Int // asset keys: cumulative base units through entry i
 	usd  []int64       // USD keys: cumulative micro-dollars through entry i
-	unp  []int32       // USD keys: cumulative unpriced entries through entry i
+	unp  []uint32      // USD keys: cumulative unpriced entries through entry i (mod 2^32)
 	base uint256.Int   // cumulative amount before t[0] (after trimming)
 	usd0 int64         // cumulative micro-dollars before t[0]
-	unp0 int32         // cumulative unpriced entries before t[0]
+	unp0 uint32        // cumulative unpriced entries before t[0]
+	cnt0 uint32        // cumulative entries before t[0]
 	// sat is the index from which the cumulative amount overflowed 2^256
 	// (or MaxUSD): any window reaching it is reported as saturated, which
 	// exceeds every limit. -1 when it never overflowed.
@@ -102,7 +157,7 @@ type series struct {
 // NewLedger returns an empty ledger whose look-alike checks compare lead
 // and trail hex digits.
 func NewLedger(lead, trail int) *Ledger {
-	return &Ledger{series: map[Key]*series{}, known: map[string]struct{}{}, lookAlike: NewLookAlikes(lead, trail)}
+	return &Ledger{series: map[Key]*series{}, known: map[string]int64{}, lookAlike: NewLookAlikes(lead, trail)}
 }
 
 // Flow is one movement of an asset to a counterparty.
@@ -196,6 +251,9 @@ func (l *Ledger) RecordFor(at time.Time, who Who, flows []Flow) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for k, a := range sums {
+		if !l.Records(Kind{k.Per, k.Asset}) {
+			continue
+		}
 		s := l.series[k]
 		if s == nil {
 			s = &series{sat: -1}
@@ -210,20 +268,25 @@ func (l *Ledger) RecordFor(at time.Time, who Who, flows []Flow) {
 		if f.To == "" || f.Amount == nil || f.Amount.Sign() == 0 || f.Allowance {
 			continue
 		}
-		if _, ok := l.known[f.To]; !ok {
-			l.known[f.To] = struct{}{}
-			l.lookAlike.Add(f.To)
-		}
+		l.addKnown(f.To, ns)
 	}
 }
 
-// AddKnown records a counterparty without a flow (e.g. loaded at start).
+// AddKnown records a counterparty without a flow, one that Trim never
+// forgets (a fixture's history).
 func (l *Ledger) AddKnown(addr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, ok := l.known[addr]; !ok {
-		l.known[addr] = struct{}{}
+	l.addKnown(addr, math.MaxInt64)
+}
+
+func (l *Ledger) addKnown(addr string, ns int64) {
+	last, ok := l.known[addr]
+	if !ok {
 		l.lookAlike.Add(addr)
+	}
+	if !ok || ns > last {
+		l.known[addr] = ns
 	}
 }
 
@@ -236,6 +299,11 @@ func (s *series) append(ns int64, asset bool, amt *uint256.Int, usd int64, unp, 
 		ns = s.t[n-1]
 	}
 	s.t = append(s.t, ns)
+	c := s.cnt0
+	if n > 0 {
+		c = s.cnt[n-1]
+	}
+	s.cnt = append(s.cnt, c+1)
 	if asset {
 		prev := s.base
 		if n > 0 {
@@ -275,6 +343,19 @@ func (s *series) first(since int64) int {
 	return sort.Search(len(s.t), func(i int) bool { return s.t[i] > since })
 }
 
+// count returns the entries from index i on.
+func (s *series) count(i int) int {
+	n := len(s.t)
+	if i == n {
+		return 0
+	}
+	before := s.cnt0
+	if i > 0 {
+		before = s.cnt[i-1]
+	}
+	return int(s.cnt[n-1] - before)
+}
+
 // Window implements History.
 func (l *Ledger) Window(k Key, since time.Time) Total {
 	l.mu.RLock()
@@ -287,7 +368,7 @@ func (l *Ledger) Window(k Key, since time.Time) Total {
 		return Total{}
 	}
 	i, n := s.first(since.UnixNano()), len(s.t)
-	t := Total{Count: n - i}
+	t := Total{Count: s.count(i)}
 	saturated := s.sat >= 0 && n-1 >= s.sat && n > i
 	if k.Asset != "" {
 		if saturated {
@@ -317,7 +398,7 @@ func (l *Ledger) Window(k Key, since time.Time) Total {
 			before, unp = s.usd[i-1], s.unp[i-1]
 		}
 		t.USD = s.usd[n-1] - before
-		t.Unpriced = int(s.unp[n-1] - unp)
+		t.Unpriced = int(s.unp[n-1] - unp) // mod 2^32, as the sums are kept
 	}
 	return t
 }
@@ -337,10 +418,15 @@ func (l *Ledger) Release(k Key, since time.Time, excess *big.Int, count bool) (t
 	var j int
 	switch {
 	case count:
-		if !excess.IsInt64() || excess.Int64() > int64(n-i) {
+		if !excess.IsInt64() || excess.Int64() > int64(s.count(i)) {
 			return time.Time{}, false
 		}
-		j = i + int(excess.Int64()) - 1
+		before := s.cnt0
+		if i > 0 {
+			before = s.cnt[i-1]
+		}
+		ex := uint32(excess.Int64())
+		j = i + sort.Search(n-i, func(x int) bool { return s.cnt[i+x]-before >= ex })
 	case k.Asset != "":
 		before := s.base
 		if i > 0 {
@@ -387,34 +473,103 @@ func (l *Ledger) Imitated(addr string) string {
 	return l.lookAlike.Imitated(addr)
 }
 
-// Trim drops entries at or before horizon (now minus the longest window
-// any policy uses): they can no longer be in any window. Prefix sums stay
-// absolute, so the totals of the remaining entries do not change.
-func (l *Ledger) Trim(horizon time.Time) {
-	h := horizon.UnixNano()
+// Trim drops the entries older than horizon (the longest window any
+// policy uses: they can no longer be in any window) and the counterparties
+// not paid within knownHorizon, and merges aged entries into their
+// buckets (see Ledger). Prefix sums stay absolute, so the totals of the
+// remaining entries do not change.
+func (l *Ledger) Trim(now time.Time, horizon, knownHorizon time.Duration) {
+	h, nowNs := now.Add(-horizon).UnixNano(), now.UnixNano()
+	kh := now.Add(-knownHorizon).UnixNano()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for k, s := range l.series {
 		i := s.first(h)
-		if i == 0 {
-			continue
-		}
 		if i == len(s.t) { // all expired, an overflow with them
 			delete(l.series, k)
 			continue
 		}
-		if k.Asset != "" {
-			s.base = s.amt[i-1]
-			s.amt = append([]uint256.Int(nil), s.amt[i:]...)
-		} else {
-			s.usd0, s.unp0 = s.usd[i-1], s.unp[i-1]
-			s.usd = append([]int64(nil), s.usd[i:]...)
-			s.unp = append([]int32(nil), s.unp[i:]...)
+		if i > 0 {
+			s.cnt0 = s.cnt[i-1]
+			s.cnt = append(s.cnt[:0], s.cnt[i:]...)
+			if k.Asset != "" {
+				s.base = s.amt[i-1]
+				s.amt = append(s.amt[:0], s.amt[i:]...)
+			} else {
+				s.usd0, s.unp0 = s.usd[i-1], s.unp[i-1]
+				s.usd = append(s.usd[:0], s.usd[i:]...)
+				s.unp = append(s.unp[:0], s.unp[i:]...)
+			}
+			s.t = append(s.t[:0], s.t[i:]...)
+			if s.sat >= 0 {
+				s.sat = max(0, s.sat-i)
+			}
 		}
-		s.t = append([]int64(nil), s.t[i:]...)
-		if s.sat >= 0 {
-			s.sat = max(0, s.sat-i)
+		s.thin(nowNs, k.Asset != "")
+	}
+	for addr, last := range l.known {
+		if last <= kh {
+			delete(l.known, addr)
+			l.lookAlike.Remove(addr)
 		}
+	}
+}
+
+// thin merges, in place, every entry old enough to have a grain into the
+// next one when both fall in the same bucket of that grain: the next
+// entry's prefix sums already include it, so dropping it only moves its
+// leaving time to the next entry's.
+func (s *series) thin(now int64, asset bool) {
+	n, w, sat := len(s.t), 0, -1
+	for i := 0; i < n; i++ {
+		if now-s.t[i] < exactAge { // this and all later entries stay exact
+			if w == i {
+				return
+			}
+			for ; i < n; i++ {
+				if s.sat >= 0 && i >= s.sat && sat < 0 {
+					sat = w
+				}
+				s.move(w, i, asset)
+				w++
+			}
+			break
+		}
+		if i < n-1 {
+			if g := grain(now - s.t[i]); g > 0 && s.t[i]/g == s.t[i+1]/g {
+				continue
+			}
+		}
+		if s.sat >= 0 && i >= s.sat && sat < 0 {
+			sat = w
+		}
+		s.move(w, i, asset)
+		w++
+	}
+	if w == n {
+		return
+	}
+	s.t, s.cnt = s.t[:w], s.cnt[:w]
+	if asset {
+		s.amt = s.amt[:w]
+	} else {
+		s.usd, s.unp = s.usd[:w], s.unp[:w]
+	}
+	if s.sat >= 0 {
+		s.sat = sat // an overflowed entry is the last of its run: never dropped past the end
+	}
+}
+
+// move copies entry i to position w (w ≤ i).
+func (s *series) move(w, i int, asset bool) {
+	if w == i {
+		return
+	}
+	s.t[w], s.cnt[w] = s.t[i], s.cnt[i]
+	if asset {
+		s.amt[w] = s.amt[i]
+	} else {
+		s.usd[w], s.unp[w] = s.usd[i], s.unp[i]
 	}
 }
 

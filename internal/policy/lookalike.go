@@ -67,6 +67,26 @@ func (l *LookAlikes) Add(addr string) {
 	l.byEnds[k] = list
 }
 
+// Remove forgets a known address (one not seen for longer than the
+// organisation remembers counterparties).
+func (l *LookAlikes) Remove(addr string) {
+	addr = strings.ToLower(addr)
+	k, ok := l.ends(addr)
+	if !ok || !l.known[addr] {
+		return
+	}
+	delete(l.known, addr)
+	list := l.byEnds[k]
+	if i, found := slices.BinarySearch(list, addr); found {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(l.byEnds, k)
+	} else {
+		l.byEnds[k] = list
+	}
+}
+
 // Len is the number of known addresses.
 func (l *LookAlikes) Len() int { return len(l.known) }
 

@@ -236,7 +236,7 @@ func TestLedgerMatchesBruteForce(t *testing.T) {
 		}
 		if round%3 == 2 {
 			h := t0.Add(time.Duration(last/2) * time.Nanosecond)
-			l.Trim(h)
+			l.Trim(h, 0, 0) // nothing after h is old enough to be merged
 			// Trimming never changes a window that starts at or after h.
 		}
 		for q := 0; q < 50; q++ {

@@ -274,3 +274,22 @@ func (tx *Tx) LockLedger(ctx context.Context, orgID string) error {
 	_, err := tx.q.Exec(tx.c(ctx), `SELECT pg_advisory_xact_lock($1, hashtext($2))`, int32(lockLedger), orgID)
 	return err
 }
+
+func (tx *Tx) PutLedgerSnapshot(ctx context.Context, s *daoguard.LedgerSnapshot) error {
+	_, err := tx.q.Exec(tx.c(ctx), `INSERT INTO ledger_snapshots (org_id, seq, taken_at, data) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (org_id) DO UPDATE SET seq = excluded.seq, taken_at = excluded.taken_at, data = excluded.data
+		WHERE excluded.seq > ledger_snapshots.seq`, s.OrgID, int64(s.Seq), tx.now, s.Data)
+	return err
+}
+
+func (tx *Tx) LedgerSnapshot(ctx context.Context, orgID string) (*daoguard.LedgerSnapshot, error) {
+	s := &daoguard.LedgerSnapshot{OrgID: orgID}
+	var seq int64
+	var at time.Time
+	err := tx.q.QueryRow(tx.c(ctx), `SELECT seq, taken_at, data FROM ledger_snapshots WHERE org_id = $1`, orgID).Scan(&seq, &at, &s.Data)
+	if err != nil {
+		return nil, notFound(err, "ledger snapshot of", orgID)
+	}
+	s.Seq, s.At = uint64(seq), at.UTC()
+	return s, nil
+}

@@ -2,7 +2,9 @@ package service
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"math"
 	"math/big"
 	"strings"
 	"sync"
@@ -89,6 +91,8 @@ type orgPolicy struct {
 	// gen counts the times staged entries were taken back: a unit that read
 	// the tail after what was known then must read again (see catchUp).
 	gen uint64
+	// saved is the seq of the last snapshot this gateway stored.
+	saved uint64
 }
 
 type compiled struct {
@@ -100,7 +104,8 @@ type compiled struct {
 type window struct {
 	l       *policy.Ledger
 	seq     uint64
-	horizon time.Duration // loaded back this far
+	horizon time.Duration // counterparties kept back this far (horizonOf)
+	span    time.Duration // entries kept back this far: the longest window of the policy it serves
 	trimmed time.Time
 }
 
@@ -170,6 +175,16 @@ func compile(ctx context.Context, tx daoguard.Tx, orgID string, v int) (*compile
 }
 
 func horizonOf(p *policy.Policy) time.Duration { return max(p.Horizon(), counterpartyMemory) }
+
+// trimEvery is how often a window drops what has left every window and
+// merges aged entries into their buckets.
+const trimEvery = time.Minute
+
+// trim drops and merges (see policy.Ledger.Trim).
+func (w *window) trim(now time.Time) {
+	w.l.Trim(now, w.span, w.horizon)
+	w.trimmed = now
+}
 
 func sameDigits(l *policy.Ledger, lead, trail int) bool {
 	a, b := l.LookAlikeDigits()
@@ -304,7 +319,15 @@ func (o *orgPolicy) history(pol *policy.Policy) policy.History {
 // pol looks and compares the same look-alike digits.
 func fits(w *window, pol *policy.Policy) bool {
 	lead, trail := pol.LookAlikeDigits()
-	return w != nil && horizonOf(pol) <= w.horizon && sameDigits(w.l, lead, trail)
+	if w == nil || horizonOf(pol) > w.horizon || pol.Horizon() > w.span || !sameDigits(w.l, lead, trail) {
+		return false
+	}
+	for _, k := range pol.Kinds() {
+		if !w.l.Records(k) {
+			return false
+		}
+	}
+	return true
 }
 
 // Decide implements daoguard.Decider.
@@ -437,9 +460,8 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 			last := added[len(added)-1]
 			tx.AfterCommit(func() { o.mu.Lock(); o.commit(last); o.mu.Unlock() })
 		}
-		if w := o.win; now.Sub(w.trimmed) > time.Minute {
-			w.l.Trim(now.Add(-w.horizon))
-			w.trimmed = now
+		if w := o.win; now.Sub(w.trimmed) > trimEvery {
+			w.trim(now)
 		}
 		input.History = o.history(pol)
 		res = pol.Evaluate(input)
@@ -496,16 +518,33 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 // rebuild reads the ledger back as far as pol looks, into a new window
 // that is installed once tx has committed (if no other was meanwhile).
 func rebuild(ctx context.Context, tx daoguard.Tx, orgID string, pol *policy.Policy, now time.Time) (*window, error) {
-	nw := &window{l: pol.NewLedger(), horizon: horizonOf(pol), trimmed: now}
-	es, err := readTail(ctx, tx, orgID, 0, now.Add(-nw.horizon))
-	if err != nil {
-		return nil, err
+	nw := &window{l: pol.NewLedger(), horizon: horizonOf(pol), span: pol.Horizon(), trimmed: now}
+	return nw, nw.load(ctx, tx, orgID, now)
+}
+
+// load records the organisation's entries after w.seq, page by page,
+// merging aged ones into their buckets as it goes, so that memory stays
+// that of the buckets however many entries the windows hold.
+func (w *window) load(ctx context.Context, tx daoguard.Tx, orgID string, now time.Time) error {
+	since := now.Add(-w.horizon)
+	for n := 0; ; {
+		es, err := tx.LedgerTail(ctx, orgID, w.seq, since, tailLimit)
+		if err != nil {
+			return stored(err)
+		}
+		for _, e := range es {
+			w.l.RecordFor(e.At, whoOf(e), policyFlows(e.Flows))
+			w.seq = e.Seq
+		}
+		if n += len(es); n >= 10*tailLimit {
+			w.trim(now)
+			n = 0
+		}
+		if len(es) < tailLimit {
+			w.trim(now)
+			return nil
+		}
 	}
-	for _, e := range es {
-		nw.l.RecordFor(e.At, whoOf(e), policyFlows(e.Flows))
-		nw.seq = e.Seq
-	}
-	return nw, nil
 }
 
 // decisionInputs keeps what the decision saw, for the record and replays.
@@ -572,33 +611,156 @@ func stored(err error) error {
 // Warm loads the organisation's window ledger (back as far as the policy
 // in force looks) and compiles that policy, so that the first decision
 // after start does not: serve calls it before it listens, and reports
-// ready only once decisions can be made. Without a policy it does nothing.
+// ready only once decisions can be made. It starts from the stored
+// snapshot when one fits the policy, and reads only the entries after it;
+// otherwise it reads every entry in the windows and stores a snapshot for
+// the next start. Without a policy it does nothing.
 func (d *PolicyDecider) Warm(ctx context.Context, st daoguard.Store, orgID string) error {
-	return st.View(ctx, func(tx daoguard.Tx) error {
-		v, err := tx.CurrentPolicy(ctx, orgID)
-		if err != nil || v == 0 {
+	var (
+		w       *window
+		c       *compiled
+		v       int
+		fromLog bool
+	)
+	err := st.View(ctx, func(tx daoguard.Tx) error {
+		var err error
+		if v, err = tx.CurrentPolicy(ctx, orgID); err != nil || v == 0 {
 			return err
 		}
-		o := d.org(orgID)
-		c, err := compile(ctx, tx, orgID, v)
-		if err != nil {
+		if c, err = compile(ctx, tx, orgID, v); err != nil {
 			return err
 		}
-		w, err := rebuild(ctx, tx, orgID, c.pol, tx.Now())
-		if err != nil {
-			return err
+		now := tx.Now()
+		snap, err := tx.LedgerSnapshot(ctx, orgID)
+		switch {
+		case err == nil:
+			// A snapshot that does not parse or does not fit is only a
+			// missed shortcut: the entries are the record.
+			if w, err = parseWindow(snap.Data, snap.Seq); err != nil || !fits(w, c.pol) {
+				w = nil
+			}
+		case daoguard.ErrorCode(err) != daoguard.CodeNotFound:
+			return stored(err)
 		}
-		// A read-only snapshot: everything in it is committed, and entries
-		// after it are read as the next decision's tail.
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		if o.win == nil || o.win.seq < w.seq {
-			o.win = w
-			o.dropStaged(0)
+		if w == nil {
+			fromLog = true
+			w = &window{l: c.pol.NewLedger(), horizon: horizonOf(c.pol), span: c.pol.Horizon()}
 		}
-		if o.compiled[v] == nil {
-			o.compiled[v] = c
-		}
-		return nil
+		return w.load(ctx, tx, orgID, now)
 	})
+	if err != nil || v == 0 {
+		return err
+	}
+	// A read-only snapshot: everything in it is committed, and entries
+	// after it are read as the next decision's tail.
+	o := d.org(orgID)
+	o.mu.Lock()
+	if o.win == nil || o.win.seq < w.seq {
+		o.win = w
+		o.dropStaged(0)
+	}
+	if o.compiled[v] == nil {
+		o.compiled[v] = c
+	}
+	o.mu.Unlock()
+	if fromLog && w.seq > 0 {
+		_, err = d.Snapshot(ctx, st, orgID, 0)
+	}
+	return err
+}
+
+// Snapshot stores the organisation's committed window ledger (see
+// daoguard.LedgerSnapshot) if it holds more than minNew entries beyond
+// the last one this gateway stored, and reports whether it did. The
+// ledger is encoded under the organisation's lock (tens of milliseconds
+// with a million entries in the windows: decisions wait that long), and
+// written outside it.
+func (d *PolicyDecider) Snapshot(ctx context.Context, st daoguard.Store, orgID string, minNew uint64) (bool, error) {
+	o := d.org(orgID)
+	o.mu.Lock()
+	w := o.win
+	if w == nil || w.seq <= o.saved+minNew {
+		o.mu.Unlock()
+		return false, nil
+	}
+	seq := w.seq
+	data, err := w.appendBinary(nil)
+	o.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	if err := st.Update(ctx, func(tx daoguard.Tx) error {
+		return tx.PutLedgerSnapshot(ctx, &daoguard.LedgerSnapshot{OrgID: orgID, Seq: seq, Data: data})
+	}); err != nil {
+		return false, err
+	}
+	o.mu.Lock()
+	o.saved = max(o.saved, seq)
+	o.mu.Unlock()
+	return true, nil
+}
+
+// RunSnapshots stores a snapshot of each warmed organisation's window
+// ledger every period when at least minNew entries were added since the
+// last, and a last one when ctx ends (with its own short deadline), so
+// that the next start reads little of the ledger.
+func (d *PolicyDecider) RunSnapshots(ctx context.Context, st daoguard.Store, every time.Duration, minNew uint64, logf func(error)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	each := func(ctx context.Context, min uint64) {
+		d.mu.Lock()
+		ids := make([]string, 0, len(d.orgs))
+		for id := range d.orgs {
+			ids = append(ids, id)
+		}
+		d.mu.Unlock()
+		for _, id := range ids {
+			if _, err := d.Snapshot(ctx, st, id, min); err != nil && logf != nil {
+				logf(err)
+			}
+		}
+	}
+	for {
+		select {
+		case <-t.C:
+			each(ctx, minNew)
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			each(sctx, 0)
+			cancel()
+			return
+		}
+	}
+}
+
+// windowVersion prefixes a window's binary form: the version, then the
+// horizon and span in seconds, then the ledger's own form.
+const windowVersion = 1
+
+func (w *window) appendBinary(b []byte) ([]byte, error) {
+	b = append(b, windowVersion)
+	b = binary.AppendUvarint(b, uint64(w.horizon/time.Second))
+	b = binary.AppendUvarint(b, uint64(w.span/time.Second))
+	return w.l.AppendBinary(b)
+}
+
+// parseWindow reads a window stored as of entry seq.
+func parseWindow(data []byte, seq uint64) (*window, error) {
+	if len(data) < 1 || data[0] != windowVersion {
+		return nil, errors.New("unknown window encoding")
+	}
+	data = data[1:]
+	var hs [2]time.Duration
+	for i := range hs {
+		v, n := binary.Uvarint(data)
+		if n <= 0 || v > uint64(math.MaxInt64/time.Second) {
+			return nil, errors.New("bad window horizon")
+		}
+		hs[i], data = time.Duration(v)*time.Second, data[n:]
+	}
+	l, err := policy.ParseLedger(data)
+	if err != nil {
+		return nil, err
+	}
+	return &window{l: l, seq: seq, horizon: hs[0], span: hs[1]}, nil
 }

@@ -276,3 +276,21 @@ func (tx *Tx) PutAgentStats(ctx context.Context, orgID, principalID string, stat
 
 // LockLedger: SQLite has one writer; every unit is already alone.
 func (tx *Tx) LockLedger(context.Context, string) error { return nil }
+
+func (tx *Tx) PutLedgerSnapshot(ctx context.Context, s *daoguard.LedgerSnapshot) error {
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO ledger_snapshots (org_id, seq, taken_at, data) VALUES (?, ?, ?, ?)
+		ON CONFLICT (org_id) DO UPDATE SET seq = excluded.seq, taken_at = excluded.taken_at, data = excluded.data
+		WHERE excluded.seq > ledger_snapshots.seq`, s.OrgID, int64(s.Seq), micros(tx.now), s.Data)
+	return err
+}
+
+func (tx *Tx) LedgerSnapshot(ctx context.Context, orgID string) (*daoguard.LedgerSnapshot, error) {
+	s := &daoguard.LedgerSnapshot{OrgID: orgID}
+	var seq, at int64
+	err := tx.q.QueryRowContext(ctx, `SELECT seq, taken_at, data FROM ledger_snapshots WHERE org_id = ?`, orgID).Scan(&seq, &at, &s.Data)
+	if err != nil {
+		return nil, notFound(err, "ledger snapshot of", orgID)
+	}
+	s.Seq, s.At = uint64(seq), fromMicros(at)
+	return s, nil
+}

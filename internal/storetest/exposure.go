@@ -189,6 +189,101 @@ func runExposure(t *testing.T, h Harness) {
 	// A reservation ends with its action: given back when the action ends
 	// without moving funds, kept as settled when it executes until a
 	// holdings snapshot read after the payment shows it.
+	// The window snapshot: the store keeps the one reaching furthest; a
+	// gateway warmed from it (and the entries after it) judges exactly as
+	// the one that wrote it; one that does not parse is passed over for
+	// the entries themselves.
+	t.Run("OK_WindowSnapshot", func(t *testing.T) {
+		f := setup(t, h)
+		put := func(seq uint64, data string) {
+			t.Helper()
+			if err := f.Store.Update(ctx, func(tx daoguard.Tx) error {
+				return tx.PutLedgerSnapshot(ctx, &daoguard.LedgerSnapshot{OrgID: f.Org, Seq: seq, Data: []byte(data)})
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		get := func() *daoguard.LedgerSnapshot {
+			t.Helper()
+			var s *daoguard.LedgerSnapshot
+			if err := f.Store.View(ctx, func(tx daoguard.Tx) (err error) { s, err = tx.LedgerSnapshot(ctx, f.Org); return err }); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		if err := f.Store.View(ctx, func(tx daoguard.Tx) error { _, err := tx.LedgerSnapshot(ctx, f.Org); return err }); daoguard.ErrorCode(err) != daoguard.CodeNotFound {
+			t.Fatalf("no snapshot yet: %v", err)
+		}
+		put(5, "five")
+		put(3, "three") // older: ignored
+		if s := get(); s.Seq != 5 || string(s.Data) != "five" || s.At.IsZero() {
+			t.Fatalf("%d %q %v", s.Seq, s.Data, s.At)
+		}
+
+		f = setup(t, h)
+		hold := &SetHoldings{}
+		hold.Set(time.Time{}, map[string]*big.Int{"ETH": amount("1000", 18), "USDC": amount("1000000", 6)})
+		newDecider := func() *service.PolicyDecider {
+			return &service.PolicyDecider{Prices: ClockPrices{f.Clock}, Holdings: hold}
+		}
+		d1 := newDecider()
+		svc := service.New(f.Store, d1, nil, "gw-1")
+		if _, err := svc.LoadFirstPolicy(ctx, f.Org, fmt.Sprintf(ExposurePolicy, "100", "100000")); err != nil {
+			t.Fatal(err)
+		}
+		pay := func(n int) {
+			for i := 0; i < n; i++ {
+				f.Clock.Advance(7 * time.Minute)
+				for _, in := range []daoguard.Intent{
+					{Account: "ops", Kind: "transfer", Asset: "USDC", To: Vendor, Amount: "3", Rationale: "pay invoice"},
+					{Account: "ops", Kind: "transfer", Asset: "ETH", To: Vendor, Amount: "0.01", Rationale: "pay invoice"},
+				} {
+					if a, err := svc.Submit(ctx, []string{f.Agent, f.Agent2}[i%2], "", in); err != nil || a.State == daoguard.StateDenied {
+						t.Fatalf("%v %+v", err, a)
+					}
+				}
+			}
+		}
+		judged := func(svc *service.Service) string {
+			t.Helper()
+			var out []string
+			for _, asset := range []string{"USDC", "ETH"} {
+				ev, err := svc.Evaluate(ctx, nil, f.Agent, daoguard.Intent{Account: "ops", Kind: "transfer", Asset: asset, To: Vendor, Amount: "1", Rationale: "pay invoice"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range ev.Decision.Reasons {
+					out = append(out, r.Code+" "+r.Detail)
+				}
+			}
+			return strings.Join(out, "\n")
+		}
+		pay(30)
+		if ok, err := d1.Snapshot(ctx, f.Store, f.Org, 0); err != nil || !ok {
+			t.Fatalf("snapshot: %v %v", ok, err)
+		}
+		pay(4) // after the snapshot: read as its tail
+		want := judged(svc)
+		if !strings.Contains(want, "+ 1") {
+			t.Fatalf("no window in\n%s", want)
+		}
+		d2 := newDecider()
+		if err := d2.Warm(ctx, f.Store, f.Org); err != nil {
+			t.Fatal(err)
+		}
+		if got := judged(service.New(f.Store, d2, nil, "gw-2")); got != want {
+			t.Fatalf("warmed from the snapshot:\n%s\nwant\n%s", got, want)
+		}
+		put(get().Seq+1000, "not a window")
+		d3 := newDecider()
+		if err := d3.Warm(ctx, f.Store, f.Org); err != nil {
+			t.Fatal(err)
+		}
+		if got := judged(service.New(f.Store, d3, nil, "gw-3")); got != want {
+			t.Fatalf("warmed past a broken snapshot:\n%s\nwant\n%s", got, want)
+		}
+	})
+
 	t.Run("OK_ReleaseAndSettle", func(t *testing.T) {
 		f := setup(t, h)
 		hold := &SetHoldings{}

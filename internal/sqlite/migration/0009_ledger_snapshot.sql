@@ -1,0 +1,10 @@
+-- A gateway's window ledger as of entry seq, in the decider's binary form
+-- (per-key time buckets and the recent counterparties): a start reads it
+-- and the entries after it, not every entry in the windows. Only the one
+-- reaching furthest is kept; it can always be rebuilt from the ledger.
+CREATE TABLE ledger_snapshots (
+	org_id   TEXT PRIMARY KEY REFERENCES orgs(id),
+	seq      INTEGER NOT NULL,
+	taken_at INTEGER NOT NULL,
+	data     BLOB NOT NULL
+);
