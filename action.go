@@ -1,7 +1,6 @@
 package daoguard
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -391,11 +390,10 @@ type Decision struct {
 	// Inputs are the figures the decision was made on, kept so that a
 	// replay under another policy sees the same world.
 	Inputs *DecisionInputs `json:"inputs,omitempty"`
-	// Record is the decider's bookkeeping for an action that goes ahead
-	// (the window ledger entry). The service runs it in the same unit once
-	// the action is written and only if it is not denied, so that nothing
-	// is counted for an action that never existed. Never stored.
-	Record func(ctx context.Context) error `json:"-"`
+	// LedgerSeq is the last window ledger entry the decision saw. The
+	// service hands it back to a LedgerKeeper with the entry it records
+	// for the action. Never stored.
+	LedgerSeq uint64 `json:"-"`
 }
 
 // DecisionInputs is the snapshot a policy decision saw.

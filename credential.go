@@ -76,6 +76,22 @@ type CredentialStore interface {
 	TouchCredentials(ctx context.Context, used map[string]time.Time) error
 }
 
+// Nonce is a signed request's nonce, as data: the service uses it as the
+// first step of the transaction that acts on the request (see
+// NonceStore.UseNonce), so that the request's effect and the use of its
+// nonce commit together or not at all.
+type Nonce struct {
+	KeyID   string
+	Value   string
+	Created time.Time // the signature's creation time (signed)
+	Expires time.Time // when the record may be dropped
+}
+
+// Use records n in tx. Errors: ErrNonceReused.
+func (n *Nonce) Use(ctx context.Context, tx NonceStore) error {
+	return tx.UseNonce(ctx, n.KeyID, n.Value, n.Created, n.Expires)
+}
+
 // ErrNonceReused is returned by UseNonce for a nonce already used.
 var ErrNonceReused = &Error{Code: CodeNonceReused, Message: "this signature nonce was already used: the request is a replay"}
 

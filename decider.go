@@ -24,6 +24,16 @@ type Decider interface {
 	Decide(ctx context.Context, in DecisionInput) (Decision, error)
 }
 
+// LedgerKeeper is a decider that keeps the window ledger in memory. For
+// every action that goes ahead, the service adds the action's ledger entry
+// in the unit that writes the action, then tells the keeper, with the
+// LedgerSeq of the decision: the keeper may then count the entry at once
+// (if it is undone, the keeper takes it back; see Tx.OnUndo) instead of
+// reading it back from the store.
+type LedgerKeeper interface {
+	Added(tx Tx, e LedgerEntry, seen uint64)
+}
+
 // DenyAll is the decider in force when no policy is loaded: every action is
 // denied. It is the zero-configuration default, never a test shortcut.
 type DenyAll struct{}

@@ -233,11 +233,17 @@ func (a *Authenticator) Consume(ctx context.Context, r *http.Request, id *Identi
 	return err
 }
 
-// UseNonce is Consume inside the caller's own transaction, for a handler
-// that records the nonce in the same commit as its work. On NONCE_REUSED
-// the caller reports the replay with Deny.
+// UseNonce is Consume inside the caller's own transaction. On
+// NONCE_REUSED the caller reports the replay with Deny.
 func (a *Authenticator) UseNonce(ctx context.Context, tx daoguard.Tx, id *Identity) error {
-	return tx.UseNonce(ctx, id.Credential.KeyID, id.nonce, id.created, id.nonceExpires)
+	return id.Nonce().Use(ctx, tx)
+}
+
+// Nonce is the request's nonce as data, for a handler whose service uses
+// it in the same transaction as its work (one durable commit, not two).
+// On NONCE_REUSED the caller reports the replay with Deny.
+func (id *Identity) Nonce() *daoguard.Nonce {
+	return &daoguard.Nonce{KeyID: id.Credential.KeyID, Value: id.nonce, Created: id.created, Expires: id.nonceExpires}
 }
 
 // checkProfile enforces API.md's profile on a parsed signature of a

@@ -51,15 +51,15 @@ func (s *Server) submit(c *call) error { return s.submitIntent(c, *c.in.(*daogua
 // submitIntent runs one intent through the pipeline for a signed request.
 func (s *Server) submitIntent(c *call, in daoguard.Intent) error {
 	ctx := c.r.Context()
-	var use func(daoguard.Tx) error
+	var nonce *daoguard.Nonce
 	if s.SkipVerification == "" {
 		// The nonce commits with the action (one durable commit, not two).
-		use = func(tx daoguard.Tx) error { return s.Auth.UseNonce(ctx, tx, c.id) }
+		nonce = c.id.Nonce()
 	}
 	if len(c.r.Header.Values("Idempotency-Key")) > 1 {
 		return daoguard.FieldError(daoguard.CodeInvalid, "Idempotency-Key", "send one Idempotency-Key header line")
 	}
-	a, err := s.Service.SubmitOnce(ctx, use, c.principal(), c.r.Header.Get("Idempotency-Key"), in)
+	a, err := s.Service.SubmitSigned(ctx, nonce, c.principal(), c.r.Header.Get("Idempotency-Key"), in)
 	if daoguard.ErrorCode(err) == daoguard.CodeNonceReused {
 		s.Auth.Deny(c.r, c.id, err)
 	}
@@ -75,11 +75,11 @@ func (s *Server) submitIntent(c *call, in daoguard.Intent) error {
 func (s *Server) evaluate(c *call) error {
 	in := c.in.(*daoguard.Intent)
 	ctx := c.r.Context()
-	var use func(daoguard.Tx) error
+	var nonce *daoguard.Nonce
 	if s.SkipVerification == "" {
-		use = func(tx daoguard.Tx) error { return s.Auth.UseNonce(ctx, tx, c.id) }
+		nonce = c.id.Nonce()
 	}
-	a, err := s.Service.Evaluate(ctx, use, c.principal(), *in)
+	a, err := s.Service.Evaluate(ctx, nonce, c.principal(), *in)
 	if daoguard.ErrorCode(err) == daoguard.CodeNonceReused {
 		s.Auth.Deny(c.r, c.id, err)
 	}

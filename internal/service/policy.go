@@ -401,6 +401,7 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 	o.mu.Lock()
 	var res policy.Result
 	var rebuilt *window
+	var seen uint64 // the last entry the evaluation counted
 	switch {
 	case !fits(o.win, pol):
 		old := o.win
@@ -411,7 +412,7 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 		if rebuilt, err = rebuild(ctx, tx, orgID, pol, now); err != nil {
 			return daoguard.Decision{}, err
 		}
-		input.History = rebuilt.l
+		input.History, seen = rebuilt.l, rebuilt.seq
 		res = pol.Evaluate(input)
 		nw := rebuilt
 		tx.AfterCommit(func() {
@@ -463,56 +464,35 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 		if w := o.win; now.Sub(w.trimmed) > trimEvery {
 			w.trim(now)
 		}
-		input.History = o.history(pol)
+		input.History, seen = o.history(pol), o.known()
 		res = pol.Evaluate(input)
 		o.mu.Unlock()
 	}
 	dec := res.Decision
 	dec.Inputs = decisionInputs(res, holdings, reserved)
-	if in.DryRun || dec.Verdict == daoguard.VerdictDeny {
-		return dec, nil
-	}
-	flows := dec.Inputs.Flows
-	dec.Record = func(ctx context.Context) error {
-		// What goes ahead counts against the windows from now on, also
-		// while it waits for approval: queueing many small requests must
-		// not get around a window.
-		e := &daoguard.LedgerEntry{OrgID: orgID, ActionID: a.ID, PrincipalID: in.Principal.ID, Flows: flows,
-			Agent: in.Principal.Kind == daoguard.PrincipalAgent, Roles: in.Principal.Roles}
-		if err := tx.AddLedgerEntry(ctx, e); err != nil {
-			return err
-		}
-		if rebuilt != nil {
-			// Judged on a private ledger: the entry joins it once the unit
-			// has committed. If that ledger was not installed (another was,
-			// meanwhile), the entry is left for the next unit's tail.
-			tx.AfterCommit(func() {
-				o.mu.Lock()
-				defer o.mu.Unlock()
-				if e.Seq <= rebuilt.seq { // another unit's tail brought it in already
-					return
-				}
-				rebuilt.l.RecordFor(e.At, whoOf(*e), policyFlows(e.Flows))
-				rebuilt.seq = e.Seq
-				if o.win == rebuilt {
-					o.dropStaged(0)
-				}
-			})
-			return nil
-		}
-		o.mu.Lock()
-		added := o.stage([]daoguard.LedgerEntry{*e})
-		o.mu.Unlock()
-		if len(added) == 0 {
-			// Cannot happen: nothing is added to the ledger after what this
-			// unit read but by this unit. Left to the next unit's tail.
-			return nil
-		}
-		tx.OnUndo(func() { o.mu.Lock(); o.unstage(e.Seq); o.mu.Unlock() })
-		tx.AfterCommit(func() { o.mu.Lock(); o.commit(e.Seq); o.mu.Unlock() })
-		return nil
-	}
+	dec.LedgerSeq = seen
 	return dec, nil
+}
+
+// Added implements daoguard.LedgerKeeper: the entry of an action decided
+// on every entry through seen is staged on top of the ledger (taken back
+// if its unit is undone, moved into the ledger once it has committed) —
+// if what this gateway knows still ends at seen, so the staged entries
+// stay a run with none missing. Otherwise (the decision was made on a
+// private ledger being rebuilt) it is left for the next unit's tail, which
+// reads every committed entry after what is known.
+func (d *PolicyDecider) Added(tx daoguard.Tx, e daoguard.LedgerEntry, seen uint64) {
+	o := d.org(e.OrgID)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.known() != seen || e.Seq <= seen {
+		return
+	}
+	if added := o.stage([]daoguard.LedgerEntry{e}); len(added) == 0 {
+		return
+	}
+	tx.OnUndo(func() { o.mu.Lock(); o.unstage(e.Seq); o.mu.Unlock() })
+	tx.AfterCommit(func() { o.mu.Lock(); o.commit(e.Seq); o.mu.Unlock() })
 }
 
 // rebuild reads the ledger back as far as pol looks, into a new window

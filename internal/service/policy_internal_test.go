@@ -126,9 +126,12 @@ func decide(t *testing.T, d *PolicyDecider, u *fakeUnit) {
 	if dec.Verdict == daoguard.VerdictDeny {
 		t.Fatalf("denied: %+v", dec.Reasons)
 	}
-	if err := dec.Record(ctx); err != nil {
+	// As the service records what goes ahead.
+	e := &daoguard.LedgerEntry{OrgID: "org", ActionID: a.ID, PrincipalID: "agent", Agent: true, Flows: dec.Inputs.Flows}
+	if err := u.AddLedgerEntry(ctx, e); err != nil {
 		t.Fatal(err)
 	}
+	d.Added(u, *e, dec.LedgerSeq)
 }
 
 // TestUndoneBatchWhileAnotherWaits: a batch that stages committed tail

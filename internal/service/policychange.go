@@ -135,8 +135,11 @@ func (s *Service) CurrentPolicy(ctx context.Context, orgID string) (*daoguard.Po
 // The request itself is audited (who asked what, and the answer), since
 // probing the policy is worth knowing about.
 //
-// Errors: as Submit's validation errors.
-func (s *Service) Evaluate(ctx context.Context, use func(daoguard.Tx) error, principalID string, in daoguard.Intent) (*daoguard.Action, error) {
+// A signed request's nonce (nil for none) is used in the transaction that
+// audits the question.
+//
+// Errors: as Submit's validation errors, NONCE_REUSED.
+func (s *Service) Evaluate(ctx context.Context, nonce *daoguard.Nonce, principalID string, in daoguard.Intent) (*daoguard.Action, error) {
 	// The decision is made on a read-only snapshot: a dry run must not take
 	// the ledger lock and hold up real submissions.
 	pre := s.presimulate(ctx, principalID, in)
@@ -167,7 +170,6 @@ func (s *Service) Evaluate(ctx context.Context, use func(daoguard.Tx) error, pri
 		if a.Decision, err = s.decide(ctx, daoguard.DecisionInput{Org: org, Principal: p, Action: a, Tx: tx, DryRun: true}); err != nil {
 			return err
 		}
-		a.Decision.Record = nil
 		out = a
 		return nil
 	})
@@ -176,8 +178,8 @@ func (s *Service) Evaluate(ctx context.Context, use func(daoguard.Tx) error, pri
 	}
 	// The nonce is used whatever the answer, and the question is audited.
 	err = s.Store.Update(ctx, func(tx daoguard.Tx) error {
-		if use != nil {
-			if err := use(tx); err != nil {
+		if nonce != nil {
+			if err := nonce.Use(ctx, tx); err != nil {
 				return err
 			}
 		}

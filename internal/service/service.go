@@ -123,17 +123,17 @@ func New(store daoguard.Store, decider daoguard.Decider, exec daoguard.Executor,
 // IDEMPOTENCY_MISMATCH, INVALID_ARGUMENT, INVALID_AMOUNT, UNKNOWN_ACCOUNT,
 // UNKNOWN_ASSET.
 func (s *Service) Submit(ctx context.Context, principalID, idemKey string, in daoguard.Intent) (*daoguard.Action, error) {
-	return s.SubmitOnce(ctx, nil, principalID, idemKey, in)
+	return s.SubmitSigned(ctx, nil, principalID, idemKey, in)
 }
 
-// SubmitOnce is Submit for a signed request: use runs first, in the same
-// transaction, and records the request's nonce. If use refuses (a replay),
-// nothing changes. If the pipeline refuses the intent before writing
-// anything (bad input, kill switch, suspended agent), what use wrote still
-// commits, so that the refused request cannot be replayed later, when it
-// might pass. One transaction instead of two saves a durable commit per
-// submission.
-func (s *Service) SubmitOnce(ctx context.Context, use func(daoguard.Tx) error, principalID, idemKey string, in daoguard.Intent) (*daoguard.Action, error) {
+// SubmitSigned is Submit for a signed request: the request's nonce is used
+// as the first step of the same transaction. If it was used before (a
+// replay: NONCE_REUSED), nothing changes. If the pipeline refuses the
+// intent before writing anything (bad input, kill switch, suspended
+// agent), the nonce's use still commits, so that the refused request
+// cannot be replayed later, when it might pass. One transaction instead of
+// two saves a durable commit per submission. A nil nonce is Submit.
+func (s *Service) SubmitSigned(ctx context.Context, nonce *daoguard.Nonce, principalID, idemKey string, in daoguard.Intent) (*daoguard.Action, error) {
 	if err := checkIdempotencyKey(idemKey); err != nil {
 		return nil, err
 	}
@@ -142,13 +142,13 @@ func (s *Service) SubmitOnce(ctx context.Context, use func(daoguard.Tx) error, p
 	var refused error
 	err := s.Store.Update(ctx, func(tx daoguard.Tx) error {
 		out, refused = nil, nil
-		if use != nil {
-			if err := use(tx); err != nil {
+		if nonce != nil {
+			if err := nonce.Use(ctx, tx); err != nil {
 				return err
 			}
 		}
 		a, wrote, err := s.submit(ctx, tx, principalID, idemKey, in, pre)
-		if err != nil && use != nil && !wrote && daoguard.ErrorCode(err) != daoguard.CodeInternal && daoguard.ErrorCode(err) != daoguard.CodeUnavailable {
+		if err != nil && nonce != nil && !wrote && daoguard.ErrorCode(err) != daoguard.CodeInternal && daoguard.ErrorCode(err) != daoguard.CodeUnavailable {
 			refused = err
 			return nil
 		}
@@ -212,8 +212,6 @@ func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemK
 		if a.Decision, err = s.decide(ctx, daoguard.DecisionInput{Org: org, Principal: p, Action: a, Tx: tx}); err != nil {
 			return nil, false, err
 		}
-		record := a.Decision.Record
-		a.Decision.Record = nil
 		to := daoguard.StateDenied
 		switch a.Decision.Verdict {
 		case daoguard.VerdictAllow:
@@ -237,12 +235,13 @@ func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemK
 			}
 			return nil, true, err
 		}
-		if record != nil && to != daoguard.StateDenied {
-			if err := record(ctx); err != nil {
+		if to != daoguard.StateDenied {
+			// What goes ahead counts against the windows from now on, also
+			// while it waits for approval (queueing many small requests
+			// must not get around a window), and holds what it can move.
+			if err := s.addLedgerEntry(ctx, tx, p, a); err != nil {
 				return nil, true, err
 			}
-		}
-		if to != daoguard.StateDenied {
 			if err := tx.AddReservations(ctx, reservations(a)); err != nil {
 				return nil, true, err
 			}
@@ -255,6 +254,23 @@ func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemK
 		}
 		return a, true, nil
 	}
+}
+
+// addLedgerEntry records the window ledger entry of action a, which goes
+// ahead, and tells a decider that keeps the ledger in memory.
+func (s *Service) addLedgerEntry(ctx context.Context, tx daoguard.Tx, p *daoguard.Principal, a *daoguard.Action) error {
+	e := &daoguard.LedgerEntry{OrgID: a.OrgID, ActionID: a.ID, PrincipalID: p.ID,
+		Agent: p.Kind == daoguard.PrincipalAgent, Roles: p.Roles, Flows: []daoguard.Flow{}}
+	if a.Decision.Inputs != nil && a.Decision.Inputs.Flows != nil {
+		e.Flows = a.Decision.Inputs.Flows
+	}
+	if err := tx.AddLedgerEntry(ctx, e); err != nil {
+		return err
+	}
+	if k, ok := s.Decider.(daoguard.LedgerKeeper); ok {
+		k.Added(tx, *e, a.Decision.LedgerSeq)
+	}
+	return nil
 }
 
 // checkIdempotencyKey allows up to 255 printable ASCII characters: a key is
