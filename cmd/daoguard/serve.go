@@ -17,6 +17,7 @@ import (
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/alert"
 	"github.com/daoguard/daoguard/internal/auth"
+	"github.com/daoguard/daoguard/internal/decider"
 	"github.com/daoguard/daoguard/internal/evm"
 	"github.com/daoguard/daoguard/internal/httpapi"
 	"github.com/daoguard/daoguard/internal/metrics"
@@ -134,7 +135,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	decider := &service.PolicyDecider{Contracts: contracts}
+	decider := &decider.Policy{Contracts: contracts}
 	if len(cfg.Prices.Sources) > 0 {
 		decider.Prices = prices
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/decider"
 	"github.com/daoguard/daoguard/internal/devchain"
 	"github.com/daoguard/daoguard/internal/evm"
 	"github.com/daoguard/daoguard/internal/evm/evmtest"
@@ -84,7 +85,7 @@ func newWorld(t testing.TB, dsn string, chain *evm.SimChain, eth evm.Client, key
 		return acc, as, err
 	})
 	w.hold.Now = w.clock.Now
-	w.svc = service.New(w.store, &service.PolicyDecider{Holdings: w.hold}, w.exec, "node-1")
+	w.svc = service.New(w.store, &decider.Policy{Holdings: w.hold}, w.exec, "node-1")
 	w.svc.Simulator = sim
 	if w.svc.Signatures, err = evm.NewSafeApprovals(eth); err != nil {
 		t.Fatal(err)
@@ -391,8 +392,8 @@ func TestDevChain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.svc.Contracts, w.svc.Decider.(*service.PolicyDecider).Contracts = reg, reg
-		defer func() { w.svc.Contracts, w.svc.Decider.(*service.PolicyDecider).Contracts = nil, nil }()
+		w.svc.Contracts, w.svc.Decider.(*decider.Policy).Contracts = reg, reg
+		defer func() { w.svc.Contracts, w.svc.Decider.(*decider.Policy).Contracts = nil, nil }()
 		transfer, _ := w.token.ABI.Pack("transfer", rcpt, big.NewInt(1))
 		upgrade, _ := evmtest.Artifact(t, "DevProxy").ABI.Pack("upgradeTo", w.env.Contracts.Token)
 		batch := evm.PackMultiSend(evm.TxCall{To: w.env.Contracts.Token, Data: transfer}, evm.TxCall{To: proxy, Data: upgrade}, evm.TxCall{To: proxy, Data: []byte{0xca, 0xfe, 0xba, 0xbe}})

@@ -18,11 +18,11 @@ import (
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/anomaly"
+	"github.com/daoguard/daoguard/internal/decider"
 	"github.com/daoguard/daoguard/internal/devchain"
 	"github.com/daoguard/daoguard/internal/evm"
 	"github.com/daoguard/daoguard/internal/evm/evmtest"
 	"github.com/daoguard/daoguard/internal/policy"
-	"github.com/daoguard/daoguard/internal/service"
 	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
@@ -182,7 +182,7 @@ func replay(t *testing.T, in incident, tmpl *template.Template) {
 		return b.String()
 	})
 	prices := staticPrices{}
-	w.svc.Decider.(*service.PolicyDecider).Prices = prices
+	w.svc.Decider.(*decider.Policy).Prices = prices
 	// Every control on, as serve runs: the anomaly breaker too.
 	breaker := anomaly.DefaultConfig()
 	w.svc.Anomaly = &breaker

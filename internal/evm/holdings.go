@@ -64,7 +64,7 @@ func NewHoldingsPoller(c HoldingsReader, chainID uint64, list Catalogue) *Holdin
 	return &HoldingsPoller{Chain: c, ChainID: chainID, List: list, Every: DefaultHoldingsEvery, MaxAge: DefaultHoldingsMaxAge, Logger: slog.Default(), Now: time.Now}
 }
 
-// Holdings implements service.Holdings: the account's balances by symbol,
+// Holdings implements decider.Holdings: the account's balances by symbol,
 // or nil when they are unknown, and when the read began (before the block
 // was chosen: a payment settled before then is in the balances). The map
 // is shared: callers must not change it.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
-	"github.com/daoguard/daoguard/internal/service"
+	"github.com/daoguard/daoguard/internal/decider"
 	"github.com/daoguard/daoguard/internal/storetest"
 )
 
@@ -21,7 +21,7 @@ func TestPolicyBoundsEndpoint(t *testing.T) {
 	e := newSQLiteEnv(t)
 	hold := &storetest.SetHoldings{}
 	hold.Set(time.Time{}, map[string]*big.Int{"USDC": big.NewInt(3000_000000), "ETH": new(big.Int).Mul(big.NewInt(10), big.NewInt(1e18))})
-	e.svc.Decider = &service.PolicyDecider{Prices: storetest.ClockPrices{Clock: e.clock}, Holdings: hold}
+	e.svc.Decider = &decider.Policy{Prices: storetest.ClockPrices{Clock: e.clock}, Holdings: hold}
 	agent := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", nil)
 	human := e.key("human_1", daoguard.AlgEd25519, humanScopes, "test", nil)
 

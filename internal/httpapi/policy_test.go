@@ -9,6 +9,7 @@ import (
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/client"
+	"github.com/daoguard/daoguard/internal/decider"
 	"github.com/daoguard/daoguard/internal/service"
 	"github.com/daoguard/daoguard/internal/storetest"
 )
@@ -18,7 +19,7 @@ import (
 func TestPolicyEndpoints(t *testing.T) {
 	ctx := context.Background()
 	e := newSQLiteEnv(t)
-	e.svc.Decider = &service.PolicyDecider{}
+	e.svc.Decider = &decider.Policy{}
 	agent := e.key("agent_1", daoguard.AlgHMACSHA256, daoguard.AgentScopes, "test", nil)
 	human := e.key("human_1", daoguard.AlgEd25519, humanScopes, "test", nil)
 	humanHMAC := e.key("human_2", daoguard.AlgHMACSHA256, []string{daoguard.ScopeControlsWrite}, "test", nil)

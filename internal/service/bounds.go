@@ -2,10 +2,9 @@ package service
 
 import (
 	"context"
-	"math/big"
-	"strings"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/decider"
 	"github.com/daoguard/daoguard/internal/policy"
 )
 
@@ -44,54 +43,9 @@ func (s *Service) PolicyBounds(ctx context.Context, principalID string) ([]polic
 	return out, err
 }
 
-// world gathers what bounds are computed in: the organisation's
-// principals, catalogue, accounts' holdings less their reservations, and
-// the trusted prices now.
 func (s *Service) world(ctx context.Context, tx daoguard.Tx, orgID string, pol *policy.Policy) (*policy.World, error) {
-	ps, err := tx.Principals(ctx, orgID)
-	if err != nil {
-		return nil, err
-	}
-	assets, err := tx.Assets(ctx, orgID)
-	if err != nil {
-		return nil, err
-	}
-	accounts, err := tx.Accounts(ctx, orgID)
-	if err != nil {
-		return nil, err
-	}
-	w := &policy.World{Principals: ps, Catalog: policy.NewCatalog(assets), Holdings: map[string]map[string]*big.Int{}}
-	d, _ := s.Decider.(*PolicyDecider)
-	for _, a := range accounts {
-		w.Accounts = append(w.Accounts, a.Name)
-		if d == nil || d.Holdings == nil {
-			continue
-		}
-		bal, at := d.Holdings.Holdings(a.ChainID, a.Address)
-		if bal == nil {
-			continue // unknown: it bounds nothing
-		}
-		reserved, err := tx.Reserved(ctx, orgID, strings.ToLower(a.Address), at.Add(-settleMargin))
-		if err != nil {
-			return nil, err
-		}
-		avail := map[string]*big.Int{}
-		for sym, v := range bal {
-			x := new(big.Int).Set(v)
-			if r := reserved[sym]; r != nil {
-				x.Sub(x, r)
-			}
-			if x.Sign() < 0 {
-				x.SetInt64(0)
-			}
-			avail[sym] = x
-		}
-		w.Holdings[a.Name] = avail
-	}
-	if d != nil && d.Prices != nil {
-		w.Prices = pol.TrustedPrices(d.Prices.Quotes(), tx.Now())
-	}
-	return w, nil
+	d, _ := s.Decider.(*decider.Policy)
+	return decider.World(ctx, tx, orgID, pol, d)
 }
 
 // boundChanges is how a policy change moves the bounds, for its approvers.

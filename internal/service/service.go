@@ -18,6 +18,7 @@ import (
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/anomaly"
+	"github.com/daoguard/daoguard/internal/decider"
 	"github.com/daoguard/daoguard/internal/policy"
 	"github.com/daoguard/daoguard/internal/probe"
 	"github.com/daoguard/daoguard/internal/screen"
@@ -52,7 +53,7 @@ type Service struct {
 	Signatures OwnerSignatures
 	// Contracts are the configured contracts' ABIs: each call action's
 	// calls are decoded with them (and the standard ones) for approvers.
-	// The PolicyDecider needs the same registry to judge opaque calldata.
+	// The policy decider (decider.Policy) needs the same registry to judge opaque calldata.
 	Contracts *policy.Registry
 
 	// AuditSigner signs checkpoints of the audit log on demand (a proof
@@ -347,9 +348,9 @@ func (s *Service) describe(ctx context.Context, tx daoguard.Tx, orgID string, de
 func (s *Service) decide(ctx context.Context, in daoguard.DecisionInput) (daoguard.Decision, error) {
 	d, err := s.Decider.Decide(ctx, in)
 	if err != nil {
-		var se *storeError
+		var se *decider.StoreError
 		if errors.As(err, &se) {
-			return daoguard.Decision{}, se.err
+			return daoguard.Decision{}, se.Err
 		}
 		s.Logger.Error("decider failed; denying", "action", in.Action.ID, "err", err)
 		return daoguard.Decision{Verdict: daoguard.VerdictDeny, Tier: "deny", Reasons: []daoguard.Reason{{Code: daoguard.ReasonDeciderError, Detail: "policy evaluation failed; denied (fail closed)"}}}, nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/daoguard/daoguard"
 	"github.com/daoguard/daoguard/internal/anomaly"
+	"github.com/daoguard/daoguard/internal/decider"
 	"github.com/daoguard/daoguard/internal/policy"
 	"github.com/daoguard/daoguard/internal/service"
 )
@@ -63,7 +64,7 @@ func (h *SetHoldings) Set(at time.Time, bal map[string]*big.Int) {
 	h.bal, h.at = bal, at
 }
 
-// Holdings implements service.Holdings.
+// Holdings implements decider.Holdings.
 func (h *SetHoldings) Holdings(uint64, string) (map[string]*big.Int, time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -107,14 +108,14 @@ func runExposure(t *testing.T, h Harness) {
 				win := map[string]string{"ETH": "100", "USDC": "100000"}
 				win[tc.asset] = tc.window
 				doc := fmt.Sprintf(ExposurePolicy, win["ETH"], win["USDC"])
-				svcs := []*service.Service{service.New(f.Store, &service.PolicyDecider{Prices: ClockPrices{f.Clock}, Holdings: hold}, nil, "gw-1")}
+				svcs := []*service.Service{service.New(f.Store, &decider.Policy{Prices: ClockPrices{f.Clock}, Holdings: hold}, nil, "gw-1")}
 				if gateways == 2 {
 					s2, err := h.Open(f.DSN, f.Clock.Now)
 					if err != nil {
 						t.Fatal(err)
 					}
 					defer s2.Close()
-					svcs = append(svcs, service.New(s2, &service.PolicyDecider{Prices: ClockPrices{f.Clock}, Holdings: hold}, nil, "gw-2"))
+					svcs = append(svcs, service.New(s2, &decider.Policy{Prices: ClockPrices{f.Clock}, Holdings: hold}, nil, "gw-2"))
 				}
 				if _, err := svcs[0].LoadFirstPolicy(ctx, f.Org, doc); err != nil {
 					t.Fatal(err)
@@ -223,8 +224,8 @@ func runExposure(t *testing.T, h Harness) {
 		f = setup(t, h)
 		hold := &SetHoldings{}
 		hold.Set(time.Time{}, map[string]*big.Int{"ETH": amount("1000", 18), "USDC": amount("1000000", 6)})
-		newDecider := func() *service.PolicyDecider {
-			return &service.PolicyDecider{Prices: ClockPrices{f.Clock}, Holdings: hold}
+		newDecider := func() *decider.Policy {
+			return &decider.Policy{Prices: ClockPrices{f.Clock}, Holdings: hold}
 		}
 		d1 := newDecider()
 		svc := service.New(f.Store, d1, nil, "gw-1")
@@ -288,7 +289,7 @@ func runExposure(t *testing.T, h Harness) {
 		f := setup(t, h)
 		hold := &SetHoldings{}
 		hold.Set(time.Time{}, map[string]*big.Int{"USDC": amount("1000", 6)})
-		svc := service.New(f.Store, &service.PolicyDecider{Prices: ClockPrices{f.Clock}, Holdings: hold}, f.Ledger, "gw-1")
+		svc := service.New(f.Store, &decider.Policy{Prices: ClockPrices{f.Clock}, Holdings: hold}, f.Ledger, "gw-1")
 		if _, err := svc.LoadFirstPolicy(ctx, f.Org, fmt.Sprintf(ExposurePolicy, "100", "100000")); err != nil {
 			t.Fatal(err)
 		}

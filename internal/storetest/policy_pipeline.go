@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/daoguard/daoguard"
+	"github.com/daoguard/daoguard/internal/decider"
 	"github.com/daoguard/daoguard/internal/policy"
 	"github.com/daoguard/daoguard/internal/service"
 )
@@ -67,8 +68,8 @@ func (FixedHoldings) Holdings(uint64, string) (map[string]*big.Int, time.Time) {
 
 // NewPolicyDecider returns the policy engine as decider, with ClockPrices
 // and FixedHoldings.
-func NewPolicyDecider(clock *Clock) *service.PolicyDecider {
-	return &service.PolicyDecider{Prices: ClockPrices{clock}, Holdings: FixedHoldings{}}
+func NewPolicyDecider(clock *Clock) *decider.Policy {
+	return &decider.Policy{Prices: ClockPrices{clock}, Holdings: FixedHoldings{}}
 }
 
 // BenchPolicy is the policy the end-to-end benchmarks load: PipelinePolicy

@@ -1,4 +1,4 @@
-package service_test
+package decider_test
 
 import (
 	"bufio"
@@ -38,7 +38,7 @@ const (
 // decisions from every agent and reports its peak RSS. With
 // DAOGUARD_WARM_N=1000000 it is the measurement in docs/PERFORMANCE.md:
 //
-//	DAOGUARD_WARM_N=1000000 go test ./internal/service -run TestWarmStart -v
+//	DAOGUARD_WARM_N=1000000 go test ./internal/decider -run TestWarmStart -v
 func TestWarmStart(t *testing.T) {
 	if os.Getenv("DAOGUARD_WARM_CHILD") != "" {
 		t.Skip("the child runs TestWarmStartChild")

@@ -1,4 +1,11 @@
-package service
+// Package decider is the policy engine as daoguard's Decider: per
+// organisation it keeps the compiled policies and the window ledger in
+// memory (loaded before the gateway listens, from a stored snapshot and
+// the entries after it), reads the holdings less what open actions
+// reserve, and judges each action in the transaction that records it.
+// What goes ahead is recorded by the service (daoguard.LedgerKeeper); the
+// decider only keeps its in-memory copy in step.
+package decider
 
 import (
 	"context"
@@ -39,7 +46,7 @@ const counterpartyMemory = 30 * 24 * time.Hour
 // tailLimit bounds one read of the ledger's newest entries.
 const tailLimit = 10_000
 
-// PolicyDecider is the Decider backed by the policy engine. Per
+// Policy is the Decider backed by the policy engine. Per
 // organisation it keeps compiled policies by version and the window ledger
 // in memory. Each decision, in its own unit: reads the ledger entries
 // added since those this gateway knows of (in PostgreSQL under the
@@ -55,7 +62,7 @@ const tailLimit = 10_000
 // writes are undone takes its entry back (OnUndo) before any other unit can
 // see the database without it, and an entry moves into the ledger once its
 // unit has committed (AfterCommit).
-type PolicyDecider struct {
+type Policy struct {
 	Prices   Prices   // nil: no prices, USD rules fail closed
 	Holdings Holdings // nil: holdings unknown
 	// Contracts decodes calldata (nil: the standard ABIs only): an
@@ -112,7 +119,7 @@ type window struct {
 // maxCompiled bounds the compiled versions kept per organisation.
 const maxCompiled = 4
 
-func (d *PolicyDecider) org(id string) *orgPolicy {
+func (d *Policy) org(id string) *orgPolicy {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.orgs == nil {
@@ -331,7 +338,7 @@ func fits(w *window, pol *policy.Policy) bool {
 }
 
 // Decide implements daoguard.Decider.
-func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (daoguard.Decision, error) {
+func (d *Policy) Decide(ctx context.Context, in daoguard.DecisionInput) (daoguard.Decision, error) {
 	tx, a, orgID := in.Tx, in.Action, in.Org.ID
 	o := d.org(orgID)
 	now := tx.Now()
@@ -481,7 +488,7 @@ func (d *PolicyDecider) Decide(ctx context.Context, in daoguard.DecisionInput) (
 // stay a run with none missing. Otherwise (the decision was made on a
 // private ledger being rebuilt) it is left for the next unit's tail, which
 // reads every committed entry after what is known.
-func (d *PolicyDecider) Added(tx daoguard.Tx, e daoguard.LedgerEntry, seen uint64) {
+func (d *Policy) Added(tx daoguard.Tx, e daoguard.LedgerEntry, seen uint64) {
 	o := d.org(e.OrgID)
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -573,19 +580,20 @@ func policyFlows(fs []daoguard.Flow) []policy.Flow {
 	return out
 }
 
-// storeError marks a failure to read or write the store while deciding:
-// the unit is abandoned (and may be rerun), never turned into a denial.
-type storeError struct{ err error }
+// StoreError marks a failure to read or write the store while deciding:
+// the caller abandons the unit (it may be rerun), never turns it into a
+// denial.
+type StoreError struct{ Err error }
 
-func (e *storeError) Error() string { return e.err.Error() }
-func (e *storeError) Unwrap() error { return e.err }
+func (e *StoreError) Error() string { return e.Err.Error() }
+func (e *StoreError) Unwrap() error { return e.Err }
 
 // stored wraps a store error; nil stays nil.
 func stored(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &storeError{err}
+	return &StoreError{err}
 }
 
 // Warm loads the organisation's window ledger (back as far as the policy
@@ -595,7 +603,7 @@ func stored(err error) error {
 // snapshot when one fits the policy, and reads only the entries after it;
 // otherwise it reads every entry in the windows and stores a snapshot for
 // the next start. Without a policy it does nothing.
-func (d *PolicyDecider) Warm(ctx context.Context, st daoguard.Store, orgID string) error {
+func (d *Policy) Warm(ctx context.Context, st daoguard.Store, orgID string) error {
 	var (
 		w       *window
 		c       *compiled
@@ -655,7 +663,7 @@ func (d *PolicyDecider) Warm(ctx context.Context, st daoguard.Store, orgID strin
 // ledger is encoded under the organisation's lock (tens of milliseconds
 // with a million entries in the windows: decisions wait that long), and
 // written outside it.
-func (d *PolicyDecider) Snapshot(ctx context.Context, st daoguard.Store, orgID string, minNew uint64) (bool, error) {
+func (d *Policy) Snapshot(ctx context.Context, st daoguard.Store, orgID string, minNew uint64) (bool, error) {
 	o := d.org(orgID)
 	o.mu.Lock()
 	w := o.win
@@ -684,7 +692,7 @@ func (d *PolicyDecider) Snapshot(ctx context.Context, st daoguard.Store, orgID s
 // ledger every period when at least minNew entries were added since the
 // last, and a last one when ctx ends (with its own short deadline), so
 // that the next start reads little of the ledger.
-func (d *PolicyDecider) RunSnapshots(ctx context.Context, st daoguard.Store, every time.Duration, minNew uint64, logf func(error)) {
+func (d *Policy) RunSnapshots(ctx context.Context, st daoguard.Store, every time.Duration, minNew uint64, logf func(error)) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	each := func(ctx context.Context, min uint64) {
@@ -743,4 +751,53 @@ func parseWindow(data []byte, seq uint64) (*window, error) {
 		return nil, err
 	}
 	return &window{l: l, seq: seq, horizon: hs[0], span: hs[1]}, nil
+}
+
+// World is what the bounds are computed from for pol: the principals,
+// the catalogue, the accounts, and — from d, if not nil — each account's
+// holdings less what open actions reserve, and the prices pol trusts.
+func World(ctx context.Context, tx daoguard.Tx, orgID string, pol *policy.Policy, d *Policy) (*policy.World, error) {
+	ps, err := tx.Principals(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	assets, err := tx.Assets(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	accounts, err := tx.Accounts(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	w := &policy.World{Principals: ps, Catalog: policy.NewCatalog(assets), Holdings: map[string]map[string]*big.Int{}}
+	for _, a := range accounts {
+		w.Accounts = append(w.Accounts, a.Name)
+		if d == nil || d.Holdings == nil {
+			continue
+		}
+		bal, at := d.Holdings.Holdings(a.ChainID, a.Address)
+		if bal == nil {
+			continue // unknown: it bounds nothing
+		}
+		reserved, err := tx.Reserved(ctx, orgID, strings.ToLower(a.Address), at.Add(-settleMargin))
+		if err != nil {
+			return nil, err
+		}
+		avail := map[string]*big.Int{}
+		for sym, v := range bal {
+			x := new(big.Int).Set(v)
+			if r := reserved[sym]; r != nil {
+				x.Sub(x, r)
+			}
+			if x.Sign() < 0 {
+				x.SetInt64(0)
+			}
+			avail[sym] = x
+		}
+		w.Holdings[a.Name] = avail
+	}
+	if d != nil && d.Prices != nil {
+		w.Prices = pol.TrustedPrices(d.Prices.Quotes(), tx.Now())
+	}
+	return w, nil
 }

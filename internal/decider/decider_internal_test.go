@@ -1,4 +1,4 @@
-package service
+package decider
 
 import (
 	"context"
@@ -113,7 +113,7 @@ func (u *fakeUnit) commit() {
 }
 
 // decide runs one payment through d in unit u, recording it if allowed.
-func decide(t *testing.T, d *PolicyDecider, u *fakeUnit) {
+func decide(t *testing.T, d *Policy, u *fakeUnit) {
 	t.Helper()
 	ctx := context.Background()
 	a := &daoguard.Action{ID: "act", Decoded: daoguard.Decoded{Kind: daoguard.KindTransfer, ChainID: 1337, Account: "ops", AccountKind: daoguard.AccountWallet,
@@ -142,7 +142,7 @@ func decide(t *testing.T, d *PolicyDecider, u *fakeUnit) {
 func TestUndoneBatchWhileAnotherWaits(t *testing.T) {
 	db := &ledgerDB{}
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	d := &PolicyDecider{}
+	d := &Policy{}
 	flows := []daoguard.Flow{{Asset: "USDC", Amount: daoguard.NewBigInt(big.NewInt(1)), To: "0x9f3a11111111111111111111111111111111c0de"}}
 
 	// Entry 1, decided and committed here: the ledger is built.
