@@ -2,6 +2,7 @@ package daoguard
 
 import (
 	"math/big"
+	"strconv"
 	"strings"
 )
 
@@ -85,6 +86,39 @@ func FormatAmount(v *big.Int, decimals int) string {
 		s = "-" + s
 	}
 	return s
+}
+
+// AppendAmount appends FormatAmount(v, decimals) to b; for a value that
+// fits in 64 bits it allocates nothing beyond b's growth.
+func AppendAmount(b []byte, v *big.Int, decimals int) []byte {
+	if v == nil {
+		return b
+	}
+	if !v.IsUint64() {
+		return append(b, FormatAmount(v, decimals)...)
+	}
+	var digits [20]byte
+	s := strconv.AppendUint(digits[:0], v.Uint64(), 10)
+	if decimals <= 0 {
+		return append(b, s...)
+	}
+	if len(s) <= decimals {
+		b = append(b, '0')
+	} else {
+		b = append(b, s[:len(s)-decimals]...)
+	}
+	frac := s[max(len(s)-decimals, 0):]
+	for len(frac) > 0 && frac[len(frac)-1] == '0' {
+		frac = frac[:len(frac)-1]
+	}
+	if len(frac) == 0 {
+		return b
+	}
+	b = append(b, '.')
+	for i := len(s); i < decimals; i++ { // leading zeros of the fraction
+		b = append(b, '0')
+	}
+	return append(b, frac...)
 }
 
 func allDigits(s string) bool {

@@ -98,3 +98,16 @@ func FuzzParseAmount(f *testing.F) {
 		}
 	})
 }
+
+// TestAppendAmount: AppendAmount writes what FormatAmount returns, for
+// small and large values and every placement of the decimal point.
+func TestAppendAmount(t *testing.T) {
+	huge, _ := new(big.Int).SetString("123456789012345678901234567890", 10)
+	for _, v := range []*big.Int{big.NewInt(0), big.NewInt(1), big.NewInt(10), big.NewInt(1_000_000), big.NewInt(1_230_000), big.NewInt(-5), new(big.Int).SetUint64(1<<64 - 1), huge} {
+		for _, dec := range []int{0, 1, 2, 6, 18, 25} {
+			if got, want := string(daoguard.AppendAmount([]byte("x"), v, dec)), "x"+daoguard.FormatAmount(v, dec); got != want {
+				t.Errorf("%s at %d: %q, want %q", v, dec, got, want)
+			}
+		}
+	}
+}

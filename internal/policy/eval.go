@@ -1110,7 +1110,17 @@ func (e *evaluation) window(r *rule, w *window, it *item) (exceeded, unpriced bo
 				fmt.Sprintf("up to %s %s now%s", daoguard.FormatAmount(left, a.Decimals), a.Symbol, frees(new(big.Int).Sub(sum, limit), false)))
 			return true, false
 		}
-		e.figure(fmt.Sprintf("%s: %s + %s ≤ %s %s", name, daoguard.FormatAmount(t.Amount, a.Decimals), daoguard.FormatAmount(mine, a.Decimals), w.maxAmount, a.Symbol))
+		// "<name>: <total> + <mine> ≤ <limit> <symbol>", without fmt.
+		e.fig = append(e.fig, "; "...)
+		e.fig = append(e.fig, name...)
+		e.fig = append(e.fig, ": "...)
+		e.fig = daoguard.AppendAmount(e.fig, t.Amount, a.Decimals)
+		e.fig = append(e.fig, " + "...)
+		e.fig = daoguard.AppendAmount(e.fig, mine, a.Decimals)
+		e.fig = append(e.fig, " ≤ "...)
+		e.fig = append(e.fig, w.maxAmount...)
+		e.fig = append(e.fig, ' ')
+		e.fig = append(e.fig, a.Symbol...)
 	}
 	return false, false
 }
