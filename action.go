@@ -390,9 +390,12 @@ type Decision struct {
 	// Inputs are the figures the decision was made on, kept so that a
 	// replay under another policy sees the same world.
 	Inputs *DecisionInputs `json:"inputs,omitempty"`
-	// LedgerSeq is the last window ledger entry the decision saw. The
-	// service hands it back to a LedgerKeeper with the entry it records
-	// for the action. Never stored.
+	// Counts: the action, if it goes ahead, counts against the rolling
+	// windows (the decider judged its flows against them): the service
+	// then records its window ledger entry. LedgerSeq is the last entry
+	// the decision saw, handed back to a LedgerKeeper with that entry.
+	// Neither is stored.
+	Counts    bool   `json:"-"`
 	LedgerSeq uint64 `json:"-"`
 }
 

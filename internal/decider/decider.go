@@ -187,9 +187,14 @@ func horizonOf(p *policy.Policy) time.Duration { return max(p.Horizon(), counter
 // merges aged entries into their buckets.
 const trimEvery = time.Minute
 
+// trimSlack keeps entries that long beyond the longest window: a unit
+// judges at its transaction's start time, which may be earlier than the
+// time of a unit that took the ledger lock before it and trimmed.
+const trimSlack = 10 * time.Minute
+
 // trim drops and merges (see policy.Ledger.Trim).
 func (w *window) trim(now time.Time) {
-	w.l.Trim(now, w.span, w.horizon)
+	w.l.Trim(now, w.span+trimSlack, w.horizon)
 	w.trimmed = now
 }
 
@@ -314,7 +319,9 @@ func (o *orgPolicy) history(pol *policy.Policy) policy.History {
 	}
 	lead, trail := pol.LookAlikeDigits()
 	if o.stagedL == nil || !sameDigits(o.stagedL, lead, trail) {
-		o.stagedL = pol.NewLedger()
+		// Every kind of total: the staged entries are few, and a later
+		// policy may read totals this one does not.
+		o.stagedL = policy.NewLedger(lead, trail)
 		for _, e := range o.staged {
 			o.stagedL.RecordFor(e.At, whoOf(e), policyFlows(e.Flows))
 		}
@@ -477,7 +484,7 @@ func (d *Policy) Decide(ctx context.Context, in daoguard.DecisionInput) (daoguar
 	}
 	dec := res.Decision
 	dec.Inputs = decisionInputs(res, holdings, reserved)
-	dec.LedgerSeq = seen
+	dec.Counts, dec.LedgerSeq = true, seen
 	return dec, nil
 }
 

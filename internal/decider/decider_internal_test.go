@@ -179,3 +179,46 @@ func (o *orgPolicy) stagedLedger() *policy.Ledger {
 	}
 	return l
 }
+
+// TestPolicyChangeDoesNotCount: a policy change is judged without the
+// windows, so it is not counted in them (the service records no entry),
+// and an entry handed back with what the decider no longer knows exactly
+// is left for the next tail, never staged over a gap.
+func TestPolicyChangeDoesNotCount(t *testing.T) {
+	db := &ledgerDB{}
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	d := &Policy{}
+	ctx := context.Background()
+	u := &fakeUnit{db: db, now: now}
+	decide(t, d, u) // entry 1: the window is built
+	u.commit()
+	flows := []daoguard.Flow{{Asset: "USDC", Amount: daoguard.NewBigInt(big.NewInt(1)), To: "0x9f3a11111111111111111111111111111111c0de"}}
+	db.add(daoguard.LedgerEntry{OrgID: "org", PrincipalID: "agent", At: now, Flows: flows}) // entry 2, another gateway's
+
+	u2 := &fakeUnit{db: db, now: now}
+	a := &daoguard.Action{ID: "pol", Decoded: daoguard.Decoded{Kind: daoguard.KindPolicy}}
+	dec, err := d.Decide(ctx, daoguard.DecisionInput{Org: &daoguard.Organisation{ID: "org"}, Principal: &daoguard.Principal{ID: "human", Kind: daoguard.PrincipalHuman}, Action: a, Tx: u2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dec.Verdict == daoguard.VerdictDeny || dec.Counts {
+		t.Fatalf("a policy change: %s, counts %v", dec.Verdict, dec.Counts)
+	}
+	// Had an entry been recorded with what that decision saw (nothing
+	// staged), it must not be staged over entry 2.
+	e := &daoguard.LedgerEntry{OrgID: "org", ActionID: "x", PrincipalID: "human", Flows: flows}
+	if err := u2.AddLedgerEntry(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	d.Added(u2, *e, dec.LedgerSeq)
+	u2.commit()
+	u3 := &fakeUnit{db: db, now: now}
+	decide(t, d, u3) // reads 2 and 3 as its tail
+	u3.commit()
+	o := d.org("org")
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if got := policy.Stack(o.win.l, o.stagedLedger()).Window(policy.Key{Per: policy.PerOrg}, now.Add(-time.Hour)).Count; got != 4 {
+		t.Fatalf("the window counts %d entries; the store holds 4", got)
+	}
+}

@@ -184,3 +184,25 @@ func FuzzParseLedger(f *testing.F) {
 		r.Trim(now, time.Hour, time.Hour)
 	})
 }
+
+// TestLedgerEncodingSaturatedTrimmed: a saturated key whose overflowing
+// entry was trimmed away encodes and parses back.
+func TestLedgerEncodingSaturatedTrimmed(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	l := NewLedger(4, 4)
+	l.Record(now.Add(-3*time.Hour), "a", []Flow{{Asset: "T", Amount: new(big.Int).Lsh(big.NewInt(1), 256), USD: MaxUSD, To: "0x01"}})
+	l.Record(now.Add(-time.Minute), "a", []Flow{{Asset: "T", Amount: big.NewInt(1), USD: 1, To: "0x01"}})
+	l.Trim(now, time.Hour, time.Hour)
+	b, _ := l.AppendBinary(nil)
+	r, err := ParseLedger(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := r.Window(Key{Per: PerOrg}, now.Add(-time.Hour)); w.USD != MaxUSD {
+		t.Fatalf("USD %d", w.USD)
+	}
+	// Over-long varints are not the encoding.
+	if _, err := ParseLedger([]byte("DGL\x01\x04\x04\x80\x00\x00\x00")); err == nil {
+		t.Fatal("an over-long uvarint parsed")
+	}
+}

@@ -196,7 +196,13 @@ func ParseLedger(data []byte) (*Ledger, error) {
 		}
 		prevK = k
 		sat := r.varint()
-		n := r.count(2)
+		// The fewest bytes an entry takes: a time, a count and an amount
+		// (asset keys), or a time, a count, USD and unpriced: a forged
+		// length cannot make the decoder allocate more than ~15× the input.
+		n := r.count(3)
+		if k.Asset == "" {
+			n = r.recount(n, 4)
+		}
 		if r.err != nil {
 			break
 		}
@@ -207,6 +213,7 @@ func ParseLedger(data []byte) (*Ledger, error) {
 		s := &series{sat: int(sat), t: make([]int64, n), cnt: make([]uint32, n), cnt0: r.u32()}
 		var prevT int64
 		prevC := s.cnt0
+		var entries uint64 // the count's deltas, which must not wrap
 		readTime := func(i int) {
 			d := r.uvarint()
 			if d > uint64(1<<63-1-prevT) {
@@ -215,8 +222,8 @@ func ParseLedger(data []byte) (*Ledger, error) {
 			prevT += int64(d)
 			s.t[i] = prevT
 			c := r.u32()
-			if c == 0 {
-				r.fail("an entry of no entries")
+			if entries += uint64(c); c == 0 || entries > math.MaxUint32 {
+				r.fail("bad entry count")
 			}
 			prevC += c
 			s.cnt[i] = prevC
@@ -234,14 +241,35 @@ func ParseLedger(data []byte) (*Ledger, error) {
 				}
 				prev = s.amt[j]
 			}
+			// Saturated from sat on (all ones), as the ledger leaves it.
+			if r.err == nil && s.sat >= 0 && !s.amt[s.sat].Eq(allOnes) {
+				r.fail("saturation at an unsaturated sum")
+			}
 		} else {
 			s.usd, s.unp = make([]int64, n), make([]uint32, n)
 			s.usd0, s.unp0 = r.usdSum(0), r.u32()
 			prevU, prevN := s.usd0, s.unp0
 			for j := 0; j < n && r.err == nil; j++ {
 				readTime(j)
-				prevU, prevN = r.usdSum(prevU), prevN+r.u32()
+				c := s.cnt[j] - prevCnt(s, j)
+				prevU = r.usdSum(prevU)
+				if u := r.u32(); u > c {
+					r.fail("more unpriced entries than entries")
+				} else {
+					prevN += u
+				}
 				s.usd[j], s.unp[j] = prevU, prevN
+			}
+			// sat is the first entry at MaxUSD, as the ledger sets it.
+			first := -1
+			for j := 0; j < n && r.err == nil; j++ {
+				if s.usd[j] == MaxUSD {
+					first = j
+					break
+				}
+			}
+			if r.err == nil && s.sat != first {
+				r.fail("saturation does not match the sums")
 			}
 		}
 		l.series[k] = s
@@ -285,12 +313,14 @@ func (r *ledgerReader) byte() byte {
 	return 0
 }
 
+// uvarint reads a minimally encoded uvarint: the encoding is canonical,
+// one byte string per ledger.
 func (r *ledgerReader) uvarint() uint64 {
 	if r.err != nil {
 		return 0
 	}
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
+	if n <= 0 || n != uvarintLen(v) {
 		r.fail("bad uvarint")
 		return 0
 	}
@@ -303,13 +333,44 @@ func (r *ledgerReader) varint() int64 {
 		return 0
 	}
 	v, n := binary.Varint(r.b)
-	if n <= 0 {
+	if n <= 0 || n != uvarintLen(uint64(v)<<1^uint64(v>>63)) {
 		r.fail("bad varint")
 		return 0
 	}
 	r.b = r.b[n:]
 	return v
 }
+
+// uvarintLen is the length of v's minimal uvarint encoding.
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+// recount checks a count already read against a larger minimum size per
+// item.
+func (r *ledgerReader) recount(n, min int) int {
+	if r.err == nil && n > len(r.b)/min {
+		r.fail("count beyond the input")
+		return 0
+	}
+	return n
+}
+
+// prevCnt is the cumulative count before entry j.
+func prevCnt(s *series, j int) uint32 {
+	if j == 0 {
+		return s.cnt0
+	}
+	return s.cnt[j-1]
+}
+
+// allOnes is a saturated asset sum.
+var allOnes = new(uint256.Int).SetAllOne()
 
 // count reads a number of items each taking at least min bytes: no more
 // can follow than the bytes left, so a forged count cannot make the

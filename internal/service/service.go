@@ -240,8 +240,10 @@ func (s *Service) submit(ctx context.Context, tx daoguard.Tx, principalID, idemK
 			// What goes ahead counts against the windows from now on, also
 			// while it waits for approval (queueing many small requests
 			// must not get around a window), and holds what it can move.
-			if err := s.addLedgerEntry(ctx, tx, p, a); err != nil {
-				return nil, true, err
+			if a.Decision.Counts {
+				if err := s.addLedgerEntry(ctx, tx, p, a); err != nil {
+					return nil, true, err
+				}
 			}
 			if err := tx.AddReservations(ctx, reservations(a)); err != nil {
 				return nil, true, err
