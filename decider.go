@@ -25,7 +25,9 @@ type Decider interface {
 }
 
 // LedgerKeeper is a decider that keeps the window ledger in memory. For
-// every action that goes ahead, the service adds the action's ledger entry
+// every action that goes ahead and whose decision Counts (only those: the
+// LedgerSeq of any other means nothing), the service adds the action's
+// ledger entry
 // in the unit that writes the action, then tells the keeper, with the
 // LedgerSeq of the decision: the keeper may then count the entry at once
 // (if it is undone, the keeper takes it back; see Tx.OnUndo) instead of
