@@ -407,8 +407,19 @@ type DecisionInputs struct {
 	// Reserved is what open actions held of those balances (base units):
 	// the decision saw Holdings minus Reserved.
 	Reserved map[string]*BigInt `json:"reserved,omitempty"`
+	// Owners: the same for each other account of the organisation whose
+	// tokens the action moves under its allowance, by lower-case address.
+	Owners map[string]*OwnerInputs `json:"owners,omitempty"`
 	// NearLimit: the action held a limit with less than 10% to spare.
 	NearLimit bool `json:"near_limit,omitempty"`
+}
+
+// OwnerInputs is what a decision saw of another account whose tokens the
+// action moves.
+type OwnerInputs struct {
+	Account  string             `json:"account"` // its name
+	Holdings map[string]*BigInt `json:"holdings,omitempty"`
+	Reserved map[string]*BigInt `json:"reserved,omitempty"`
 }
 
 // Approval is one human's yes or no on one action.

@@ -17,6 +17,10 @@ type Flow struct {
 	// Allowance: an approval's allowance (exposure, not a payment): it
 	// counts in windows, reserves no holdings.
 	Allowance bool `json:"allowance,omitempty"`
+	// From: the organisation's account whose tokens the flow moves under
+	// an allowance it granted (transferFrom), lower-case hex; "" for the
+	// action's own account. Its holdings are what the flow reserves.
+	From string `json:"from,omitempty"`
 }
 
 // LedgerEntry is one action that counts against rolling windows: every

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"math"
 	"math/big"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -401,13 +402,17 @@ func (d *Policy) Decide(ctx context.Context, in daoguard.DecisionInput) (daoguar
 			}
 		}
 	}
+	owners, err := d.owners(ctx, tx, orgID, &a.Decoded, c.cat)
+	if err != nil {
+		return daoguard.Decision{}, err
+	}
 	var quotes map[string]*policy.Quotes
 	if d.Prices != nil {
 		quotes = d.Prices.Quotes()
 	}
 	input := &policy.Input{
 		Now: now, Principal: in.Principal, Action: &a.Decoded, Catalog: c.cat,
-		Prices: quotes, Holdings: holdings, Reserved: reserved, Contracts: d.Contracts,
+		Prices: quotes, Holdings: holdings, Reserved: reserved, Contracts: d.Contracts, Owners: owners,
 	}
 
 	// Evaluate under mu (pure computation, no store call), so that the
@@ -483,7 +488,7 @@ func (d *Policy) Decide(ctx context.Context, in daoguard.DecisionInput) (daoguar
 		o.mu.Unlock()
 	}
 	dec := res.Decision
-	dec.Inputs = decisionInputs(res, holdings, reserved)
+	dec.Inputs = decisionInputs(res, holdings, reserved, owners)
 	dec.Counts, dec.LedgerSeq = true, seen
 	return dec, nil
 }
@@ -541,11 +546,45 @@ func (w *window) load(ctx context.Context, tx daoguard.Tx, orgID string, now tim
 	}
 }
 
+// owners finds the organisation's accounts whose tokens the action moves
+// under their allowance (transferFrom), with what each holds less what its
+// open actions reserve, read under the same ledger lock as the acting
+// account's. A holder that is not an account of the organisation on the
+// action's chain is left out: policy refuses it to agents.
+func (d *Policy) owners(ctx context.Context, tx daoguard.Tx, orgID string, dec *daoguard.Decoded, cat *policy.Catalog) (map[string]*policy.Owner, error) {
+	addrs, err := policy.Holders(dec, cat)
+	if err != nil || len(addrs) == 0 {
+		return nil, nil // malformed calldata: policy denies it with the reason
+	}
+	accounts, err := tx.Accounts(ctx, orgID)
+	if err != nil {
+		return nil, stored(err)
+	}
+	out := map[string]*policy.Owner{}
+	for _, acc := range accounts {
+		addr := strings.ToLower(acc.Address)
+		if acc.ChainID != dec.ChainID || !slices.Contains(addrs, addr) {
+			continue
+		}
+		o := &policy.Owner{Name: acc.Name}
+		if d.Holdings != nil {
+			var at time.Time
+			if o.Holdings, at = d.Holdings.Holdings(acc.ChainID, acc.Address); o.Holdings != nil {
+				if o.Reserved, err = tx.Reserved(ctx, orgID, addr, at.Add(-settleMargin)); err != nil {
+					return nil, stored(err)
+				}
+			}
+		}
+		out[addr] = o
+	}
+	return out, nil
+}
+
 // decisionInputs keeps what the decision saw, for the record and replays.
-func decisionInputs(res policy.Result, holdings, reserved map[string]*big.Int) *daoguard.DecisionInputs {
+func decisionInputs(res policy.Result, holdings, reserved map[string]*big.Int, owners map[string]*policy.Owner) *daoguard.DecisionInputs {
 	in := &daoguard.DecisionInputs{Flows: make([]daoguard.Flow, len(res.Flows)), NearLimit: res.NearLimit}
 	for i, f := range res.Flows {
-		in.Flows[i] = daoguard.Flow{Asset: f.Asset, Token: f.Token, Amount: daoguard.NewBigInt(f.Amount), USD: f.USD, To: f.To, Allowance: f.Allowance}
+		in.Flows[i] = daoguard.Flow{Asset: f.Asset, Token: f.Token, Amount: daoguard.NewBigInt(f.Amount), USD: f.USD, To: f.To, Allowance: f.Allowance, From: f.From}
 	}
 	if len(res.Prices) > 0 {
 		in.Prices = make(map[string]string, len(res.Prices))
@@ -553,21 +592,30 @@ func decisionInputs(res policy.Result, holdings, reserved map[string]*big.Int) *
 			in.Prices[sym] = daoguard.FormatAmount(p, 18) // exact: a replay parses it back
 		}
 	}
-	if len(holdings) > 0 {
-		in.Holdings = make(map[string]*daoguard.BigInt, len(holdings))
-		for sym, v := range holdings {
-			in.Holdings[sym] = daoguard.NewBigInt(v)
+	in.Holdings, in.Reserved = amounts(holdings, false), amounts(reserved, true)
+	for addr, o := range owners {
+		if in.Owners == nil {
+			in.Owners = make(map[string]*daoguard.OwnerInputs, len(owners))
 		}
-	}
-	for sym, v := range reserved {
-		if v.Sign() > 0 {
-			if in.Reserved == nil {
-				in.Reserved = map[string]*daoguard.BigInt{}
-			}
-			in.Reserved[sym] = daoguard.NewBigInt(v)
-		}
+		in.Owners[addr] = &daoguard.OwnerInputs{Account: o.Name, Holdings: amounts(o.Holdings, false), Reserved: amounts(o.Reserved, true)}
 	}
 	return in
+}
+
+// amounts copies balances for the record (nil if none; positive ones
+// only, if positive).
+func amounts(m map[string]*big.Int, positive bool) map[string]*daoguard.BigInt {
+	var out map[string]*daoguard.BigInt
+	for sym, v := range m {
+		if positive && v.Sign() <= 0 {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]*daoguard.BigInt, len(m))
+		}
+		out[sym] = daoguard.NewBigInt(v)
+	}
+	return out
 }
 
 // whoOf is whom a stored entry counts for.
@@ -582,7 +630,7 @@ func policyFlows(fs []daoguard.Flow) []policy.Flow {
 		if f.Amount != nil {
 			amt = f.Amount.Int()
 		}
-		out[i] = policy.Flow{Asset: f.Asset, Token: f.Token, Amount: amt, USD: f.USD, To: f.To, Allowance: f.Allowance}
+		out[i] = policy.Flow{Asset: f.Asset, Token: f.Token, Amount: amt, USD: f.USD, To: f.To, Allowance: f.Allowance, From: f.From}
 	}
 	return out
 }

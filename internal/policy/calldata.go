@@ -399,7 +399,7 @@ func flows(its []item, cat *Catalog) []Flow {
 	for i := range its {
 		it := &its[i]
 		if it.Type == ItemTransfer {
-			fs = append(fs, Flow{Asset: it.Asset, Token: it.Token, Amount: it.Amount, To: it.Counterparty, USD: -1})
+			fs = append(fs, Flow{Asset: it.Asset, Token: it.Token, Amount: it.Amount, To: it.Counterparty, USD: -1, From: it.From})
 			if it.Token == "" {
 				continue // a native transfer: its value is the amount
 			}
@@ -419,6 +419,27 @@ func flows(its []item, cat *Catalog) []Flow {
 		}
 	}
 	return fs
+}
+
+// Holders lists the addresses other than the acting account whose tokens
+// an action moves (transferFrom under their allowance), lower-case hex,
+// without repeats: the caller passes the organisation's accounts among
+// them to Evaluate as Input.Owners.
+func Holders(d *daoguard.Decoded, cat *Catalog) ([]string, error) {
+	if d.Kind == daoguard.KindTransfer {
+		return nil, nil
+	}
+	its, err := items(d, cat)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i := range its {
+		if f := its[i].From; f != "" && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }
 
 // Touches lists what an action's calls reach: every address whose code

@@ -38,6 +38,22 @@ type Input struct {
 	// autonomous rule that names no function lets a call run on its own
 	// only if its calldata decodes exactly.
 	Contracts *Registry
+	// Owners are the organisation's other accounts whose tokens the action
+	// moves (transferFrom under an allowance they granted the acting
+	// account), by lower-case address (see Holders). Such a transfer is
+	// judged as that account's: under the rules for it, against what it
+	// holds less what its open actions reserve. A holder that is not here
+	// is not the organisation's: agents are refused.
+	Owners map[string]*Owner
+}
+
+// Owner is another account of the organisation whose tokens an action
+// moves, with what it holds (nil: unknown) and what its open actions
+// reserve.
+type Owner struct {
+	Name     string
+	Holdings map[string]*big.Int
+	Reserved map[string]*big.Int
 }
 
 // Result is an evaluation's outcome: the decision and the flows, valued,
@@ -113,8 +129,10 @@ type evaluation struct {
 	tier     Tier
 	approval approval
 
-	// avail is Holdings minus Reserved, by symbol (nil: holdings unknown).
+	// avail is Holdings minus Reserved, by symbol (nil: holdings unknown);
+	// ownAvail the same for each of Owners.
 	avail     map[string]*big.Int
+	ownAvail  map[string]map[string]*big.Int
 	flows     []Flow
 	usdTotal  int64
 	usdKnown  bool
@@ -136,6 +154,12 @@ func (p *Policy) Evaluate(in *Input) (res Result) {
 	}
 	e.agent = in.Principal.Kind != daoguard.PrincipalHuman
 	e.avail = available(in.Holdings, in.Reserved)
+	for addr, o := range in.Owners {
+		if e.ownAvail == nil {
+			e.ownAvail = make(map[string]map[string]*big.Int, len(in.Owners))
+		}
+		e.ownAvail[addr] = available(o.Holdings, o.Reserved)
+	}
 	its, err := items(in.Action, in.Catalog)
 	if err != nil {
 		return e.deny(ReasonMalformedCalldata, "", err.Error())
@@ -370,7 +394,10 @@ func (e *evaluation) simulated() {
 		if out.Sign() == 0 {
 			continue
 		}
-		if said := e.movedNow(c.Asset); out.Cmp(said) > 0 { // an allowance is no outflow: it must not hide one
+		// Changes are the acting account's: what the action says it moves
+		// of another holder's tokens, or as an allowance, must not hide
+		// an outflow of its own.
+		if said := e.movedNow("", c.Asset); out.Cmp(said) > 0 {
 			extra := out.Sub(out, said)
 			to := strings.ToLower(e.in.Action.To)
 			e.flows = append(e.flows, Flow{Asset: c.Asset, Token: c.Token, Amount: extra, To: to, USD: -1})
@@ -449,11 +476,12 @@ func (e *evaluation) protect(it *item) {
 			}
 		}
 	}
-	if it.From != "" {
-		// The tokens are another holder's (the treasury's, under an
-		// allowance its owners granted this account): the acting account's
-		// rules, window and holdings say nothing about that holder.
-		hit(ReasonTransferFromOther, fmt.Sprintf("transferFrom moves %s %s held by %s, not by the acting account, under an allowance it granted", daoguard.FormatAmount(it.Amount, it.Decimals), e.assetName(it), it.From))
+	if it.From != "" && e.in.Owners[it.From] == nil {
+		// The tokens are held by an address that is not the
+		// organisation's: no rules, holdings or reservations of daoguard's
+		// describe it. (Another account of the organisation is judged as
+		// that account's own transfer: see account and units.)
+		hit(ReasonTransferFromOther, fmt.Sprintf("transferFrom moves %s %s held by %s, which is not an account of the organisation, under an allowance it granted", daoguard.FormatAmount(it.Amount, it.Decimals), e.assetName(it), it.From))
 	}
 	if it.Permit != "" {
 		hit(ReasonPermit, "a permit signature ("+it.Permit+") lets its holder move the account's tokens without a transaction from it")
@@ -551,15 +579,23 @@ func (e *evaluation) units() {
 			e.reason(ReasonHoldingsUnavailable, "", fmt.Sprintf("%s is not in the catalogue: what the account holds of it, and what open actions reserve, are unknown", nameOr(f.Asset, f.Token)), "add the asset to the catalogue (daoguard assets)")
 			continue
 		}
-		if f.Asset == "" || f.Allowance || slices.ContainsFunc(e.flows[:i], func(g Flow) bool { return g.Asset == f.Asset && !g.Allowance }) {
-			continue // each asset once, in the order it first appears; allowances move nothing now
+		if f.Asset == "" || f.Allowance || slices.ContainsFunc(e.flows[:i], func(g Flow) bool { return g.Asset == f.Asset && g.From == f.From && !g.Allowance }) {
+			continue // each holder's asset once, in the order it first appears; allowances move nothing now
 		}
 		sym := f.Asset
 		moved := f.Amount
 		if len(e.flows) > 1 {
-			moved = e.movedNow(sym)
+			moved = e.movedNow(f.From, sym)
 		}
-		h, ok := e.avail[sym]
+		avail, holdings, reserved, whose := e.avail, e.in.Holdings, e.in.Reserved, "the account"
+		if f.From != "" { // another account's tokens, under its allowance
+			o := e.in.Owners[f.From]
+			if o == nil {
+				continue // not the organisation's: refused in protect
+			}
+			avail, holdings, reserved, whose = e.ownAvail[f.From], o.Holdings, o.Reserved, "account "+o.Name
+		}
+		h, ok := avail[sym]
 		if !ok || h == nil {
 			// The share cannot be checked: approval for an agent, the
 			// council for a human (who would need it above the share).
@@ -568,7 +604,7 @@ func (e *evaluation) units() {
 				t = TierVote
 			}
 			e.raise(t, e.p.council)
-			e.reason(ReasonHoldingsUnavailable, "", fmt.Sprintf("the holdings of %s are unknown: the share this action moves cannot be checked", sym), "")
+			e.reason(ReasonHoldingsUnavailable, "", fmt.Sprintf("the %s holdings of %s are unknown: the share this action moves cannot be checked", sym, whose), "")
 			continue
 		}
 		a, _ := e.in.Catalog.Asset(sym)
@@ -576,8 +612,8 @@ func (e *evaluation) units() {
 			// Never more than the account holds once every open action's
 			// reservation is taken out: N actions judged on one snapshot,
 			// concurrently or in a burst, cannot together overdraw it.
-			detail := fmt.Sprintf("moves %s %s; the account holds %s %s", daoguard.FormatAmount(moved, a.Decimals), sym, daoguard.FormatAmount(e.in.Holdings[sym], a.Decimals), sym)
-			if r := e.in.Reserved[sym]; r != nil && r.Sign() > 0 {
+			detail := fmt.Sprintf("moves %s %s; %s holds %s %s", daoguard.FormatAmount(moved, a.Decimals), sym, whose, daoguard.FormatAmount(holdings[sym], a.Decimals), sym)
+			if r := reserved[sym]; r != nil && r.Sign() > 0 {
 				detail += fmt.Sprintf(", of which %s are reserved by open actions", daoguard.FormatAmount(r, a.Decimals))
 			}
 			// An agent is refused; a human's action goes to the council (an
@@ -597,9 +633,9 @@ func (e *evaluation) units() {
 		rhs := new(big.Int).Mul(h, e.p.unitsMaxShare.Num())
 		if lhs.Cmp(rhs) > 0 {
 			pct := new(big.Rat).Mul(e.p.unitsMaxShare, big.NewRat(100, 1)).FloatString(1)
-			detail := fmt.Sprintf("moves %s %s, more than %s%% of the account's %s %s", daoguard.FormatAmount(moved, a.Decimals), sym, pct, daoguard.FormatAmount(h, a.Decimals), sym)
+			detail := fmt.Sprintf("moves %s %s, more than %s%% of the %s %s of %s", daoguard.FormatAmount(moved, a.Decimals), sym, pct, daoguard.FormatAmount(h, a.Decimals), sym, whose)
 			hint := "check the amount's units: amounts are in display units (1.5 USDC, not 1500000)"
-			if r := e.in.Reserved[sym]; r != nil && r.Sign() > 0 {
+			if r := reserved[sym]; r != nil && r.Sign() > 0 {
 				// The share is of what open actions leave: many payments in
 				// flight at once shrink it.
 				detail += fmt.Sprintf(" not reserved by open actions (%s reserved)", daoguard.FormatAmount(r, a.Decimals))
@@ -698,7 +734,7 @@ func (e *evaluation) matches(r *rule, it *item) (bool, error) {
 	if r.kinds != 0 && r.kinds&(1<<(uint(pr.Kind)-1)) == 0 {
 		return false, nil
 	}
-	if r.accounts != nil && !r.accounts[in.Action.Account] {
+	if r.accounts != nil && !r.accounts[e.account(it)] {
 		return false, nil
 	}
 	if r.types != 0 && r.types&it.Type == 0 {
@@ -737,6 +773,18 @@ func (e *evaluation) matches(r *rule, it *item) (bool, error) {
 	return true, nil
 }
 
+// account names the account whose funds the item moves: the
+// organisation's account whose tokens a transferFrom pulls, or else the
+// acting one (an outside holder's tokens are refused to agents in
+// protect, and go to the council for humans, on top of the acting
+// account's rules).
+func (e *evaluation) account(it *item) string {
+	if o := e.in.Owners[it.From]; it.From != "" && o != nil {
+		return o.Name
+	}
+	return e.in.Action.Account
+}
+
 func hasAny(have, want []string) bool {
 	for _, w := range want {
 		for _, h := range have {
@@ -772,7 +820,7 @@ func (e *evaluation) celFacts(it *item) *celFacts {
 	}
 	now := e.in.Now.UTC()
 	return &celFacts{vals: [17]any{
-		pr.ID, pr.Kind.String(), roles, e.in.Action.Account, it.Type.String(), it.Asset, amount, usd,
+		pr.ID, pr.Kind.String(), roles, e.account(it), it.Type.String(), it.Asset, amount, usd,
 		it.Counterparty, it.Target, sel, value, it.Operation.String(), !e.known(it.Counterparty), it.InBatch,
 		int64(now.Hour()), strings.ToLower(now.Weekday().String()[:3]),
 	}}
@@ -896,7 +944,7 @@ func (e *evaluation) limits(r *rule, it *item) (exceeded, unpriced bool) {
 		}
 	}
 	if r.maxHoldingsPct != nil && e.usdKnown {
-		base, ok := e.treasuryUSD()
+		base, ok := e.treasuryUSD(it)
 		if !ok {
 			unpriced = true
 			e.figure("holdings base: no priced holdings, approval required")
@@ -935,12 +983,12 @@ func (e *evaluation) near(used, limit *big.Int) {
 	}
 }
 
-// movedNow sums what the action's flows move of an asset now (allowances
-// left out).
-func (e *evaluation) movedNow(asset string) *big.Int {
+// movedNow sums what the action's flows move of an asset out of one
+// holder ("": the acting account) now (allowances left out).
+func (e *evaluation) movedNow(from, asset string) *big.Int {
 	sum := new(big.Int)
 	for _, f := range e.flows {
-		if f.Asset == asset && !f.Allowance {
+		if f.Asset == asset && f.From == from && !f.Allowance {
 			sum.Add(sum, f.Amount)
 		}
 	}
@@ -992,12 +1040,17 @@ func available(holdings, reserved map[string]*big.Int) map[string]*big.Int {
 	return out
 }
 
-// treasuryUSD values the holdings that have a trusted price; the
-// governance token never counts (pumping it must not raise a limit), and
-// an unpriced holding is left out (a smaller base is a stricter limit).
-func (e *evaluation) treasuryUSD() (int64, bool) {
+// treasuryUSD values the holdings that have a trusted price of the
+// account whose funds it moves; the governance token never counts
+// (pumping it must not raise a limit), and an unpriced holding is left out
+// (a smaller base is a stricter limit).
+func (e *evaluation) treasuryUSD(it *item) (int64, bool) {
+	avail := e.avail
+	if it.From != "" {
+		avail = e.ownAvail[it.From] // nil if not the organisation's: no base
+	}
 	var total int64
-	for _, sym := range sortedKeys(e.avail) {
+	for _, sym := range sortedKeys(avail) {
 		if sym == e.p.govToken {
 			continue
 		}
@@ -1006,7 +1059,7 @@ func (e *evaluation) treasuryUSD() (int64, bool) {
 			continue
 		}
 		if p := e.price(sym); p.Value != nil {
-			total = addUSD(total, usdValue(e.avail[sym], a.Decimals, p.Value))
+			total = addUSD(total, usdValue(avail[sym], a.Decimals, p.Value))
 		}
 	}
 	return total, total > 0

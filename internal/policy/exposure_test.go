@@ -52,29 +52,77 @@ func TestValueOnTokenCallIsAFlow(t *testing.T) {
 	}
 }
 
-// transferFrom naming another holder is that holder's money.
+// transferFrom naming another holder is that holder's money: judged under
+// the rules for that account of the organisation, against what it holds
+// less what its open actions reserve; an outside holder is refused.
 func TestTransferFromOther(t *testing.T) {
-	p, err := Parse([]byte(devLike))
+	const treasury = "0x2000000000000000000000000000000000000002"
+	withTreasury, err := Parse([]byte(devLike + `  - {name: treasury-usdc, principal_kinds: [agent], accounts: [treasury], actions: [transfer], assets: [USDC], recipients: {lists: [vendors]}, tier: autonomous, limits: {max_amount: "450"}}
+`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		from string
-		want daoguard.Verdict
-	}{
-		{"0x1000000000000000000000000000000000000001", daoguard.VerdictAllow}, // the account's own
-		{"0x2000000000000000000000000000000000000002", daoguard.VerdictDeny},  // the treasury's, under its allowance
-		{"0x3000000000000000000000000000000000000003", daoguard.VerdictDeny},  // anyone else's
-	} {
-		in := fixture(t, p)
-		data, _ := hex.DecodeString("23b872dd" + strings.Repeat("0", 24) + tc.from[2:] + strings.Repeat("0", 24) + "9f3a11111111111111111111111111111111c0de" + strings.Repeat("0", 56) + "17d78400")
-		in.Action = &daoguard.Decoded{Kind: daoguard.KindCall, Account: "ops", AccountKind: daoguard.AccountWallet, From: "0x1000000000000000000000000000000000000001",
-			To: "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", Value: daoguard.NewBigInt(new(big.Int)), Data: data, Operation: daoguard.OpCall}
-		d := p.Evaluate(in).Decision
-		if d.Verdict != tc.want || (tc.want == daoguard.VerdictDeny) != hasCode(d, ReasonTransferFromOther) {
-			t.Fatalf("from %s: %s %+v", tc.from, d.Verdict, d.Reasons)
-		}
+	opsOnly, err := Parse([]byte(devLike))
+	if err != nil {
+		t.Fatal(err)
 	}
+	usdc := func(n int64) map[string]*big.Int { return map[string]*big.Int{"USDC": big.NewInt(n * 1_000000)} }
+	for _, tc := range []struct {
+		name          string
+		p             *Policy
+		from          string
+		owner         *Owner // the treasury, as the gateway finds it among the accounts
+		outflow       int64  // what the simulation sees leave ops (USDC)
+		want          daoguard.Verdict
+		code, notCode string
+		flowFromOwner bool
+	}{
+		{name: "the account's own", p: opsOnly, from: "0x1000000000000000000000000000000000000001", want: daoguard.VerdictAllow, notCode: ReasonTransferFromOther},
+		{name: "an outside holder's", p: withTreasury, from: "0x3000000000000000000000000000000000000003", want: daoguard.VerdictDeny, code: ReasonTransferFromOther},
+		{name: "the treasury's, not one of the accounts found", p: withTreasury, from: treasury, want: daoguard.VerdictDeny, code: ReasonTransferFromOther},
+		{name: "the treasury's: the ops rule does not cover it", p: opsOnly, from: treasury, owner: &Owner{Name: "treasury", Holdings: usdc(1000)},
+			want: daoguard.VerdictDeny, code: ReasonNoMatchingRule, notCode: ReasonTransferFromOther},
+		{name: "the treasury's, under its rule", p: withTreasury, from: treasury, owner: &Owner{Name: "treasury", Holdings: usdc(1000)},
+			want: daoguard.VerdictAllow, code: ReasonRuleMatched, flowFromOwner: true},
+		{name: "the treasury's, with less unreserved than it pulls (ops holds plenty)", p: withTreasury, from: treasury, owner: &Owner{Name: "treasury", Holdings: usdc(1000), Reserved: usdc(700)},
+			want: daoguard.VerdictDeny, code: ReasonInsufficientHoldings},
+		{name: "the treasury's, holdings unknown", p: withTreasury, from: treasury, owner: &Owner{Name: "treasury"},
+			want: daoguard.VerdictNeedsApproval, code: ReasonHoldingsUnavailable},
+		{name: "the treasury's pull does not hide what leaves ops", p: withTreasury, from: treasury, owner: &Owner{Name: "treasury", Holdings: usdc(1000)}, outflow: 400,
+			want: daoguard.VerdictDeny, code: ReasonSimulatedOutflow},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := fixture(t, tc.p)
+			data, _ := hex.DecodeString("23b872dd" + strings.Repeat("0", 24) + tc.from[2:] + strings.Repeat("0", 24) + "9f3a11111111111111111111111111111111c0de" + strings.Repeat("0", 56) + "17d78400") // 400 USDC
+			in.Action = &daoguard.Decoded{Kind: daoguard.KindCall, Account: "ops", AccountKind: daoguard.AccountWallet, From: "0x1000000000000000000000000000000000000001",
+				To: "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", Value: daoguard.NewBigInt(new(big.Int)), Data: data, Operation: daoguard.OpCall}
+			if tc.outflow > 0 {
+				in.Action.Simulation = &daoguard.Simulation{Block: 1, Success: true, Changes: []daoguard.BalanceChange{{Asset: "USDC", Token: "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48",
+					Before: daoguard.NewBigInt(big.NewInt(100_000_000_000)), After: daoguard.NewBigInt(big.NewInt(100_000_000_000 - tc.outflow*1_000000))}}}
+			}
+			if holders, err := Holders(in.Action, in.Catalog); err != nil || len(holders) != btoi(tc.from != in.Action.From) {
+				t.Fatalf("Holders: %v %v", holders, err)
+			}
+			if tc.owner != nil {
+				in.Owners = map[string]*Owner{treasury: tc.owner}
+			}
+			res := tc.p.Evaluate(in)
+			d := res.Decision
+			if d.Verdict != tc.want || tc.code != "" && !hasCode(d, tc.code) || tc.notCode != "" && hasCode(d, tc.notCode) {
+				t.Fatalf("%s %+v", d.Verdict, d.Reasons)
+			}
+			if tc.flowFromOwner && (len(res.Flows) != 1 || res.Flows[0].From != treasury) {
+				t.Fatalf("flows %+v: the pull is not the treasury's", res.Flows)
+			}
+		})
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Holdings minus reservations: the action that would take more than is

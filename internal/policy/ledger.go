@@ -172,6 +172,11 @@ type Flow struct {
 	// nothing now: no holdings are reserved for it, and its spender does
 	// not become a known counterparty.
 	Allowance bool `json:"allowance,omitempty"`
+	// From is the organisation's account whose tokens the flow moves under
+	// an allowance it granted (transferFrom), lower-case hex; "" for the
+	// acting account. It reserves that account's holdings; windows count
+	// it for whoever acted, like any other flow.
+	From string `json:"from,omitempty"`
 }
 
 // Who is whom an entry is recorded for: the principal, and what puts it

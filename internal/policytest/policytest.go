@@ -462,17 +462,40 @@ func build(fx *Fixture, c Case) (*policy.Input, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &policy.Input{Now: now, Principal: pr, Action: &d, Catalog: policy.NewCatalog(assets), Prices: quotes, Holdings: map[string]*big.Int{}, Contracts: reg}
-	for sym, v := range fx.Holdings[d.Account] {
-		a, ok := cat.assets[sym]
-		if !ok {
-			return nil, fmt.Errorf("holdings: unknown asset %s", sym)
+	in := &policy.Input{Now: now, Principal: pr, Action: &d, Catalog: policy.NewCatalog(assets), Prices: quotes, Contracts: reg}
+	balances := func(account string) (map[string]*big.Int, error) {
+		out := map[string]*big.Int{}
+		for sym, v := range fx.Holdings[account] {
+			a, ok := cat.assets[sym]
+			if !ok {
+				return nil, fmt.Errorf("holdings: unknown asset %s", sym)
+			}
+			amt, err := daoguard.ParseAmount(v, a.Decimals)
+			if err != nil {
+				return nil, err
+			}
+			out[sym] = amt
 		}
-		amt, err := daoguard.ParseAmount(v, a.Decimals)
-		if err != nil {
+		return out, nil
+	}
+	if in.Holdings, err = balances(d.Account); err != nil {
+		return nil, err
+	}
+	// The fixture's other accounts whose tokens the action pulls, as the
+	// gateway finds them among the organisation's accounts.
+	holders, _ := policy.Holders(&d, in.Catalog)
+	for _, acc := range cat.accounts {
+		if !slices.Contains(holders, acc.Address) {
+			continue
+		}
+		if in.Owners == nil {
+			in.Owners = map[string]*policy.Owner{}
+		}
+		o := &policy.Owner{Name: acc.Name}
+		if o.Holdings, err = balances(acc.Name); err != nil {
 			return nil, err
 		}
-		in.Holdings[sym] = amt
+		in.Owners[acc.Address] = o
 	}
 	led := policy.NewLedger(policy.DefaultLookAlikeDigits, policy.DefaultLookAlikeDigits)
 	hist := slices.Clone(fx.History)

@@ -65,11 +65,12 @@ func (s *Service) Replay(ctx context.Context, orgID string, cand *policy.Policy)
 					for sym, v := range r.Holdings {
 						in.Holdings[sym] = v.Int()
 					}
-					if len(r.Reserved) > 0 {
-						in.Reserved = map[string]*big.Int{}
-						for sym, v := range r.Reserved {
-							in.Reserved[sym] = v.Int()
+					in.Reserved = bigs(r.Reserved)
+					for addr, o := range r.Owners {
+						if in.Owners == nil {
+							in.Owners = map[string]*policy.Owner{}
 						}
+						in.Owners[addr] = &policy.Owner{Name: o.Account, Holdings: bigs(o.Holdings), Reserved: bigs(o.Reserved)}
 					}
 				}
 				res := cand.Evaluate(in)
@@ -97,6 +98,18 @@ func (s *Service) Replay(ctx context.Context, orgID string, cand *policy.Policy)
 		}
 	})
 	return rep, err
+}
+
+// bigs turns recorded balances back into numbers (nil if none).
+func bigs(m map[string]*daoguard.BigInt) map[string]*big.Int {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]*big.Int, len(m))
+	for sym, v := range m {
+		out[sym] = v.Int()
+	}
+	return out
 }
 
 // scaled turns a recorded decimal price back into 1e18 fixed point.

@@ -847,10 +847,12 @@ func transition(ctx context.Context, tx daoguard.Tx, a *daoguard.Action, to daog
 	return appendEntry(ctx, tx, actorID, actorKind, a, "action."+to.String(), detail)
 }
 
-// reservations are what a that goes ahead holds of its account: its valued
-// flows of assets the catalogue knows, summed per asset. (A flow of an
-// unknown token has no holdings to reserve against; policy never lets an
-// agent move one on its own.)
+// reservations are what a that goes ahead holds of the accounts it moves
+// funds from: its valued flows of assets the catalogue knows, summed per
+// account and asset — its own account's, and another account's whose
+// tokens it pulls under that account's allowance. (A flow of an unknown
+// token has no holdings to reserve against; policy never lets an agent
+// move one on its own.)
 func reservations(a *daoguard.Action) []daoguard.Reservation {
 	if a.Decision.Inputs == nil {
 		return nil
@@ -860,9 +862,13 @@ func reservations(a *daoguard.Action) []daoguard.Reservation {
 		if f.Asset == "" || f.Allowance || f.Amount == nil || f.Amount.Int().Sign() <= 0 {
 			continue
 		}
-		i := slices.IndexFunc(out, func(r daoguard.Reservation) bool { return r.Asset == f.Asset })
+		account := strings.ToLower(a.Decoded.From)
+		if f.From != "" {
+			account = f.From
+		}
+		i := slices.IndexFunc(out, func(r daoguard.Reservation) bool { return r.Asset == f.Asset && r.Account == account })
 		if i < 0 {
-			out = append(out, daoguard.Reservation{OrgID: a.OrgID, ActionID: a.ID, Account: strings.ToLower(a.Decoded.From), Asset: f.Asset, Amount: daoguard.NewBigInt(new(big.Int)), USD: 0})
+			out = append(out, daoguard.Reservation{OrgID: a.OrgID, ActionID: a.ID, Account: account, Asset: f.Asset, Amount: daoguard.NewBigInt(new(big.Int)), USD: 0})
 			i = len(out) - 1
 		}
 		r := &out[i]

@@ -50,11 +50,12 @@ rules:
 `
 
 // SetHoldings is a holdings snapshot a test sets: balances by symbol in
-// base units, read at At.
+// base units, read at At — the same for every account, unless set for one.
 type SetHoldings struct {
-	mu  sync.Mutex
-	bal map[string]*big.Int
-	at  time.Time
+	mu   sync.Mutex
+	bal  map[string]*big.Int
+	each map[string]map[string]*big.Int // by lower-case address
+	at   time.Time
 }
 
 // Set replaces the snapshot.
@@ -64,10 +65,23 @@ func (h *SetHoldings) Set(at time.Time, bal map[string]*big.Int) {
 	h.bal, h.at = bal, at
 }
 
-// Holdings implements decider.Holdings.
-func (h *SetHoldings) Holdings(uint64, string) (map[string]*big.Int, time.Time) {
+// SetAccount sets one account's balances.
+func (h *SetHoldings) SetAccount(address string, bal map[string]*big.Int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.each == nil {
+		h.each = map[string]map[string]*big.Int{}
+	}
+	h.each[strings.ToLower(address)] = bal
+}
+
+// Holdings implements decider.Holdings.
+func (h *SetHoldings) Holdings(_ uint64, account string) (map[string]*big.Int, time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if b, ok := h.each[strings.ToLower(account)]; ok {
+		return b, h.at
+	}
 	return h.bal, h.at
 }
 
@@ -333,6 +347,102 @@ func runExposure(t *testing.T, h Harness) {
 		}
 		if c := pay("0.000001"); c.State != daoguard.StateDenied {
 			t.Fatalf("nothing left: %s %+v", c.State, c.Decision.Reasons)
+		}
+	})
+}
+
+// pullPolicy lets agents pay the vendor from ops, and pull the treasury's
+// USDC to the vendor (transferFrom under its allowance), on their own.
+const pullPolicy = `version: 1
+name: pull
+lists:
+  vendors: ["` + Vendor + `"]
+groups:
+  council: {role: council}
+council: {group: council, approvals: 2, timelock: 1h}
+units: {max_holdings_pct: "100"}
+rules:
+  - {name: ops, principal_kinds: [agent], accounts: [ops], actions: [transfer], assets: [USDC], recipients: {lists: [vendors]}, tier: autonomous}
+  - {name: treasury, principal_kinds: [agent], accounts: [treasury], actions: [transfer], assets: [USDC], recipients: {lists: [vendors]}, tier: autonomous, limits: {max_amount: "450"}}
+`
+
+// runPull: transferFrom of another account's tokens is that account's
+// payment — its holdings less its reservations bound it, it reserves them,
+// and the acting account's are untouched.
+func runPull(t *testing.T, h Harness) {
+	ctx := context.Background()
+	const ops, treasury, usdc = "0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "0xbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "0xcccccccccccccccccccccccccccccccccccccccc"
+	t.Run("OK_PullFromTreasury", func(t *testing.T) {
+		f := setup(t, h)
+		hold := &SetHoldings{}
+		hold.SetAccount(ops, map[string]*big.Int{"USDC": big.NewInt(10_000000)})
+		hold.SetAccount(treasury, map[string]*big.Int{"USDC": big.NewInt(1000_000000)})
+		svc := service.New(f.Store, &decider.Policy{Prices: ClockPrices{f.Clock}, Holdings: hold}, f.Ledger, "gw-1")
+		if _, err := svc.LoadFirstPolicy(ctx, f.Org, pullPolicy); err != nil {
+			t.Fatal(err)
+		}
+		pull := func(amount int64) *daoguard.Action {
+			t.Helper()
+			data := fmt.Sprintf("0x23b872dd%064s%064s%064x", treasury[2:], Vendor[2:], amount)
+			return must[*daoguard.Action](t)(svc.Submit(ctx, f.Agent, "", daoguard.Intent{Account: "ops", Kind: "call", To: usdc, Data: data, Rationale: "pay invoice"}))
+		}
+		a, b := pull(400_000000), pull(400_000000)
+		if a.State != daoguard.StateQueued || b.State != daoguard.StateQueued {
+			t.Fatalf("pulls within the treasury's holdings: %s %+v / %s %+v", a.State, a.Decision.Reasons, b.State, b.Decision.Reasons)
+		}
+		if o := a.Decision.Inputs.Owners[treasury]; o == nil || o.Account != "treasury" || o.Holdings["USDC"].Int().Int64() != 1000_000000 {
+			t.Fatalf("the decision does not record the treasury it saw: %+v", a.Decision.Inputs)
+		}
+		// 800 of the treasury's 1000 are reserved: a third pull is refused
+		// against the treasury, however the rule or ops' holdings stand.
+		c := pull(400_000000)
+		if c.State != daoguard.StateDenied || !strings.Contains(reasonDetail(c.Decision, policy.ReasonInsufficientHoldings), "account treasury holds 1000 USDC, of which 800 are reserved") {
+			t.Fatalf("third pull: %s %+v", c.State, c.Decision.Reasons)
+		}
+		var opsRes, treRes map[string]*big.Int
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) {
+			if opsRes, err = tx.Reserved(ctx, f.Org, ops, time.Time{}); err != nil {
+				return err
+			}
+			treRes, err = tx.Reserved(ctx, f.Org, treasury, time.Time{})
+			return err
+		}))
+		if opsRes["USDC"] != nil && opsRes["USDC"].Sign() != 0 || treRes["USDC"] == nil || treRes["USDC"].Int64() != 800_000000 {
+			t.Fatalf("reserved: ops %v, treasury %v", opsRes, treRes)
+		}
+		// ops' own payment sees ops' holdings, untouched by the pulls.
+		if d := must[*daoguard.Action](t)(svc.Submit(ctx, f.Agent, "", Transfer("10", Vendor))); d.State != daoguard.StateQueued {
+			t.Fatalf("ops pays: %s %+v", d.State, d.Decision.Reasons)
+		}
+		// Released on a veto.
+		must[*daoguard.Action](t)(svc.Veto(ctx, f.Humans[0], a.ID, "not now"))
+		if c := pull(400_000000); c.State != daoguard.StateQueued {
+			t.Fatalf("after the veto: %s %+v", c.State, c.Decision.Reasons)
+		}
+	})
+	// One action may hold the same asset of two accounts: its own, and
+	// another's it pulls. Each is its own reservation, ended together.
+	t.Run("OK_ReservationsPerAccount", func(t *testing.T) {
+		f := setup(t, h)
+		rs := []daoguard.Reservation{
+			{OrgID: f.Org, ActionID: "act_two", Account: ops, Asset: "USDC", Amount: daoguard.NewBigInt(big.NewInt(5)), USD: 5},
+			{OrgID: f.Org, ActionID: "act_two", Account: treasury, Asset: "USDC", Amount: daoguard.NewBigInt(big.NewInt(7)), USD: 7},
+		}
+		reserved := func(account string) int64 {
+			var m map[string]*big.Int
+			must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) { m, err = tx.Reserved(ctx, f.Org, account, f.Clock.Now()); return err }))
+			if m["USDC"] == nil {
+				return 0
+			}
+			return m["USDC"].Int64()
+		}
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.AddReservations(ctx, rs) }))
+		if reserved(ops) != 5 || reserved(treasury) != 7 {
+			t.Fatalf("reserved ops %d, treasury %d", reserved(ops), reserved(treasury))
+		}
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.EndReservations(ctx, "act_two", false) }))
+		if reserved(ops) != 0 || reserved(treasury) != 0 {
+			t.Fatalf("after release: ops %d, treasury %d", reserved(ops), reserved(treasury))
 		}
 	})
 }
