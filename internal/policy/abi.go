@@ -73,6 +73,40 @@ var standardFunctions = []struct{ standard, sig string }{
 	{"ERC-721", "setApprovalForAll(address operator,bool approved)"},
 	{"ERC-1155", "safeTransferFrom(address from,address to,uint256 id,uint256 value,bytes data)"},
 	{"ERC-1155", "safeBatchTransferFrom(address from,address to,uint256[] ids,uint256[] values,bytes data)"},
+	// Functions that pay a receiver, or spend an owner's funds, named in
+	// their arguments (see payee): decoded everywhere so that a payout to
+	// someone else is seen whatever the target.
+	{"ERC-4626", "deposit(uint256 assets,address receiver)"},
+	{"ERC-4626", "mint(uint256 shares,address receiver)"},
+	{"ERC-4626", "withdraw(uint256 assets,address receiver,address owner)"},
+	{"ERC-4626", "redeem(uint256 shares,address receiver,address owner)"},
+	{"Aave", "supply(address asset,uint256 amount,address onBehalfOf,uint16 referralCode)"},
+	{"Aave", "deposit(address asset,uint256 amount,address onBehalfOf,uint16 referralCode)"},
+	{"Aave", "withdraw(address asset,uint256 amount,address to)"},
+	{"Aave", "repay(address asset,uint256 amount,uint256 interestRateMode,address onBehalfOf)"},
+	{"Compound III", "supplyTo(address dst,address asset,uint256 amount)"},
+	{"Compound III", "supplyFrom(address from,address dst,address asset,uint256 amount)"},
+	{"Compound III", "withdrawTo(address to,address asset,uint256 amount)"},
+	{"Compound III", "withdrawFrom(address src,address to,address asset,uint256 amount)"},
+	{"WETH10", "depositTo(address to)"},
+	{"WETH10", "withdrawTo(address to,uint256 value)"},
+	{"WETH10", "withdrawFrom(address from,address to,uint256 value)"},
+	{"Uniswap V2", "swapExactTokensForTokens(uint256 amountIn,uint256 amountOutMin,address[] path,address to,uint256 deadline)"},
+	{"Uniswap V2", "swapTokensForExactTokens(uint256 amountOut,uint256 amountInMax,address[] path,address to,uint256 deadline)"},
+	{"Uniswap V2", "swapExactETHForTokens(uint256 amountOutMin,address[] path,address to,uint256 deadline)"},
+	{"Uniswap V2", "swapETHForExactTokens(uint256 amountOut,address[] path,address to,uint256 deadline)"},
+	{"Uniswap V2", "swapExactTokensForETH(uint256 amountIn,uint256 amountOutMin,address[] path,address to,uint256 deadline)"},
+	{"Uniswap V2", "swapTokensForExactETH(uint256 amountOut,uint256 amountInMax,address[] path,address to,uint256 deadline)"},
+	{"Uniswap V2", "removeLiquidity(address tokenA,address tokenB,uint256 liquidity,uint256 amountAMin,uint256 amountBMin,address to,uint256 deadline)"},
+	{"Uniswap V2", "removeLiquidityETH(address token,uint256 liquidity,uint256 amountTokenMin,uint256 amountETHMin,address to,uint256 deadline)"},
+	{"Uniswap V3", "exactInputSingle((address tokenIn,address tokenOut,uint24 fee,address recipient,uint256 deadline,uint256 amountIn,uint256 amountOutMinimum,uint160 sqrtPriceLimitX96) params)"},
+	{"Uniswap V3", "exactInputSingle((address tokenIn,address tokenOut,uint24 fee,address recipient,uint256 amountIn,uint256 amountOutMinimum,uint160 sqrtPriceLimitX96) params)"},
+	{"Uniswap V3", "exactOutputSingle((address tokenIn,address tokenOut,uint24 fee,address recipient,uint256 deadline,uint256 amountOut,uint256 amountInMaximum,uint160 sqrtPriceLimitX96) params)"},
+	{"Uniswap V3", "exactOutputSingle((address tokenIn,address tokenOut,uint24 fee,address recipient,uint256 amountOut,uint256 amountInMaximum,uint160 sqrtPriceLimitX96) params)"},
+	{"Uniswap V3", "exactInput((bytes path,address recipient,uint256 deadline,uint256 amountIn,uint256 amountOutMinimum) params)"},
+	{"Uniswap V3", "exactInput((bytes path,address recipient,uint256 amountIn,uint256 amountOutMinimum) params)"},
+	{"Uniswap V3", "exactOutput((bytes path,address recipient,uint256 deadline,uint256 amountOut,uint256 amountInMaximum) params)"},
+	{"Uniswap V3", "exactOutput((bytes path,address recipient,uint256 amountOut,uint256 amountInMaximum) params)"},
 	{"Safe", "addOwnerWithThreshold(address owner,uint256 _threshold)"},
 	{"Safe", "removeOwner(address prevOwner,address owner,uint256 _threshold)"},
 	{"Safe", "swapOwner(address prevOwner,address oldOwner,address newOwner)"},
@@ -145,21 +179,55 @@ func classified(sel [4]byte) bool {
 	return permit
 }
 
-// signatureJSON turns "name(type a,type b)" (no tuples) into a one-function
-// JSON ABI.
+// signatureJSON turns "name(type a,(type b,type c) d)" — named
+// parameters, tuples one level deep — into a one-function JSON ABI.
 func signatureJSON(sig string) string {
 	name, params, _ := strings.Cut(strings.TrimSuffix(sig, ")"), "(")
-	type arg struct {
-		Name string `json:"name"`
-		Type string `json:"type"`
-	}
-	inputs := []arg{}
-	for p := range strings.SplitSeq(params, ",") {
-		typ, n, _ := strings.Cut(p, " ")
-		inputs = append(inputs, arg{Name: n, Type: typ})
-	}
-	b, _ := json.Marshal([]any{map[string]any{"type": "function", "name": name, "inputs": inputs, "outputs": []arg{}, "stateMutability": "nonpayable"}})
+	b, _ := json.Marshal([]any{map[string]any{"type": "function", "name": name, "inputs": sigArgs(params), "outputs": []sigArg{}, "stateMutability": "nonpayable"}})
 	return string(b)
+}
+
+type sigArg struct {
+	Name       string   `json:"name"`
+	Type       string   `json:"type"`
+	Components []sigArg `json:"components,omitempty"`
+}
+
+// sigArgs parses "type a,(type b,type c) d": commas inside a tuple's
+// parentheses do not split.
+func sigArgs(params string) []sigArg {
+	out := []sigArg{}
+	for depth, start, i := 0, 0, 0; i <= len(params); i++ {
+		if i < len(params) {
+			switch params[i] {
+			case '(':
+				depth++
+				continue
+			case ')':
+				depth--
+				continue
+			case ',':
+				if depth > 0 {
+					continue
+				}
+			default:
+				continue
+			}
+		}
+		p := params[start:i]
+		start = i + 1
+		if p == "" {
+			continue
+		}
+		if strings.HasPrefix(p, "(") {
+			end := strings.LastIndexByte(p, ')')
+			out = append(out, sigArg{Name: strings.TrimSpace(p[end+1:]), Type: "tuple", Components: sigArgs(p[1:end])})
+			continue
+		}
+		typ, n, _ := strings.Cut(p, " ")
+		out = append(out, sigArg{Name: n, Type: typ})
+	}
+	return out
 }
 
 // NewRegistry indexes the configured contracts. Each needs a name, a
@@ -277,6 +345,73 @@ func (r *Registry) decode(target string, data []byte) decoding {
 	}
 	d.args, d.ok = args, true
 	return d
+}
+
+// payeeNames are the parameter names under which a function takes whom it
+// pays; ownerNames, whose funds it spends. Lower case, without leading or
+// trailing underscores.
+var (
+	payeeNames = map[string]bool{"receiver": true, "recipient": true, "to": true, "dst": true, "onbehalfof": true, "beneficiary": true, "payee": true}
+	ownerNames = map[string]bool{"owner": true, "src": true, "from": true}
+)
+
+// payoutStandards are the standards whose functions pay a receiver, or
+// spend an owner's funds, named in their arguments.
+var payoutStandards = map[string]bool{"ERC-4626": true, "Aave": true, "Compound III": true, "WETH10": true, "Uniswap V2": true, "Uniswap V3": true}
+
+// payee looks, in a call of one of the payout standards' functions (by
+// selector, at any address, whatever ABI is configured there), for an
+// address argument naming whom the call pays or whose funds it spends — a
+// vault's receiver and owner, a swap's recipient, a lending pool's
+// onBehalfOf — that is not account, and returns that argument's name and
+// value. Such a call moves value policy cannot attribute: its flows are
+// not in the calldata. Calldata that does not decode exactly with the
+// standard function is left to the opaque-calldata check.
+func payee(it *item, account string) (arg, addr string, ok bool) {
+	if len(it.Data) < 4 {
+		return "", "", false
+	}
+	std, known := standard[[4]byte(it.Data[:4])]
+	if !known || !payoutStandards[std.standard] {
+		return "", "", false
+	}
+	args, err := std.m.Inputs.Unpack(it.Data[4:])
+	if err != nil {
+		return "", "", false
+	}
+	if again, err := std.m.Inputs.Pack(args...); err != nil || !bytes.Equal(again, it.Data[4:]) {
+		return "", "", false
+	}
+	for j, in := range std.m.Inputs {
+		if arg, addr, ok := findPayee(in.Name, in.Type, reflect.ValueOf(args[j]), account); ok {
+			return arg, addr, true
+		}
+	}
+	return "", "", false
+}
+
+// findPayee walks one argument (into tuples, not arrays).
+func findPayee(name string, t abi.Type, v reflect.Value, account string) (string, string, bool) {
+	switch t.T {
+	case abi.AddressTy:
+		n := strings.ToLower(strings.Trim(name, "_"))
+		a, isAddr := v.Interface().(common.Address)
+		if !isAddr || !payeeNames[n] && !ownerNames[n] {
+			return "", "", false
+		}
+		if addr := strings.ToLower(a.Hex()); addr != account {
+			return name, addr, true
+		}
+	case abi.TupleTy:
+		for i, el := range t.TupleElems {
+			if i < v.NumField() {
+				if arg, addr, ok := findPayee(t.TupleRawNames[i], *el, v.Field(i), account); ok {
+					return name + "." + arg, addr, true
+				}
+			}
+		}
+	}
+	return "", "", false
 }
 
 // opaque reports whether nothing vouches for an item's calldata: no

@@ -84,7 +84,8 @@ const (
 	ReasonApprovalForAll       = "APPROVAL_FOR_ALL"       // setApprovalForAll(operator, true)
 	ReasonPermit               = "PERMIT_SIGNATURE"       // a permit-style signature is submitted
 	ReasonUnknownTokenFunction = "UNKNOWN_TOKEN_FUNCTION" // a function policy does not recognise, on a token the treasury holds
-	ReasonTransferFromOther    = "TRANSFER_FROM_OTHER"    // transferFrom moves tokens another address holds, under an allowance it granted
+	ReasonTransferFromOther    = "TRANSFER_FROM_OTHER"    // transferFrom moves tokens an address outside the organisation holds, under an allowance it granted
+	ReasonPaysOther            = "PAYS_OTHER"             // a call pays a receiver, or spends an owner's funds, other than the account: value policy cannot attribute
 	ReasonProtected            = "PROTECTED_ACTION"       // a human may do it, through the council and its timelock
 	ReasonLookAlike            = "LOOKALIKE_ADDRESS"      // the address imitates a known one
 	ReasonUnitsMismatch        = "UNITS_MISMATCH"         // the effect differs from what the intent states, or moves too much of the holdings
@@ -116,6 +117,7 @@ type evaluation struct {
 	in      *Input
 	its     []item
 	agent   bool
+	acting  string // the account's address, lower case
 	reasons []daoguard.Reason
 	prices  []symPrice
 	fig     []byte // scratch for a rule's figures
@@ -153,6 +155,7 @@ func (p *Policy) Evaluate(in *Input) (res Result) {
 		return e.deny(ReasonEvaluationError, "", "incomplete evaluation input; denied (fail closed)")
 	}
 	e.agent = in.Principal.Kind != daoguard.PrincipalHuman
+	e.acting = strings.ToLower(in.Action.From)
 	e.avail = available(in.Holdings, in.Reserved)
 	for addr, o := range in.Owners {
 		if e.ownAvail == nil {
@@ -482,6 +485,11 @@ func (e *evaluation) protect(it *item) {
 		// describe it. (Another account of the organisation is judged as
 		// that account's own transfer: see account and units.)
 		hit(ReasonTransferFromOther, fmt.Sprintf("transferFrom moves %s %s held by %s, which is not an account of the organisation, under an allowance it granted", daoguard.FormatAmount(it.Amount, it.Decimals), e.assetName(it), it.From))
+	}
+	if it.Type == ItemCall {
+		if arg, addr, ok := payee(it, e.acting); ok {
+			hit(ReasonPaysOther, fmt.Sprintf("the call to %s names %s as its %s: it pays someone other than the account, or spends funds the account does not hold, by an amount policy cannot value", it.Target, addr, arg))
+		}
 	}
 	if it.Permit != "" {
 		hit(ReasonPermit, "a permit signature ("+it.Permit+") lets its holder move the account's tokens without a transaction from it")

@@ -322,3 +322,38 @@ rules:
 		}
 	}
 }
+
+// A payout standard's function is recognised by its selector wherever it
+// is sent: configuring the contract's ABI under other parameter names does
+// not hide whom it pays, and the owner counts as much as the receiver.
+func TestPayeeWhateverTheABI(t *testing.T) {
+	p, err := Parse([]byte(devLike + `  - {name: vault, principal_kinds: [agent], accounts: [ops], actions: [call], targets: {addresses: ["0x83f20f44975d03b1b09e64809b757c47f942beea"]}, tier: autonomous}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := NewRegistry([]ContractABI{{Name: "Vault", Address: "0x83f20f44975d03b1b09e64809b757c47f942beea",
+		ABI: []byte(`[{"type":"function","name":"redeem","inputs":[{"name":"a","type":"uint256"},{"name":"b","type":"address"},{"name":"c","type":"address"}],"outputs":[]}]`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ops, other = "1000000000000000000000000000000000000001", "a77ac4e700000000000000000000000000000a77"
+	for _, tc := range []struct {
+		receiver, owner string
+		want            daoguard.Verdict
+	}{
+		{ops, ops, daoguard.VerdictAllow},
+		{other, ops, daoguard.VerdictDeny},
+		{ops, other, daoguard.VerdictDeny},
+	} {
+		in := fixture(t, p)
+		in.Contracts = reg
+		data, _ := hex.DecodeString("ba087652" + fmt.Sprintf("%064x", 1000) + strings.Repeat("0", 24) + tc.receiver + strings.Repeat("0", 24) + tc.owner)
+		in.Action = &daoguard.Decoded{Kind: daoguard.KindCall, Account: "ops", AccountKind: daoguard.AccountWallet, From: "0x" + ops,
+			To: "0x83f20f44975d03b1b09e64809b757c47f942beea", Value: daoguard.NewBigInt(new(big.Int)), Data: data, Operation: daoguard.OpCall}
+		d := p.Evaluate(in).Decision
+		if d.Verdict != tc.want || (tc.want == daoguard.VerdictDeny) != hasCode(d, ReasonPaysOther) {
+			t.Fatalf("receiver %s owner %s: %s %+v", tc.receiver, tc.owner, d.Verdict, d.Reasons)
+		}
+	}
+}
