@@ -5,7 +5,7 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/daoguard/daoguard.Version=$(VERSION) -X github.com/daoguard/daoguard.Commit=$(COMMIT)
 BIN      := bin/daoguard
 
-.PHONY: all build contracts test vet staticcheck fmt-check interop-deps ganache-deps race policy-test screen-bench bench fuzz demo tour clean model incidents
+.PHONY: all build contracts test vet staticcheck fmt-check interop-deps ganache-deps race policy-test screen-bench bench fuzz demo tour clean model incidents golden
 
 all: build
 
@@ -71,6 +71,11 @@ model:
 
 # The incident replays run in race (internal/devchain TestIncidents); the
 # pending ones are said here, with their reasons.
+# Rewrites the frozen audit encodings (internal/audit/testdata/audit.golden).
+# Only for a new leaf or checkpoint version: published logs must keep verifying.
+golden:
+	$(GO) test ./internal/audit -run '^TestGolden$$' -count=1 -update
+
 incidents:
 	@echo "incident replays pending (testdata/incidents):"
 	@grep -H '^pending:' testdata/incidents/*.yaml | sed 's|^testdata/incidents/|  |'
