@@ -417,7 +417,8 @@ type DecisionInputs struct {
 // OwnerInputs is what a decision saw of another account whose tokens the
 // action moves.
 type OwnerInputs struct {
-	Account  string             `json:"account"` // its name
+	Account  string             `json:"account"`        // its name
+	Safe     bool               `json:"safe,omitempty"` // a Safe: pulls from it need approval
 	Holdings map[string]*BigInt `json:"holdings,omitempty"`
 	Reserved map[string]*BigInt `json:"reserved,omitempty"`
 }

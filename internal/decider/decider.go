@@ -566,7 +566,7 @@ func (d *Policy) owners(ctx context.Context, tx daoguard.Tx, orgID string, dec *
 		if acc.ChainID != dec.ChainID || !slices.Contains(addrs, addr) {
 			continue
 		}
-		o := &policy.Owner{Name: acc.Name}
+		o := &policy.Owner{Name: acc.Name, Safe: acc.Kind == daoguard.AccountSafe}
 		if d.Holdings != nil {
 			var at time.Time
 			if o.Holdings, at = d.Holdings.Holdings(acc.ChainID, acc.Address); o.Holdings != nil {
@@ -597,7 +597,7 @@ func decisionInputs(res policy.Result, holdings, reserved map[string]*big.Int, o
 		if in.Owners == nil {
 			in.Owners = make(map[string]*daoguard.OwnerInputs, len(owners))
 		}
-		in.Owners[addr] = &daoguard.OwnerInputs{Account: o.Name, Holdings: amounts(o.Holdings, false), Reserved: amounts(o.Reserved, true)}
+		in.Owners[addr] = &daoguard.OwnerInputs{Account: o.Name, Safe: o.Safe, Holdings: amounts(o.Holdings, false), Reserved: amounts(o.Reserved, true)}
 	}
 	return in
 }

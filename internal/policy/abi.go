@@ -107,6 +107,31 @@ var standardFunctions = []struct{ standard, sig string }{
 	{"Uniswap V3", "exactInput((bytes path,address recipient,uint256 amountIn,uint256 amountOutMinimum) params)"},
 	{"Uniswap V3", "exactOutput((bytes path,address recipient,uint256 deadline,uint256 amountOut,uint256 amountInMaximum) params)"},
 	{"Uniswap V3", "exactOutput((bytes path,address recipient,uint256 amountOut,uint256 amountInMaximum) params)"},
+	{"ERC-4626", "withdraw(uint256 assets,address receiver,address owner,uint256 maxLoss)"},
+	{"ERC-4626", "redeem(uint256 shares,address receiver,address owner,uint256 maxLoss)"},
+	{"Compound III", "transferAsset(address dst,address asset,uint256 amount)"},
+	{"Compound III", "transferAssetFrom(address src,address dst,address asset,uint256 amount)"},
+	{"Uniswap V2", "swapExactTokensForTokensSupportingFeeOnTransferTokens(uint256 amountIn,uint256 amountOutMin,address[] path,address to,uint256 deadline)"},
+	{"Uniswap V2", "swapExactETHForTokensSupportingFeeOnTransferTokens(uint256 amountOutMin,address[] path,address to,uint256 deadline)"},
+	{"Uniswap V2", "swapExactTokensForETHSupportingFeeOnTransferTokens(uint256 amountIn,uint256 amountOutMin,address[] path,address to,uint256 deadline)"},
+	{"Uniswap V2", "addLiquidity(address tokenA,address tokenB,uint256 amountADesired,uint256 amountBDesired,uint256 amountAMin,uint256 amountBMin,address to,uint256 deadline)"},
+	{"Uniswap V2", "addLiquidityETH(address token,uint256 amountTokenDesired,uint256 amountTokenMin,uint256 amountETHMin,address to,uint256 deadline)"},
+	{"Uniswap V2", "removeLiquidityWithPermit(address tokenA,address tokenB,uint256 liquidity,uint256 amountAMin,uint256 amountBMin,address to,uint256 deadline,bool approveMax,uint8 v,bytes32 r,bytes32 s)"},
+	{"Uniswap V2", "removeLiquidityETHWithPermit(address token,uint256 liquidity,uint256 amountTokenMin,uint256 amountETHMin,address to,uint256 deadline,bool approveMax,uint8 v,bytes32 r,bytes32 s)"},
+	{"Uniswap V2", "removeLiquidityETHSupportingFeeOnTransferTokens(address token,uint256 liquidity,uint256 amountTokenMin,uint256 amountETHMin,address to,uint256 deadline)"},
+	{"Uniswap V2", "swap(uint256 amount0Out,uint256 amount1Out,address to,bytes data)"},
+	{"Uniswap V3", "unwrapWETH9(uint256 amountMinimum,address recipient)"},
+	{"Uniswap V3", "sweepToken(address token,uint256 amountMinimum,address recipient)"},
+	{"Uniswap V3", "collect((uint256 tokenId,address recipient,uint128 amount0Max,uint128 amount1Max) params)"},
+	{"Uniswap V3", "mint((address token0,address token1,uint24 fee,int24 tickLower,int24 tickUpper,uint256 amount0Desired,uint256 amount1Desired,uint256 amount0Min,uint256 amount1Min,address recipient,uint256 deadline) params)"},
+	{"Multicall", "multicall(bytes[] data)"},
+	{"Multicall", "multicall(uint256 deadline,bytes[] data)"},
+	{"Multicall", "multicall(bytes32 previousBlockhash,bytes[] data)"},
+	{"Permit2", "transferFrom(address from,address to,uint160 amount,address token)"},
+	{"Permit2", "transferFrom((address from,address to,uint160 amount,address token)[] transferDetails)"},
+	{"ERC-777", "operatorSend(address from,address to,uint256 amount,bytes data,bytes operatorData)"},
+	{"Disperse", "disperseEther(address[] recipients,uint256[] values)"},
+	{"Disperse", "disperseToken(address token,address[] recipients,uint256[] values)"},
 	{"Safe", "addOwnerWithThreshold(address owner,uint256 _threshold)"},
 	{"Safe", "removeOwner(address prevOwner,address owner,uint256 _threshold)"},
 	{"Safe", "swapOwner(address prevOwner,address oldOwner,address newOwner)"},
@@ -221,7 +246,12 @@ func sigArgs(params string) []sigArg {
 		}
 		if strings.HasPrefix(p, "(") {
 			end := strings.LastIndexByte(p, ')')
-			out = append(out, sigArg{Name: strings.TrimSpace(p[end+1:]), Type: "tuple", Components: sigArgs(p[1:end])})
+			rest, typ := p[end+1:], "tuple"
+			for strings.HasPrefix(rest, "[") { // tuple[], tuple[2][]
+				j := strings.IndexByte(rest, ']')
+				typ, rest = typ+rest[:j+1], rest[j+1:]
+			}
+			out = append(out, sigArg{Name: strings.TrimSpace(rest), Type: typ, Components: sigArgs(p[1:end])})
 			continue
 		}
 		typ, n, _ := strings.Cut(p, " ")
@@ -351,46 +381,73 @@ func (r *Registry) decode(target string, data []byte) decoding {
 // pays; ownerNames, whose funds it spends. Lower case, without leading or
 // trailing underscores.
 var (
-	payeeNames = map[string]bool{"receiver": true, "recipient": true, "to": true, "dst": true, "onbehalfof": true, "beneficiary": true, "payee": true}
+	payeeNames = map[string]bool{"receiver": true, "recipient": true, "recipients": true, "to": true, "dst": true, "onbehalfof": true, "beneficiary": true, "payee": true}
 	ownerNames = map[string]bool{"owner": true, "src": true, "from": true}
 )
 
-// payoutStandards are the standards whose functions pay a receiver, or
-// spend an owner's funds, named in their arguments.
-var payoutStandards = map[string]bool{"ERC-4626": true, "Aave": true, "Compound III": true, "WETH10": true, "Uniswap V2": true, "Uniswap V3": true}
+// maxMulticallDepth bounds how deep payee looks into multicall batches.
+const maxMulticallDepth = 2
 
-// payee looks, in a call of one of the payout standards' functions (by
-// selector, at any address, whatever ABI is configured there), for an
-// address argument naming whom the call pays or whose funds it spends — a
-// vault's receiver and owner, a swap's recipient, a lending pool's
-// onBehalfOf — that is not account, and returns that argument's name and
-// value. Such a call moves value policy cannot attribute: its flows are
-// not in the calldata. Calldata that does not decode exactly with the
-// standard function is left to the opaque-calldata check.
-func payee(it *item, account string) (arg, addr string, ok bool) {
-	if len(it.Data) < 4 {
+// payee looks in a call for an address argument naming whom the call pays,
+// or whose funds it spends, that is not account — a vault's receiver and
+// owner, a swap's recipient, a lending pool's onBehalfOf, a batch payout's
+// recipients — and returns that argument's name and value. Such a call
+// moves value policy cannot attribute: its flows are not in the calldata.
+//
+// Both what the configured ABI at the target says (its parameter names
+// are the operator's) and what the standard function of that selector
+// says (at any address, whatever is configured there) are read, and the
+// calls inside a multicall too. The selectors policy takes apart itself
+// (transfers, approvals, permits, batches) and the Safe's own functions
+// are judged elsewhere.
+func (r *Registry) payee(target string, data []byte, account string, depth int) (arg, addr string, ok bool) {
+	if len(data) < 4 || classified([4]byte(data[:4])) {
 		return "", "", false
 	}
-	std, known := standard[[4]byte(it.Data[:4])]
-	if !known || !payoutStandards[std.standard] {
-		return "", "", false
+	var ds [2]decoding
+	if d := r.decode(target, data); d.ok && d.m != nil && d.vouched {
+		ds[0] = d // the configured contract's own ABI
 	}
-	args, err := std.m.Inputs.Unpack(it.Data[4:])
-	if err != nil {
-		return "", "", false
+	if std, known := standard[[4]byte(data[:4])]; known && std.standard != "Safe" && std.standard != "permit" {
+		ds[1] = decodeWith(std, data)
 	}
-	if again, err := std.m.Inputs.Pack(args...); err != nil || !bytes.Equal(again, it.Data[4:]) {
-		return "", "", false
-	}
-	for j, in := range std.m.Inputs {
-		if arg, addr, ok := findPayee(in.Name, in.Type, reflect.ValueOf(args[j]), account); ok {
-			return arg, addr, true
+	for _, d := range ds {
+		if !d.ok {
+			continue
+		}
+		for j, in := range d.m.Inputs {
+			if arg, addr, ok := findPayee(in.Name, in.Type, reflect.ValueOf(d.args[j]), account); ok {
+				return arg, addr, true
+			}
+			// The calls a multicall makes to the same contract.
+			if d.m.RawName == "multicall" && in.Type.T == abi.SliceTy && in.Type.Elem.T == abi.BytesTy && depth < maxMulticallDepth {
+				inners, _ := d.args[j].([][]byte)
+				for _, inner := range inners {
+					if arg, addr, ok := r.payee(target, inner, account, depth+1); ok {
+						return "multicall." + arg, addr, true
+					}
+				}
+			}
 		}
 	}
 	return "", "", false
 }
 
-// findPayee walks one argument (into tuples, not arrays).
+// decodeWith decodes data with a standard function, exactly: the
+// arguments must re-encode to the very calldata.
+func decodeWith(std stdMethod, data []byte) decoding {
+	args, err := std.m.Inputs.Unpack(data[4:])
+	if err != nil {
+		return decoding{}
+	}
+	if again, err := std.m.Inputs.Pack(args...); err != nil || !bytes.Equal(again, data[4:]) {
+		return decoding{}
+	}
+	return decoding{contract: std.standard, m: std.m, args: args, ok: true}
+}
+
+// findPayee walks one argument, into tuples and arrays (whose elements
+// carry the array's name).
 func findPayee(name string, t abi.Type, v reflect.Value, account string) (string, string, bool) {
 	switch t.T {
 	case abi.AddressTy:
@@ -408,6 +465,12 @@ func findPayee(name string, t abi.Type, v reflect.Value, account string) (string
 				if arg, addr, ok := findPayee(t.TupleRawNames[i], *el, v.Field(i), account); ok {
 					return name + "." + arg, addr, true
 				}
+			}
+		}
+	case abi.SliceTy, abi.ArrayTy:
+		for i := range v.Len() {
+			if arg, addr, ok := findPayee(name, *t.Elem, v.Index(i), account); ok {
+				return fmt.Sprintf("%s[%d]%s", name, i, strings.TrimPrefix(arg, name)), addr, true
 			}
 		}
 	}

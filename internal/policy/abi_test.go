@@ -219,7 +219,10 @@ rules:
 		t.Fatal(err)
 	}
 	reg, grants := grantsRegistry(t)
-	award := pack(t, grants, "award", common.HexToAddress("0x9f3a11111111111111111111111111111111c0de"), big.NewInt(5000), "grant #7")
+	// An award to the account itself pays no one else; to another
+	// address it does (PAYS_OTHER), whatever a rule naming no function says.
+	award := pack(t, grants, "award", common.HexToAddress("0x1000000000000000000000000000000000000001"), big.NewInt(5000), "grant #7")
+	awardOther := pack(t, grants, "award", common.HexToAddress("0x9f3a11111111111111111111111111111111c0de"), big.NewInt(5000), "grant #7")
 	poke, _ := abi.JSON(strings.NewReader(`[{"type":"function","name":"poke","inputs":[{"name":"n","type":"uint8"}]}]`))
 	execM, err := methodOf("execTransaction(address,uint256,bytes,uint8,uint256,uint256,uint256,address,address,bytes)")
 	if err != nil {
@@ -232,7 +235,8 @@ rules:
 	}
 	execTx := append(append([]byte{}, execM.ID...), execArgs...)
 	erc721M, _ := methodOf("safeTransferFrom(address,address,uint256)")
-	erc721Args, _ := erc721M.Inputs.Pack(common.Address{1}, common.Address{2}, big.NewInt(3))
+	self := common.HexToAddress("0x1000000000000000000000000000000000000001")
+	erc721Args, _ := erc721M.Inputs.Pack(self, self, big.NewInt(3))
 	erc721 := append(append([]byte{}, erc721M.ID...), erc721Args...)
 	for _, tc := range []struct {
 		name     string
@@ -245,6 +249,7 @@ rules:
 	}{
 		{"OK_ConfiguredABI", reg, grantsAddr, award, daoguard.VerdictAllow, ReasonRuleMatched, false},
 		{"OK_NoCalldata", reg, grantsAddr, nil, daoguard.VerdictAllow, ReasonRuleMatched, false},
+		{"ErrConfiguredPaysOther", reg, grantsAddr, awardOther, daoguard.VerdictDeny, ReasonRuleMatched, false},
 		{"OK_FunctionNamedInRule", nil, "0x00000000000000000000000000000000000000c1", pack(t, poke, "poke", uint8(3)), daoguard.VerdictAllow, ReasonRuleMatched, false},
 		{"ErrNotConfigured", nil, grantsAddr, award, daoguard.VerdictNeedsApproval, ReasonOpaqueCalldata, true},
 		{"ErrTrailingByte", reg, grantsAddr, append(append([]byte{}, award...), 1), daoguard.VerdictNeedsApproval, ReasonOpaqueCalldata, true},

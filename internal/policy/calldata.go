@@ -96,6 +96,13 @@ type item struct {
 	UnknownTokenFn bool
 	SelfCall       bool
 	InBatch        bool
+	// Payee is whom a call names as paid (or whose funds it spends) other
+	// than the account, under argument PayeeArg (see Registry.payee).
+	Payee, PayeeArg string
+	// payoutRule: an autonomous rule naming no function matched a call
+	// with a Payee; payoutNamed: a rule naming the function did.
+	payoutRule  string
+	payoutNamed bool
 	// Resulting: Amount is the allowance the simulation saw afterwards,
 	// larger than the call's argument (increaseAllowance).
 	Resulting bool

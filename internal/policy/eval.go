@@ -51,7 +51,10 @@ type Input struct {
 // moves, with what it holds (nil: unknown) and what its open actions
 // reserve.
 type Owner struct {
-	Name     string
+	Name string
+	// Safe: the account is a Safe, whose own transactions run only with
+	// its owners' signatures. A pull from it never runs without approval.
+	Safe     bool
 	Holdings map[string]*big.Int
 	Reserved map[string]*big.Int
 }
@@ -85,6 +88,7 @@ const (
 	ReasonPermit               = "PERMIT_SIGNATURE"       // a permit-style signature is submitted
 	ReasonUnknownTokenFunction = "UNKNOWN_TOKEN_FUNCTION" // a function policy does not recognise, on a token the treasury holds
 	ReasonTransferFromOther    = "TRANSFER_FROM_OTHER"    // transferFrom moves tokens an address outside the organisation holds, under an allowance it granted
+	ReasonSafePull             = "SAFE_PULL"              // transferFrom pulls a Safe's tokens: approval, as the Safe's own transaction would need its owners
 	ReasonPaysOther            = "PAYS_OTHER"             // a call pays a receiver, or spends an owner's funds, other than the account: value policy cannot attribute
 	ReasonProtected            = "PROTECTED_ACTION"       // a human may do it, through the council and its timelock
 	ReasonLookAlike            = "LOOKALIKE_ADDRESS"      // the address imitates a known one
@@ -173,8 +177,12 @@ func (p *Policy) Evaluate(in *Input) (res Result) {
 	its = e.its
 	e.value()
 	for i := range its {
-		e.protect(&its[i])
-		e.hygiene(&its[i])
+		it := &its[i]
+		e.protect(it)
+		e.hygiene(it)
+		if it.Type == ItemCall {
+			it.PayeeArg, it.Payee, _ = in.Contracts.payee(it.Target, it.Data, e.acting, 0)
+		}
 	}
 	e.units()
 	for i := range its {
@@ -479,17 +487,23 @@ func (e *evaluation) protect(it *item) {
 			}
 		}
 	}
+	if o := e.in.Owners[it.From]; it.From != "" && o != nil && o.Safe {
+		// Moving a Safe's funds takes its owners' signatures; a pull under
+		// its allowance is sent from this account with daoguard's key alone,
+		// so a rule for the Safe that is autonomous (harmless while the
+		// owners must still sign) must not make the pull autonomous.
+		a := e.p.council
+		a.timelock = 0 // the rules for the Safe say how long, as for its own transfers
+		e.raise(TierApproval, a)
+		e.reason(ReasonSafePull, "", fmt.Sprintf("transferFrom moves %s %s of the Safe %s under its allowance, without its owners' signatures", daoguard.FormatAmount(it.Amount, it.Decimals), e.assetName(it), o.Name),
+			"the council approves, as the Safe's owners would sign its own transfer")
+	}
 	if it.From != "" && e.in.Owners[it.From] == nil {
 		// The tokens are held by an address that is not the
 		// organisation's: no rules, holdings or reservations of daoguard's
 		// describe it. (Another account of the organisation is judged as
 		// that account's own transfer: see account and units.)
 		hit(ReasonTransferFromOther, fmt.Sprintf("transferFrom moves %s %s held by %s, which is not an account of the organisation, under an allowance it granted", daoguard.FormatAmount(it.Amount, it.Decimals), e.assetName(it), it.From))
-	}
-	if it.Type == ItemCall {
-		if arg, addr, ok := payee(it, e.acting); ok {
-			hit(ReasonPaysOther, fmt.Sprintf("the call to %s names %s as its %s: it pays someone other than the account, or spends funds the account does not hold, by an amount policy cannot value", it.Target, addr, arg))
-		}
 	}
 	if it.Permit != "" {
 		hit(ReasonPermit, "a permit signature ("+it.Permit+") lets its holder move the account's tokens without a transaction from it")
@@ -715,7 +729,27 @@ func (e *evaluation) judge(it *item) error {
 		e.raise(TierDeny, approval{})
 		e.reason(ReasonNoMatchingRule, "", fmt.Sprintf("no rule covers this %s to %s", it.Type, it.Counterparty), "no rule allows this; a steward can add one")
 	}
+	e.payout(it)
 	return nil
+}
+
+// payout: a call that pays someone other than the account (or spends
+// another owner's funds) moves value its calldata does not show. A rule
+// that names no function cannot let it run on its own; only a matching
+// rule that names the function — whose params can pin the payee — can.
+// Agents are denied; a human's goes to the council.
+func (e *evaluation) payout(it *item) {
+	if it.payoutRule == "" || it.payoutNamed {
+		return
+	}
+	detail := fmt.Sprintf("the call to %s names %s as its %s: it pays someone other than the account, or spends funds the account does not hold, by an amount policy cannot value", it.Target, it.Payee, it.PayeeArg)
+	if !e.agent {
+		e.raise(TierVote, approval{})
+		e.reason(ReasonPaysOther, it.payoutRule, detail, "")
+		return
+	}
+	e.raise(TierDeny, approval{})
+	e.reason(ReasonPaysOther, it.payoutRule, detail, "a rule naming the function, with params pinning its "+it.PayeeArg+", can let it run")
 }
 
 // firstHeld reports whether any of the rule's roles is among earlier.
@@ -865,6 +899,14 @@ func (e *evaluation) apply(r *rule, it *item) {
 		// A USD rule that cannot see a trusted price: never autonomous,
 		// never denied on a number it does not have.
 		t = max(r.tier, TierApproval)
+	}
+	if it.Payee != "" {
+		switch {
+		case r.hasFunction:
+			it.payoutNamed = true
+		case t == TierAutonomous && it.payoutRule == "":
+			it.payoutRule = r.name // judged once every rule is tried: see payout
+		}
 	}
 	// Nobody, human or policy, can say what opaque calldata does: a rule
 	// that names no function lets it through only with approval, whichever

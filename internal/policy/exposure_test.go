@@ -357,3 +357,97 @@ func TestPayeeWhateverTheABI(t *testing.T) {
 		}
 	}
 }
+
+// transferFromData encodes transferFrom(from, to, amount).
+func transferFromData(from, to string, amount int64) []byte {
+	data, _ := hex.DecodeString("23b872dd" + strings.Repeat("0", 24) + from[2:] + strings.Repeat("0", 24) + to[2:] + fmt.Sprintf("%064x", amount))
+	return data
+}
+
+// A pull is the other account's in every figure a rule reads: the account
+// its accounts: and CEL's account see, the holdings its max_holdings_pct is
+// a share of, and the holdings a batch's pull is checked against (each
+// holder's asset on its own, however the acting account's own flows of
+// that asset stand).
+func TestPullIsTheOwnersInEveryFigure(t *testing.T) {
+	const ops, treasury, vendor = "0x1000000000000000000000000000000000000001", "0x2000000000000000000000000000000000000002", "0x9f3a11111111111111111111111111111111c0de"
+	const usdcAddr = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
+	usdc := func(n int64) map[string]*big.Int { return map[string]*big.Int{"USDC": big.NewInt(n * 1_000000)} }
+	head := "version: 1\nname: t\ngroups: {c: {role: r}}\ncouncil: {group: c, approvals: 2, timelock: 1h}\nunits: {max_holdings_pct: \"100\"}\nrules:\n"
+	pull := func(t *testing.T, rules string, owner *Owner, amount int64) daoguard.Decision {
+		p, err := Parse([]byte(head + rules))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := fixture(t, p)
+		in.Action = &daoguard.Decoded{Kind: daoguard.KindCall, Account: "ops", AccountKind: daoguard.AccountWallet, From: ops,
+			To: usdcAddr, Value: daoguard.NewBigInt(new(big.Int)), Data: transferFromData(treasury, vendor, amount*1_000000), Operation: daoguard.OpCall}
+		in.Owners = map[string]*Owner{treasury: owner}
+		return p.Evaluate(in).Decision
+	}
+	t.Run("max_holdings_pct is of the owner's holdings", func(t *testing.T) {
+		rule := `  - {name: pct, principal_kinds: [agent], accounts: [treasury], actions: [transfer], assets: [USDC], tier: autonomous, limits: {max_holdings_pct: "10"}, over_limit: deny}` + "\n"
+		// ops holds 100,000 USDC (the fixture): 400 is 0.4% of that, but 40% of the treasury's 1,000.
+		if d := pull(t, rule, &Owner{Name: "treasury", Holdings: usdc(1000)}, 400); d.Verdict != daoguard.VerdictDeny || !hasCode(d, ReasonHoldingsPctExceeded) {
+			t.Fatalf("%s %+v", d.Verdict, d.Reasons)
+		}
+		if d := pull(t, rule, &Owner{Name: "treasury", Holdings: usdc(10000)}, 400); d.Verdict != daoguard.VerdictAllow {
+			t.Fatalf("4%%: %s %+v", d.Verdict, d.Reasons)
+		}
+	})
+	t.Run("CEL's account is the owner", func(t *testing.T) {
+		rule := `  - {name: cel, principal_kinds: [agent], actions: [transfer], cel: 'account == "treasury"', tier: autonomous}` + "\n"
+		if d := pull(t, rule, &Owner{Name: "treasury", Holdings: usdc(1000)}, 400); d.Verdict != daoguard.VerdictAllow {
+			t.Fatalf("%s %+v", d.Verdict, d.Reasons)
+		}
+	})
+	t.Run("a Safe's pull needs approval", func(t *testing.T) {
+		rule := `  - {name: any, principal_kinds: [agent], accounts: [treasury], actions: [transfer], tier: autonomous}` + "\n"
+		d := pull(t, rule, &Owner{Name: "treasury", Safe: true, Holdings: usdc(1000)}, 400)
+		if d.Verdict != daoguard.VerdictNeedsApproval || !hasCode(d, ReasonSafePull) || d.RequiredApprovals != 2 {
+			t.Fatalf("%s %+v", d.Verdict, d.Reasons)
+		}
+	})
+	t.Run("a batch's pull is checked against the owner's holdings", func(t *testing.T) {
+		p, err := Parse([]byte(head + `  - {name: any, actions: [transfer], tier: autonomous}` + "\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := fixture(t, p)
+		in.Principal = &daoguard.Principal{ID: "alice", Kind: daoguard.PrincipalHuman, Roles: []string{"r"}}
+		// The treasury (a Safe, holding plenty) pays 100 USDC of its own and
+		// pulls 10,000 of ops', which holds 5,000.
+		in.Action = &daoguard.Decoded{Kind: daoguard.KindCall, Account: "treasury", AccountKind: daoguard.AccountSafe, From: treasury,
+			To: "0x40a2accbd92bca938b02010e17a5b8929b49130d", Value: daoguard.NewBigInt(new(big.Int)), Operation: daoguard.OpDelegateCall,
+			Data: multiSend([]batchCall{{to: usdcAddr, data: transferCalldata(vendor, big.NewInt(100_000000))}, {to: usdcAddr, data: transferFromData(ops, vendor, 10_000_000000)}})}
+		in.Holdings = usdc(1_000_000)
+		in.Owners = map[string]*Owner{ops: {Name: "ops", Holdings: usdc(5000)}}
+		d := p.Evaluate(in).Decision
+		if !strings.Contains(reasonDetail(d, ReasonInsufficientHoldings), "account ops holds 5000 USDC") {
+			t.Fatalf("%s %+v", d.Verdict, d.Reasons)
+		}
+	})
+	t.Run("the account's address in any case", func(t *testing.T) {
+		p, err := Parse([]byte(head + `  - {name: vault, principal_kinds: [agent], actions: [call], tier: autonomous}` + "\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const mixed = "0xAbCdEf0000000000000000000000000000000001"
+		in := fixture(t, p)
+		data, _ := hex.DecodeString("ba087652" + fmt.Sprintf("%064x", 1000) + strings.Repeat("0", 24) + strings.ToLower(mixed[2:]) + strings.Repeat("0", 24) + strings.ToLower(mixed[2:]))
+		in.Action = &daoguard.Decoded{Kind: daoguard.KindCall, Account: "ops", AccountKind: daoguard.AccountWallet, From: mixed,
+			To: "0x83f20f44975d03b1b09e64809b757c47f942beea", Value: daoguard.NewBigInt(new(big.Int)), Data: data, Operation: daoguard.OpCall}
+		if d := p.Evaluate(in).Decision; hasCode(d, ReasonPaysOther) {
+			t.Fatalf("a redeem to itself, named in another case: %+v", d.Reasons)
+		}
+	})
+}
+
+func reasonDetail(d daoguard.Decision, code string) string {
+	for _, r := range d.Reasons {
+		if r.Code == code {
+			return r.Detail
+		}
+	}
+	return ""
+}

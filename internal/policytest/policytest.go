@@ -491,7 +491,7 @@ func build(fx *Fixture, c Case) (*policy.Input, error) {
 		if in.Owners == nil {
 			in.Owners = map[string]*policy.Owner{}
 		}
-		o := &policy.Owner{Name: acc.Name}
+		o := &policy.Owner{Name: acc.Name, Safe: acc.Kind == daoguard.AccountSafe}
 		if o.Holdings, err = balances(acc.Name); err != nil {
 			return nil, err
 		}

@@ -70,7 +70,7 @@ func (s *Service) Replay(ctx context.Context, orgID string, cand *policy.Policy)
 						if in.Owners == nil {
 							in.Owners = map[string]*policy.Owner{}
 						}
-						in.Owners[addr] = &policy.Owner{Name: o.Account, Holdings: bigs(o.Holdings), Reserved: bigs(o.Reserved)}
+						in.Owners[addr] = &policy.Owner{Name: o.Account, Safe: o.Safe, Holdings: bigs(o.Holdings), Reserved: bigs(o.Reserved)}
 					}
 				}
 				res := cand.Evaluate(in)

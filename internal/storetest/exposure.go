@@ -352,7 +352,8 @@ func runExposure(t *testing.T, h Harness) {
 }
 
 // pullPolicy lets agents pay the vendor from ops, and pull the treasury's
-// USDC to the vendor (transferFrom under its allowance), on their own.
+// USDC to the vendor (transferFrom under its allowance), on their own —
+// but the treasury is a Safe, so a pull still waits for approval.
 const pullPolicy = `version: 1
 name: pull
 lists:
@@ -386,8 +387,10 @@ func runPull(t *testing.T, h Harness) {
 			data := fmt.Sprintf("0x23b872dd%064s%064s%064x", treasury[2:], Vendor[2:], amount)
 			return must[*daoguard.Action](t)(svc.Submit(ctx, f.Agent, "", daoguard.Intent{Account: "ops", Kind: "call", To: usdc, Data: data, Rationale: "pay invoice"}))
 		}
+		// The treasury is a Safe: a pull of its funds waits for approval
+		// (SAFE_PULL), and reserves them meanwhile.
 		a, b := pull(400_000000), pull(400_000000)
-		if a.State != daoguard.StateQueued || b.State != daoguard.StateQueued {
+		if a.State != daoguard.StateAwaitingApproval || b.State != daoguard.StateAwaitingApproval || !hasReason(a.Decision, policy.ReasonSafePull) {
 			t.Fatalf("pulls within the treasury's holdings: %s %+v / %s %+v", a.State, a.Decision.Reasons, b.State, b.Decision.Reasons)
 		}
 		if o := a.Decision.Inputs.Owners[treasury]; o == nil || o.Account != "treasury" || o.Holdings["USDC"].Int().Int64() != 1000_000000 {
@@ -414,10 +417,10 @@ func runPull(t *testing.T, h Harness) {
 		if d := must[*daoguard.Action](t)(svc.Submit(ctx, f.Agent, "", Transfer("10", Vendor))); d.State != daoguard.StateQueued {
 			t.Fatalf("ops pays: %s %+v", d.State, d.Decision.Reasons)
 		}
-		// Released on a veto.
-		must[*daoguard.Action](t)(svc.Veto(ctx, f.Humans[0], a.ID, "not now"))
-		if c := pull(400_000000); c.State != daoguard.StateQueued {
-			t.Fatalf("after the veto: %s %+v", c.State, c.Decision.Reasons)
+		// Released on a rejection.
+		must[*daoguard.Action](t)(svc.Reject(ctx, f.Humans[0], a.ID, "not now"))
+		if c := pull(400_000000); c.State != daoguard.StateAwaitingApproval {
+			t.Fatalf("after the rejection: %s %+v", c.State, c.Decision.Reasons)
 		}
 	})
 	// One action may hold the same asset of two accounts: its own, and
