@@ -2,6 +2,8 @@ package policy
 
 import (
 	"bytes"
+	"encoding/hex"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -387,4 +389,31 @@ func TestExactDecoding(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzPayee: reading payees out of any calldata, through configured ABIs,
+// standard functions, tuples, arrays and nested multicalls, never panics
+// (Evaluate would turn a panic into a denial and hide it), and what it
+// names is another address than the account, in lower-case hex.
+func FuzzPayee(f *testing.F) {
+	h := func(s string) []byte { b, _ := hex.DecodeString(s); return b }
+	const account = "0x1000000000000000000000000000000000000001"
+	// redeem(shares, receiver, owner)
+	f.Add(h("ba087652" + fmt.Sprintf("%064x", 1000) + strings.Repeat("0", 24) + "a77ac4e700000000000000000000000000000a77" + strings.Repeat("0", 24) + account[2:]))
+	// multicall(bytes[]) of one empty call
+	f.Add(h("ac9650d8" + fmt.Sprintf("%064x%064x%064x%064x", 32, 1, 32, 0)))
+	// award(recipient, amount, memo) at the configured address
+	reg, grants := grantsRegistry(f)
+	f.Add(pack(f, grants, "award", common.HexToAddress("0x9f3a11111111111111111111111111111111c0de"), big.NewInt(5000), "grant #7"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, target := range []string{grantsAddr, "0x00000000000000000000000000000000000005af"} {
+			arg, addr, ok := reg.payee(target, data, account, 0)
+			if !ok {
+				continue
+			}
+			if arg == "" || addr == account || len(addr) != 42 || addr != strings.ToLower(addr) {
+				t.Fatalf("payee %q %q", arg, addr)
+			}
+		}
+	})
 }
