@@ -82,3 +82,87 @@ func TestHoldingsPoller(t *testing.T) {
 		t.Fatal("partial holdings were published")
 	}
 }
+
+// keeper is an in-memory AllowanceKeeper: the open allowances, newest
+// first, and the shrinks asked for.
+type keeper struct {
+	open   []daoguard.Reservation
+	shrunk map[string]*big.Int // action → amount
+}
+
+func (k *keeper) Allowances(context.Context) ([]daoguard.Reservation, error) {
+	var out []daoguard.Reservation
+	for _, r := range k.open {
+		if v, ok := k.shrunk[r.ActionID]; ok {
+			if v.Sign() == 0 {
+				continue
+			}
+			r.Amount = daoguard.NewBigInt(v)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (k *keeper) ShrinkAllowance(_ context.Context, r daoguard.Reservation, amount *big.Int) error {
+	k.shrunk[r.ActionID] = new(big.Int).Set(amount)
+	return nil
+}
+
+// TestHoldingsPollerKeepsAllowances: each poll reads the live allowance of
+// every open one from a real EVM and shrinks the reservations to it, the
+// newest first (an approve sets the allowance: two approvals of one
+// spender share what is live); an allowance that cannot be read is kept.
+func TestHoldingsPollerKeepsAllowances(t *testing.T) {
+	ctx := context.Background()
+	tokenArt := evmtest.Artifact(t, "DevToken")
+	chain := evmtest.Chain(t)
+	usdc, err := evm.Deploy(ctx, chain.Client, chain.Mine, chain.Deployer, tokenArt, "USD Coin", "USDC", uint8(6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := crypto.PubkeyToAddress(chain.Deployer.PublicKey)
+	spender := common.HexToAddress("0x00000000000000000000000000000000005e11e7")
+	approve := func(n int64) {
+		t.Helper()
+		if _, err := evm.Send(ctx, chain.Client, chain.Mine, chain.Deployer, tokenArt, usdc, "approve", spender, big.NewInt(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	approve(100)
+	acc, sp := strings.ToLower(owner.Hex()), strings.ToLower(spender.Hex())
+	res := func(id string, n int64, asset string) daoguard.Reservation {
+		return daoguard.Reservation{OrgID: "o", ActionID: id, Account: acc, Asset: asset, Spender: sp, Amount: daoguard.NewBigInt(big.NewInt(n))}
+	}
+	k := &keeper{shrunk: map[string]*big.Int{}, open: []daoguard.Reservation{
+		res("act_new", 100, "USDC"), // newest first
+		res("act_old", 50, "USDC"),
+		res("act_unknown", 7, "NOPE"), // no token in the catalogue to read: kept
+	}}
+	accounts := []*daoguard.Account{{Name: "ops", ChainID: 1337, Address: owner.Hex()}}
+	assets := []*daoguard.Asset{{Symbol: "USDC", ChainID: 1337, Address: usdc.Hex(), Decimals: 6}}
+	h := evm.NewHoldingsPoller(chain.Client, 1337, func(context.Context) ([]*daoguard.Account, []*daoguard.Asset, error) { return accounts, assets, nil })
+	h.Allowances = k
+	if err := h.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.shrunk) != 1 || k.shrunk["act_old"] == nil || k.shrunk["act_old"].Sign() != 0 {
+		t.Fatalf("live 100: the newest keeps 100, the older one nothing: %v", k.shrunk)
+	}
+	// Partly spent (or lowered): 30 left.
+	approve(30)
+	if err := h.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if k.shrunk["act_new"] == nil || k.shrunk["act_new"].Int64() != 30 || k.shrunk["act_unknown"] != nil {
+		t.Fatalf("live 30: %v", k.shrunk)
+	}
+	// Raised on chain: a reservation is never raised.
+	approve(1000)
+	if err := h.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if k.shrunk["act_new"].Int64() != 30 {
+		t.Fatalf("raised: %v", k.shrunk)
+	}
+}

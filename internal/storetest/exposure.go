@@ -450,6 +450,106 @@ func runPull(t *testing.T, h Harness) {
 	})
 }
 
+// allowPolicy lets agents pay the vendor from ops and grant it allowances
+// of up to 1,000 USDC, on their own.
+const allowPolicy = `version: 1
+name: allow
+lists:
+  vendors: ["` + Vendor + `", "` + Attacker + `"]
+groups:
+  council: {role: council}
+council: {group: council, approvals: 2, timelock: 1h}
+units: {max_holdings_pct: "100"}
+protections:
+  approval_caps: {USDC: "1000"}
+rules:
+  - {name: pay, principal_kinds: [agent], accounts: [ops], actions: [transfer], assets: [USDC], recipients: {lists: [vendors]}, tier: autonomous}
+  - {name: allow, principal_kinds: [agent], accounts: [ops], actions: [approval], assets: [USDC], recipients: {lists: [vendors]}, tier: autonomous}
+`
+
+// runAllowances: an allowance an action grants holds the account's funds
+// until the spender takes it or it is revoked — past the action's
+// execution — and what the action pays to that spender is not held twice.
+func runAllowances(t *testing.T, h Harness) {
+	ctx := context.Background()
+	const ops, usdc = "0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "0xcccccccccccccccccccccccccccccccccccccccc"
+	t.Run("OK_AllowanceHeldUntilShrunk", func(t *testing.T) {
+		f := setup(t, h)
+		hold := &SetHoldings{}
+		hold.Set(time.Time{}, map[string]*big.Int{"USDC": big.NewInt(1000_000000)})
+		svc := service.New(f.Store, &decider.Policy{Prices: ClockPrices{f.Clock}, Holdings: hold}, f.Ledger, "gw-1")
+		if _, err := svc.LoadFirstPolicy(ctx, f.Org, allowPolicy); err != nil {
+			t.Fatal(err)
+		}
+		approve := fmt.Sprintf("0x095ea7b3%064s%064x", Vendor[2:], 600_000000)
+		a := must[*daoguard.Action](t)(svc.Submit(ctx, f.Agent, "", daoguard.Intent{Account: "ops", Kind: "call", To: usdc, Data: approve, Rationale: "allowance for the vendor"}))
+		if a.State != daoguard.StateQueued {
+			t.Fatalf("approve: %s %+v", a.State, a.Decision.Reasons)
+		}
+		if n, err := svc.ExecuteDue(ctx); err != nil || n != 1 {
+			t.Fatalf("executed %d: %v", n, err)
+		}
+		var open []daoguard.Reservation
+		var byOps map[string]map[string]*big.Int
+		var reserved map[string]*big.Int
+		read := func() {
+			t.Helper()
+			must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) {
+				if open, err = tx.Allowances(ctx, f.Org); err != nil {
+					return err
+				}
+				if byOps, err = tx.OpenAllowances(ctx, f.Org, ops); err != nil {
+					return err
+				}
+				reserved, err = tx.Reserved(ctx, f.Org, ops, f.Clock.Now().Add(time.Second))
+				return err
+			}))
+		}
+		read()
+		if len(open) != 1 || open[0].Spender != Vendor || open[0].Amount.Int().Int64() != 600_000000 || byOps[Vendor]["USDC"].Int64() != 600_000000 || reserved["USDC"].Int64() != 600_000000 {
+			t.Fatalf("after execution the allowance is still held: %+v %v %v", open, byOps, reserved)
+		}
+		// 400 is left for anyone else; the vendor may take its 600 and 400 more.
+		if d := must[*daoguard.Action](t)(svc.Submit(ctx, f.Agent, "", Transfer("500", Attacker))); d.State != daoguard.StateDenied || !hasReason(d.Decision, policy.ReasonInsufficientHoldings) {
+			t.Fatalf("500 to another: %s %+v", d.State, d.Decision.Reasons)
+		}
+		if d := must[*daoguard.Action](t)(svc.Submit(ctx, f.Agent, "", Transfer("1000", Vendor))); d.State != daoguard.StateQueued {
+			t.Fatalf("1000 to the spender: %s %+v", d.State, d.Decision.Reasons)
+		}
+		// The spender took 250: the chain shows 350 left.
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.ShrinkAllowance(ctx, open[0], big.NewInt(350_000000)) }))
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.ShrinkAllowance(ctx, open[0], big.NewInt(500_000000)) })) // never raised
+		read()
+		if open[0].Amount.Int().Int64() != 350_000000 || byOps[Vendor]["USDC"].Int64() != 350_000000 {
+			t.Fatalf("shrunk: %+v %v", open, byOps)
+		}
+		// Revoked: nothing held, but what it held still counts against
+		// holdings read before (it may just have been taken).
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.ShrinkAllowance(ctx, open[0], new(big.Int)) }))
+		var before map[string]*big.Int
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) {
+			before, err = tx.Reserved(ctx, f.Org, ops, f.Clock.Now().Add(-time.Second))
+			return err
+		}))
+		read()
+		if len(open) != 0 || len(byOps) != 0 || before["USDC"] == nil || before["USDC"].Int64() < 600_000000 {
+			t.Fatalf("revoked: %+v %v; against an older snapshot %v", open, byOps, before)
+		}
+	})
+	// A rejected approval releases its allowance like any reservation.
+	t.Run("OK_AllowanceReleasedUnexecuted", func(t *testing.T) {
+		f := setup(t, h)
+		rs := []daoguard.Reservation{{OrgID: f.Org, ActionID: "act_allow", Account: ops, Asset: "USDC", Spender: Vendor, Amount: daoguard.NewBigInt(big.NewInt(9)), USD: 9}}
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.AddReservations(ctx, rs) }))
+		must[struct{}](t)(struct{}{}, f.Store.Update(ctx, func(tx daoguard.Tx) error { return tx.EndReservations(ctx, "act_allow", false) }))
+		var byOps map[string]map[string]*big.Int
+		must[struct{}](t)(struct{}{}, f.Store.View(ctx, func(tx daoguard.Tx) (err error) { byOps, err = tx.OpenAllowances(ctx, f.Org, ops); return err }))
+		if len(byOps) != 0 {
+			t.Fatalf("released allowance still open: %v", byOps)
+		}
+	})
+}
+
 func reasonDetail(d daoguard.Decision, code string) string {
 	for _, r := range d.Reasons {
 		if r.Code == code {
