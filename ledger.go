@@ -53,12 +53,6 @@ type Reservation struct {
 	Asset    string  `json:"asset"`   // symbol
 	Amount   *BigInt `json:"amount"`  // base units
 	USD      int64   `json:"usd_micro"`
-	// Spender: the reservation is an allowance the action grants this
-	// spender (lower-case hex), which may take it whenever it likes. It
-	// is not settled when the action executes: it stays open, shrunk to
-	// the live allowance as the chain is read, until the allowance is
-	// spent or revoked (ShrinkAllowance).
-	Spender string `json:"spender,omitempty"`
 	// Settled is when the action executed; zero while it is open.
 	Settled time.Time `json:"settled,omitempty"`
 }
@@ -74,22 +68,8 @@ type ReservationStore interface {
 	Reserved(ctx context.Context, orgID, account string, settledAfter time.Time) (map[string]*big.Int, error)
 	// EndReservations releases the action's reservations (settled false:
 	// it ended without moving funds) or settles them at the unit's time.
-	// Settled reservations older than SettledMemory are forgotten. An
-	// executed action's allowances (Spender set) stay open.
+	// Settled reservations older than SettledMemory are forgotten.
 	EndReservations(ctx context.Context, actionID string, settled bool) error
-	// OpenAllowances returns what the account's open allowances hold, by
-	// spender and asset symbol (pending and executed actions alike): a
-	// payment to, or call through, a spender spends the allowance it was
-	// granted, which already holds those funds.
-	OpenAllowances(ctx context.Context, orgID, account string) (map[string]map[string]*big.Int, error)
-	// Allowances lists the open allowances of the organisation's executed
-	// actions, the newest action first.
-	Allowances(ctx context.Context, orgID string) ([]Reservation, error)
-	// ShrinkAllowance lowers an open allowance (r as Allowances returned
-	// it) to amount, never raising it; at zero it ends. What it no longer
-	// holds is settled at the unit's time, as a payment would be: the
-	// spender may just have taken it.
-	ShrinkAllowance(ctx context.Context, r Reservation, amount *big.Int) error
 }
 
 // AgentStatsStore keeps each agent's running statistics for the anomaly

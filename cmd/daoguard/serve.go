@@ -135,9 +135,9 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	judge := &decider.Policy{Contracts: contracts}
+	decider := &decider.Policy{Contracts: contracts}
 	if len(cfg.Prices.Sources) > 0 {
-		judge.Prices = prices
+		decider.Prices = prices
 	}
 	var chain *chainNode
 	switch {
@@ -169,13 +169,12 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 			return acc, as, err
 		})
 		holdings.Logger = log
-		holdings.Allowances = decider.Allowances{Store: st, OrgID: orgID}
 		if chain.dev != nil {
 			holdings.Every = 2 * time.Second
 		}
-		judge.Holdings = holdings
+		decider.Holdings = holdings
 	}
-	svc := service.New(st, judge, nil, node)
+	svc := service.New(st, decider, nil, node)
 	svc.Logger, svc.Keyring, svc.Environment, svc.Contracts = log, keyring, cfg.Environment, contracts
 	svc.AuditSigner, svc.AuditVerifier = auditKey, auditPub
 	svc.Loosening = service.Loosening{Approvals: cfg.Loosening.Approvals, Timelock: cfg.Loosening.Timelock}
@@ -248,7 +247,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	// listens: ready means decisions can be made, without a rebuild on the
 	// first one.
 	warmed := time.Now()
-	if err := judge.Warm(ctx, st, cfg.Org.ID); err != nil {
+	if err := decider.Warm(ctx, st, cfg.Org.ID); err != nil {
 		return err
 	}
 	log.Info("windows loaded", "took", time.Since(warmed).Round(time.Millisecond).String())
@@ -265,7 +264,7 @@ func (m *Main) runServe(ctx context.Context, args []string) error {
 	go func() {
 		// The windows are stored every minute once 10,000 entries were
 		// added (and at a stop), so a start reads at most about that many.
-		judge.RunSnapshots(runCtx, st, time.Minute, 10_000, func(err error) {
+		decider.RunSnapshots(runCtx, st, time.Minute, 10_000, func(err error) {
 			log.Warn("cannot store the window snapshot; the next start reads more of the ledger", "err", err.Error())
 		})
 		done <- struct{}{}

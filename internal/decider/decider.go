@@ -384,7 +384,6 @@ func (d *Policy) Decide(ctx context.Context, in daoguard.DecisionInput) (daoguar
 		return pol.ChangeDecision(in.Principal.Kind != daoguard.PrincipalHuman), nil
 	}
 	var holdings, reserved map[string]*big.Int
-	var allowances map[string]map[string]*big.Int
 	if d.Holdings != nil {
 		var at time.Time
 		holdings, at = d.Holdings.Holdings(a.Decoded.ChainID, a.Decoded.From)
@@ -401,9 +400,6 @@ func (d *Policy) Decide(ctx context.Context, in daoguard.DecisionInput) (daoguar
 			if reserved, err = tx.Reserved(ctx, orgID, strings.ToLower(a.Decoded.From), at.Add(-settleMargin)); err != nil {
 				return daoguard.Decision{}, stored(err)
 			}
-			if allowances, err = tx.OpenAllowances(ctx, orgID, strings.ToLower(a.Decoded.From)); err != nil {
-				return daoguard.Decision{}, stored(err)
-			}
 		}
 	}
 	owners, err := d.owners(ctx, tx, orgID, &a.Decoded, c.cat)
@@ -416,7 +412,7 @@ func (d *Policy) Decide(ctx context.Context, in daoguard.DecisionInput) (daoguar
 	}
 	input := &policy.Input{
 		Now: now, Principal: in.Principal, Action: &a.Decoded, Catalog: c.cat,
-		Prices: quotes, Holdings: holdings, Reserved: reserved, Allowances: allowances, Contracts: d.Contracts, Owners: owners,
+		Prices: quotes, Holdings: holdings, Reserved: reserved, Contracts: d.Contracts, Owners: owners,
 	}
 
 	// Evaluate under mu (pure computation, no store call), so that the

@@ -15,12 +15,8 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 )
 
-// selBalanceOf is ERC-20 balanceOf(address); selAllowance is
-// allowance(address owner, address spender).
-var (
-	selBalanceOf = []byte{0x70, 0xa0, 0x82, 0x31}
-	selAllowance = []byte{0xdd, 0x62, 0xed, 0x3e}
-)
+// selBalanceOf is ERC-20 balanceOf(address).
+var selBalanceOf = []byte{0x70, 0xa0, 0x82, 0x31}
 
 // Catalogue lists what to read: the accounts and the assets of the
 // organisation (from the store).
@@ -41,20 +37,8 @@ type HoldingsPoller struct {
 	MaxAge  time.Duration
 	Logger  *slog.Logger
 	Now     func() time.Time
-	// Allowances, if set, keeps the allowances open actions granted true
-	// to the chain: after each poll, each is read at the same block and
-	// its reservation shrunk to what the spender can still take.
-	Allowances AllowanceKeeper
 
 	snap atomic.Pointer[holdingsSnap]
-}
-
-// AllowanceKeeper is the store's side of the allowances the poller keeps
-// (daoguard.ReservationStore's Allowances and ShrinkAllowance, each in a
-// unit of its own).
-type AllowanceKeeper interface {
-	Allowances(ctx context.Context) ([]daoguard.Reservation, error)
-	ShrinkAllowance(ctx context.Context, r daoguard.Reservation, amount *big.Int) error
 }
 
 // HoldingsReader is what reading balances needs of a JSON-RPC client.
@@ -149,81 +133,7 @@ func (h *HoldingsPoller) Poll(ctx context.Context) error {
 		snap.by[strings.ToLower(acc.Address)] = bal
 	}
 	h.snap.Store(snap)
-	if h.Allowances != nil {
-		if err := h.sweep(ctx, assets); err != nil {
-			errs = append(errs, fmt.Errorf("allowances: %w", err))
-		}
-	}
 	return errors.Join(errs...)
-}
-
-// sweep reads the live allowance of every open one and shrinks the
-// reservations to it: spent or revoked, an allowance holds nothing. An
-// approve sets the allowance, so several actions' reservations of one
-// (account, asset, spender) share what is live, the newest first.
-func (h *HoldingsPoller) sweep(ctx context.Context, assets []*daoguard.Asset) error {
-	open, err := h.Allowances.Allowances(ctx)
-	if err != nil || len(open) == 0 {
-		return err
-	}
-	// The block is chosen after the list is read: an action is executed in
-	// the store only once its receipt is mined, so every listed approval
-	// has taken effect at this block (an earlier one would read it as not
-	// yet granted, and release it).
-	n, err := h.Chain.BlockNumber(ctx)
-	if err != nil {
-		return fmt.Errorf("block number: %w", err)
-	}
-	block := new(big.Int).SetUint64(n)
-	tokens := map[string]string{}
-	for _, as := range assets {
-		if as.ChainID == h.ChainID && as.Address != "" {
-			tokens[as.Symbol] = as.Address
-		}
-	}
-	left := map[[3]string]*big.Int{} // (account, asset, spender) → live allowance not yet given to a newer reservation
-	var errs []error
-	for _, r := range open {
-		k := [3]string{r.Account, r.Asset, r.Spender}
-		live, ok := left[k]
-		if !ok {
-			token, known := tokens[r.Asset]
-			if !known || !common.IsHexAddress(r.Account) || !common.IsHexAddress(r.Spender) {
-				continue // not readable here: kept (stricter)
-			}
-			if live, err = h.allowance(ctx, common.HexToAddress(token), common.HexToAddress(r.Account), common.HexToAddress(r.Spender), block); err != nil {
-				errs = append(errs, fmt.Errorf("%s of %s to %s: %w", r.Asset, r.Account, r.Spender, err))
-				left[k] = nil
-				continue
-			}
-			left[k] = live
-		}
-		if live == nil {
-			continue // the read failed: kept
-		}
-		keep := r.Amount.Int()
-		if keep.Cmp(live) > 0 {
-			keep = new(big.Int).Set(live)
-			if err := h.Allowances.ShrinkAllowance(ctx, r, keep); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		live.Sub(live, keep)
-	}
-	return errors.Join(errs...)
-}
-
-// allowance reads allowance(owner, spender) of a token at block.
-func (h *HoldingsPoller) allowance(ctx context.Context, token, owner, spender common.Address, block *big.Int) (*big.Int, error) {
-	data := append(append(append([]byte{}, selAllowance...), common.LeftPadBytes(owner.Bytes(), 32)...), common.LeftPadBytes(spender.Bytes(), 32)...)
-	out, err := h.Chain.CallContract(ctx, ethereum.CallMsg{To: &token, Data: data}, block)
-	if err != nil {
-		return nil, err
-	}
-	if len(out) != 32 {
-		return nil, fmt.Errorf("allowance returned %d bytes, not one word", len(out))
-	}
-	return new(big.Int).SetBytes(out), nil
 }
 
 // balance reads one asset's balance: native (no address) with

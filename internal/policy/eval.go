@@ -27,12 +27,7 @@ type Input struct {
 	// Reserved, so that actions judged one after another on one snapshot
 	// can never together move more than the account holds.
 	Reserved map[string]*big.Int
-	// Allowances are the account's open allowances (in Reserved too), by
-	// spender (lower-case hex) and symbol: what the action pays to, or
-	// through, a spender spends that spender's allowance, which already
-	// holds it — it is not held twice.
-	Allowances map[string]map[string]*big.Int
-	History    History // nil: no history (every window empty)
+	History  History // nil: no history (every window empty)
 	// Trusted are prices (1e18 fixed point, by symbol) that an earlier
 	// decision already validated: a replay passes what the original
 	// decision used, so that it judges the same world. They take the place
@@ -623,9 +618,6 @@ func (e *evaluation) units() {
 			avail, holdings, reserved, whose = e.ownAvail[f.From], o.Holdings, o.Reserved, "account "+o.Name
 		}
 		h, ok := avail[sym]
-		if f.From == "" && ok && h != nil {
-			h = e.withAllowances(sym, h)
-		}
 		if !ok || h == nil {
 			// The share cannot be checked: approval for an agent, the
 			// council for a human (who would need it above the share).
@@ -1096,44 +1088,6 @@ func available(holdings, reserved map[string]*big.Int) map[string]*big.Int {
 		out[sym] = v
 	}
 	return out
-}
-
-// withAllowances is what the acting account has left of an asset for this
-// action: h, plus what the action pays to or through a spender out of the
-// open allowance that spender already holds (the allowance and the
-// payment are the same funds: an approval followed by the swap that spends
-// it must not be refused for holding them twice).
-func (e *evaluation) withAllowances(sym string, h *big.Int) *big.Int {
-	covered := new(big.Int)
-	for spender, m := range e.in.Allowances {
-		a := m[sym]
-		if a == nil || a.Sign() <= 0 {
-			continue
-		}
-		to := new(big.Int)
-		for _, f := range e.flows {
-			if f.Asset == sym && f.From == "" && !f.Allowance && strings.EqualFold(f.To, spender) {
-				to.Add(to, f.Amount)
-			}
-		}
-		if to.Cmp(a) > 0 {
-			to = a
-		}
-		covered.Add(covered, to)
-	}
-	if covered.Sign() == 0 {
-		return h
-	}
-	// holdings − (reserved − covered), never below zero.
-	v := new(big.Int).Set(e.in.Holdings[sym])
-	if r := e.in.Reserved[sym]; r != nil {
-		v.Sub(v, r)
-	}
-	v.Add(v, covered)
-	if v.Sign() < 0 {
-		v.SetInt64(0)
-	}
-	return v
 }
 
 // treasuryUSD values the holdings that have a trusted price of the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math/big"
 	"time"
 
@@ -205,8 +204,8 @@ func scanLedger(rows pgx.Rows) ([]daoguard.LedgerEntry, error) {
 
 func (tx *Tx) AddReservations(ctx context.Context, rs []daoguard.Reservation) error {
 	for _, r := range rs {
-		if _, err := tx.q.Exec(tx.c(ctx), `INSERT INTO reservations (org_id, action_id, account, asset, spender, amount, usd) VALUES ($1, $2, $3, $4, $5, $6::numeric, $7)`,
-			r.OrgID, r.ActionID, r.Account, r.Asset, r.Spender, r.Amount.String(), r.USD); err != nil {
+		if _, err := tx.q.Exec(tx.c(ctx), `INSERT INTO reservations (org_id, action_id, account, asset, amount, usd) VALUES ($1, $2, $3, $4, $5::numeric, $6)`,
+			r.OrgID, r.ActionID, r.Account, r.Asset, r.Amount.String(), r.USD); err != nil {
 			return err
 		}
 		if _, err := tx.q.Exec(tx.c(ctx), `INSERT INTO reserved_open (org_id, account, asset, amount) VALUES ($1, $2, $3, $4::numeric)
@@ -232,11 +231,10 @@ func (tx *Tx) Reserved(ctx context.Context, orgID, account string, settledAfter 
 }
 
 // EndReservations moves the action's reservations out of the open totals
-// (into the settled ones, executed) in one statement; an executed
-// action's allowances stay open.
+// (into the settled ones, executed) in one statement.
 func (tx *Tx) EndReservations(ctx context.Context, actionID string, settled bool) error {
 	_, err := tx.q.Exec(tx.c(ctx), `WITH gone AS (
-			DELETE FROM reservations WHERE action_id = $1 AND NOT ($3 AND spender <> '') RETURNING org_id, account, asset, amount
+			DELETE FROM reservations WHERE action_id = $1 RETURNING org_id, account, asset, amount
 		), opened AS (
 			UPDATE reserved_open o SET amount = o.amount - g.amount FROM gone g
 			WHERE o.org_id = g.org_id AND o.account = g.account AND o.asset = g.asset
@@ -249,63 +247,6 @@ func (tx *Tx) EndReservations(ctx context.Context, actionID string, settled bool
 		return err
 	}
 	_, err = tx.q.Exec(tx.c(ctx), `DELETE FROM reserved_settled WHERE second < $1`, tx.now.Add(-daoguard.SettledMemory).Unix())
-	return err
-}
-
-func (tx *Tx) OpenAllowances(ctx context.Context, orgID, account string) (map[string]map[string]*big.Int, error) {
-	rows, err := tx.q.Query(tx.c(ctx), `SELECT spender, asset, sum(amount)::text FROM reservations
-		WHERE org_id = $1 AND account = $2 AND spender <> '' GROUP BY spender, asset`, orgID, account)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	return sqlrow.SumAllowances(rows)
-}
-
-func (tx *Tx) Allowances(ctx context.Context, orgID string) ([]daoguard.Reservation, error) {
-	rows, err := tx.q.Query(tx.c(ctx), `SELECT r.action_id, r.account, r.asset, r.spender, r.amount::text, r.usd FROM reservations r
-		JOIN actions a ON a.id = r.action_id
-		WHERE r.org_id = $1 AND r.spender <> '' AND a.state = $2 ORDER BY a.created DESC, r.action_id DESC`, orgID, daoguard.StateExecuted.String())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []daoguard.Reservation
-	for rows.Next() {
-		r := daoguard.Reservation{OrgID: orgID}
-		var amount string
-		if err := rows.Scan(&r.ActionID, &r.Account, &r.Asset, &r.Spender, &amount, &r.USD); err != nil {
-			return nil, err
-		}
-		v, ok := new(big.Int).SetString(amount, 10)
-		if !ok {
-			return nil, fmt.Errorf("reservation of %s holds %q", r.ActionID, amount)
-		}
-		r.Amount = daoguard.NewBigInt(v)
-		out = append(out, r)
-	}
-	return out, rows.Err()
-}
-
-// ShrinkAllowance lowers the row (never raises it), moves the difference
-// from the open total into the settled one, and drops a row at zero.
-func (tx *Tx) ShrinkAllowance(ctx context.Context, r daoguard.Reservation, amount *big.Int) error {
-	if amount.Sign() < 0 {
-		amount = new(big.Int)
-	}
-	_, err := tx.q.Exec(tx.c(ctx), `WITH old AS (
-			SELECT amount FROM reservations WHERE action_id = $1 AND account = $2 AND asset = $3 AND spender = $4 AND spender <> '' AND amount > $5::numeric FOR UPDATE
-		), upd AS (
-			UPDATE reservations SET amount = $5::numeric WHERE action_id = $1 AND account = $2 AND asset = $3 AND spender = $4 AND $5::numeric > 0 AND EXISTS (SELECT 1 FROM old)
-		), del AS (
-			DELETE FROM reservations WHERE action_id = $1 AND account = $2 AND asset = $3 AND spender = $4 AND $5::numeric = 0 AND EXISTS (SELECT 1 FROM old)
-		), opened AS (
-			UPDATE reserved_open o SET amount = o.amount - (old.amount - $5::numeric) FROM old WHERE o.org_id = $6 AND o.account = $2 AND o.asset = $3
-		)
-		INSERT INTO reserved_settled (org_id, account, asset, second, amount)
-		SELECT $6, $2, $3, $7, old.amount - $5::numeric FROM old
-		ON CONFLICT (org_id, account, second, asset) DO UPDATE SET amount = reserved_settled.amount + excluded.amount`,
-		r.ActionID, r.Account, r.Asset, r.Spender, amount.String(), r.OrgID, tx.now.Unix())
 	return err
 }
 

@@ -849,9 +849,8 @@ func transition(ctx context.Context, tx daoguard.Tx, a *daoguard.Action, to daog
 
 // reservations are what a that goes ahead holds of the accounts it moves
 // funds from: its valued flows of assets the catalogue knows, summed per
-// account, asset and spender — its own account's, another account's whose
-// tokens it pulls under that account's allowance, and each allowance it
-// grants. (A flow of an unknown
+// account and asset — its own account's, and another account's whose
+// tokens it pulls under that account's allowance. (A flow of an unknown
 // token has no holdings to reserve against; policy never lets an agent
 // move one on its own.)
 func reservations(a *daoguard.Action) []daoguard.Reservation {
@@ -860,24 +859,16 @@ func reservations(a *daoguard.Action) []daoguard.Reservation {
 	}
 	var out []daoguard.Reservation
 	for _, f := range a.Decision.Inputs.Flows {
-		if f.Asset == "" || f.Amount == nil || f.Amount.Int().Sign() <= 0 {
+		if f.Asset == "" || f.Allowance || f.Amount == nil || f.Amount.Int().Sign() <= 0 {
 			continue
 		}
 		account := strings.ToLower(a.Decoded.From)
 		if f.From != "" {
 			account = f.From
 		}
-		spender := ""
-		if f.Allowance {
-			// The spender may take it whenever it likes: held until the
-			// allowance is spent or revoked, not only until execution.
-			spender = strings.ToLower(f.To)
-		}
-		i := slices.IndexFunc(out, func(r daoguard.Reservation) bool {
-			return r.Asset == f.Asset && r.Account == account && r.Spender == spender
-		})
+		i := slices.IndexFunc(out, func(r daoguard.Reservation) bool { return r.Asset == f.Asset && r.Account == account })
 		if i < 0 {
-			out = append(out, daoguard.Reservation{OrgID: a.OrgID, ActionID: a.ID, Account: account, Asset: f.Asset, Spender: spender, Amount: daoguard.NewBigInt(new(big.Int)), USD: 0})
+			out = append(out, daoguard.Reservation{OrgID: a.OrgID, ActionID: a.ID, Account: account, Asset: f.Asset, Amount: daoguard.NewBigInt(new(big.Int)), USD: 0})
 			i = len(out) - 1
 		}
 		r := &out[i]

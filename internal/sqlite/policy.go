@@ -146,8 +146,8 @@ func (tx *Tx) LedgerTail(ctx context.Context, orgID string, after uint64, since 
 
 func (tx *Tx) AddReservations(ctx context.Context, rs []daoguard.Reservation) error {
 	for _, r := range rs {
-		if _, err := tx.q.ExecContext(ctx, `INSERT INTO reservations (org_id, action_id, account, asset, spender, amount, usd) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			r.OrgID, r.ActionID, r.Account, r.Asset, r.Spender, r.Amount.String(), r.USD); err != nil {
+		if _, err := tx.q.ExecContext(ctx, `INSERT INTO reservations (org_id, action_id, account, asset, amount, usd) VALUES (?, ?, ?, ?, ?, ?)`,
+			r.OrgID, r.ActionID, r.Account, r.Asset, r.Amount.String(), r.USD); err != nil {
 			return err
 		}
 		if err := tx.addReserved(ctx, r.OrgID, r.Account, r.Asset, r.Amount.Int()); err != nil {
@@ -193,105 +193,12 @@ func (tx *Tx) Reserved(ctx context.Context, orgID, account string, settledAfter 
 	return sqlrow.SumReserved(rows)
 }
 
-// addSettled adds amount to what the account's payments settled in the
-// unit's second moved.
-func (tx *Tx) addSettled(ctx context.Context, org, account, asset string, amount *big.Int) error {
-	sec := tx.now.Unix()
-	var text string
-	err := tx.q.QueryRowContext(ctx, `SELECT amount FROM reserved_settled WHERE org_id = ? AND account = ? AND second = ? AND asset = ?`, org, account, sec, asset).Scan(&text)
-	sum := new(big.Int).Set(amount)
-	if err == nil {
-		prev, ok := new(big.Int).SetString(text, 10)
-		if !ok {
-			return fmt.Errorf("reserved_settled holds %q", text)
-		}
-		sum.Add(sum, prev)
-	} else if !errors.Is(err, sql.ErrNoRows) {
-		return err
-	}
-	_, err = tx.q.ExecContext(ctx, `INSERT INTO reserved_settled (org_id, account, asset, second, amount) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (org_id, account, second, asset) DO UPDATE SET amount = excluded.amount`, org, account, asset, sec, sum.String())
-	return err
-}
-
-func (tx *Tx) OpenAllowances(ctx context.Context, orgID, account string) (map[string]map[string]*big.Int, error) {
-	// Amounts are 256-bit decimal text: summed in SumAllowances, not SQL.
-	rows, err := tx.q.QueryContext(ctx, `SELECT spender, asset, amount FROM reservations WHERE org_id = ? AND account = ? AND spender <> ''`, orgID, account)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	return sqlrow.SumAllowances(rows)
-}
-
-func (tx *Tx) Allowances(ctx context.Context, orgID string) ([]daoguard.Reservation, error) {
-	rows, err := tx.q.QueryContext(ctx, `SELECT r.action_id, r.account, r.asset, r.spender, r.amount, r.usd FROM reservations r
-		JOIN actions a ON a.id = r.action_id
-		WHERE r.org_id = ? AND r.spender <> '' AND a.state = ? ORDER BY a.created DESC, r.action_id DESC`, orgID, daoguard.StateExecuted.String())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []daoguard.Reservation
-	for rows.Next() {
-		r := daoguard.Reservation{OrgID: orgID}
-		var amount string
-		if err := rows.Scan(&r.ActionID, &r.Account, &r.Asset, &r.Spender, &amount, &r.USD); err != nil {
-			return nil, err
-		}
-		v, ok := new(big.Int).SetString(amount, 10)
-		if !ok {
-			return nil, fmt.Errorf("reservation of %s holds %q", r.ActionID, amount)
-		}
-		r.Amount = daoguard.NewBigInt(v)
-		out = append(out, r)
-	}
-	return out, rows.Err()
-}
-
-// ShrinkAllowance lowers the row (never raises it), moves the difference
-// from the open total into the settled one, and drops a row at zero.
-func (tx *Tx) ShrinkAllowance(ctx context.Context, r daoguard.Reservation, amount *big.Int) error {
-	var text string
-	err := tx.q.QueryRowContext(ctx, `SELECT amount FROM reservations WHERE action_id = ? AND account = ? AND asset = ? AND spender = ? AND spender <> ''`,
-		r.ActionID, r.Account, r.Asset, r.Spender).Scan(&text)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
-	} else if err != nil {
-		return err
-	}
-	old, ok := new(big.Int).SetString(text, 10)
-	if !ok {
-		return fmt.Errorf("reservation of %s holds %q", r.ActionID, text)
-	}
-	if amount.Sign() < 0 {
-		amount = new(big.Int)
-	}
-	if amount.Cmp(old) >= 0 {
-		return nil // never raised
-	}
-	if amount.Sign() == 0 {
-		_, err = tx.q.ExecContext(ctx, `DELETE FROM reservations WHERE action_id = ? AND account = ? AND asset = ? AND spender = ?`, r.ActionID, r.Account, r.Asset, r.Spender)
-	} else {
-		_, err = tx.q.ExecContext(ctx, `UPDATE reservations SET amount = ? WHERE action_id = ? AND account = ? AND asset = ? AND spender = ?`, amount.String(), r.ActionID, r.Account, r.Asset, r.Spender)
-	}
-	if err != nil {
-		return err
-	}
-	gone := new(big.Int).Sub(old, amount)
-	if err := tx.addReserved(ctx, r.OrgID, r.Account, r.Asset, new(big.Int).Neg(gone)); err != nil {
-		return err
-	}
-	return tx.addSettled(ctx, r.OrgID, r.Account, r.Asset, gone)
-}
-
 // floorSecond is the settlement bucket holding t: a bucket counts if any
 // of its second may be after the snapshot (never less than exact).
 func floorSecond(t time.Time) int64 { return t.Unix() }
 
 func (tx *Tx) EndReservations(ctx context.Context, actionID string, settled bool) error {
-	// An executed action's allowances stay open (ShrinkAllowance ends them).
-	rows, err := tx.q.QueryContext(ctx, `SELECT org_id, account, asset, amount FROM reservations WHERE action_id = ? AND NOT (? AND spender <> '')`, actionID, settled)
+	rows, err := tx.q.QueryContext(ctx, `SELECT org_id, account, asset, amount FROM reservations WHERE action_id = ?`, actionID)
 	if err != nil {
 		return err
 	}
@@ -318,9 +225,10 @@ func (tx *Tx) EndReservations(ctx context.Context, actionID string, settled bool
 	if err := rows.Err(); err != nil || len(rs) == 0 {
 		return err
 	}
-	if _, err := tx.q.ExecContext(ctx, `DELETE FROM reservations WHERE action_id = ? AND NOT (? AND spender <> '')`, actionID, settled); err != nil {
+	if _, err := tx.q.ExecContext(ctx, `DELETE FROM reservations WHERE action_id = ?`, actionID); err != nil {
 		return err
 	}
+	sec := tx.now.Unix()
 	for _, r := range rs {
 		if err := tx.addReserved(ctx, r.org, r.account, r.asset, new(big.Int).Neg(r.amount)); err != nil {
 			return err
@@ -328,7 +236,20 @@ func (tx *Tx) EndReservations(ctx context.Context, actionID string, settled bool
 		if !settled {
 			continue
 		}
-		if err := tx.addSettled(ctx, r.org, r.account, r.asset, r.amount); err != nil {
+		var text string
+		err := tx.q.QueryRowContext(ctx, `SELECT amount FROM reserved_settled WHERE org_id = ? AND account = ? AND second = ? AND asset = ?`, r.org, r.account, sec, r.asset).Scan(&text)
+		sum := new(big.Int).Set(r.amount)
+		if err == nil {
+			prev, ok := new(big.Int).SetString(text, 10)
+			if !ok {
+				return fmt.Errorf("reserved_settled holds %q", text)
+			}
+			sum.Add(sum, prev)
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if _, err := tx.q.ExecContext(ctx, `INSERT INTO reserved_settled (org_id, account, asset, second, amount) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (org_id, account, second, asset) DO UPDATE SET amount = excluded.amount`, r.org, r.account, r.asset, sec, sum.String()); err != nil {
 			return err
 		}
 	}

@@ -308,33 +308,6 @@ func SumReserved(rows Rows) (map[string]*big.Int, error) {
 	return out, rows.Err()
 }
 
-// SumAllowances adds up (spender, asset, amount) rows by spender and
-// asset, as SumReserved does by asset.
-func SumAllowances(rows Rows) (map[string]map[string]*big.Int, error) {
-	out := map[string]map[string]*big.Int{}
-	for rows.Next() {
-		var spender, asset, amount string
-		if err := rows.Scan(&spender, &asset, &amount); err != nil {
-			return nil, err
-		}
-		v, ok := new(big.Int).SetString(amount, 10)
-		if !ok || v.Sign() < 0 {
-			return nil, fmt.Errorf("allowance of %s to %s holds %q, not an amount", asset, spender, amount)
-		}
-		m := out[spender]
-		if m == nil {
-			m = map[string]*big.Int{}
-			out[spender] = m
-		}
-		if t := m[asset]; t != nil {
-			t.Add(t, v)
-		} else {
-			m[asset] = v
-		}
-	}
-	return out, rows.Err()
-}
-
 // RolesJSON encodes a ledger entry's roles: "" for none (the column's
 // default, as entries written before roles were recorded have it).
 func RolesJSON(roles []string) string {

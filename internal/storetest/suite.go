@@ -22,7 +22,6 @@ func Run(t *testing.T, h Harness) {
 	t.Run("PolicyPipeline", func(t *testing.T) { runPolicyPipeline(t, h) })
 	t.Run("Exposure", func(t *testing.T) { runExposure(t, h) })
 	t.Run("Pull", func(t *testing.T) { runPull(t, h) })
-	t.Run("Allowances", func(t *testing.T) { runAllowances(t, h) })
 	t.Run("Loosening", func(t *testing.T) { runLoosening(t, h) })
 	t.Run("LooseningReview", func(t *testing.T) { runLooseningReview(t, h) })
 	t.Run("ChainStore", func(t *testing.T) { runChainStore(t, h) })
