@@ -97,8 +97,10 @@ type item struct {
 	SelfCall       bool
 	InBatch        bool
 	// Payee is whom a call names as paid (or whose funds it spends) other
-	// than the account, under argument PayeeArg (see Registry.payee).
+	// than the account, under argument PayeeArg (see Registry.payee); read
+	// lazily (evaluation.payee), payeeRead once it is.
 	Payee, PayeeArg string
+	payeeRead       bool
 	// payoutRule: an autonomous rule naming no function matched a call
 	// with a Payee; payoutNamed: a rule naming the function did.
 	payoutRule  string

@@ -177,12 +177,8 @@ func (p *Policy) Evaluate(in *Input) (res Result) {
 	its = e.its
 	e.value()
 	for i := range its {
-		it := &its[i]
-		e.protect(it)
-		e.hygiene(it)
-		if it.Type == ItemCall {
-			it.PayeeArg, it.Payee, _ = in.Contracts.payee(it.Target, it.Data, e.acting, 0)
-		}
+		e.protect(&its[i])
+		e.hygiene(&its[i])
 	}
 	e.units()
 	for i := range its {
@@ -733,6 +729,16 @@ func (e *evaluation) judge(it *item) error {
 	return nil
 }
 
+// payee reads, once per item and only when a rule needs it, whom a call
+// names as paid (or whose funds it spends) other than the account.
+func (e *evaluation) payee(it *item) string {
+	if !it.payeeRead && it.Type == ItemCall {
+		it.payeeRead = true
+		it.PayeeArg, it.Payee, _ = e.in.Contracts.payee(it.Target, it.Data, e.acting, 0)
+	}
+	return it.Payee
+}
+
 // payout: a call that pays someone other than the account (or spends
 // another owner's funds) moves value its calldata does not show. A rule
 // that names no function cannot let it run on its own; only a matching
@@ -900,7 +906,7 @@ func (e *evaluation) apply(r *rule, it *item) {
 		// never denied on a number it does not have.
 		t = max(r.tier, TierApproval)
 	}
-	if it.Payee != "" {
+	if (r.hasFunction || t == TierAutonomous) && e.payee(it) != "" {
 		switch {
 		case r.hasFunction:
 			it.payoutNamed = true
